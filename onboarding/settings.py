@@ -1,0 +1,183 @@
+"""The one place the function app's configuration is read.
+
+Every cloud endpoint comes from here: a cloud preset (``AZURE_CLOUD``, see ``clouds.json``) gives
+defaults and each endpoint has its own setting that overrides it, so the same code serves the public
+cloud, national clouds and the local sandbox. Code elsewhere receives a ``Settings``; it never reads
+the environment itself.
+
+``SETTINGS`` below is the declaration of every setting the code reads. ``infra/`` sets each of them
+as an app setting and a test checks the two lists agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from onboarding.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    description: str
+    default: str | None = None
+    required: bool = False
+    secret: bool = False  # set from Key Vault (a reference), never as a plain value
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("TENANT_ID", "Directory (tenant) id this deployment onboards apps into.", required=True),
+    SettingSpec("AZURE_CLOUD", "Cloud preset giving the endpoint defaults.", "AzurePublicCloud"),
+    SettingSpec("AZURE_CLIENT_ID", "Client id of the function app's user-assigned managed identity."),
+    SettingSpec("ENTRA_AUTHORITY_HOST", "Entra ID authority host, e.g. the public cloud's login host."),
+    SettingSpec("ENTRA_DISABLE_INSTANCE_DISCOVERY", "Skip MSAL authority validation (private hosts).", "false"),
+    SettingSpec("GRAPH_ENDPOINT", "Microsoft Graph base URL (no version)."),
+    SettingSpec("EXCHANGE_ENDPOINT", "Exchange Online base URL: admin API and the IMAP/POP token resource."),
+    SettingSpec("IMAP_HOST", "IMAP host the mail client connects to."),
+    SettingSpec("IMAP_PORT", "IMAP port (implicit TLS).", "993"),
+    SettingSpec("POP_HOST", "POP3 host the mail client connects to."),
+    SettingSpec("POP_PORT", "POP3 port (implicit TLS).", "995"),
+    SettingSpec("KEY_VAULT_URI", "URI of the Key Vault that receives the client secrets.", required=True),
+    SettingSpec("MAIL_SENDER", "Mailbox (UPN) that sends consent and approval emails.", required=True),
+    SettingSpec("PUBLIC_BASE_URL", "Public https base URL of this function app (consent callback, approval pages).", required=True),
+    SettingSpec("LINK_SIGNING_KEY", "Key that signs approval links and completion callbacks.", required=True, secret=True),
+    SettingSpec("MAILBOX_BATCH_SIZE", "Mailboxes handled by one batch activity.", "200"),
+    SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),
+    SettingSpec("CONSENT_DEADLINE_HOURS", "How long to wait for the admin's decision.", "120"),
+    SettingSpec("CONSENT_REMINDER_HOURS", "Interval between reminder emails while waiting.", "24"),
+    SettingSpec("VERIFY_WINDOW_MINUTES", "How long to retry IMAP/POP logins while permissions propagate.", "120"),
+    SettingSpec("CALLBACK_ALLOW_PRIVATE_NETWORKS", "Allow completion callbacks to private/loopback addresses (sandbox only).", "false"),
+)
+
+_SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
+_CLOUDS_FILE = Path(__file__).with_name("clouds.json")
+
+
+@lru_cache(maxsize=1)
+def _clouds() -> dict[str, dict[str, str]]:
+    data = json.loads(_CLOUDS_FILE.read_text(encoding="utf-8"))
+    return {name: preset for name, preset in data.items() if not name.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str
+    cloud: str
+    managed_identity_client_id: str | None
+    authority_host: str
+    disable_instance_discovery: bool
+    graph_endpoint: str
+    exchange_endpoint: str
+    imap_host: str
+    imap_port: int
+    pop_host: str
+    pop_port: int
+    key_vault_uri: str
+    mail_sender: str
+    public_base_url: str
+    link_signing_key: bytes = field(repr=False)
+    mailbox_batch_size: int = 200
+    mailbox_concurrency: int = 10
+    consent_deadline_hours: int = 120
+    consent_reminder_hours: int = 24
+    verify_window_minutes: int = 120
+    callback_allow_private_networks: bool = False
+
+    @property
+    def graph_scope(self) -> str:
+        return f"{self.graph_endpoint}/.default"
+
+    @property
+    def exchange_scope(self) -> str:
+        """Scope for both the Exchange admin API and IMAP/POP XOAUTH2 tokens."""
+        return f"{self.exchange_endpoint}/.default"
+
+    def token_endpoint(self, tenant_id: str) -> str:
+        return f"{self.authority_host}/{tenant_id}/oauth2/v2.0/token"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from an environment; every problem is reported at once, by name."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def raw(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        cloud = raw("AZURE_CLOUD") or "AzurePublicCloud"
+        preset = _clouds().get(cloud)
+        if preset is None:
+            problems.append(f"AZURE_CLOUD: unknown cloud {cloud!r}; expected one of {sorted(_clouds())}")
+            preset = {}
+
+        def get(name: str) -> str:
+            value = raw(name) or preset.get(name) or _SPEC_BY_NAME[name].default
+            if value is None:
+                problems.append(f"{name}: required setting is missing ({_SPEC_BY_NAME[name].description})")
+                return ""
+            return value
+
+        def url(name: str) -> str:
+            value = get(name).rstrip("/")
+            if value and urlsplit(value).scheme != "https":
+                problems.append(f"{name}: must be an https URL")
+            return value
+
+        def integer(name: str, low: int, high: int) -> int:
+            text = get(name)
+            try:
+                value = int(text)
+            except ValueError:
+                problems.append(f"{name}: {text!r} is not a whole number")
+                return low
+            if not low <= value <= high:
+                problems.append(f"{name}: {value} is outside {low}..{high}")
+            return value
+
+        def flag(name: str) -> bool:
+            text = get(name).lower()
+            if text not in {"true", "false", "1", "0", "yes", "no"}:
+                problems.append(f"{name}: {text!r} is not true or false")
+            return text in {"true", "1", "yes"}
+
+        settings = cls(
+            tenant_id=get("TENANT_ID"),
+            cloud=cloud,
+            managed_identity_client_id=raw("AZURE_CLIENT_ID"),
+            authority_host=url("ENTRA_AUTHORITY_HOST"),
+            disable_instance_discovery=flag("ENTRA_DISABLE_INSTANCE_DISCOVERY"),
+            graph_endpoint=url("GRAPH_ENDPOINT"),
+            exchange_endpoint=url("EXCHANGE_ENDPOINT"),
+            imap_host=get("IMAP_HOST"),
+            imap_port=integer("IMAP_PORT", 1, 65535),
+            pop_host=get("POP_HOST"),
+            pop_port=integer("POP_PORT", 1, 65535),
+            key_vault_uri=url("KEY_VAULT_URI"),
+            mail_sender=get("MAIL_SENDER"),
+            public_base_url=url("PUBLIC_BASE_URL"),
+            link_signing_key=get("LINK_SIGNING_KEY").encode(),
+            mailbox_batch_size=integer("MAILBOX_BATCH_SIZE", 1, 5000),
+            mailbox_concurrency=integer("MAILBOX_CONCURRENCY", 1, 200),
+            consent_deadline_hours=integer("CONSENT_DEADLINE_HOURS", 1, 24 * 30),
+            consent_reminder_hours=integer("CONSENT_REMINDER_HOURS", 1, 24 * 30),
+            verify_window_minutes=integer("VERIFY_WINDOW_MINUTES", 0, 24 * 60),
+            callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
+        )
+        if settings.link_signing_key and len(settings.link_signing_key) < 32:
+            problems.append("LINK_SIGNING_KEY: must be at least 32 characters")
+        if problems:
+            raise ConfigurationError(problems)
+        return settings
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """The process's settings, read once on first use (not at import: cold start stays cheap)."""
+    return Settings.from_env()
