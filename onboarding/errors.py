@@ -25,7 +25,9 @@ class TransientError(OnboardingError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, fix: str = "", code: str = "") -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, fix: str = "", code: str = ""
+    ) -> None:
         super().__init__(message, fix=fix, code=code)
         self.retry_after = retry_after
 

@@ -36,7 +36,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("AZURE_CLOUD", "Cloud preset giving the endpoint defaults.", "AzurePublicCloud"),
     SettingSpec("AZURE_CLIENT_ID", "Client id of the function app's user-assigned managed identity."),
     SettingSpec("ENTRA_AUTHORITY_HOST", "Entra ID authority host, e.g. the public cloud's login host."),
-    SettingSpec("ENTRA_DISABLE_INSTANCE_DISCOVERY", "Skip MSAL authority validation (private hosts).", "false"),
+    SettingSpec(
+        "ENTRA_DISABLE_INSTANCE_DISCOVERY", "Skip MSAL authority validation (private hosts).", "false"
+    ),
     SettingSpec("GRAPH_ENDPOINT", "Microsoft Graph base URL (no version)."),
     SettingSpec("EXCHANGE_ENDPOINT", "Exchange Online base URL: admin API and the IMAP/POP token resource."),
     SettingSpec("IMAP_HOST", "IMAP host the mail client connects to."),
@@ -45,14 +47,29 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("POP_PORT", "POP3 port (implicit TLS).", "995"),
     SettingSpec("KEY_VAULT_URI", "URI of the Key Vault that receives the client secrets.", required=True),
     SettingSpec("MAIL_SENDER", "Mailbox (UPN) that sends consent and approval emails.", required=True),
-    SettingSpec("PUBLIC_BASE_URL", "Public https base URL of this function app (consent callback, approval pages).", required=True),
-    SettingSpec("LINK_SIGNING_KEY", "Key that signs approval links and completion callbacks.", required=True, secret=True),
+    SettingSpec(
+        "PUBLIC_BASE_URL",
+        "Public https base URL of this function app (consent callback, approval pages).",
+        required=True,
+    ),
+    SettingSpec(
+        "LINK_SIGNING_KEY",
+        "Key that signs approval links and completion callbacks.",
+        required=True,
+        secret=True,
+    ),
     SettingSpec("MAILBOX_BATCH_SIZE", "Mailboxes handled by one batch activity.", "200"),
     SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),
     SettingSpec("CONSENT_DEADLINE_HOURS", "How long to wait for the admin's decision.", "120"),
     SettingSpec("CONSENT_REMINDER_HOURS", "Interval between reminder emails while waiting.", "24"),
-    SettingSpec("VERIFY_WINDOW_MINUTES", "How long to retry IMAP/POP logins while permissions propagate.", "120"),
-    SettingSpec("CALLBACK_ALLOW_PRIVATE_NETWORKS", "Allow completion callbacks to private/loopback addresses (sandbox only).", "false"),
+    SettingSpec(
+        "VERIFY_WINDOW_MINUTES", "How long to retry IMAP/POP logins while permissions propagate.", "120"
+    ),
+    SettingSpec(
+        "CALLBACK_ALLOW_PRIVATE_NETWORKS",
+        "Allow completion callbacks to private/loopback addresses (sandbox only).",
+        "false",
+    ),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}

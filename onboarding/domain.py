@@ -1,0 +1,317 @@
+"""Domain types of an onboarding: the request, what crosses function boundaries, and the outcome.
+
+Everything here is plain data with an explicit JSON form, because Durable Functions persists every
+input, output, event and custom status. None of these types ever holds a secret or a token: the
+client secret goes from Graph straight into Key Vault and only a ``SecretRef`` comes back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any, Self
+
+# Office 365 Exchange Online's appId is the same in every tenant (and cloud).
+EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+
+# Names shared by triggers, orchestrators and activities.
+ORCHESTRATOR = "onboarding_orchestrator"
+MAILBOX_BATCH_ORCHESTRATOR = "mailbox_batch_orchestrator"
+EVENT_DECISION = "AdminDecision"
+EVENT_CANCEL = "CancelRequested"
+
+
+class Protocol(StrEnum):
+    IMAP = "IMAP"
+    POP = "POP"
+
+    @property
+    def app_role(self) -> str:
+        """The Exchange Online application permission this protocol needs."""
+        return f"{self.value}.AccessAsApp"
+
+
+class ConsentMode(StrEnum):
+    CONSENT = "consent"  # the admin grants admin consent in Entra
+    GRANT = "grant"  # the admin approves here and the workflow assigns the app roles itself
+
+
+class Decision(StrEnum):
+    CONSENTED = "consented"  # Entra redirected back without error
+    DECLINED = "declined"  # Entra redirected back with an error (admin pressed Cancel)
+    APPROVED = "approved"  # grant mode: admin approved
+    REJECTED = "rejected"  # grant mode: admin rejected
+
+
+class _Json:
+    """Explicit JSON form for frozen dataclasses: enums become strings, tuples lists."""
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class OnboardingRequest(_Json):
+    """A validated onboarding request (see ``onboarding.validation`` for parsing)."""
+
+    tenant_id: str
+    display_name: str
+    protocols: tuple[Protocol, ...]
+    mailboxes: tuple[str, ...]
+    admin_emails: tuple[str, ...]
+    consent_mode: ConsentMode = ConsentMode.CONSENT
+    secret_lifetime_days: int = 180
+    callback_url: str | None = None
+    external_reference: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            tenant_id=data["tenant_id"],
+            display_name=data["display_name"],
+            protocols=tuple(Protocol(p) for p in data["protocols"]),
+            mailboxes=tuple(data["mailboxes"]),
+            admin_emails=tuple(data["admin_emails"]),
+            consent_mode=ConsentMode(data.get("consent_mode", ConsentMode.CONSENT)),
+            secret_lifetime_days=int(data.get("secret_lifetime_days", 180)),
+            callback_url=data.get("callback_url"),
+            external_reference=data.get("external_reference"),
+            idempotency_key=data.get("idempotency_key"),
+        )
+
+    @property
+    def app_roles(self) -> tuple[str, ...]:
+        return tuple(p.app_role for p in self.protocols)
+
+
+def onboarding_id_for(tenant_id: str, idempotency_key: str) -> str:
+    """Deterministic instance id: the same key (per tenant) always names the same onboarding."""
+    digest = hashlib.sha256(f"{tenant_id.lower()}\n{idempotency_key}".encode()).hexdigest()
+    return f"onb-{digest[:32]}"
+
+
+def app_unique_name(onboarding_id: str) -> str:
+    """The app's ``uniqueName``: ties the app registration to its onboarding and makes create idempotent."""
+    return f"mail-onboarding-{onboarding_id}"
+
+
+def vault_secret_name(onboarding_id: str) -> str:
+    """Key Vault secret names allow only letters, digits and dashes."""
+    return f"mail-app-{onboarding_id}"
+
+
+@dataclass(frozen=True)
+class WorkflowOptions(_Json):
+    """Settings the orchestrator needs, passed in its input because it may not read the environment."""
+
+    consent_deadline_hours: int = 120
+    consent_reminder_hours: int = 24
+    verify_window_minutes: int = 120
+    mailbox_batch_size: int = 200
+    # Backoff for polling steps (replication, role assignments, propagation), in seconds.
+    poll_initial_seconds: int = 10
+    poll_max_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class OnboardingInput(_Json):
+    onboarding_id: str
+    request: OnboardingRequest
+    options: WorkflowOptions = field(default_factory=WorkflowOptions)
+    submitted_at: str = ""  # ISO 8601, set by the HTTP trigger
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            request=OnboardingRequest.from_json(data["request"]),
+            options=WorkflowOptions.from_json(data.get("options", {})),
+            submitted_at=data.get("submitted_at", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ExchangeResource(_Json):
+    """The Office 365 Exchange Online service principal and the ids of the app roles requested."""
+
+    service_principal_id: str
+    app_role_ids: dict[str, str]  # role value -> id, e.g. {"IMAP.AccessAsApp": "5e5a..."}
+
+
+@dataclass(frozen=True)
+class AppRegistration(_Json):
+    """The app registration (application object) and, once it exists, its service principal."""
+
+    object_id: str  # application object id: for Graph /applications calls only
+    app_id: str  # client id
+    unique_name: str
+    service_principal_id: str | None = None  # enterprise app object id: what Exchange needs
+
+
+@dataclass(frozen=True)
+class SecretRef(_Json):
+    """Where the client secret lives. Never the value."""
+
+    vault_uri: str
+    name: str
+    version: str
+    expires_on: str  # ISO 8601
+    key_id: str  # the password credential's keyId on the app (not secret)
+
+
+@dataclass(frozen=True)
+class DecisionEvent(_Json):
+    """Payload of ``EVENT_DECISION``, raised by the consent callback or the approval page."""
+
+    decision: Decision
+    nonce: str  # the wait this decision answers; stale decisions are ignored
+    error: str | None = None  # Entra's error code on decline, e.g. access_denied
+    error_description: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            decision=Decision(data["decision"]),
+            nonce=data["nonce"],
+            error=data.get("error"),
+            error_description=data.get("error_description"),
+        )
+
+
+class MailboxState(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"  # FullAccess in place, login not yet verified
+    VERIFIED = "verified"  # logged in over every requested protocol
+    PROTOCOL_DISABLED = "protocol_disabled"
+    NOT_FOUND = "not_found"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MailboxResult(_Json):
+    mailbox: str
+    state: MailboxState
+    detail: str = ""  # what failed and the fix, in an admin's words
+    protocols: dict[str, bool] = field(default_factory=dict)  # per protocol: login verified
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            mailbox=data["mailbox"],
+            state=MailboxState(data["state"]),
+            detail=data.get("detail", ""),
+            protocols=dict(data.get("protocols", {})),
+        )
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    COMPENSATED = "compensated"
+
+
+# The procedure, in order. Names are stable identifiers; titles are for people.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("resolve_exchange", "Resolve the Office 365 Exchange Online permissions"),
+    ("register_app", "Register the single-tenant app"),
+    ("service_principal", "Create the enterprise application (service principal)"),
+    ("client_secret", "Create the client secret and store it in Key Vault"),
+    ("admin_consent", "Admin consent"),
+    ("confirm_permissions", "Confirm the app role assignments"),
+    ("exchange_registration", "Register the service principal in Exchange Online"),
+    ("mailbox_permissions", "Grant FullAccess on each mailbox"),
+    ("verify_login", "Verify IMAP/POP login on each mailbox"),
+    ("finish", "Report the result"),
+)
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"  # every mailbox verified
+    PARTIAL = "partial"  # app works, some mailboxes need an admin's fix
+    REJECTED = "rejected"  # admin rejected or declined consent; compensated
+    EXPIRED = "expired"  # no decision before the deadline; compensated
+    CANCELLED = "cancelled"  # requester cancelled; compensated
+    FAILED = "failed"  # a step failed; see error
+
+
+@dataclass(frozen=True)
+class StepError(_Json):
+    step: str
+    message: str  # cause, in words an admin understands
+    fix: str = ""
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class OnboardingResult(_Json):
+    """The orchestration's output."""
+
+    onboarding_id: str
+    outcome: Outcome
+    app: AppRegistration | None = None
+    secret: SecretRef | None = None
+    mailboxes: tuple[MailboxResult, ...] = ()
+    error: StepError | None = None
+    compensation: tuple[str, ...] = ()  # what was undone, or what is left for an admin to remove
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            outcome=Outcome(data["outcome"]),
+            app=AppRegistration.from_json(data["app"]) if data.get("app") else None,
+            secret=SecretRef.from_json(data["secret"]) if data.get("secret") else None,
+            mailboxes=tuple(MailboxResult.from_json(m) for m in data.get("mailboxes", ())),
+            error=StepError.from_json(data["error"]) if data.get("error") else None,
+            compensation=tuple(data.get("compensation", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Waiting(_Json):
+    """What the orchestration waits for, published in its custom status."""
+
+    kind: str  # "admin_consent" | "admin_approval" | "permission_propagation" | "directory_replication"
+    nonce: str | None = None  # the decision links are bound to this; a link for another nonce is stale
+    deadline: str | None = None  # ISO 8601
+    reminders_sent: int = 0
+
+
+@dataclass(frozen=True)
+class Progress(_Json):
+    """The orchestration's custom status: small whatever the number of mailboxes."""
+
+    steps: dict[str, dict[str, str]]  # step name -> {"state", "at", "detail"}
+    waiting: Waiting | None = None
+    mailbox_counts: dict[str, int] = field(default_factory=dict)  # MailboxState value -> count
+    app_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            steps={k: dict(v) for k, v in data.get("steps", {}).items()},
+            waiting=Waiting.from_json(data["waiting"]) if data.get("waiting") else None,
+            mailbox_counts=dict(data.get("mailbox_counts", {})),
+            app_id=data.get("app_id"),
+        )
