@@ -143,8 +143,8 @@ class Settings:
 
         def url(name: str) -> str:
             value = get(name).rstrip("/")
-            if value and urlsplit(value).scheme != "https":
-                problems.append(f"{name}: must be an https URL")
+            if value and not _is_https_or_loopback(value):
+                problems.append(f"{name}: must be an https URL (http only for loopback)")
             return value
 
         def integer(name: str, low: int, high: int) -> int:
@@ -192,6 +192,14 @@ class Settings:
         if problems:
             raise ConfigurationError(problems)
         return settings
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    """Entra itself allows plain http only for loopback redirect URIs; we apply the same rule."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
 
 
 @lru_cache(maxsize=1)
