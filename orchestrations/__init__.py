@@ -1,5 +1,5 @@
-"""placeholder: filled by the onboarding workflow"""
+"""Orchestrators: the onboarding procedure and its per-batch mailbox work."""
 
-import azure.durable_functions as df
+from orchestrations.onboarding import blueprint
 
-blueprint = df.Blueprint()
+__all__ = ["blueprint"]

@@ -1,0 +1,15 @@
+"""Names of the activities, shared by the orchestrators (which call them) and ``activities/``."""
+
+RESOLVE_EXCHANGE = "resolve_exchange"
+REGISTER_APP = "register_app"
+ENSURE_SERVICE_PRINCIPAL = "ensure_service_principal"
+CREATE_SECRET = "create_secret"  # noqa: S105 - an activity name, not a password
+SEND_DECISION_EMAIL = "send_decision_email"
+GRANT_APP_ROLES = "grant_app_roles"
+CHECK_APP_ROLES = "check_app_roles"
+REGISTER_IN_EXCHANGE = "register_in_exchange"
+GRANT_MAILBOXES = "grant_mailboxes"
+VERIFY_MAILBOXES = "verify_mailboxes"
+COMPENSATE = "compensate"
+NOTIFY_OUTCOME = "notify_outcome"
+POST_CALLBACK = "post_callback"

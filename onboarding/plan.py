@@ -1,0 +1,64 @@
+"""Pure decisions the orchestrators make. No I/O and no clock: times are passed in, so the
+orchestrators stay deterministic and these rules are unit-tested on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from onboarding.domain import (
+    ConsentMode,
+    Decision,
+    DecisionEvent,
+    MailboxResult,
+    MailboxState,
+    Outcome,
+)
+
+# The real host splits longer timers into a chain and cannot cancel them cleanly
+# (azure-functions-durable-python#573): no single timer is longer than this.
+MAX_TIMER = timedelta(days=6)
+
+
+def next_wake(now: datetime, deadline: datetime, reminder_every: timedelta) -> datetime:
+    """When to wake next while waiting for the admin: the next reminder or the deadline."""
+    return min(now + reminder_every, deadline, now + MAX_TIMER)
+
+
+def backoff(attempt: int, initial_seconds: int, max_seconds: int) -> timedelta:
+    """Exponential backoff for durable polling: initial, 2x, 4x ... capped."""
+    return timedelta(seconds=min(initial_seconds * (2 ** min(attempt, 30)), max_seconds))
+
+
+def expected_decisions(mode: ConsentMode) -> frozenset[Decision]:
+    if mode is ConsentMode.CONSENT:
+        return frozenset({Decision.CONSENTED, Decision.DECLINED})
+    return frozenset({Decision.APPROVED, Decision.REJECTED})
+
+
+def accepts(event: DecisionEvent, *, nonce: str, mode: ConsentMode) -> bool:
+    """Whether a decision answers the current wait: right link generation, right kind for the mode."""
+    return event.nonce == nonce and event.decision in expected_decisions(mode)
+
+
+def is_go_ahead(decision: Decision) -> bool:
+    return decision in (Decision.CONSENTED, Decision.APPROVED)
+
+
+def batches(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def outcome_for(results: Iterable[MailboxResult]) -> Outcome:
+    """All mailboxes verified is a success; anything else leaves a working app with work for an admin."""
+    states = [r.state for r in results]
+    if states and all(s is MailboxState.VERIFIED for s in states):
+        return Outcome.SUCCEEDED
+    return Outcome.PARTIAL
+
+
+def count_states(results: Iterable[MailboxResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.state.value] = counts.get(result.state.value, 0) + 1
+    return counts

@@ -1,0 +1,487 @@
+"""The onboarding orchestration: the manual procedure, one durable step at a time.
+
+Deterministic by construction: time comes from ``context.current_utc_datetime``, ids from
+``context.new_uuid()``, every effect from an activity. Activities report permanent failures as data
+(``{"error": ...}``) and raise only for transient ones, which Durable retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from onboarding import activity_names as A
+from onboarding import plan
+from onboarding.domain import (
+    EVENT_CANCEL,
+    EVENT_DECISION,
+    MAILBOX_BATCH_ORCHESTRATOR,
+    ORCHESTRATOR,
+    STEPS,
+    AppRegistration,
+    ConsentMode,
+    DecisionEvent,
+    ExchangeResource,
+    MailboxResult,
+    MailboxState,
+    OnboardingInput,
+    OnboardingResult,
+    Outcome,
+    Progress,
+    SecretRef,
+    StepError,
+    StepState,
+    Waiting,
+    WorkflowOptions,
+)
+
+blueprint = df.Blueprint()
+
+# Transient failures (throttling, 5xx, dropped connections) get a few durable retries.
+TRANSIENT_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=15_000, max_number_of_attempts=5)
+CALLBACK_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=60_000, max_number_of_attempts=6)
+
+Steps = Generator[Any, Any, Any]
+
+
+class StepFailed(Exception):
+    def __init__(self, error: StepError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class Stopped(Exception):
+    """The admin rejected, the deadline passed, or the requester cancelled."""
+
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+def call(context: df.DurableOrchestrationContext, step: str, name: str, payload: dict[str, Any]) -> Steps:
+    """Run an activity; turn a reported failure, or retries running out, into ``StepFailed``."""
+    try:
+        reply = yield context.call_activity_with_retry(name, TRANSIENT_RETRY, payload)
+    except Exception as exc:  # the activity kept failing; its message is already secret-free
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StepFailed(
+            StepError(
+                step=step,
+                message=f"The step kept failing after {TRANSIENT_RETRY.max_number_of_attempts} attempts: {reason}",
+                fix="Check the service's health and the function app's permissions, then submit the request again.",
+                code="retries_exhausted",
+            )
+        ) from None
+    if "error" in reply:
+        raise StepFailed(StepError.from_json({**reply["error"], "step": step}))
+    return reply["ok"]
+
+
+class Onboarding:
+    """One onboarding's state inside the orchestrator, and the steps that move it on."""
+
+    def __init__(self, context: df.DurableOrchestrationContext) -> None:
+        self.context = context
+        self.job = OnboardingInput.from_json(context.get_input())
+        self.request = self.job.request
+        self.options = self.job.options
+        self.steps: dict[str, dict[str, str]] = {
+            name: {"state": StepState.PENDING.value} for name, _ in STEPS
+        }
+        self.waiting: Waiting | None = None
+        self.mailbox_counts: dict[str, int] = {}
+        self.app: AppRegistration | None = None
+        self.secret: SecretRef | None = None
+        self.exchange_registered = False
+        self.current_step = STEPS[0][0]
+
+    # -- progress ------------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        return self.context.current_utc_datetime
+
+    def mark(self, step: str, state: StepState, detail: str = "") -> None:
+        self.current_step = step
+        self.steps[step] = {"state": state.value, "at": self.now.isoformat(), "detail": detail}
+        self.publish()
+
+    def publish(self) -> None:
+        progress = Progress(
+            steps=self.steps,
+            waiting=self.waiting,
+            mailbox_counts=self.mailbox_counts,
+            app_id=self.app.app_id if self.app else None,
+        )
+        self.context.set_custom_status(progress.to_json())
+
+    def run_step(self, step: str, name: str, payload: dict[str, Any], done: str = "") -> Steps:
+        self.mark(step, StepState.RUNNING)
+        result = yield from call(self.context, step, name, payload)
+        self.mark(step, StepState.DONE, done)
+        return result
+
+    # -- waiting -------------------------------------------------------------------------------
+    def sleep(self, until: datetime, waiting: Waiting) -> Steps:
+        """A durable timer the requester can cut short by cancelling."""
+        self.waiting = waiting
+        self.publish()
+        timer = self.context.create_timer(until)
+        cancel = self.context.wait_for_external_event(EVENT_CANCEL)
+        winner = yield self.context.task_any([timer, cancel])
+        self.waiting = None
+        if winner is cancel:
+            timer.cancel()
+            raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
+
+    def poll(self, step: str, name: str, payload: dict[str, Any], *, kind: str, limit: timedelta) -> Steps:
+        """Repeat an activity that answers ``{"pending": reason}`` until it answers, with backoff."""
+        self.mark(step, StepState.RUNNING)
+        give_up = self.now + limit
+        attempt = 0
+        while True:
+            result = yield from call(self.context, step, name, payload)
+            if "pending" not in result:
+                self.mark(step, StepState.DONE)
+                return result
+            if self.now >= give_up:
+                raise StepFailed(
+                    StepError(
+                        step=step, message=result["pending"], fix=result.get("fix", ""), code="timed_out"
+                    )
+                )
+            self.mark(step, StepState.WAITING, result["pending"])
+            wake = min(
+                self.now
+                + plan.backoff(attempt, self.options.poll_initial_seconds, self.options.poll_max_seconds),
+                give_up,
+            )
+            yield from self.sleep(wake, Waiting(kind=kind, deadline=give_up.isoformat()))
+            attempt += 1
+
+    # -- the procedure ---------------------------------------------------------------------------
+    def run(self) -> Steps:
+        try:
+            resource = ExchangeResource.from_json(
+                (
+                    yield from self.run_step(
+                        "resolve_exchange", A.RESOLVE_EXCHANGE, {"roles": list(self.request.app_roles)}
+                    )
+                )
+            )
+            yield from self.register_app(resource)
+            yield from self.create_secret()
+            yield from self.obtain_consent(resource)
+            yield from self.confirm_permissions(resource)
+            yield from self.register_in_exchange()
+            results = yield from self.mailboxes()
+            return (yield from self.finish(plan.outcome_for(results), mailboxes=results))
+        except StepFailed as failure:
+            self.mark(failure.error.step, StepState.FAILED, failure.error.message)
+            undone = yield from self.compensate()
+            return (yield from self.finish(Outcome.FAILED, error=failure.error, compensation=undone))
+        except Stopped as stop:
+            step = self.current_step
+            self.mark(step, StepState.COMPENSATED, stop.detail)
+            undone = yield from self.compensate()
+            error = StepError(step=step, message=stop.detail, code=stop.outcome.value)
+            return (yield from self.finish(stop.outcome, error=error, compensation=undone))
+
+    def register_app(self, resource: ExchangeResource) -> Steps:
+        app = yield from self.run_step(
+            "register_app",
+            A.REGISTER_APP,
+            {
+                "onboarding_id": self.job.onboarding_id,
+                "display_name": self.request.display_name,
+                "roles": list(self.request.app_roles),
+                "resource": resource.to_json(),
+                "external_reference": self.request.external_reference,
+            },
+        )
+        self.app = AppRegistration.from_json(app)
+        sp = yield from self.poll(
+            "service_principal",
+            A.ENSURE_SERVICE_PRINCIPAL,
+            {"app_id": self.app.app_id},
+            kind="directory_replication",
+            limit=timedelta(hours=1),
+        )
+        self.app = replace(self.app, service_principal_id=sp["service_principal_id"])
+        self.publish()
+
+    def create_secret(self) -> Steps:
+        assert self.app is not None
+        secret = yield from self.run_step(
+            "client_secret",
+            A.CREATE_SECRET,
+            {
+                "onboarding_id": self.job.onboarding_id,
+                "tenant_id": self.request.tenant_id,
+                "app": self.app.to_json(),
+                "lifetime_days": self.request.secret_lifetime_days,
+                "protocols": [p.value for p in self.request.protocols],
+            },
+        )
+        self.secret = SecretRef.from_json(secret)
+
+    def obtain_consent(self, resource: ExchangeResource) -> Steps:
+        """Email the admins, then wait for their decision with reminders, until the deadline."""
+        assert self.app is not None
+        mode = self.request.consent_mode
+        kind = "admin_consent" if mode is ConsentMode.CONSENT else "admin_approval"
+        nonce = str(self.context.new_uuid())
+        deadline = self.now + timedelta(hours=self.options.consent_deadline_hours)
+        email = {
+            "onboarding_id": self.job.onboarding_id,
+            "request": self.request.to_json(),
+            "app_id": self.app.app_id,
+            "nonce": nonce,
+            "deadline": deadline.isoformat(),
+        }
+        self.mark("admin_consent", StepState.RUNNING)
+        yield from call(self.context, "admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
+        reminders = 0
+        while True:
+            if self.now >= deadline:
+                raise Stopped(Outcome.EXPIRED, "No decision arrived before the deadline.")
+            self.waiting = Waiting(
+                kind=kind, nonce=nonce, deadline=deadline.isoformat(), reminders_sent=reminders
+            )
+            self.mark("admin_consent", StepState.WAITING, "Waiting for a tenant admin.")
+            wake = plan.next_wake(self.now, deadline, timedelta(hours=self.options.consent_reminder_hours))
+            timer = self.context.create_timer(wake)
+            decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
+            cancel_wait = self.context.wait_for_external_event(EVENT_CANCEL)
+            winner = yield self.context.task_any([decision_wait, cancel_wait, timer])
+            if winner is timer:
+                if self.now < deadline:
+                    reminders += 1
+                    yield from call(
+                        self.context, "admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": reminders}
+                    )
+                continue
+            timer.cancel()
+            if winner is cancel_wait:
+                self.waiting = None
+                raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
+            event = _decision(decision_wait.result)
+            if event is None or not plan.accepts(event, nonce=nonce, mode=mode):
+                continue  # a stale or malformed decision changes nothing; keep waiting
+            self.waiting = None
+            if not plan.is_go_ahead(event.decision):
+                detail = "The tenant admin rejected the request."
+                if event.error:
+                    detail = f"The tenant admin declined consent in Entra ID ({event.error})."
+                raise Stopped(Outcome.REJECTED, detail)
+            self.mark("admin_consent", StepState.DONE, f"{event.decision.value}")
+            if mode is ConsentMode.GRANT:
+                assert self.app.service_principal_id is not None
+                yield from call(
+                    self.context,
+                    "admin_consent",
+                    A.GRANT_APP_ROLES,
+                    {
+                        "service_principal_id": self.app.service_principal_id,
+                        "resource": resource.to_json(),
+                        "roles": list(self.request.app_roles),
+                    },
+                )
+            return
+
+    def confirm_permissions(self, resource: ExchangeResource) -> Steps:
+        """Never trust the redirect: the app role assignments must exist in Graph."""
+        assert self.app is not None
+        yield from self.poll(
+            "confirm_permissions",
+            A.CHECK_APP_ROLES,
+            {
+                "service_principal_id": self.app.service_principal_id,
+                "resource": resource.to_json(),
+                "roles": list(self.request.app_roles),
+            },
+            kind="directory_replication",
+            limit=timedelta(hours=1),
+        )
+
+    def register_in_exchange(self) -> Steps:
+        assert self.app is not None
+        yield from self.run_step(
+            "exchange_registration",
+            A.REGISTER_IN_EXCHANGE,
+            {
+                "app_id": self.app.app_id,
+                "service_principal_id": self.app.service_principal_id,
+                "display_name": self.request.display_name,
+            },
+        )
+        self.exchange_registered = True
+
+    def mailboxes(self) -> Steps:
+        """Grant and verify in batches, each its own sub-orchestration, so no history grows with N."""
+        assert self.app is not None and self.secret is not None
+        self.mark("mailbox_permissions", StepState.RUNNING)
+        self.mark("verify_login", StepState.RUNNING)
+        chunks = plan.batches(self.request.mailboxes, self.options.mailbox_batch_size)
+        tasks = [
+            self.context.call_sub_orchestrator(
+                MAILBOX_BATCH_ORCHESTRATOR,
+                {
+                    "tenant_id": self.request.tenant_id,
+                    "app": self.app.to_json(),
+                    "secret": self.secret.to_json(),
+                    "protocols": [p.value for p in self.request.protocols],
+                    "mailboxes": chunk,
+                    "options": self.options.to_json(),
+                },
+                f"{self.job.onboarding_id}:mailboxes:{index}",
+            )
+            for index, chunk in enumerate(chunks)
+        ]
+        replies = yield self.context.task_all(tasks)
+        results = [MailboxResult.from_json(item) for reply in replies for item in reply]
+        self.mailbox_counts = plan.count_states(results)
+        problems = sum(1 for r in results if r.state is not MailboxState.VERIFIED)
+        summary = f"{len(results) - problems} of {len(results)} mailboxes verified"
+        state = StepState.DONE if not problems else StepState.FAILED
+        self.mark("mailbox_permissions", StepState.DONE, summary)
+        self.mark("verify_login", state, summary)
+        return results
+
+    def compensate(self) -> Steps:
+        """Undo what was made, and say what was undone (or what an admin must remove)."""
+        if self.app is None and self.secret is None:
+            return ()
+        try:
+            reply = yield self.context.call_activity_with_retry(
+                A.COMPENSATE,
+                TRANSIENT_RETRY,
+                {
+                    "onboarding_id": self.job.onboarding_id,
+                    "app": self.app.to_json() if self.app else None,
+                    "exchange_registered": self.exchange_registered,
+                },
+            )
+            return tuple(reply["ok"]["done"])
+        except Exception:
+            left = []
+            if self.app:
+                left.append(
+                    f"App registration {self.app.app_id} could not be deleted: delete it in Entra ID."
+                )
+            if self.secret:
+                left.append(
+                    f"Key Vault secret {self.secret.name} could not be deleted: delete it in the vault."
+                )
+            return tuple(left)
+
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        mailboxes: list[MailboxResult] | None = None,
+        error: StepError | None = None,
+        compensation: tuple[str, ...] = (),
+    ) -> Steps:
+        compensated = outcome not in (Outcome.SUCCEEDED, Outcome.PARTIAL)
+        result = OnboardingResult(
+            onboarding_id=self.job.onboarding_id,
+            outcome=outcome,
+            app=None if compensated else self.app,
+            secret=None if compensated else self.secret,
+            mailboxes=tuple(mailboxes or ()),
+            error=error,
+            compensation=compensation,
+        )
+        self.mark("finish", StepState.RUNNING)
+        summary = result.to_json()
+        notes = []
+        try:
+            yield self.context.call_activity_with_retry(
+                A.NOTIFY_OUTCOME,
+                TRANSIENT_RETRY,
+                {"request": self.request.to_json(), "result": summary},
+            )
+        except Exception:  # the email is a courtesy; the result and the callback still stand
+            notes.append("The summary email could not be sent.")
+        if self.request.callback_url:
+            try:
+                yield self.context.call_activity_with_retry(
+                    A.POST_CALLBACK,
+                    CALLBACK_RETRY,
+                    {"url": self.request.callback_url, "result": summary},
+                )
+                notes.append("Callback delivered.")
+            except Exception:
+                notes.append("The completion callback could not be delivered.")
+        self.mark("finish", StepState.DONE, " ".join(notes))
+        return summary
+
+
+def _decision(payload: Any) -> DecisionEvent | None:
+    try:
+        return DecisionEvent.from_json(payload if isinstance(payload, dict) else {})
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+@blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
+def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
+    return (yield from Onboarding(context).run())
+
+
+@blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_BATCH_ORCHESTRATOR)
+def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
+    """Grant FullAccess on a batch of mailboxes, then log in on each until it works or the window ends."""
+    job = context.get_input()
+    options = WorkflowOptions.from_json(job["options"])
+    granted = yield from call(
+        context,
+        "mailbox_permissions",
+        A.GRANT_MAILBOXES,
+        {
+            "service_principal_id": job["app"]["service_principal_id"],
+            "mailboxes": job["mailboxes"],
+            "protocols": job["protocols"],
+        },
+    )
+    results = {r["mailbox"]: MailboxResult.from_json(r) for r in granted}
+    pending = [m for m, r in results.items() if r.state is MailboxState.GRANTED]
+    give_up = context.current_utc_datetime + timedelta(minutes=options.verify_window_minutes)
+    attempt = 0
+    while pending:
+        verified = yield from call(
+            context,
+            "verify_login",
+            A.VERIFY_MAILBOXES,
+            {
+                "tenant_id": job["tenant_id"],
+                "app": job["app"],
+                "secret": job["secret"],
+                "protocols": job["protocols"],
+                "mailboxes": pending,
+            },
+        )
+        for item in verified:
+            results[item["mailbox"]] = MailboxResult.from_json(item)
+        pending = [m for m in pending if results[m].state is MailboxState.GRANTED]
+        if not pending or context.current_utc_datetime >= give_up:
+            break
+        wait = plan.backoff(attempt, options.poll_initial_seconds, options.poll_max_seconds)
+        yield context.create_timer(min(context.current_utc_datetime + wait, give_up))
+        attempt += 1
+    for mailbox in pending:
+        last = results[mailbox]
+        results[mailbox] = replace(
+            last,
+            state=MailboxState.FAILED,
+            detail=(
+                f"Login still refused after {options.verify_window_minutes} minutes. {last.detail} "
+                "Check the mailbox permission with Get-MailboxPermission, then verify again."
+            ).strip(),
+        )
+    return [results[m].to_json() for m in job["mailboxes"]]
