@@ -410,12 +410,14 @@ class Onboarding:
             notes.append("The summary email could not be sent.")
         if self.request.callback_url:
             try:
-                yield self.context.call_activity_with_retry(
+                reply = yield self.context.call_activity_with_retry(
                     A.POST_CALLBACK,
                     CALLBACK_RETRY,
                     {"url": self.request.callback_url, "result": summary},
                 )
-                notes.append("Callback delivered.")
+                notes.append(
+                    "The callback receiver refused the result." if "error" in reply else "Callback delivered."
+                )
             except Exception:
                 notes.append("The completion callback could not be delivered.")
         self.mark("finish", StepState.DONE, " ".join(notes))

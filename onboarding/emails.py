@@ -1,0 +1,107 @@
+"""The emails tenant admins receive. Plain, short HTML; every value escaped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+from onboarding.domain import ConsentMode, OnboardingRequest, OnboardingResult, Outcome
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    html: str
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title></head>"
+        '<body style="font-family:Segoe UI,Arial,sans-serif;max-width:40em">'
+        f"<h1>{escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _summary(request: OnboardingRequest, app_id: str | None = None) -> str:
+    rows = [
+        ("App", request.display_name),
+        ("Protocols", ", ".join(p.app_role for p in request.protocols)),
+        (
+            "Mailboxes",
+            f"{len(request.mailboxes)}: "
+            + ", ".join(request.mailboxes[:5])
+            + (" ..." if len(request.mailboxes) > 5 else ""),
+        ),
+    ]
+    if app_id:
+        rows.append(("Application (client) id", app_id))
+    if request.external_reference:
+        rows.append(("Reference", request.external_reference))
+    cells = "".join(f"<tr><th align='left'>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+def decision_request(
+    request: OnboardingRequest, *, app_id: str, actions: dict[str, str], deadline: datetime, reminder: int
+) -> Email:
+    """The consent request (or, in grant mode, the approval request), and its reminders."""
+    prefix = f"Reminder {reminder}: " if reminder else ""
+    when = escape(deadline.strftime("%Y-%m-%d %H:%M UTC"))
+    if request.consent_mode is ConsentMode.CONSENT:
+        subject = f"{prefix}Admin consent needed: {request.display_name} (IMAP/POP mailbox access)"
+        body = (
+            "<p>An app registration was created for app-only IMAP/POP access to the mailboxes below. "
+            "It needs a tenant admin's consent for the Exchange Online permissions it requests.</p>"
+            f"{_summary(request, app_id)}"
+            f'<p><a id="consent-link" href="{escape(actions["consent"])}">Review and grant admin consent</a></p>'
+            f"<p>If nobody decides by {when}, the app is deleted and nothing is granted.</p>"
+        )
+    else:
+        subject = f"{prefix}Approval needed: {request.display_name} (IMAP/POP mailbox access)"
+        body = (
+            "<p>Approving grants the app the Exchange Online permissions below and FullAccess on the "
+            "listed mailboxes. Each link opens a page where you confirm; nothing happens on opening it.</p>"
+            f"{_summary(request, app_id)}"
+            f'<p><a id="approve-link" href="{escape(actions["approve"])}">Approve</a> &middot; '
+            f'<a id="reject-link" href="{escape(actions["reject"])}">Reject</a></p>'
+            f"<p>If nobody decides by {when}, the request expires and the app is deleted.</p>"
+        )
+    return Email(subject, _page(subject, body))
+
+
+_OUTCOME_TEXT = {
+    Outcome.SUCCEEDED: "is complete: every mailbox was verified over IMAP/POP",
+    Outcome.PARTIAL: "is complete, but some mailboxes need an admin's attention",
+    Outcome.REJECTED: "was rejected; everything it created was removed",
+    Outcome.EXPIRED: "expired without a decision; everything it created was removed",
+    Outcome.CANCELLED: "was cancelled; everything it created was removed",
+    Outcome.FAILED: "failed",
+}
+
+
+def outcome(request: OnboardingRequest, result: OnboardingResult) -> Email:
+    subject = f"Mailbox onboarding {result.outcome.value}: {request.display_name}"
+    parts = [
+        f"<p>The onboarding of <b>{escape(request.display_name)}</b> {_OUTCOME_TEXT[result.outcome]}.</p>"
+    ]
+    parts.append(_summary(request, result.app.app_id if result.app else None))
+    if result.error:
+        parts.append(f"<p><b>What happened:</b> {escape(result.error.message)}</p>")
+        if result.error.fix:
+            parts.append(f"<p><b>Fix:</b> {escape(result.error.fix)}</p>")
+    problems = [m for m in result.mailboxes if m.state.value != "verified"]
+    if problems:
+        items = "".join(f"<li>{escape(m.mailbox)}: {escape(m.detail)}</li>" for m in problems[:50])
+        more = f"<p>... and {len(problems) - 50} more.</p>" if len(problems) > 50 else ""
+        parts.append(f"<p>Mailboxes needing attention:</p><ul>{items}</ul>{more}")
+    if result.secret:
+        parts.append(
+            f"<p>The client secret is in Key Vault as <code>{escape(result.secret.name)}</code>, "
+            f"valid until {escape(result.secret.expires_on)}.</p>"
+        )
+    if result.compensation:
+        items = "".join(f"<li>{escape(line)}</li>" for line in result.compensation)
+        parts.append(f"<ul>{items}</ul>")
+    return Email(subject, _page(subject, "".join(parts)))

@@ -1,0 +1,352 @@
+"""What each activity does, over the adapters. Each step is idempotent: Durable runs activities at
+least once, so running one twice with the same input leaves the tenant as running it once does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from onboarding import emails
+from onboarding.domain import (
+    EXCHANGE_ONLINE_APP_ID,
+    AppRegistration,
+    ConsentMode,
+    ExchangeResource,
+    MailboxResult,
+    MailboxState,
+    OnboardingRequest,
+    OnboardingResult,
+    Protocol,
+    SecretRef,
+    app_unique_name,
+    vault_secret_name,
+)
+from onboarding.errors import NotFoundError, OnboardingError, TransientError
+from onboarding.services import Services
+
+CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def password_label(onboarding_id: str) -> str:
+    """The display name of the app's client secret: how a retried step recognises its own."""
+    return f"mail-onboarding {onboarding_id}"
+
+
+async def resolve_exchange(svc: Services, roles: Sequence[str]) -> ExchangeResource:
+    return await svc.graph.get_resource(EXCHANGE_ONLINE_APP_ID, roles)
+
+
+async def register_app(
+    svc: Services,
+    *,
+    onboarding_id: str,
+    display_name: str,
+    roles: Sequence[str],
+    resource: ExchangeResource,
+    external_reference: str | None,
+) -> AppRegistration:
+    from onboarding.links import consent_redirect_uri
+
+    reference = f" for {external_reference}" if external_reference else ""
+    return await svc.graph.upsert_application(
+        unique_name=app_unique_name(onboarding_id),
+        display_name=display_name,
+        resource=resource,
+        resource_app_id=EXCHANGE_ONLINE_APP_ID,
+        role_values=roles,
+        redirect_uris=[consent_redirect_uri(svc.settings)],
+        notes=f"IMAP/POP app-only access, created by mail onboarding {onboarding_id}{reference}.",
+        tags=["mail-onboarding", f"mail-onboarding:{onboarding_id}"],
+    )
+
+
+async def ensure_service_principal(svc: Services, app_id: str) -> dict[str, str]:
+    try:
+        return {"service_principal_id": await svc.graph.ensure_service_principal(app_id)}
+    except TransientError as exc:
+        if exc.code != "replication":
+            raise
+        return {
+            "pending": "The new app is not visible to Microsoft Graph yet (directory replication).",
+            "fix": "Usually resolves within minutes; if it does not, check Entra ID service health.",
+        }
+
+
+async def create_secret(
+    svc: Services,
+    *,
+    onboarding_id: str,
+    tenant_id: str,
+    app: AppRegistration,
+    lifetime_days: int,
+    protocols: Sequence[str],
+    now: datetime | None = None,
+) -> SecretRef:
+    """Mint the client secret and put it in Key Vault, never handing it back.
+
+    Idempotent: if the vault already holds a secret whose password credential is still on the app,
+    that one stands. A credential carrying this onboarding's label but absent from the vault is an
+    orphan of an interrupted attempt (its value was lost), so it is removed before a new one is made.
+    """
+    settings = svc.settings
+    name = vault_secret_name(onboarding_id)
+    label = password_label(onboarding_id)
+    stored = await svc.vault.get(name)
+    passwords = await svc.graph.list_passwords(app.object_id)
+    on_app = {p.key_id for p in passwords}
+    if stored is not None and stored.tags.get("keyId") in on_app:
+        return SecretRef(
+            vault_uri=settings.key_vault_uri,
+            name=name,
+            version=stored.version,
+            expires_on=stored.expires_on.isoformat() if stored.expires_on else "",
+            key_id=stored.tags["keyId"],
+        )
+    for orphan in (p for p in passwords if p.display_name == label):
+        await svc.graph.remove_password(app.object_id, orphan.key_id)
+
+    end = (now or utcnow()) + timedelta(days=lifetime_days)
+    new = await svc.graph.add_password(app.object_id, label, end)
+    document = {
+        "tenantId": tenant_id,
+        "clientId": app.app_id,
+        "clientSecret": new.secret_text,
+        "authorityHost": settings.authority_host,
+        "tokenEndpoint": settings.token_endpoint(tenant_id),
+        "scope": settings.exchange_scope,
+        "imap": {"host": settings.imap_host, "port": settings.imap_port}
+        if Protocol.IMAP in protocols
+        else None,
+        "pop": {"host": settings.pop_host, "port": settings.pop_port} if Protocol.POP in protocols else None,
+        "expiresOn": new.end_date_time.isoformat(),
+    }
+    try:
+        version = await svc.vault.put(
+            name,
+            json.dumps(document),
+            content_type=CREDENTIALS_CONTENT_TYPE,
+            expires_on=new.end_date_time,
+            tags={"keyId": new.key_id, "appId": app.app_id, "onboardingId": onboarding_id},
+        )
+    except BaseException:
+        # The value exists nowhere else: a credential nobody can use must not stay on the app.
+        await svc.graph.remove_password(app.object_id, new.key_id)
+        raise
+    return SecretRef(
+        vault_uri=settings.key_vault_uri,
+        name=name,
+        version=version,
+        expires_on=new.end_date_time.isoformat(),
+        key_id=new.key_id,
+    )
+
+
+async def send_decision_email(
+    svc: Services,
+    *,
+    onboarding_id: str,
+    request: OnboardingRequest,
+    app_id: str,
+    nonce: str,
+    deadline: datetime,
+    reminder: int,
+) -> None:
+    from onboarding import links
+
+    settings = svc.settings
+    signer = links.LinkSigner(settings.link_signing_key)
+    if request.consent_mode is ConsentMode.CONSENT:
+        state = signer.issue(onboarding_id, links.LinkPurpose.CONSENT, nonce, deadline)
+        actions = {
+            "consent": links.consent_url(settings, tenant_id=request.tenant_id, app_id=app_id, state=state)
+        }
+    else:
+        actions = {
+            "approve": links.approval_url(
+                settings, signer.issue(onboarding_id, links.LinkPurpose.APPROVE, nonce, deadline)
+            ),
+            "reject": links.approval_url(
+                settings, signer.issue(onboarding_id, links.LinkPurpose.REJECT, nonce, deadline)
+            ),
+        }
+    message = emails.decision_request(
+        request, app_id=app_id, actions=actions, deadline=deadline, reminder=reminder
+    )
+    await svc.graph.send_mail(settings.mail_sender, request.admin_emails, message.subject, message.html)
+
+
+async def grant_app_roles(
+    svc: Services, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
+) -> None:
+    for role in roles:
+        await svc.graph.assign_app_role(
+            service_principal_id, resource.service_principal_id, resource.app_role_ids[role]
+        )
+
+
+async def check_app_roles(
+    svc: Services, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
+) -> dict[str, Any]:
+    assignments = await svc.graph.list_app_role_assignments(service_principal_id)
+    held = {a.app_role_id for a in assignments if a.resource_id == resource.service_principal_id}
+    missing = [role for role in roles if resource.app_role_ids[role] not in held]
+    if missing:
+        return {
+            "pending": f"Microsoft Graph does not show the permission(s) {', '.join(missing)} as granted yet.",
+            "fix": "Grant admin consent for the app in Entra ID (Enterprise applications > Permissions).",
+        }
+    return {"confirmed": list(roles)}
+
+
+async def register_in_exchange(
+    svc: Services, *, app_id: str, service_principal_id: str, display_name: str
+) -> None:
+    await svc.exchange.ensure_service_principal(app_id, service_principal_id, display_name)
+
+
+async def bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable[Any]]) -> list[Any]:
+    """Run ``work`` on every item, at most ``limit`` at a time, keeping the order of ``items``."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> Any:
+        async with gate:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+async def grant_mailboxes(
+    svc: Services, *, service_principal_id: str, mailboxes: Sequence[str], protocols: Sequence[str]
+) -> list[MailboxResult]:
+    async def grant(mailbox: str) -> MailboxResult:
+        try:
+            await svc.exchange.grant_full_access(mailbox, service_principal_id)
+            enabled = await svc.exchange.protocols_enabled(mailbox)
+        except NotFoundError:
+            return MailboxResult(
+                mailbox,
+                MailboxState.NOT_FOUND,
+                "Exchange Online has no mailbox with this address. Fix: check the address, "
+                "or create the mailbox and onboard it again.",
+            )
+        off = [p for p in protocols if not enabled.get(p, False)]
+        if off:
+            commands = " ".join(f"-{'Imap' if p == 'IMAP' else 'Pop'}Enabled $true" for p in off)
+            return MailboxResult(
+                mailbox,
+                MailboxState.PROTOCOL_DISABLED,
+                f"{' and '.join(off)} is disabled on this mailbox. Fix: Set-CASMailbox -Identity {mailbox} {commands}",
+            )
+        return MailboxResult(mailbox, MailboxState.GRANTED, "FullAccess granted.")
+
+    return await bounded(svc.settings.mailbox_concurrency, mailboxes, grant)
+
+
+async def verify_mailboxes(
+    svc: Services,
+    *,
+    tenant_id: str,
+    app: AppRegistration,
+    secret: SecretRef,
+    protocols: Sequence[str],
+    mailboxes: Sequence[str],
+) -> list[MailboxResult]:
+    """Log in as the mail client will: secret from Key Vault, token for Exchange, XOAUTH2 per mailbox.
+
+    A refusal leaves the mailbox GRANTED (the orchestrator tries again while permissions propagate);
+    only a verified login on every protocol makes it VERIFIED.
+    """
+    from onboarding.adapters.identity import acquire_token, app_secret_credential
+    from onboarding.adapters.mailprobe import probe_login
+
+    settings = svc.settings
+    stored = await svc.vault.get(secret.name, secret.version)
+    if stored is None:
+        raise NotFoundError(
+            f"Key Vault secret {secret.name} is missing.", fix="Restore it from the vault's deleted secrets."
+        )
+    document = json.loads(stored.value)
+    credential = app_secret_credential(settings, tenant_id, document["clientId"], document["clientSecret"])
+    try:
+        token = await acquire_token(credential, settings.exchange_scope)
+    except TransientError as exc:
+        return [MailboxResult(m, MailboxState.GRANTED, f"No token yet: {exc}") for m in mailboxes]
+    finally:
+        await credential.close()
+    missing = [p for p in protocols if Protocol(p).app_role not in token.roles]
+    if missing:
+        detail = (
+            f"The app's token does not carry {', '.join(Protocol(p).app_role for p in missing)} yet: "
+            "consent may still be propagating."
+        )
+        return [MailboxResult(m, MailboxState.GRANTED, detail) for m in mailboxes]
+
+    hosts = {
+        Protocol.IMAP: (settings.imap_host, settings.imap_port),
+        Protocol.POP: (settings.pop_host, settings.pop_port),
+    }
+
+    async def verify(mailbox: str) -> MailboxResult:
+        outcomes: dict[str, bool] = {}
+        details = []
+        for name in protocols:
+            protocol = Protocol(name)
+            host, port = hosts[protocol]
+            login = await probe_login(host, port, protocol, mailbox, token.token)
+            outcomes[protocol.value] = login.ok
+            if not login.ok:
+                details.append(login.detail)
+        if all(outcomes.values()):
+            return MailboxResult(mailbox, MailboxState.VERIFIED, "Login verified.", outcomes)
+        return MailboxResult(mailbox, MailboxState.GRANTED, " ".join(details), outcomes)
+
+    return await bounded(settings.mailbox_concurrency, mailboxes, verify)
+
+
+async def compensate(
+    svc: Services, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
+) -> list[str]:
+    """Undo an onboarding that will not complete. Each part is idempotent; returns what was undone."""
+    done = []
+    if app is not None and exchange_registered:
+        await svc.exchange.remove_service_principal(app.app_id)
+        done.append(f"Removed the Exchange Online service principal of app {app.app_id}.")
+    name = vault_secret_name(onboarding_id)
+    await svc.vault.delete(name)
+    done.append(f"Deleted Key Vault secret {name} (recoverable while the vault's soft delete lasts).")
+    if app is not None:
+        await svc.graph.delete_application(app.object_id)
+        done.append(f"Deleted app registration {app.app_id} (restorable for 30 days in Entra ID).")
+    return done
+
+
+async def notify_outcome(svc: Services, *, request: OnboardingRequest, result: OnboardingResult) -> None:
+    message = emails.outcome(request, result)
+    await svc.graph.send_mail(svc.settings.mail_sender, request.admin_emails, message.subject, message.html)
+
+
+async def post_callback(svc: Services, *, url: str, result: dict[str, Any]) -> int:
+    """POST the (secret-free) result to the requester, signed so the receiver can trust it."""
+    from onboarding.adapters.webhook import post_callback as send
+    from onboarding.links import sign_callback
+
+    body = json.dumps({"type": "onboarding.completed", "data": result}, separators=(",", ":")).encode()
+    signature = sign_callback(svc.settings.link_signing_key, body, int(time.time()))
+    status = await send(
+        url,
+        body,
+        {"Content-Type": "application/json", "X-Onboarding-Signature": signature},
+        allow_private=svc.settings.callback_allow_private_networks,
+    )
+    if status >= 400:
+        raise OnboardingError(f"The callback receiver answered HTTP {status}.", fix="Check the receiver.")
+    return status
