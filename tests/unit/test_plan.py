@@ -1,0 +1,44 @@
+from datetime import UTC, datetime, timedelta
+
+from onboarding import plan
+from onboarding.domain import ConsentMode, Decision, DecisionEvent, MailboxResult, MailboxState, Outcome
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_waits_for_the_next_reminder_but_never_past_the_deadline():
+    deadline = NOW + timedelta(hours=30)
+    assert plan.next_wake(NOW, deadline, timedelta(hours=24)) == NOW + timedelta(hours=24)
+    assert plan.next_wake(NOW + timedelta(hours=24), deadline, timedelta(hours=24)) == deadline
+
+
+def test_no_single_timer_is_longer_than_six_days():
+    deadline = NOW + timedelta(days=30)
+    assert plan.next_wake(NOW, deadline, timedelta(days=20)) == NOW + timedelta(days=6)
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [plan.backoff(a, 10, 60).total_seconds() for a in range(5)] == [10, 20, 40, 60, 60]
+
+
+def test_a_decision_counts_only_for_the_current_wait_and_mode():
+    consented = DecisionEvent(Decision.CONSENTED, nonce="n1")
+    assert plan.accepts(consented, nonce="n1", mode=ConsentMode.CONSENT)
+    assert not plan.accepts(consented, nonce="n0", mode=ConsentMode.CONSENT)
+    assert not plan.accepts(consented, nonce="n1", mode=ConsentMode.GRANT)
+    assert plan.accepts(DecisionEvent(Decision.REJECTED, nonce="n1"), nonce="n1", mode=ConsentMode.GRANT)
+
+
+def test_batches_cover_every_mailbox_once_in_order():
+    mailboxes = [f"m{i}@x.test" for i in range(450)]
+    chunks = plan.batches(mailboxes, 200)
+    assert [len(c) for c in chunks] == [200, 200, 50]
+    assert [m for c in chunks for m in c] == mailboxes
+
+
+def test_outcome_is_success_only_when_every_mailbox_is_verified():
+    verified = MailboxResult("a@x.test", MailboxState.VERIFIED)
+    missing = MailboxResult("b@x.test", MailboxState.NOT_FOUND)
+    assert plan.outcome_for([verified]) is Outcome.SUCCEEDED
+    assert plan.outcome_for([verified, missing]) is Outcome.PARTIAL
+    assert plan.count_states([verified, missing, verified]) == {"verified": 2, "not_found": 1}

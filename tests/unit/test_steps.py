@@ -1,0 +1,101 @@
+"""The idempotency of each step, with fakes: Durable may run any activity twice."""
+
+import json
+
+import pytest
+
+from onboarding import steps
+from onboarding.domain import AppRegistration, ExchangeResource, MailboxState
+from tests.unit.fakes import Crash, FakeServices, settings
+
+APP = AppRegistration(object_id="obj-1", app_id="app-1", unique_name="u", service_principal_id="sp-1")
+RESOURCE = ExchangeResource("exo-sp", {"IMAP.AccessAsApp": "role-imap", "POP.AccessAsApp": "role-pop"})
+
+
+async def make_secret(svc):
+    return await steps.create_secret(
+        svc, onboarding_id="onb-1", tenant_id="t", app=APP, lifetime_days=180, protocols=["IMAP"]
+    )
+
+
+async def test_creating_the_secret_twice_leaves_one_credential_and_one_vault_version():
+    svc = FakeServices(settings())
+    first = await make_secret(svc)
+    second = await make_secret(svc)
+    assert first == second
+    assert len(svc.graph.passwords["obj-1"]) == 1
+    assert len(svc.vault.versions[first.name]) == 1
+
+
+async def test_the_secret_value_reaches_the_vault_and_nothing_else():
+    svc = FakeServices(settings())
+    ref = await make_secret(svc)
+    value = svc.graph.passwords["obj-1"][0].secret_text
+    stored = json.loads(svc.vault.versions[ref.name][0].value)
+    assert stored["clientSecret"] == value and stored["clientId"] == "app-1"
+    assert stored["imap"] is not None and stored["pop"] is None
+    assert value not in json.dumps(ref.to_json())
+
+
+async def test_a_vault_failure_removes_the_credential_whose_value_would_be_lost():
+    svc = FakeServices(settings())
+    svc.vault.fail_next_put = True
+    with pytest.raises(Crash):
+        await make_secret(svc)
+    assert svc.graph.passwords["obj-1"] == []
+
+
+async def test_an_orphan_from_an_interrupted_attempt_is_replaced_not_kept():
+    svc = FakeServices(settings())
+    # A crash between addPassword and the vault write leaves a labelled credential nobody knows.
+    await svc.graph.add_password("obj-1", steps.password_label("onb-1"), steps.utcnow())
+    ref = await make_secret(svc)
+    keys = [p.key_id for p in svc.graph.passwords["obj-1"]]
+    assert keys == [ref.key_id]
+
+
+async def test_granting_app_roles_twice_assigns_each_once():
+    svc = FakeServices(settings())
+    for _ in range(2):
+        await steps.grant_app_roles(
+            svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp"]
+        )
+    assert len(svc.graph.assignments["sp-1"]) == 1
+    confirmed = await steps.check_app_roles(
+        svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp"]
+    )
+    assert confirmed == {"confirmed": ["IMAP.AccessAsApp"]}
+    pending = await steps.check_app_roles(
+        svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp", "POP.AccessAsApp"]
+    )
+    assert "POP.AccessAsApp" in pending["pending"]
+
+
+async def test_mailbox_grants_report_missing_mailboxes_and_disabled_protocols_with_the_fix():
+    svc = FakeServices(
+        settings(),
+        mailboxes={"a@x.test": {"IMAP": True, "POP": True}, "b@x.test": {"IMAP": False, "POP": True}},
+    )
+    results = await steps.grant_mailboxes(
+        svc, service_principal_id="sp-1", mailboxes=["a@x.test", "b@x.test", "c@x.test"], protocols=["IMAP"]
+    )
+    states = {r.mailbox: r.state for r in results}
+    assert states == {
+        "a@x.test": MailboxState.GRANTED,
+        "b@x.test": MailboxState.PROTOCOL_DISABLED,
+        "c@x.test": MailboxState.NOT_FOUND,
+    }
+    assert "Set-CASMailbox -Identity b@x.test -ImapEnabled $true" in results[1].detail
+    assert svc.exchange.permissions == {("a@x.test", "sp-1"), ("b@x.test", "sp-1")}
+
+
+async def test_compensation_twice_is_harmless_and_says_what_it_undid():
+    svc = FakeServices(settings())
+    ref = await make_secret(svc)
+    svc.exchange.principals.add("app-1")
+    for _ in range(2):
+        done = await steps.compensate(svc, onboarding_id="onb-1", app=APP, exchange_registered=True)
+    assert svc.exchange.principals == set()
+    assert ref.name not in svc.vault.versions
+    assert svc.graph.deleted == ["obj-1"]
+    assert any("app-1" in line for line in done)
