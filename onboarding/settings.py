@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from onboarding.domain import WorkflowOptions
 from onboarding.errors import ConfigurationError
 
 
@@ -65,6 +66,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "VERIFY_WINDOW_MINUTES", "How long to retry IMAP/POP logins while permissions propagate.", "120"
     ),
+    SettingSpec("POLL_INITIAL_SECONDS", "First wait when polling for replication or propagation.", "10"),
+    SettingSpec("POLL_MAX_SECONDS", "Longest wait between two polls.", "600"),
     SettingSpec(
         "CALLBACK_ALLOW_PRIVATE_NETWORKS",
         "Allow completion callbacks to private/loopback addresses (sandbox only).",
@@ -104,7 +107,20 @@ class Settings:
     consent_deadline_hours: int = 120
     consent_reminder_hours: int = 24
     verify_window_minutes: int = 120
+    poll_initial_seconds: int = 10
+    poll_max_seconds: int = 600
     callback_allow_private_networks: bool = False
+
+    def workflow_options(self) -> WorkflowOptions:
+        """The part of the settings the orchestrator needs, passed in its input."""
+        return WorkflowOptions(
+            consent_deadline_hours=self.consent_deadline_hours,
+            consent_reminder_hours=self.consent_reminder_hours,
+            verify_window_minutes=self.verify_window_minutes,
+            mailbox_batch_size=self.mailbox_batch_size,
+            poll_initial_seconds=self.poll_initial_seconds,
+            poll_max_seconds=self.poll_max_seconds,
+        )
 
     @property
     def graph_scope(self) -> str:
@@ -185,6 +201,8 @@ class Settings:
             consent_deadline_hours=integer("CONSENT_DEADLINE_HOURS", 1, 24 * 30),
             consent_reminder_hours=integer("CONSENT_REMINDER_HOURS", 1, 24 * 30),
             verify_window_minutes=integer("VERIFY_WINDOW_MINUTES", 0, 24 * 60),
+            poll_initial_seconds=integer("POLL_INITIAL_SECONDS", 1, 3600),
+            poll_max_seconds=integer("POLL_MAX_SECONDS", 1, 6 * 3600),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
         )
         if settings.link_signing_key and len(settings.link_signing_key) < 32:
