@@ -1,11 +1,14 @@
-"""Composition root: the Durable Functions app and its blueprints. Nothing else happens here."""
+"""Composition root: the Durable Functions app, its blueprints, and the log redaction net."""
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from activities import blueprint as activities
 from endpoints import blueprint as endpoints
+from onboarding import redaction
 from orchestrations import blueprint as orchestrations
+
+redaction.install()  # before any function runs: no token or secret reaches a log line
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (endpoints, orchestrations, activities):

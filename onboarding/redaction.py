@@ -1,0 +1,58 @@
+"""A logging filter that keeps tokens and secrets out of every log line, whatever logged them.
+
+The project's own code never logs a secret; this is the net under the libraries it uses (azure-core's
+HTTP logging, MSAL, httpx), whose debug output can carry Authorization headers or token responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+REDACTED = "[redacted]"
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # A JWT anywhere (access tokens, id tokens): three base64url parts starting with '{"'.
+    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # Authorization headers, in the shapes libraries print them.
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic)?\s*[^'\"\s,}]+"), rf"\1{REDACTED}"),
+    # Known secret fields, as JSON or form fields.
+    (
+        re.compile(
+            r"(?i)([\"']?(?:client_secret|clientsecret|secrettext|secret_text|access_token|refresh_token|"
+            r"link_signing_key|password)[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    # SASL XOAUTH2 initial responses (base64 of "user=...\x01auth=Bearer ...").
+    (re.compile(r"dXNlcj[A-Za-z0-9+/=]{20,}"), REDACTED),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's final message; arguments are folded in first so none escapes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks quote exception text, which a library may have filled with a response body.
+            cleaned = f"{cleaned} ({type(record.exc_info[1]).__name__})"
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = cleaned, None
+        return True
+
+
+def install(logger: logging.Logger | None = None) -> None:
+    """Attach the filter to the root logger's handlers and the logger itself (idempotent)."""
+    target = logger or logging.getLogger()
+    for holder in (target, *target.handlers):
+        if not any(isinstance(f, RedactingFilter) for f in holder.filters):
+            holder.addFilter(RedactingFilter())
