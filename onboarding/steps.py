@@ -227,10 +227,12 @@ async def bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable[
 async def grant_mailboxes(
     svc: Services, *, service_principal_id: str, mailboxes: Sequence[str], protocols: Sequence[str]
 ) -> list[MailboxResult]:
+    """One Exchange call per mailbox: Exchange's throttling budget goes to the grants themselves.
+    Whether IMAP/POP is enabled is asked only where a login is refused (see ``verify_mailboxes``)."""
+
     async def grant(mailbox: str) -> MailboxResult:
         try:
             await svc.exchange.grant_full_access(mailbox, service_principal_id)
-            enabled = await svc.exchange.protocols_enabled(mailbox)
         except NotFoundError:
             return MailboxResult(
                 mailbox,
@@ -238,17 +240,26 @@ async def grant_mailboxes(
                 "Exchange Online has no mailbox with this address. Fix: check the address, "
                 "or create the mailbox and onboard it again.",
             )
-        off = [p for p in protocols if not enabled.get(p, False)]
-        if off:
-            commands = " ".join(f"-{'Imap' if p == 'IMAP' else 'Pop'}Enabled $true" for p in off)
-            return MailboxResult(
-                mailbox,
-                MailboxState.PROTOCOL_DISABLED,
-                f"{' and '.join(off)} is disabled on this mailbox. Fix: Set-CASMailbox -Identity {mailbox} {commands}",
-            )
         return MailboxResult(mailbox, MailboxState.GRANTED, "FullAccess granted.")
 
     return await bounded(svc.settings.mailbox_concurrency, mailboxes, grant)
+
+
+async def explain_refusal(svc: Services, mailbox: str, protocols: Sequence[str]) -> MailboxResult | None:
+    """A refused login whose protocol is disabled on the mailbox will never succeed: say so now."""
+    try:
+        enabled = await svc.exchange.protocols_enabled(mailbox)
+    except NotFoundError:
+        return MailboxResult(mailbox, MailboxState.NOT_FOUND, "Exchange Online no longer finds this mailbox.")
+    off = [p for p in protocols if not enabled.get(p, False)]
+    if not off:
+        return None
+    switches = " ".join(f"-{'Imap' if p == 'IMAP' else 'Pop'}Enabled $true" for p in off)
+    return MailboxResult(
+        mailbox,
+        MailboxState.PROTOCOL_DISABLED,
+        f"{' and '.join(off)} is disabled on this mailbox. Fix: Set-CASMailbox -Identity {mailbox} {switches}",
+    )
 
 
 async def verify_mailboxes(
@@ -307,7 +318,10 @@ async def verify_mailboxes(
                 details.append(login.detail)
         if all(outcomes.values()):
             return MailboxResult(mailbox, MailboxState.VERIFIED, "Login verified.", outcomes)
-        return MailboxResult(mailbox, MailboxState.GRANTED, " ".join(details), outcomes)
+        refused = [p for p, ok in outcomes.items() if not ok]
+        return await explain_refusal(svc, mailbox, refused) or MailboxResult(
+            mailbox, MailboxState.GRANTED, " ".join(details), outcomes
+        )
 
     return await bounded(settings.mailbox_concurrency, mailboxes, verify)
 

@@ -71,7 +71,7 @@ async def test_granting_app_roles_twice_assigns_each_once():
     assert "POP.AccessAsApp" in pending["pending"]
 
 
-async def test_mailbox_grants_report_missing_mailboxes_and_disabled_protocols_with_the_fix():
+async def test_mailbox_grants_report_missing_mailboxes_with_the_fix():
     svc = FakeServices(
         settings(),
         mailboxes={"a@x.test": {"IMAP": True, "POP": True}, "b@x.test": {"IMAP": False, "POP": True}},
@@ -82,11 +82,19 @@ async def test_mailbox_grants_report_missing_mailboxes_and_disabled_protocols_wi
     states = {r.mailbox: r.state for r in results}
     assert states == {
         "a@x.test": MailboxState.GRANTED,
-        "b@x.test": MailboxState.PROTOCOL_DISABLED,
+        "b@x.test": MailboxState.GRANTED,
         "c@x.test": MailboxState.NOT_FOUND,
     }
-    assert "Set-CASMailbox -Identity b@x.test -ImapEnabled $true" in results[1].detail
+    assert "check the address" in results[2].detail
     assert svc.exchange.permissions == {("a@x.test", "sp-1"), ("b@x.test", "sp-1")}
+
+
+async def test_a_refused_login_on_a_disabled_protocol_is_explained_with_the_fix():
+    svc = FakeServices(settings(), mailboxes={"b@x.test": {"IMAP": False, "POP": True}})
+    explained = await steps.explain_refusal(svc, "b@x.test", ["IMAP"])
+    assert explained is not None and explained.state is MailboxState.PROTOCOL_DISABLED
+    assert "Set-CASMailbox -Identity b@x.test -ImapEnabled $true" in explained.detail
+    assert await steps.explain_refusal(svc, "b@x.test", ["POP"]) is None
 
 
 async def test_compensation_twice_is_harmless_and_says_what_it_undid():
