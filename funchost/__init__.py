@@ -1,0 +1,10 @@
+"""A local Azure Functions host for Python v2 apps, with a Durable engine on SQLite.
+
+It runs function_app.py unchanged: HTTP triggers on a local port, the real Durable SDK replaying
+orchestrators, activities on a bounded worker pool, timer triggers, and a controllable clock for tests.
+"""
+
+from .clock import Clock, ManualClock, RealClock
+from .host import LocalHost
+
+__all__ = ["Clock", "LocalHost", "ManualClock", "RealClock"]

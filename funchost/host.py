@@ -1,0 +1,366 @@
+"""LocalHost: loads an app, serves its HTTP triggers, runs its orchestrations, activities and timers."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import secrets
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from azure.functions import meta
+from azure.functions.durable_functions import ActivityTriggerConverter
+from azure.functions.timer import TimerRequest
+
+from ._loop import shared_loop
+from .app_loader import FunctionApp, load_app
+from .clock import Clock, RealClock
+from .cron import CronSchedule
+from .engine import TERMINAL, Engine, EpisodeStats
+from .http_api import _aiohttp_route, _key_matches, durable_routes, invoke, request_key, trigger_handler
+from .store import Store
+
+log = logging.getLogger("funchost")
+
+
+class LocalHost:
+    def __init__(
+        self,
+        app_dir: Path,
+        *,
+        db_path: Path,
+        port: int = 0,
+        clock: Clock | None = None,
+        max_activity_workers: int | None = None,
+        function_key: str | None = None,
+        master_key: str | None = None,
+    ) -> None:
+        self.app: FunctionApp = load_app(Path(app_dir))
+        self.clock: Clock = clock or RealClock()
+        self.port = port
+        self.function_key = function_key or secrets.token_urlsafe(24)
+        self.master_key = master_key or secrets.token_urlsafe(24)
+        # The durable extension's system key: it signs the management URLs handed to clients.
+        self.system_key = secrets.token_urlsafe(24)
+        settings = self.app.durable_settings
+        self.max_activity_workers = max_activity_workers or int(
+            settings.get("maxConcurrentActivityFunctions", 10)
+        )
+        self.max_orchestrators = max(1, min(2, int(settings.get("maxConcurrentOrchestratorFunctions", 2))))
+        self.store = Store(Path(db_path))
+        self.loop = shared_loop()
+        self.engine = Engine(self.store, self.app, self.clock, self._wake_threadsafe)
+        self.activity_pool = concurrent.futures.ThreadPoolExecutor(
+            self.max_activity_workers, "funchost-activity"
+        )
+        self.orchestrator_pool = concurrent.futures.ThreadPoolExecutor(
+            self.max_orchestrators, "funchost-orch"
+        )
+        self.clock.subscribe(self._wake_threadsafe)
+        self._wake: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self._rpc_runner: web.AppRunner | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._running_episodes: set[str] = set()
+        self._running_work: set[int] = set()
+        self._busy_lock = threading.Lock()
+        self._next_cron: dict[str, datetime] = {}
+        self._cron = {name: CronSchedule.parse(t.schedule) for name, t in self.app.timers.items()}
+        self.rpc_port = 0
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalHost:
+        asyncio.run_coroutine_threadsafe(self._astart(), self.loop).result(timeout=30)
+        self.started = True
+        log.info("funchost listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self.started:
+            asyncio.run_coroutine_threadsafe(self._astop(), self.loop).result(timeout=30)
+            self.started = False
+        self.activity_pool.shutdown(wait=True, cancel_futures=True)
+        self.orchestrator_pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+
+    def __enter__(self) -> LocalHost:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def _astart(self) -> None:
+        self._wake = asyncio.Event()
+        rpc = web.Application()
+        rpc.add_routes(durable_routes(self, "/durabletask", lambda request: True))
+        self._rpc_runner = web.AppRunner(rpc, access_log=None)
+        await self._rpc_runner.setup()
+        rpc_site = web.TCPSite(self._rpc_runner, "127.0.0.1", 0)
+        await rpc_site.start()
+        self.rpc_port = _bound_port(self._rpc_runner)
+
+        public = web.Application()
+        prefix = self.app.route_prefix
+        for function in self.app.http:
+            handler = trigger_handler(self, function)
+            for path in _aiohttp_route(function.route):
+                full = "/" + "/".join(p for p in (prefix, path) if p)
+                public.router.add_route("*", full, handler)
+        public.add_routes(durable_routes(self, "/runtime/webhooks/durabletask", self._system_authorized))
+        self._runner = web.AppRunner(public, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = _bound_port(self._runner)
+
+        now = self.clock.now()
+        for name, schedule in self._cron.items():
+            self._next_cron[name] = schedule.next_after(now)
+            if self.app.timers[name].run_on_startup:
+                asyncio.get_running_loop().create_task(self._run_timer(name, past_due=False))
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _astop(self) -> None:
+        if self._dispatcher:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        for runner in (self._runner, self._rpc_runner):
+            if runner:
+                await runner.cleanup()
+
+    # ------------------------------------------------------------------ auth
+    def authorized(self, request: web.Request, level: str) -> bool:
+        if level == "anonymous":
+            return True
+        key = request_key(request)
+        if level == "admin":
+            return _key_matches(key, self.master_key)
+        return _key_matches(key, self.function_key, self.master_key)
+
+    def _system_authorized(self, request: web.Request) -> bool:
+        return _key_matches(request_key(request), self.system_key, self.master_key)
+
+    # ------------------------------------------------------------------ durable client binding
+    def management_payload(self, instance_id: str) -> dict[str, str]:
+        urls = self._management_urls()
+        return {k: v.replace("INSTANCEID", instance_id) for k, v in urls.items()}
+
+    def _management_urls(self) -> dict[str, str]:
+        base = f"{self.base_url}/runtime/webhooks/durabletask"
+        qs = f"taskHub={self.app.hub_name}&connection=Storage&code={self.system_key}"
+        instance = f"{base}/instances/INSTANCEID"
+        return {
+            "id": "INSTANCEID",
+            "statusQueryGetUri": f"{instance}?{qs}",
+            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{qs}",
+            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{qs}",
+            "rewindPostUri": f"{instance}/rewind?reason={{text}}&{qs}",
+            "purgeHistoryDeleteUri": f"{instance}?{qs}",
+            "restartPostUri": f"{instance}/restart?{qs}",
+            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{qs}",
+            "resumePostUri": f"{instance}/resume?reason={{text}}&{qs}",
+        }
+
+    def client_binding_json(self) -> str:
+        base = f"{self.base_url}/runtime/webhooks/durabletask"
+        code = f"code={self.system_key}"
+        return json.dumps(
+            {
+                "taskHubName": self.app.hub_name,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?{code}",
+                    "createAndWaitOnNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}"
+                    f"&pollingInterval={{intervalInSeconds}}&{code}",
+                },
+                "managementUrls": self._management_urls(),
+                "baseUrl": base,
+                "requiredQueryStringParameters": code,
+                "rpcBaseUrl": f"http://127.0.0.1:{self.rpc_port}/durabletask/",
+                "httpBaseUrl": "",
+                "maxGrpcMessageSizeInBytes": 0,
+                "grpcHttpClientTimeout": "00:01:40",
+            }
+        )
+
+    # ------------------------------------------------------------------ dispatcher
+    def _wake_threadsafe(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self.loop.call_soon_threadsafe(wake.set)
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            try:
+                await self._dispatch_once(loop)
+            except Exception:
+                log.exception("funchost dispatcher error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_seconds())
+
+    async def _dispatch_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        ready = await loop.run_in_executor(None, self.engine.ready_instances)
+        for instance_id in ready:
+            with self._busy_lock:
+                if (
+                    instance_id in self._running_episodes
+                    or len(self._running_episodes) >= self.max_orchestrators
+                ):
+                    continue
+                self._running_episodes.add(instance_id)
+            loop.create_task(self._episode(instance_id))
+        work = await loop.run_in_executor(None, self.engine.pending_work)
+        for item in work:
+            with self._busy_lock:
+                if item[0] in self._running_work or len(self._running_work) >= self.max_activity_workers:
+                    continue
+                self._running_work.add(item[0])
+            loop.create_task(self._activity(*item))
+        now = self.clock.now()
+        for name, due in list(self._next_cron.items()):
+            if now >= due:
+                self._next_cron[name] = self._cron[name].next_after(now)
+                loop.create_task(self._run_timer(name, past_due=(now - due).total_seconds() > 1))
+
+    def _sleep_seconds(self) -> float:
+        if not isinstance(self.clock, RealClock):
+            return 0.5  # a manual clock wakes the dispatcher itself when advanced
+        now = time.time()
+        candidates = [1.0]
+        visible = self.engine.next_visible_at()
+        if visible is not None:
+            candidates.append(visible - now)
+        candidates.extend((due.timestamp() - now) for due in self._next_cron.values())
+        return max(0.005, min(candidates))
+
+    async def _episode(self, instance_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.orchestrator_pool, self.engine.run_episode, instance_id)
+        except Exception:
+            log.exception("episode of instance %s failed", instance_id)
+        finally:
+            with self._busy_lock:
+                self._running_episodes.discard(instance_id)
+            self._wake_threadsafe()
+
+    async def _activity(
+        self,
+        work_id: int,
+        instance_id: str,
+        execution_id: str,
+        task_id: int,
+        name: str,
+        input_text: str | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        result_text: str | None = None
+        failure: tuple[str, str] | None = None
+        activity = self.app.activities.get(name)
+        log.info("Executing 'Functions.%s' (instance=%s)", name, instance_id)
+        try:
+            if activity is None:
+                raise LookupError(f"The activity function '{name}' doesn't exist.")
+            value = ActivityTriggerConverter.decode(meta.Datum(input_text, "json"), trigger_metadata=None)
+            result = await invoke(self, activity.fn, name, {activity.input_param: value})
+            result_text = ActivityTriggerConverter.encode(result, expected_type=None).value
+            log.info("Executed 'Functions.%s' (instance=%s, Succeeded)", name, instance_id)
+        except Exception as exc:
+            failure = (f"Activity function '{name}' failed: {type(exc).__name__}: {exc}", "")
+            log.info("Executed 'Functions.%s' (instance=%s, Failed)", name, instance_id)
+        try:
+            await loop.run_in_executor(None, self.engine.complete_work, work_id, result_text, failure)
+        finally:
+            with self._busy_lock:
+                self._running_work.discard(work_id)
+            self._wake_threadsafe()
+
+    async def _run_timer(self, name: str, past_due: bool) -> None:
+        timer = self.app.timers[name]
+        kwargs: dict[str, Any] = {timer.trigger_param: TimerRequest(past_due=past_due)}
+        if timer.client_param:
+            kwargs[timer.client_param] = self.client_binding_json()
+        log.info("Executing 'Functions.%s'", name)
+        try:
+            await invoke(self, timer.fn, name, kwargs)
+            log.info("Executed 'Functions.%s' (Succeeded)", name)
+        except Exception as exc:
+            log.error("Executed 'Functions.%s' (Failed: %s)", name, type(exc).__name__)
+            raise
+
+    # ------------------------------------------------------------------ public helpers
+    def run_timer(self, name: str) -> None:
+        """Run a timer trigger now, as the admin API's manual run does; returns when it finishes."""
+        if name not in self.app.timers:
+            raise KeyError(name)
+        asyncio.run_coroutine_threadsafe(self._run_timer(name, past_due=False), self.loop).result()
+
+    def get_status(self, instance_id: str, show_history: bool = False) -> dict[str, Any] | None:
+        return self.engine.get_status(instance_id, show_history=show_history)
+
+    def instances(self) -> list[dict[str, Any]]:
+        return self.engine.query()
+
+    def wait_for(self, instance_id: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.engine.changed:
+            while True:
+                status = self.engine.get_status(instance_id)
+                if status and status["runtimeStatus"] in TERMINAL:
+                    return status
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"instance {instance_id} not finished: {status and status['runtimeStatus']}"
+                    )
+                self.engine.changed.wait(min(remaining, 0.2))
+
+    def idle(self, timeout: float = 30) -> None:
+        """Wait until nothing is runnable now: no visible message, no episode, no activity pending."""
+        deadline = time.monotonic() + timeout
+        settled = 0
+        while True:
+            with self._busy_lock:
+                busy = bool(self._running_episodes or self._running_work)
+            busy = busy or bool(self.engine.ready_instances()) or bool(self.engine.pending_work())
+            settled = 0 if busy else settled + 1
+            if settled >= 2:  # twice in a row, so a wake-up in flight is not missed
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("host still busy")
+            self._wake_threadsafe()
+            time.sleep(0.02)
+
+    def episode_count(self, instance_id: str) -> int:
+        """How many episodes (orchestrator replays) an instance has had since this host started."""
+        return self.engine.episodes.get(instance_id, 0)
+
+    def run_episode_now(self, instance_id: str) -> EpisodeStats | None:
+        """Run one episode on the caller's thread (benchmarks; the host need not be started)."""
+        return self.engine.run_episode(instance_id)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("site not bound")
