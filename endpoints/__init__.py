@@ -1,5 +1,10 @@
-"""placeholder: filled by the onboarding workflow"""
+"""HTTP triggers: the onboarding API, the consent callback, the approval pages and the OpenAPI document.
 
-import azure.durable_functions as df
+Triggers are thin: parse the request, call the core in ``onboarding/`` and map the outcome to a
+response. Nothing heavy is imported here (no Graph, Key Vault or identity clients): cold start matters.
+"""
 
-blueprint = df.Blueprint()
+from endpoints import decisions, onboardings, spec
+from endpoints.registry import blueprint
+
+__all__ = ["blueprint", "decisions", "onboardings", "spec"]
