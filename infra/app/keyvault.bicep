@@ -1,0 +1,97 @@
+// The vault that receives the client secrets of the apps this service registers, and holds the
+// service's own link-signing key. RBAC authorisation only (no access policies), soft delete with
+// purge protection, and a single data-plane role for the app's identity.
+
+@description('Name of the Key Vault (3-24 characters, globally unique).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region of the vault.')
+param location string
+
+@description('Tags applied to the vault.')
+param tags object = {}
+
+@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer: it writes client secrets and reads the link-signing key; it cannot manage keys, certificates or access.')
+param principalId string
+
+@description('Days a deleted vault or secret stays recoverable (7-90). Purge protection means nobody can shorten this after deletion.')
+@minValue(7)
+@maxValue(90)
+param softDeleteRetentionInDays int = 90
+
+@description('Name of the secret holding the key that signs approval links and completion callbacks.')
+param linkSigningKeySecretName string = 'link-signing-key'
+
+@description('True when the link-signing key secret already exists (the preprovision hook checks). Then this deployment leaves it alone: writing it again would rotate the key and invalidate every link already sent.')
+param linkSigningKeyExists bool = false
+
+@secure()
+@description('Value for a new link-signing key (at least 32 characters). Only used when linkSigningKeyExists is false.')
+param linkSigningKey string
+
+var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109: The Flex Consumption app runs without VNet integration and reaches the vault over its public endpoint; access is by Entra ID and RBAC only. Add VNet integration and a private endpoint to set defaultAction Deny.
+  // checkov:skip=CKV_AZURE_189: Public network access is needed for the same reason as CKV_AZURE_109.
+  // checkov:skip=CKV2_AZURE_32: No private endpoint for the same reason as CKV_AZURE_109.
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: tenant().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: softDeleteRetentionInDays
+    enablePurgeProtection: true
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+  }
+}
+
+// Written once. A later deployment with linkSigningKeyExists=true omits the resource, and an
+// incremental deployment leaves an omitted resource untouched, so redeploying changes nothing.
+resource linkSigningKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!linkSigningKeyExists) {
+  // checkov:skip=CKV_AZURE_114: contentType is set below; checkov 3.3 does not read the properties of a conditional (= if) resource.
+  // checkov:skip=CKV_AZURE_41: The link-signing key is rotated deliberately (docs/deploy.md, "Rotating the link-signing key"); an expiry date would silently break every approval link and callback on that date.
+  parent: vault
+  name: linkSigningKeySecretName
+  properties: {
+    contentType: 'text/plain; purpose=hmac-key'
+    value: linkSigningKey
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
+@description('Name of the vault.')
+output name string = vault.name
+
+@description('Vault URI, with a trailing slash (KEY_VAULT_URI).')
+output uri string = vault.properties.vaultUri
+
+@description('Versionless URI of the link-signing key, for the app setting\'s Key Vault reference (the app always reads the current version).')
+output linkSigningKeySecretUri string = '${vault.properties.vaultUri}secrets/${linkSigningKeySecretName}/'

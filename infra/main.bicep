@@ -1,0 +1,253 @@
+// Mailbox OAuth onboarding: a Durable Functions app (Python, Flex Consumption) that registers Entra
+// ID apps for IMAP/POP app-only access to Exchange Online. Deployed with `azd up`; see
+// docs/deploy.md for the one-time admin steps this template cannot do for you.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; it seeds a short unique token used in every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every resource. It must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Name of the resource group. Empty: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@minLength(3)
+@description('Mailbox (UPN or primary SMTP address) that sends consent and approval emails (MAIL_SENDER). The identity may send as this mailbox only: see mailSendScoping.')
+param mailSender string
+
+@description('Cloud preset of the tenant\'s Microsoft 365 endpoints (AZURE_CLOUD, see onboarding/clouds.json). Empty: the cloud this deployment runs in. Set it when they differ, e.g. a GCC tenant uses AzurePublicCloud endpoints.')
+@allowed([
+  ''
+  'AzurePublicCloud'
+  'AzureUSGovernment'
+  'AzureChinaCloud'
+])
+param azureCloud string = ''
+
+@description('Allow the "grant" consent mode, in which the workflow assigns IMAP/POP app roles itself after an admin approves. Grants the identity AppRoleAssignment.ReadWrite.All, a tenant-wide privilege; leave false if admins always consent in Entra ("consent" mode).')
+param enableGrantMode bool = false
+
+@description('How the identity\'s permission to send mail is limited to mailSender. rbacForApplications: no Mail.Send in Entra; an Exchange admin assigns the "Application Mail.Send" role scoped to the mailbox (recommended). applicationAccessPolicy: Mail.Send is granted in Entra (tenant-wide until the admin adds an application access policy).')
+@allowed([
+  'rbacForApplications'
+  'applicationAccessPolicy'
+])
+param mailSendScoping string = 'rbacForApplications'
+
+@description('Declare the identity\'s Microsoft Graph and Exchange Online application permissions in this deployment (Microsoft Graph Bicep extension). Needs a deployer with Privileged Role Administrator or Global Administrator. false: scripts/azd/grant-directory-permissions.sh grants them, run by such an admin.')
+param grantDirectoryPermissions bool = true
+
+@description('Public https base URL admins reach the app at, if not its default host name (custom domain, Front Door).')
+param publicBaseUrl string = ''
+
+@description('True when the link-signing key already exists in the vault (set by the preprovision hook); then it is left untouched.')
+param linkSigningKeyExists bool = false
+
+// Two fresh GUIDs (244 random bits) make a new link-signing key; used only on the first deployment.
+// checkov reads no inline suppressions on Bicep parameters; tests/infra applies these two itself.
+// checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value on every deployment, not a hardcoded one; a secure parameter default is the only place Bicep allows it.
+@secure()
+@description('Random seed for a new link-signing key. Leave the default.')
+param linkSigningKeySeedA string = newGuid()
+
+// checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value on every deployment, not a hardcoded one.
+@secure()
+@description('Second random seed for a new link-signing key. Leave the default.')
+param linkSigningKeySeedB string = newGuid()
+
+@description('Days a deleted Key Vault stays recoverable; purge protection keeps it for this long whatever happens.')
+@minValue(7)
+@maxValue(90)
+param keyVaultSoftDeleteRetentionInDays int = 90
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+// Endpoint host names live in one file shared with the code.
+var clouds = loadJsonContent('../onboarding/clouds.json')
+var cloudName = !empty(azureCloud) ? azureCloud : (environment().name == 'AzureCloud' ? 'AzurePublicCloud' : environment().name)
+var cloud = clouds[cloudName]
+
+var linkSigningKeySecretName = 'link-signing-key'
+
+// Least privilege per feature: creating and managing the apps it owns; assigning app roles only
+// when grant mode is on; Mail.Send in Entra only when an application access policy will scope it.
+var baseGraphAppRoles = ['Application.ReadWrite.OwnedBy']
+var grantModeAppRoles = enableGrantMode ? ['AppRoleAssignment.ReadWrite.All'] : []
+var mailAppRoles = mailSendScoping == 'applicationAccessPolicy' ? ['Mail.Send'] : []
+var graphAppRoles = concat(baseGraphAppRoles, grantModeAppRoles, mailAppRoles)
+var exchangeAppRoles = ['Exchange.ManageAsApp']
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-func-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'deployment-package'
+    principalId: identity.outputs.principalId
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    softDeleteRetentionInDays: keyVaultSoftDeleteRetentionInDays
+    linkSigningKeySecretName: linkSigningKeySecretName
+    linkSigningKeyExists: linkSigningKeyExists
+    linkSigningKey: '${replace(linkSigningKeySeedA, '-', '')}${replace(linkSigningKeySeedB, '-', '')}'
+  }
+}
+
+// Every setting onboarding/settings.py reads (SETTINGS), except PUBLIC_BASE_URL, which needs the
+// site's host name and is set in app/function.bicep. tests/infra checks the two lists agree.
+var appSettings = {
+  TENANT_ID: tenant().tenantId
+  AZURE_CLOUD: cloudName
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  ENTRA_AUTHORITY_HOST: cloud.ENTRA_AUTHORITY_HOST
+  ENTRA_DISABLE_INSTANCE_DISCOVERY: 'false'
+  GRAPH_ENDPOINT: cloud.GRAPH_ENDPOINT
+  EXCHANGE_ENDPOINT: cloud.EXCHANGE_ENDPOINT
+  IMAP_HOST: cloud.IMAP_HOST
+  IMAP_PORT: '993'
+  POP_HOST: cloud.POP_HOST
+  POP_PORT: '995'
+  KEY_VAULT_URI: keyVault.outputs.uri
+  MAIL_SENDER: mailSender
+  LINK_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.linkSigningKeySecretUri})'
+  MAILBOX_BATCH_SIZE: '200'
+  MAILBOX_CONCURRENCY: '10'
+  CONSENT_DEADLINE_HOURS: '120'
+  CONSENT_REMINDER_HOURS: '24'
+  VERIFY_WINDOW_MINUTES: '120'
+  CALLBACK_ALLOW_PRIVATE_NETWORKS: 'false'
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: 'func-${resourceToken}'
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    serviceName: 'api'
+    identityId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    appSettings: appSettings
+    publicBaseUrl: publicBaseUrl
+  }
+}
+
+module directoryPermissions 'app/directory-permissions.bicep' = if (grantDirectoryPermissions) {
+  name: 'directory-permissions'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    graphAppRoles: graphAppRoles
+    exchangeAppRoles: exchangeAppRoles
+  }
+}
+
+// Outputs become azd environment values, read by the hooks in scripts/azd and by docs/deploy.md.
+@description('Region of the deployment.')
+output AZURE_LOCATION string = location
+
+@description('Tenant the app onboards into (TENANT_ID).')
+output AZURE_TENANT_ID string = tenant().tenantId
+
+@description('Resource group holding everything.')
+output AZURE_RESOURCE_GROUP string = rg.name
+
+@description('Name of the function app.')
+output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+
+@description('Base URL of the app: POST {FUNCTION_BASE_URL}/api/onboardings.')
+output FUNCTION_BASE_URL string = function.outputs.publicBaseUrl
+
+@description('Name of the Key Vault holding client secrets and the link-signing key.')
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+
+@description('URI of that Key Vault.')
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
+
+@description('Name of the secret holding the link-signing key.')
+output LINK_SIGNING_KEY_SECRET_NAME string = linkSigningKeySecretName
+
+@description('Name of the managed identity the app runs as.')
+output MANAGED_IDENTITY_NAME string = identity.outputs.name
+
+@description('Client id of the managed identity (its appId in Entra and Exchange).')
+output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+
+@description('Object id of the managed identity\'s service principal.')
+output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+
+@description('Microsoft Graph application permissions the identity needs, comma-separated.')
+output GRAPH_APP_ROLES string = join(graphAppRoles, ',')
+
+@description('Office 365 Exchange Online application permissions the identity needs, comma-separated.')
+output EXCHANGE_APP_ROLES string = join(exchangeAppRoles, ',')
+
+@description('Whether this deployment declared those permissions itself (else the hook grants them).')
+output DIRECTORY_PERMISSIONS_DECLARED bool = grantDirectoryPermissions
+
+@description('Sender mailbox, for the Mail.Send scoping step.')
+output MAIL_SENDER string = mailSender
+
+@description('How Mail.Send is scoped to the sender mailbox.')
+output MAIL_SEND_SCOPING string = mailSendScoping
+
+@description('Cloud preset in use (AZURE_CLOUD).')
+output AZURE_CLOUD_PRESET string = cloudName
