@@ -1,0 +1,329 @@
+"""Exchange Online admin API: the cmdlets the procedure needs, over REST (``InvokeCommand``).
+
+Microsoft does not document this API (the ExchangeOnlineManagement v3 module and CIPP use it), so its
+wire details stay in this module. Every call goes through one ``AdaptiveLimiter``: Exchange throttles
+per tenant with limits it does not publish, and mailbox grants should run as fast as it allows and
+no faster. All cmdlets used here are safe to repeat, so every call is retried in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retrying
+from onboarding.adapters._throttle import AdaptiveLimiter
+from onboarding.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    OnboardingError,
+    PermissionDeniedError,
+    TransientError,
+)
+from onboarding.redaction import redact
+from onboarding.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+    from azure.core.credentials_async import AsyncTokenCredential
+
+log = logging.getLogger(__name__)
+
+# The routing hint the ExchangeOnlineManagement module sends for app-only calls.
+SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
+PERMISSION_FIX = (
+    "Grant the function app's managed identity the Office 365 Exchange Online application permission "
+    "Exchange.ManageAsApp and the Entra role Exchange Administrator."
+)
+OBJECT_ID_FIX = (
+    "Use the object id of the app's service principal (Entra ID > Enterprise applications, or "
+    "GET /servicePrincipals(appId='<appId>')), not the object id of the app registration."
+)
+_NOT_FOUND = (
+    "couldn't be found",
+    "could not be found",
+    "couldn't find",
+    "managementobjectnotfound",
+    "doesn't exist",
+)
+_ALREADY = ("already exists", "already has", "already present", "already been granted")
+
+
+class CmdletError(InvalidRequestError):
+    """A cmdlet failed; ``text`` is Exchange's error text (redacted) for classification."""
+
+    def __init__(self, cmdlet: str, text: str, status: int) -> None:
+        super().__init__(f"Exchange Online refused {cmdlet}: {text[:300]}", code="cmdlet_failed")
+        self.cmdlet = cmdlet
+        self.text = text
+        self.status = status
+
+    @property
+    def not_found(self) -> bool:
+        low = self.text.lower()
+        return any(t in low for t in _NOT_FOUND)
+
+    @property
+    def already(self) -> bool:
+        low = self.text.lower()
+        return any(t in low for t in _ALREADY)
+
+
+def error_text(payload: Any) -> str:
+    """Exchange's error message: ``error.details[].message``, else the inner exception's message,
+    else ``error.message``. Redacted; the rest of the body is never kept."""
+    if not isinstance(payload, Mapping):
+        return ""
+    error = payload.get("error")
+    if not isinstance(error, Mapping):
+        return ""
+    messages: list[str] = []
+    for detail in error.get("details") or ():
+        if isinstance(detail, Mapping) and detail.get("message"):
+            messages.append(str(detail["message"]))
+    if not messages:
+        inner = error.get("innererror")
+        internal = inner.get("internalException") if isinstance(inner, Mapping) else None
+        if isinstance(internal, Mapping) and internal.get("message"):
+            messages.append(str(internal["message"]))
+    if not messages and error.get("message"):
+        messages.append(str(error["message"]))
+    return redact(" ".join(messages))
+
+
+def map_response(cmdlet: str, status: int, payload: Any, retry_after: str | None) -> OnboardingError:
+    """The project error for a failed InvokeCommand response."""
+    if status == 429 or status in (502, 503, 504):
+        return TransientError(
+            f"Exchange Online is throttling or unavailable (HTTP {status}) while running {cmdlet}.",
+            retry_after=parse_retry_after(retry_after),
+            fix="Try again later.",
+            code="throttled" if status == 429 else "unavailable",
+        )
+    if status == 401:
+        return PermissionDeniedError(
+            f"Exchange Online rejected the function app's token for {cmdlet}.",
+            fix=PERMISSION_FIX,
+            code="unauthorized",
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"The function app's identity may not run {cmdlet} in Exchange Online.",
+            fix=PERMISSION_FIX,
+            code="forbidden",
+        )
+    text = error_text(payload)
+    if text:
+        return CmdletError(cmdlet, text, status)
+    if status >= 500:
+        return TransientError(
+            f"Exchange Online failed (HTTP {status}) while running {cmdlet}.", fix="Try again later."
+        )
+    return InvalidRequestError(f"Exchange Online refused {cmdlet} (HTTP {status}).", code="cmdlet_failed")
+
+
+class ExchangeAdmin:
+    def __init__(
+        self,
+        settings: Settings,
+        credential: AsyncTokenCredential,
+        *,
+        tenant_id: str | None = None,
+        max_concurrency: int | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        tenant = tenant_id or settings.tenant_id
+        self._settings = settings
+        self._credential = credential
+        self._policy = policy
+        self._url = f"{settings.exchange_endpoint}/adminapi/beta/{tenant}/InvokeCommand"
+        self._anchor = f"APP:{SYSTEM_MAILBOX}@{tenant}"
+        self.limiter = AdaptiveLimiter(max_concurrency or settings.mailbox_concurrency)
+        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+
+    async def _token(self) -> str:
+        from onboarding.adapters.identity import map_identity_error
+
+        try:
+            access = await self._credential.get_token(self._settings.exchange_scope)
+        except Exception as exc:
+            raise map_identity_error(exc) from None
+        return access.token
+
+    async def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One HTTP exchange under the limiter; throttling answers lower its limit."""
+        import httpx
+
+        headers = {
+            "Authorization": f"Bearer {await self._token()}",
+            "X-AnchorMailbox": self._anchor,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        ticket = await self.limiter.acquire()
+        throttled, retry_after = False, None
+        try:
+            try:
+                response = await self._http.post(url, json=body, headers=headers)
+            except (httpx.TimeoutException, httpx.TransportError):
+                throttled = True  # an overloaded server drops connections too
+                raise TransientError(
+                    f"Exchange Online did not answer {cmdlet} (connection dropped or timed out).",
+                    fix="Try again later.",
+                    code="network",
+                ) from None
+            if response.status_code in (429, 503):
+                throttled = True
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = None
+            if response.is_success and isinstance(payload, dict):
+                return payload
+            if response.is_success:
+                raise TransientError(f"Exchange Online answered {cmdlet} with an unreadable body.")
+            raise map_response(cmdlet, response.status_code, payload, response.headers.get("Retry-After"))
+        finally:
+            await self.limiter.release(ticket, throttled=throttled, retry_after=retry_after)
+
+    async def invoke(self, cmdlet: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run a cmdlet; returns every result object across ``@odata.nextLink`` pages."""
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": dict(parameters)}}
+        results: list[dict[str, Any]] = []
+        url: str | None = self._url
+        while url:
+            page = await retrying(lambda u=url: self._post(u, cmdlet, body), self._policy)  # type: ignore[misc]
+            for warning in page.get("@adminapi.warnings") or ():
+                log.info("Exchange Online warning for %s: %s", cmdlet, redact(str(warning))[:300])
+            value = page.get("value")
+            if isinstance(value, list):
+                results.extend(v for v in value if isinstance(v, dict))
+            next_link = page.get("@odata.nextLink")
+            url = str(next_link) if next_link else None
+        return results
+
+    # --- the app's service principal in Exchange ---------------------------------------------------
+
+    async def _get_service_principal(self, app_id: str) -> dict[str, Any] | None:
+        try:
+            found = await self.invoke("Get-ServicePrincipal", {"Identity": app_id})
+        except CmdletError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return found[0] if found else None
+
+    async def ensure_service_principal(
+        self, app_id: str, service_principal_id: str, display_name: str
+    ) -> None:
+        """``New-ServicePrincipal`` unless Exchange already has it with the right object id. A stale
+        registration under another object id (a manual attempt with the app's object id) is replaced."""
+        existing = await self._get_service_principal(app_id)
+        if existing is not None:
+            if str(existing.get("ObjectId", "")).lower() == service_principal_id.lower():
+                return
+            await self.remove_service_principal(app_id)
+        try:
+            await self.invoke(
+                "New-ServicePrincipal",
+                {"AppId": app_id, "ObjectId": service_principal_id, "DisplayName": display_name},
+            )
+        except CmdletError as exc:
+            if exc.already:
+                return
+            if "objectid" in exc.text.lower().replace(" ", "") or "object id" in exc.text.lower():
+                raise InvalidRequestError(
+                    f"Exchange Online refused object id {service_principal_id} for app {app_id}.",
+                    fix=OBJECT_ID_FIX,
+                    code="wrong_object_id",
+                ) from None
+            if exc.not_found:
+                # Exchange reads the service principal from Entra ID, which may not have replicated yet.
+                raise TransientError(
+                    f"Exchange Online does not see the service principal of app {app_id} yet.",
+                    fix="Usually resolves within minutes (directory replication).",
+                    code="replication",
+                ) from None
+            raise
+
+    async def remove_service_principal(self, app_id: str) -> None:
+        try:
+            await self.invoke("Remove-ServicePrincipal", {"Identity": app_id, "Confirm": False})
+        except CmdletError as exc:
+            if not exc.not_found:
+                raise
+
+    # --- mailboxes ------------------------------------------------------------------------------
+
+    def _mailbox_error(self, exc: CmdletError, mailbox: str, service_principal_id: str) -> OnboardingError:
+        low = exc.text.lower()
+        if service_principal_id.lower() in low and mailbox.lower() not in low:
+            return TransientError(
+                "Exchange Online does not know the app's service principal yet.",
+                fix="Register it with New-ServicePrincipal first; if done, wait for replication.",
+                code="replication",
+            )
+        return NotFoundError(
+            f"Exchange Online has no mailbox {mailbox}.",
+            fix="Check the address, or create the mailbox and onboard it again.",
+            code="mailbox_not_found",
+        )
+
+    async def grant_full_access(self, mailbox: str, service_principal_id: str) -> None:
+        """FullAccess without AutoMapping (no Outlook auto-mapping for an app). Idempotent."""
+        try:
+            await self.invoke(
+                "Add-MailboxPermission",
+                {
+                    "Identity": mailbox,
+                    "User": service_principal_id,
+                    "AccessRights": ["FullAccess"],
+                    "AutoMapping": False,
+                },
+            )
+        except CmdletError as exc:
+            if exc.already:
+                return
+            if exc.not_found:
+                raise self._mailbox_error(exc, mailbox, service_principal_id) from None
+            raise
+
+    async def remove_full_access(self, mailbox: str, service_principal_id: str) -> None:
+        """Idempotent: a permission or mailbox that is already gone counts as removed."""
+        try:
+            await self.invoke(
+                "Remove-MailboxPermission",
+                {
+                    "Identity": mailbox,
+                    "User": service_principal_id,
+                    "AccessRights": ["FullAccess"],
+                    "Confirm": False,
+                },
+            )
+        except CmdletError as exc:
+            low = exc.text.lower()
+            if not (exc.not_found or "isn't present" in low or "not present" in low or "doesn't have" in low):
+                raise
+
+    async def protocols_enabled(self, mailbox: str) -> dict[str, bool]:
+        try:
+            found = await self.invoke("Get-CASMailbox", {"Identity": mailbox})
+        except CmdletError as exc:
+            if exc.not_found:
+                raise NotFoundError(
+                    f"Exchange Online has no mailbox {mailbox}.", code="mailbox_not_found"
+                ) from None
+            raise
+        if not found:
+            raise NotFoundError(f"Exchange Online has no mailbox {mailbox}.", code="mailbox_not_found")
+        cas = found[0]
+        return {"IMAP": bool(cas.get("ImapEnabled")), "POP": bool(cas.get("PopEnabled"))}
+
+    async def close(self) -> None:
+        await self._http.aclose()

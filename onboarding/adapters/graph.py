@@ -1,0 +1,501 @@
+"""Microsoft Graph: the app registration, its secret, its service principal, app roles and mail.
+
+msgraph-sdk's own RetryHandler is switched off for every request of this client: it retries POSTs
+too (a retried ``addPassword`` mints a second secret whose value is lost) and sleeps whatever
+``Retry-After`` says. Idempotent calls are retried here instead (``_retry``); ``add_password`` is
+sent exactly once and also carries a per-request ``RetryHandlerOption(max_retries=0)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retrying
+from onboarding.domain import AppRegistration, ExchangeResource
+from onboarding.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    OnboardingError,
+    PermissionDeniedError,
+    TransientError,
+)
+from onboarding.redaction import redact
+from onboarding.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+APP_PERMISSION = "Application.ReadWrite.OwnedBy"
+ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All"
+MAIL_PERMISSION = "Mail.Send"
+REPLICATION = "replication"
+_REPLICATION_TEXT = ("does not exist or one of its queried reference-property objects are not present",)
+
+
+@dataclass(frozen=True)
+class PasswordInfo:
+    key_id: str
+    display_name: str
+    end_date_time: datetime
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    key_id: str
+    secret_text: str = field(repr=False)
+    end_date_time: datetime
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    id: str
+    resource_id: str
+    app_role_id: str
+
+
+def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMISSION) -> OnboardingError:
+    """Map an msgraph-sdk/httpx failure to a project error. ``action`` says what was being done, in
+    words ("create the app registration"). Graph's own message is kept (redacted, shortened) because
+    it names the cause; the response body itself never is."""
+    import httpx
+    from kiota_abstractions.api_error import APIError
+
+    if isinstance(exc, httpx.TimeoutException | httpx.TransportError):
+        return TransientError(
+            f"Microsoft Graph did not answer while trying to {action} (connection dropped or timed out).",
+            fix="Try again later.",
+            code="network",
+        )
+    if not isinstance(exc, APIError):
+        return OnboardingError(f"Failed to {action} ({type(exc).__name__}).")
+    status = exc.response_status_code or 0
+    headers = exc.response_headers or {}
+    odata = getattr(exc, "error", None)
+    code = str(getattr(odata, "code", "") or "")
+    detail = str(getattr(odata, "message", "") or "")
+    said = f" Graph said: {redact(detail)[:300]}" if detail else ""
+    if any(text in detail for text in _REPLICATION_TEXT):
+        return TransientError(
+            f"Microsoft Graph does not see a new object yet while trying to {action} (directory replication).",
+            fix="Usually resolves within minutes.",
+            code=REPLICATION,
+        )
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(_header(headers, "Retry-After"))
+        what = "throttled" if status == 429 else f"answered HTTP {status}"
+        return TransientError(
+            f"Microsoft Graph {what} while trying to {action}.",
+            retry_after=retry_after,
+            fix="Try again later.",
+            code="throttled" if status == 429 else "unavailable",
+        )
+    if status == 404:
+        return NotFoundError(f"Microsoft Graph found nothing to {action}.{said}", code=code or "not_found")
+    if status == 401:
+        return PermissionDeniedError(
+            f"Microsoft Graph rejected the function app's token while trying to {action}.",
+            fix="Check that the managed identity's token is issued for the Graph endpoint configured in "
+            "GRAPH_ENDPOINT.",
+            code="unauthorized",
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"The function app's identity may not {action}.{said}",
+            fix=f"Grant the managed identity the Microsoft Graph application permission {permission} "
+            "and admin-consent it.",
+            code=code or "forbidden",
+        )
+    return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).{said}", code=code)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    value = getter(name) or getter(name.lower())
+    return str(value) if value is not None else None
+
+
+def _uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidRequestError(f"{what} {value!r} is not a GUID.") from None
+
+
+class GraphDirectory:
+    def __init__(
+        self,
+        settings: Settings,
+        credential: AsyncTokenCredential,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        timeout: float = 30.0,
+    ) -> None:
+        import httpx
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from kiota_http.middleware.options import RetryHandlerOption
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph_core import GraphClientFactory
+
+        self._settings = settings
+        self._policy = policy
+        base_url = f"{settings.graph_endpoint}/v1.0"
+        host = urlsplit(settings.graph_endpoint).hostname or ""
+        # Without the host in allowed_hosts the provider silently sends no Authorization header.
+        auth = AzureIdentityAuthenticationProvider(
+            credential, scopes=[settings.graph_scope], allowed_hosts=[host]
+        )
+        http = GraphClientFactory.create_with_default_middleware(
+            client=httpx.AsyncClient(base_url=base_url, timeout=timeout),
+            options={RetryHandlerOption.get_key(): RetryHandlerOption(0, 0, False)},
+        )
+        self._http = http
+        adapter = GraphRequestAdapter(auth, client=http)
+        adapter.base_url = base_url
+        self._client = GraphServiceClient(request_adapter=adapter)
+
+    async def _call(
+        self,
+        action: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        permission: str = APP_PERMISSION,
+        retry: bool = True,
+    ) -> T:
+        async def once() -> T:
+            try:
+                return await call()
+            except OnboardingError:
+                raise
+            except Exception as exc:
+                raise graph_error(exc, action, permission=permission) from None
+
+        if not retry:
+            return await once()
+        return await retrying(once, self._policy)
+
+    # --- the Exchange Online resource -------------------------------------------------------------
+
+    async def get_resource(self, app_id: str, role_values: Sequence[str]) -> ExchangeResource:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
+            ServicePrincipalsWithAppIdRequestBuilder as B,
+        )
+
+        config = RequestConfiguration(
+            query_parameters=B.ServicePrincipalsWithAppIdRequestBuilderGetQueryParameters(
+                select=["id", "appRoles"]
+            )
+        )
+        builder = self._client.service_principals_with_app_id(app_id)
+        sp = await self._call(
+            f"read the service principal of app {app_id}",
+            lambda: builder.get(request_configuration=config),
+        )
+        if sp is None or sp.id is None:
+            raise NotFoundError(f"The tenant has no service principal for app {app_id}.")
+        roles = {r.value: str(r.id) for r in sp.app_roles or () if r.value and r.id}
+        missing = [v for v in role_values if v not in roles]
+        if missing:
+            raise NotFoundError(
+                f"The service principal of app {app_id} has no app role {', '.join(missing)}.",
+                fix="Check the permission names (IMAP.AccessAsApp, POP.AccessAsApp) and that Exchange Online "
+                "is licensed in the tenant.",
+                code="app_role_missing",
+            )
+        return ExchangeResource(
+            service_principal_id=str(sp.id), app_role_ids={v: roles[v] for v in role_values}
+        )
+
+    # --- the app registration ---------------------------------------------------------------------
+
+    async def upsert_application(
+        self,
+        *,
+        unique_name: str,
+        display_name: str,
+        resource: ExchangeResource,
+        resource_app_id: str,
+        role_values: Sequence[str],
+        redirect_uris: Sequence[str],
+        notes: str,
+        tags: Sequence[str],
+    ) -> AppRegistration:
+        """Create-or-update by ``uniqueName``: a retry updates the same app instead of adding one."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.models.application import Application
+        from msgraph.generated.models.required_resource_access import RequiredResourceAccess
+        from msgraph.generated.models.resource_access import ResourceAccess
+        from msgraph.generated.models.web_application import WebApplication
+
+        body = Application(
+            display_name=display_name,
+            sign_in_audience="AzureADMyOrg",
+            notes=notes,
+            tags=list(tags),
+            web=WebApplication(redirect_uris=list(redirect_uris)),
+            # Only the Exchange application permissions: no delegated Graph User.Read.
+            required_resource_access=[
+                RequiredResourceAccess(
+                    resource_app_id=resource_app_id,
+                    resource_access=[
+                        ResourceAccess(id=_uuid(resource.app_role_ids[v], "app role id"), type="Role")
+                        for v in role_values
+                    ],
+                )
+            ],
+        )
+        config: RequestConfiguration[Any] = RequestConfiguration()
+        config.headers.add("Prefer", "create-if-missing")
+        builder = self._client.applications_with_unique_name(unique_name)
+        created = await self._call(
+            "create or update the app registration",
+            lambda: builder.patch(body, request_configuration=config),
+        )
+        if created is not None and created.id and created.app_id:
+            return AppRegistration(
+                object_id=str(created.id), app_id=str(created.app_id), unique_name=unique_name
+            )
+        # 204: it existed and was updated; read back its ids.
+        found = await self.find_application(unique_name)
+        if found is None:
+            raise TransientError(
+                "The app registration was written but cannot be read back yet (directory replication).",
+                code=REPLICATION,
+            )
+        return found
+
+    async def find_application(self, unique_name: str) -> AppRegistration | None:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
+            ApplicationsWithUniqueNameRequestBuilder as B,
+        )
+
+        config = RequestConfiguration(
+            query_parameters=B.ApplicationsWithUniqueNameRequestBuilderGetQueryParameters(
+                select=["id", "appId", "uniqueName"]
+            )
+        )
+        builder = self._client.applications_with_unique_name(unique_name)
+        try:
+            app = await self._call(
+                "read the app registration", lambda: builder.get(request_configuration=config)
+            )
+        except NotFoundError:
+            return None
+        if app is None or not app.id:
+            return None
+        return AppRegistration(object_id=str(app.id), app_id=str(app.app_id), unique_name=unique_name)
+
+    async def delete_application(self, object_id: str) -> None:
+        """Soft delete (restorable for 30 days); already gone counts as done."""
+        builder = self._client.applications.by_application_id(object_id)
+        with contextlib.suppress(NotFoundError):
+            await self._call("delete the app registration", lambda: builder.delete())
+
+    # --- client secrets ---------------------------------------------------------------------------
+
+    async def list_passwords(self, object_id: str) -> list[PasswordInfo]:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder as B,
+        )
+
+        config = RequestConfiguration(
+            query_parameters=B.ApplicationItemRequestBuilderGetQueryParameters(
+                select=["id", "passwordCredentials"]
+            )
+        )
+        builder = self._client.applications.by_application_id(object_id)
+        app = await self._call(
+            "read the app's client secrets", lambda: builder.get(request_configuration=config)
+        )
+        if app is None:
+            raise NotFoundError(f"App registration {object_id} not found.")
+        return [
+            PasswordInfo(str(p.key_id), p.display_name or "", p.end_date_time)
+            for p in app.password_credentials or ()
+            if p.key_id and p.end_date_time
+        ]
+
+    async def add_password(self, object_id: str, display_name: str, end_date_time: datetime) -> NewPassword:
+        """Not idempotent: sent exactly once. A failure leaves at most one credential labelled
+        ``display_name`` whose value nobody has; the caller finds it by label and removes it."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from kiota_http.middleware.options import RetryHandlerOption
+        from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+            AddPasswordPostRequestBody,
+        )
+        from msgraph.generated.models.password_credential import PasswordCredential
+
+        body = AddPasswordPostRequestBody(
+            password_credential=PasswordCredential(display_name=display_name, end_date_time=end_date_time)
+        )
+        config: RequestConfiguration[Any] = RequestConfiguration(
+            options=[RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
+        )
+        builder = self._client.applications.by_application_id(object_id).add_password
+        new = await self._call(
+            "add a client secret to the app",
+            lambda: builder.post(body, request_configuration=config),
+            retry=False,
+        )
+        if new is None or not new.secret_text or not new.key_id:
+            raise OnboardingError("Microsoft Graph returned no secret for the new client secret.")
+        return NewPassword(
+            key_id=str(new.key_id),
+            secret_text=new.secret_text,
+            end_date_time=new.end_date_time or end_date_time,
+        )
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        """Idempotent: a key that is already gone counts as removed."""
+        from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+            RemovePasswordPostRequestBody,
+        )
+
+        body = RemovePasswordPostRequestBody(key_id=_uuid(key_id, "key id"))
+        builder = self._client.applications.by_application_id(object_id).remove_password
+        try:
+            await self._call("remove a client secret from the app", lambda: builder.post(body))
+        except NotFoundError:
+            pass
+        except InvalidRequestError as exc:
+            # Graph answers 400 "No password credential found with keyId" for an unknown key.
+            if "keyid" not in str(exc).lower() and "key id" not in str(exc).lower():
+                raise
+
+    # --- the service principal and its app roles --------------------------------------------------
+
+    async def ensure_service_principal(self, app_id: str) -> str:
+        """Get or create the app's service principal (enterprise application); returns its object id."""
+        from msgraph.generated.models.service_principal import ServicePrincipal
+
+        existing = await self._find_service_principal(app_id)
+        if existing:
+            return existing
+        body = ServicePrincipal(app_id=app_id)
+        try:
+            # POST, but safe to retry: a second create of the same appId fails "already exists".
+            sp = await self._call(
+                "create the app's service principal", lambda: self._client.service_principals.post(body)
+            )
+        except NotFoundError as exc:
+            # Right after the app is created, Graph may not see it yet.
+            raise TransientError(
+                "Microsoft Graph does not see the new app yet (directory replication).",
+                fix="Usually resolves within minutes.",
+                code=REPLICATION,
+            ) from exc
+        except InvalidRequestError as exc:
+            if "already" not in str(exc).lower():
+                raise
+            found = await self._find_service_principal(app_id)
+            if not found:
+                raise TransientError(
+                    "The app's service principal exists but cannot be read yet (directory replication).",
+                    code=REPLICATION,
+                ) from None
+            return found
+        if sp is None or not sp.id:
+            raise OnboardingError("Microsoft Graph created the service principal but returned no id.")
+        return str(sp.id)
+
+    async def _find_service_principal(self, app_id: str) -> str | None:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
+            ServicePrincipalsWithAppIdRequestBuilder as B,
+        )
+
+        config = RequestConfiguration(
+            query_parameters=B.ServicePrincipalsWithAppIdRequestBuilderGetQueryParameters(select=["id"])
+        )
+        builder = self._client.service_principals_with_app_id(app_id)
+        try:
+            sp = await self._call(
+                "read the app's service principal", lambda: builder.get(request_configuration=config)
+            )
+        except NotFoundError:
+            return None
+        return str(sp.id) if sp is not None and sp.id else None
+
+    async def list_app_role_assignments(self, service_principal_id: str) -> list[RoleAssignment]:
+        builder = self._client.service_principals.by_service_principal_id(
+            service_principal_id
+        ).app_role_assignments
+        action = "read the app's role assignments"
+        page = await self._call(action, lambda: builder.get())
+        result: list[RoleAssignment] = []
+        while page is not None:
+            result.extend(
+                RoleAssignment(str(a.id), str(a.resource_id), str(a.app_role_id))
+                for a in page.value or ()
+                if a.resource_id and a.app_role_id
+            )
+            next_link = page.odata_next_link
+            if not next_link:
+                break
+            following = builder.with_url(next_link)
+            page = await self._call(action, lambda b=following: b.get())  # type: ignore[misc]
+        return result
+
+    async def assign_app_role(self, service_principal_id: str, resource_id: str, app_role_id: str) -> None:
+        """Grant an application permission directly (what admin consent produces). Idempotent."""
+        from msgraph.generated.models.app_role_assignment import AppRoleAssignment
+
+        body = AppRoleAssignment(
+            principal_id=_uuid(service_principal_id, "service principal id"),
+            resource_id=_uuid(resource_id, "resource id"),
+            app_role_id=_uuid(app_role_id, "app role id"),
+        )
+        builder = self._client.service_principals.by_service_principal_id(resource_id).app_role_assigned_to
+        try:
+            await self._call("assign the app role", lambda: builder.post(body), permission=ASSIGN_PERMISSION)
+        except InvalidRequestError as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+
+    # --- mail -------------------------------------------------------------------------------------
+
+    async def send_mail(self, sender: str, to: Sequence[str], subject: str, html_body: str) -> None:
+        """Send as ``sender``. Retried on throttling: a duplicate email is better than none."""
+        from msgraph.generated.models.body_type import BodyType
+        from msgraph.generated.models.email_address import EmailAddress
+        from msgraph.generated.models.item_body import ItemBody
+        from msgraph.generated.models.message import Message
+        from msgraph.generated.models.recipient import Recipient
+        from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+
+        body = SendMailPostRequestBody(
+            message=Message(
+                subject=subject,
+                body=ItemBody(content_type=BodyType.Html, content=html_body),
+                to_recipients=[Recipient(email_address=EmailAddress(address=a)) for a in to],
+            ),
+            save_to_sent_items=False,
+        )
+        builder = self._client.users.by_user_id(sender).send_mail
+        try:
+            await self._call(f"send mail as {sender}", lambda: builder.post(body), permission=MAIL_PERMISSION)
+        except NotFoundError:
+            raise NotFoundError(
+                f"The sender mailbox {sender} does not exist.",
+                fix="Set MAIL_SENDER to an existing mailbox the function app may send as.",
+                code="sender_not_found",
+            ) from None
+
+    async def close(self) -> None:
+        await self._http.aclose()
