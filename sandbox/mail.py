@@ -524,3 +524,61 @@ def _tail(path: Path, lines: int = 8) -> str:
     except OSError:
         return ""
     return " / ".join(text.strip().splitlines()[-lines:])
+
+
+def _measure(logins: int = 50) -> None:
+    """``python -m sandbox.mail``: start time and per-login latency on this machine."""
+    import base64
+    import imaplib
+    import poplib
+    import ssl
+    import statistics
+
+    import trustme
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(folder / "key.pem"))
+        tls = ssl.create_default_context(cadata=ca.cert_pem.bytes().decode())
+        server = MailServer(
+            folder / "base",
+            cert_file=folder / "cert.pem",
+            key_file=folder / "key.pem",
+            authorize=lambda _mailbox, token, _protocol: None if token == "ok" else "refused",
+        )
+        server.add_mailbox("bench@sandbox.example")
+        began = time.perf_counter()
+        server.start()
+        started = time.perf_counter() - began
+        sasl = b"user=bench@sandbox.example\x01auth=Bearer ok\x01\x01"
+        imap_times, pop_times = [], []
+        try:
+            for _ in range(logins):
+                client = imaplib.IMAP4_SSL("127.0.0.1", server.imap_port, ssl_context=tls)
+                t0 = time.perf_counter()
+                client.authenticate("XOAUTH2", lambda _: sasl)
+                imap_times.append(time.perf_counter() - t0)
+                client.logout()
+                pop = poplib.POP3_SSL("127.0.0.1", server.pop_port, context=tls)
+                t0 = time.perf_counter()
+                pop._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl).decode())  # type: ignore[attr-defined]
+                pop_times.append(time.perf_counter() - t0)
+                pop.quit()
+        finally:
+            began = time.perf_counter()
+            server.stop()
+            stopped = time.perf_counter() - began
+    ms = 1000
+    print(f"start {started * ms:.0f} ms, stop {stopped * ms:.0f} ms")
+    for name, times in (("IMAP", imap_times), ("POP3", pop_times)):
+        print(
+            f"{name} AUTHENTICATE XOAUTH2 -> OK: median {statistics.median(times) * ms:.1f} ms, "
+            f"max {max(times) * ms:.1f} ms over {len(times)} logins"
+        )
+
+
+if __name__ == "__main__":
+    _measure()
