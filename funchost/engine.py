@@ -866,7 +866,8 @@ def _describe(action: dict[str, Any]) -> str:
         5: "CreateTimer",
         6: "WaitForExternalEvent",
     }
-    return f"{labels.get(kind or -1, f'action type {kind}')}({name})"
+    label = labels.get(kind, f"action type {kind}") if isinstance(kind, int) else "unknown action"
+    return f"{label}({name})"
 
 
 def _loads(text: object) -> Any:

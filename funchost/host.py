@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
 import logging
 import secrets
@@ -76,6 +75,7 @@ class LocalHost:
         self._cron = {name: CronSchedule.parse(t.schedule) for name, t in self.app.timers.items()}
         self.rpc_port = 0
         self.started = False
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -136,10 +136,12 @@ class LocalHost:
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def _astop(self) -> None:
+        # A flag rather than Task.cancel(): asyncio.wait_for in 3.11 can swallow a cancellation.
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
         if self._dispatcher:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+            await self._dispatcher
         for runner in (self._runner, self._rpc_runner):
             if runner:
                 await runner.cleanup()
@@ -207,14 +209,17 @@ class LocalHost:
     async def _dispatch(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._dispatch_once(loop)
             except Exception:
                 log.exception("funchost dispatcher error")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_seconds())
+            if self._stopping:
+                break
+            waiter = loop.create_task(self._wake.wait())
+            await asyncio.wait({waiter}, timeout=self._sleep_seconds())
+            waiter.cancel()
 
     async def _dispatch_once(self, loop: asyncio.AbstractEventLoop) -> None:
         ready = await loop.run_in_executor(None, self.engine.ready_instances)

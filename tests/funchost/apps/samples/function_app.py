@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import threading
+import time
 from datetime import timedelta
 
 import azure.durable_functions as df
@@ -11,7 +13,8 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 # Test switches and counters; activities and triggers read them, orchestrators read them only in
 # the non-determinism sample (on purpose).
-STATE: dict = {"attempts": {}, "nondeterministic": False, "timer_runs": 0}
+STATE: dict = {"attempts": {}, "nondeterministic": False, "timer_runs": 0, "running": 0, "peak": 0}
+LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- activities
@@ -36,6 +39,17 @@ def flaky(spec: dict) -> str:
     return f"ok after {seen}"
 
 
+@app.activity_trigger(input_name="pause")
+def slow(pause: float) -> int:
+    with LOCK:
+        STATE["running"] += 1
+        STATE["peak"] = max(STATE["peak"], STATE["running"])
+    time.sleep(pause)
+    with LOCK:
+        STATE["running"] -= 1
+    return 1
+
+
 @app.activity_trigger(input_name="message")
 def boom(message: str) -> str:
     raise ValueError(message)
@@ -54,14 +68,19 @@ def chain(context: df.DurableOrchestrationContext):
 @app.orchestration_trigger(context_name="context")
 def fan_out(context: df.DurableOrchestrationContext):
     count = context.get_input()
-    results = yield context.task_all([context.call_activity("double", i) for i in range(count)])
+    activity = "slow" if isinstance(count, dict) else "double"
+    inputs = [count["pause"]] * count["n"] if isinstance(count, dict) else list(range(count))
+    results = yield context.task_all([context.call_activity(activity, i) for i in inputs])
     return sum(results)
 
 
 @app.orchestration_trigger(context_name="context")
 def approval(context: df.DurableOrchestrationContext):
-    hours = context.get_input()
-    deadline = context.current_utc_datetime + timedelta(hours=hours)
+    settings = context.get_input()
+    if settings.get("delay_hours"):
+        # A first step during which an early approval has to be buffered.
+        yield context.create_timer(context.current_utc_datetime + timedelta(hours=settings["delay_hours"]))
+    deadline = context.current_utc_datetime + timedelta(hours=settings["hours"])
     timer = context.create_timer(deadline)
     event = context.wait_for_external_event("Approval")
     winner = yield context.task_any([event, timer])
