@@ -172,8 +172,6 @@ async def consent_callback_page(
     )
 
 
-@blueprint.route(route="consent/callback", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@blueprint.durable_client_input(client_name="client")
 async def consent_callback_confirm(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -224,8 +222,6 @@ async def _raise(client: df.DurableOrchestrationClient, claims: LinkClaims, even
 # -- approval pages (grant mode) ------------------------------------------------------------------
 
 
-@blueprint.route(route="approvals/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@blueprint.durable_client_input(client_name="client")
 async def approval_page(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
         claims = _verify(req.route_params.get("token", ""), APPROVAL_PURPOSES)
@@ -266,8 +262,6 @@ async def approval_page(req: func.HttpRequest, client: df.DurableOrchestrationCl
     )
 
 
-@blueprint.route(route="approvals/{token}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@blueprint.durable_client_input(client_name="client")
 async def approval_decide(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
         claims = _verify(req.route_params.get("token", ""), APPROVAL_PURPOSES)

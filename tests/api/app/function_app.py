@@ -1,0 +1,102 @@
+"""The real HTTP triggers (``endpoints.blueprint``) with a stand-in onboarding orchestration.
+
+The stand-in keeps the orchestration contract the triggers rely on (input, custom status with the
+wait's nonce, decision and cancel events, the result as output) without any external system, so the
+HTTP layer is tested on its own, through the local Functions host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from endpoints import blueprint as endpoints
+from onboarding.domain import (
+    EVENT_CANCEL,
+    EVENT_DECISION,
+    ORCHESTRATOR,
+    AppRegistration,
+    ConsentMode,
+    Decision,
+    DecisionEvent,
+    MailboxResult,
+    MailboxState,
+    OnboardingInput,
+    OnboardingResult,
+    Outcome,
+    Progress,
+    SecretRef,
+    StepError,
+    Waiting,
+)
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(endpoints)
+
+
+@app.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
+def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    job = OnboardingInput.from_json(context.get_input())
+    request = job.request
+    kind = "admin_consent" if request.consent_mode is ConsentMode.CONSENT else "admin_approval"
+    nonce = str(context.new_uuid())
+    now = context.current_utc_datetime
+    deadline = now + timedelta(hours=job.options.consent_deadline_hours)
+    app_id = f"app-{job.onboarding_id[4:12]}"
+    steps = {
+        "resolve_exchange": {"state": "done", "at": now.isoformat(), "detail": ""},
+        "register_app": {"state": "done", "at": now.isoformat(), "detail": ""},
+        "admin_consent": {"state": "waiting", "at": now.isoformat(), "detail": "Waiting for a tenant admin."},
+    }
+    context.set_custom_status(
+        Progress(
+            steps=steps, waiting=Waiting(kind=kind, nonce=nonce, deadline=deadline.isoformat()), app_id=app_id
+        ).to_json()
+    )
+    while True:
+        decision = context.wait_for_external_event(EVENT_DECISION)
+        cancel = context.wait_for_external_event(EVENT_CANCEL)
+        winner = yield context.task_any([decision, cancel])
+        if winner is cancel:
+            return OnboardingResult(
+                onboarding_id=job.onboarding_id,
+                outcome=Outcome.CANCELLED,
+                error=StepError(
+                    step="admin_consent", message="The requester cancelled the onboarding.", code="cancelled"
+                ),
+                compensation=(f"App registration {app_id} deleted.",),
+            ).to_json()
+        event = DecisionEvent.from_json(decision.result)
+        if event.nonce != nonce:
+            continue
+        if event.decision in (Decision.CONSENTED, Decision.APPROVED):
+            return OnboardingResult(
+                onboarding_id=job.onboarding_id,
+                outcome=Outcome.SUCCEEDED,
+                app=AppRegistration(
+                    object_id="obj", app_id=app_id, unique_name="u", service_principal_id="sp"
+                ),
+                secret=SecretRef(
+                    vault_uri="https://vault.example",
+                    name=f"mail-app-{job.onboarding_id}",
+                    version="v1",
+                    expires_on="2031-01-01T00:00:00+00:00",
+                    key_id="k",
+                ),
+                mailboxes=tuple(
+                    MailboxResult(
+                        m, MailboxState.VERIFIED, protocols={p.value: True for p in request.protocols}
+                    )
+                    for m in request.mailboxes
+                ),
+            ).to_json()
+        detail = f"declined ({event.error})" if event.error else "rejected"
+        return OnboardingResult(
+            onboarding_id=job.onboarding_id,
+            outcome=Outcome.REJECTED,
+            error=StepError(step="admin_consent", message=f"The tenant admin {detail}.", code="rejected"),
+        ).to_json()
