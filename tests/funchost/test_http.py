@@ -1,0 +1,98 @@
+"""HTTP triggers and the Durable HTTP API, through the SDK's real DurableOrchestrationClient."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import azure.durable_functions as df
+import httpx
+from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
+
+from funchost import LocalHost, ManualClock
+
+from .conftest import on_host_loop
+
+
+def test_http_start_requires_a_function_key(samples: LocalHost) -> None:
+    url = f"{samples.base_url}/api/orchestrators/chain"
+    assert httpx.post(url, json=["Paris"]).status_code == 401
+    assert httpx.post(url, json=["Paris"], headers={"x-functions-key": "wrong"}).status_code == 401
+    response = httpx.post(url, json=["Paris"], headers={"x-functions-key": samples.function_key})
+    assert response.status_code == 202
+    links = response.json()
+    assert response.headers["Location"] == links["statusQueryGetUri"]
+    assert samples.wait_for(links["id"])["output"] == ["Hello Paris"]
+    # The management links carry the system key; without it the status API refuses.
+    status = httpx.get(links["statusQueryGetUri"])
+    assert status.status_code == 200 and status.json()["output"] == ["Hello Paris"]
+    assert httpx.get(links["statusQueryGetUri"].split("?")[0]).status_code == 401
+
+
+def test_code_query_parameter_and_admin_and_anonymous_levels(samples: LocalHost) -> None:
+    admin = f"{samples.base_url}/api/admin-only"
+    assert httpx.get(admin, params={"code": samples.function_key}).status_code == 401
+    assert httpx.get(admin, params={"code": samples.master_key}).text == "admin"
+    assert httpx.get(f"{samples.base_url}/api/ping", params={"who": "me"}).text == "pong me"
+    started = httpx.post(f"{samples.base_url}/api/orchestrators/chain", params={"code": samples.master_key})
+    assert started.status_code == 202
+
+
+def test_event_and_status_through_http_triggers(samples: LocalHost) -> None:
+    key = {"x-functions-key": samples.function_key}
+    instance_id = httpx.post(f"{samples.base_url}/api/orchestrators/waiter", headers=key).json()["id"]
+    samples.idle()
+    status = httpx.get(f"{samples.base_url}/api/instances/{instance_id}", headers=key).json()
+    assert status["status"] == "Running"
+    raised = httpx.post(
+        f"{samples.base_url}/api/instances/{instance_id}/events/Go", json={"ok": 1}, headers=key
+    )
+    assert raised.status_code == 202
+    samples.wait_for(instance_id)
+    status = httpx.get(f"{samples.base_url}/api/instances/{instance_id}", headers=key).json()
+    assert status == {"status": "Completed", "output": {"ok": 1}, "custom": None}
+    assert httpx.get(f"{samples.base_url}/api/instances/nope", headers=key).status_code == 404
+
+
+def test_client_terminate_query_and_purge(samples: LocalHost, clock: ManualClock) -> None:
+    client = df.DurableOrchestrationClient(samples.client_binding_json())
+    began = clock.now()
+    waiting = on_host_loop(samples, client.start_new("waiter"))
+    done = on_host_loop(samples, client.start_new("chain", None, ["Rome"]))
+    samples.wait_for(done)
+    on_host_loop(samples, client.terminate(waiting, "stop"))
+    assert samples.wait_for(waiting)["runtimeStatus"] == "Terminated"
+
+    status = on_host_loop(samples, client.get_status(done, show_history=True))
+    assert status.output == ["Hello Rome"]
+    assert [e["EventType"] for e in status.history][:2] == ["ExecutionStarted", "TaskScheduled"]
+
+    completed = on_host_loop(
+        samples, client.get_status_by(runtime_status=[OrchestrationRuntimeStatus.Completed])
+    )
+    assert [s.instance_id for s in completed] == [done]
+    later = on_host_loop(samples, client.get_status_by(created_time_from=began + timedelta(days=1)))
+    assert later == []
+
+    assert on_host_loop(samples, client.purge_instance_history(done)).instances_deleted == 1
+    assert not on_host_loop(samples, client.get_status(done))
+    purged = on_host_loop(
+        samples,
+        client.purge_instance_history_by(
+            created_time_from=began - timedelta(days=1),
+            runtime_status=[OrchestrationRuntimeStatus.Terminated],
+        ),
+    )
+    assert purged.instances_deleted == 1
+    assert samples.instances() == []
+
+
+def test_raise_event_to_a_finished_instance_is_refused(samples: LocalHost) -> None:
+    client = df.DurableOrchestrationClient(samples.client_binding_json())
+    instance_id = on_host_loop(samples, client.start_new("chain"))
+    samples.wait_for(instance_id)
+    try:
+        on_host_loop(samples, client.raise_event(instance_id, "Go", 1))
+    except Exception as error:
+        assert "is gone" in str(error)
+    else:
+        raise AssertionError("raise_event to a completed instance must fail")
