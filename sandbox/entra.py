@@ -1,0 +1,403 @@
+"""Entra ID stand-in: OpenID metadata, JWKS, the client-credentials token endpoint, the admin consent
+page, and the App Service managed identity endpoint (plain http, as on App Service)."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from sandbox.state import Application, ServicePrincipal, TenantState, same_secret
+from sandbox.web import CALLER_KEY, make_app
+
+RESERVED_SCOPES = {"openid", "profile", "offline_access"}
+
+
+class EntraError(Exception):
+    def __init__(self, status: int, error: str, code: int, description: str) -> None:
+        super().__init__(f"AADSTS{code}")
+        self.status, self.error, self.code, self.description = status, error, code, description
+
+
+def oauth_error(status: int, error: str, code: int, description: str) -> web.Response:
+    now = datetime.now(UTC)
+    trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
+    return web.json_response(
+        {
+            "error": error,
+            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
+            f"Timestamp: {now:%Y-%m-%d %H:%M:%SZ}",
+            "error_codes": [code],
+            "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}",
+            "trace_id": trace,
+            "correlation_id": correlation,
+        },
+        status=status,
+    )
+
+
+def _fault_body(status: int) -> web.Response:
+    if status == 429:
+        return oauth_error(
+            429, "temporarily_unavailable", 50196, "The server temporarily throttled this request."
+        )
+    return oauth_error(
+        status, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again."
+    )
+
+
+class Entra:
+    def __init__(
+        self, state: TenantState, *, authority: str, identity_header: str, identity_sp: ServicePrincipal
+    ) -> None:
+        self.state = state
+        self.authority = authority
+        self.identity_header = identity_header
+        self.identity_sp = identity_sp
+
+    # ------------------------------------------------------------ apps
+    def login_app(self) -> web.Application:
+        app = make_app("entra", self.state, self.state.faults.entra, _fault_body)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration)
+        app.router.add_get("/{tenant}/.well-known/openid-configuration", self.openid_configuration)
+        app.router.add_get("/{tenant}/discovery/v2.0/keys", self.keys)
+        app.router.add_get("/{tenant}/discovery/keys", self.keys)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token)
+        app.router.add_post("/{tenant}/oauth2/token", self.token)
+        for path in ("/{tenant}/adminconsent", "/{tenant}/v2.0/adminconsent"):
+            app.router.add_get(path, self.consent_page)
+            app.router.add_post(path, self.consent_decision)
+        return app
+
+    def identity_app(self) -> web.Application:
+        def fault(status: int) -> web.Response:
+            return web.json_response({"statusCode": status, "message": "Transient failure"}, status=status)
+
+        app = make_app("identity", self.state, self.state.faults.identity, fault)
+        app.router.add_get("/msi/token", self.managed_identity_token)
+        return app
+
+    def _known_tenant(self, tenant: str) -> bool:
+        return tenant.lower() in {self.state.tenant_id, self.state.domain.lower()}
+
+    def _unknown_tenant(self, tenant: str) -> web.Response:
+        return oauth_error(
+            400,
+            "invalid_request",
+            90002,
+            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
+            "into the correct cloud.",
+        )
+
+    # ------------------------------------------------------------ metadata
+    async def openid_configuration(self, request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        if not self._known_tenant(tenant):
+            return self._unknown_tenant(tenant)
+        tid = self.state.tenant_id
+        base = f"{self.authority}/{tid}"
+        return web.json_response(
+            {
+                "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "sandbox.local",
+            }
+        )
+
+    async def keys(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.issuer.jwks())
+
+    # ------------------------------------------------------------ tokens
+    async def token(self, request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        if not self._known_tenant(tenant):
+            return self._unknown_tenant(tenant)
+        form = await request.post()
+        try:
+            return web.json_response(self._client_credentials({k: str(v) for k, v in form.items()}, request))
+        except EntraError as exc:
+            return oauth_error(exc.status, exc.error, exc.code, exc.description)
+
+    def _client_credentials(self, form: dict[str, str], request: web.Request) -> dict[str, Any]:
+        state = self.state
+        if form.get("grant_type") != "client_credentials":
+            raise EntraError(
+                400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+            )
+        client_id = form.get("client_id", "")
+        if client_id:
+            request[CALLER_KEY] = client_id
+        if "resource" in form:  # v1 endpoint
+            resource = form["resource"]
+        else:
+            scopes = [s for s in form.get("scope", "").split() if s not in RESERVED_SCOPES]
+            if not scopes:
+                raise EntraError(
+                    400,
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'scope'.",
+                )
+            if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+                raise EntraError(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    f"The provided value for scope {form.get('scope')} is not valid. Client credential flows must "
+                    "have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                )
+            resource = scopes[0][: -len("/.default")]
+        with state.lock:
+            app = state.find_application(app_id=client_id)
+            if app is None:
+                raise EntraError(
+                    400,
+                    "unauthorized_client",
+                    700016,
+                    f"Application with identifier '{client_id}' was not found in the directory '{state.domain}'. "
+                    "This can happen if the application has not been installed by the administrator of the tenant "
+                    "or consented to by any user in the tenant. You may have sent your authentication request to "
+                    "the wrong tenant.",
+                )
+            secret = form.get("client_secret")
+            if not secret:
+                raise EntraError(
+                    401,
+                    "invalid_client",
+                    7000216,
+                    "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+                )
+            match = next((p for p in app.passwords if same_secret(p.secret_text, secret)), None)
+            if match is None:
+                raise EntraError(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                    f"secret value, not the client secret ID, for a secret added to app '{client_id}'.",
+                )
+            if match.end <= state.now():
+                raise EntraError(
+                    401,
+                    "invalid_client",
+                    7000222,
+                    f"The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to "
+                    "create new keys for your app, or consider using certificate credentials for added security.",
+                )
+            target = state.resource_for_audience(resource)
+            if target is None:
+                raise EntraError(
+                    400,
+                    "invalid_resource",
+                    500011,
+                    f"The resource principal named {resource} was not found in the tenant named {state.domain}. "
+                    "This can happen if the application has not been installed by the administrator of the tenant "
+                    "or consented to by any user in the tenant. You might have sent your authentication request "
+                    "to the wrong tenant.",
+                )
+            sp = state.find_service_principal(client_id, visible_only=False)
+            if sp is None:
+                raise EntraError(
+                    400,
+                    "invalid_client",
+                    7000229,
+                    f"The client application {client_id} is missing service principal in the tenant {state.tenant_id}.",
+                )
+            return self._issue(app.app_id, sp, target, resource, app.display_name)
+
+    def _issue(
+        self, app_id: str, sp: ServicePrincipal, target: ServicePrincipal, resource: str, name: str
+    ) -> dict[str, Any]:
+        state = self.state
+        token, exp = state.issuer.mint(
+            audience=resource.rstrip("/"),
+            app_id=app_id,
+            object_id=sp.id,
+            roles=state.role_values(sp.id, target),
+            wids=sp.directory_roles,
+            app_display_name=name,
+        )
+        lifetime = int((exp - state.now()).total_seconds())
+        return {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "expires_on": str(int(exp.timestamp())),
+            "resource": resource,
+            "access_token": token,
+        }
+
+    async def managed_identity_token(self, request: web.Request) -> web.Response:
+        state = self.state
+        if not same_secret(request.headers.get("X-IDENTITY-HEADER", ""), self.identity_header):
+            return web.json_response(
+                {"statusCode": 401, "message": "The X-IDENTITY-HEADER header is missing or wrong."},
+                status=401,
+            )
+        query = request.query
+        sp = self.identity_sp
+        request[CALLER_KEY] = sp.app_id
+        wanted = query.get("client_id") or query.get("principal_id") or query.get("object_id")
+        if wanted and wanted not in {sp.app_id, sp.id}:
+            return web.json_response(
+                {
+                    "statusCode": 400,
+                    "message": "No managed identity with the requested id is assigned to this app.",
+                },
+                status=400,
+            )
+        resource = query.get("resource", "")
+        if resource.endswith("/.default"):
+            resource = resource[: -len("/.default")]
+        with state.lock:
+            target = state.resource_for_audience(resource) if resource else None
+            if target is None:
+                return web.json_response(
+                    {
+                        "statusCode": 500,
+                        "message": "An unexpected error occured while fetching the AAD Token.",
+                    },
+                    status=500,
+                )
+            body = self._issue(sp.app_id, sp, target, resource, sp.display_name)
+        return web.json_response(
+            {
+                "access_token": body["access_token"],
+                "expires_on": body["expires_on"],
+                "resource": body["resource"],
+                "token_type": "Bearer",
+                "client_id": sp.app_id,
+            }
+        )
+
+    # ------------------------------------------------------------ admin consent
+    def _consent_target(self, request: web.Request, params: dict[str, str]) -> Application | web.Response:
+        tenant = request.match_info["tenant"]
+        if not self._known_tenant(tenant):
+            return _error_page(
+                "AADSTS90002",
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID.",
+            )
+        client_id = params.get("client_id", "")
+        app = self.state.find_application(app_id=client_id)
+        if app is None:
+            return _error_page(
+                "AADSTS700016",
+                f"Application with identifier '{client_id}' was not found in the directory '{self.state.domain}'.",
+            )
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri not in app.redirect_uris:
+            return _error_page(
+                "AADSTS50011",
+                f"The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs "
+                f"configured for the application '{app.app_id}'. Make sure the redirect URI sent in the request "
+                "matches one added to your application in the Azure portal.",
+            )
+        return app
+
+    def _requested(self, app: Application, scope: str | None) -> list[tuple[ServicePrincipal, str, str, str]]:
+        """(resource, permission type, value, description) for every permission the app requires."""
+        wanted_resources = None
+        if scope:
+            wanted = [s[: -len("/.default")] for s in scope.split() if s.endswith("/.default")]
+            found = [self.state.resource_for_audience(r) for r in wanted]
+            wanted_resources = {sp.app_id for sp in found if sp is not None} or None
+        out = []
+        for entry in app.required_resource_access:
+            resource = self.state.find_service_principal(entry["resourceAppId"], visible_only=False)
+            if resource is None or (wanted_resources is not None and resource.app_id not in wanted_resources):
+                continue
+            for access in entry["resourceAccess"]:
+                pool = resource.app_roles if access["type"] == "Role" else resource.scopes
+                role = next((r for r in pool if r.id == access["id"]), None)
+                if role is not None:
+                    out.append((resource, access["type"], role.value, role.description))
+        return out
+
+    async def consent_page(self, request: web.Request) -> web.Response:
+        params = dict(request.query)
+        with self.state.lock:
+            target = self._consent_target(request, params)
+            if isinstance(target, web.Response):
+                return target
+            requested = self._requested(target, params.get("scope"))
+        rows = "\n".join(
+            f'<li class="permission" data-type="{"application" if kind == "Role" else "delegated"}">'
+            f"<b>{html.escape(resource.display_name)}</b>: {html.escape(value)} "
+            f"({'Application' if kind == 'Role' else 'Delegated'}) - {html.escape(description)}</li>"
+            for resource, kind, value, description in requested
+        )
+        hidden = "\n".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(params[k])}">'
+            for k in ("client_id", "redirect_uri", "state", "scope")
+            if k in params
+        )
+        page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Permissions requested</title></head>
+<body>
+<h1>Permissions requested</h1>
+<p id="app"><b>{html.escape(target.display_name)}</b> (application id {html.escape(target.app_id)})</p>
+<p>Accept for your organization. This app would like to:</p>
+<ul id="permissions">
+{rows}
+</ul>
+<form method="post" action="{html.escape(request.path)}">
+{hidden}
+<button type="submit" id="accept" name="decision" value="accept">Accept</button>
+<button type="submit" id="cancel" name="decision" value="cancel">Cancel</button>
+</form>
+</body></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    async def consent_decision(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        state = self.state
+        with state.lock:
+            target = self._consent_target(request, form)
+            if isinstance(target, web.Response):
+                return target
+            query: dict[str, str] = {"admin_consent": "True", "tenant": state.tenant_id}
+            if "state" in form:
+                query["state"] = form["state"]
+            if form.get("decision") == "accept":
+                self._grant(target, form.get("scope"))
+            else:
+                query["error"] = "access_denied"
+                query["error_description"] = "AADSTS65004: User declined to consent to access the app."
+        redirect = form["redirect_uri"]
+        separator = "&" if "?" in redirect else "?"
+        raise web.HTTPFound(redirect + separator + urlencode(query))
+
+    def _grant(self, app: Application, scope: str | None) -> None:
+        state = self.state
+        sp = state.find_service_principal(app.app_id, visible_only=False) or state.create_service_principal(
+            app, None
+        )
+        for resource, kind, value, _ in self._requested(app, scope):
+            if kind != "Role":
+                continue  # delegated grants do not reach app-only tokens
+            role = state.role_by_value(resource, value)
+            if state.find_assignment(sp.id, resource.id, role.id) is None:
+                state.add_assignment(sp.id, resource, role.id)
+
+
+def _error_page(code: str, message: str) -> web.Response:
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in to your account</title></head>
+<body><h1>Sorry, but we're having trouble signing you in.</h1>
+<p id="error">{html.escape(code)}: {html.escape(message)}</p></body></html>"""
+    return web.Response(text=page, content_type="text/html", status=400)

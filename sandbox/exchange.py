@@ -1,0 +1,355 @@
+"""Exchange Online admin API stand-in: the REST ``InvokeCommand`` endpoint the ExchangeOnlineManagement
+v3 module uses, with the cmdlets onboarding needs, per-caller throttling and Exchange's error shape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from sandbox import catalog
+from sandbox.state import ExchangeServicePrincipal, Mailbox, TenantState
+from sandbox.tokens import TokenError
+from sandbox.web import CALLER_KEY, make_app
+
+SERVER = "SANDBOX01MB0001.PROD.OUTLOOK.COM"
+NOT_FOUND = "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException"
+BINDING = "System.Management.Automation.ParameterBindingException"
+ADMIN_ROLES = {catalog.EXCHANGE_ADMINISTRATOR, catalog.GLOBAL_ADMINISTRATOR}
+RECIPIENT_ROLES = ADMIN_ROLES | {catalog.EXCHANGE_RECIPIENT_ADMINISTRATOR}
+
+
+class CmdletError(Exception):
+    def __init__(self, exception_type: str, message: str) -> None:
+        super().__init__(message)
+        self.exception_type, self.message = exception_type, message
+
+
+def exchange_error(status: int, code: str, exception_type: str, message: str) -> web.Response:
+    tag = "Ex" + secrets.token_hex(3).upper()
+    return web.json_response(
+        {
+            "error": {
+                "code": code,
+                "message": f"|{exception_type}|{message}",
+                "details": [
+                    {"code": "Context", "target": "", "message": f"{tag}|{exception_type}|{message}"}
+                ],
+                "innererror": {
+                    "message": message,
+                    "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
+                    "internalException": {"message": message, "type": exception_type},
+                },
+            }
+        },
+        status=status,
+    )
+
+
+def _fault_body(status: int) -> web.Response:
+    if status == 429:
+        return exchange_error(429, "TooManyRequests", "Microsoft.Exchange.Throttling", "Too many requests.")
+    return exchange_error(status, "InternalServerError", "Microsoft.Exchange.Transient", "Injected fault.")
+
+
+def not_found(identity: str) -> CmdletError:
+    return CmdletError(
+        NOT_FOUND,
+        f"The operation couldn't be performed because object '{identity}' couldn't be found on '{SERVER}'.",
+    )
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in {"true", "$true", "1"}
+
+
+@dataclass
+class Call:
+    app_id: str
+    oid: str
+    wids: frozenset[str]
+    warnings: list[str]
+
+
+Cmdlet = Callable[[Call, dict[str, Any]], list[dict[str, Any]]]
+
+
+class Exchange:
+    def __init__(self, state: TenantState, *, base_url: str) -> None:
+        self.state = state
+        self.base = base_url.rstrip("/")
+        self.cmdlets: dict[str, tuple[set[str], Cmdlet]] = {
+            "new-serviceprincipal": (ADMIN_ROLES, self.new_service_principal),
+            "get-serviceprincipal": (ADMIN_ROLES, self.get_service_principal),
+            "remove-serviceprincipal": (ADMIN_ROLES, self.remove_service_principal),
+            "add-mailboxpermission": (RECIPIENT_ROLES, self.add_mailbox_permission),
+            "get-mailboxpermission": (RECIPIENT_ROLES, self.get_mailbox_permission),
+            "remove-mailboxpermission": (RECIPIENT_ROLES, self.remove_mailbox_permission),
+            "get-casmailbox": (RECIPIENT_ROLES, self.get_cas_mailbox),
+            "set-casmailbox": (RECIPIENT_ROLES, self.set_cas_mailbox),
+            "get-mailbox": (RECIPIENT_ROLES, self.get_mailbox),
+        }
+
+    def app(self) -> web.Application:
+        app = make_app("exchange", self.state, self.state.faults.exchange, _fault_body, handles_latency=True)
+        app.router.add_post("/adminapi/beta/{tenant}/InvokeCommand", self.invoke)
+        return app
+
+    async def invoke(self, request: web.Request) -> web.Response:
+        state = self.state
+        header = request.headers.get("Authorization", "")
+        try:
+            claims = state.issuer.verify(header[7:].strip(), audience=state.exchange_resource)
+            if not header.lower().startswith("bearer "):
+                raise TokenError("no bearer token")
+        except TokenError:
+            return web.json_response(
+                {
+                    "error": {
+                        "code": "Unauthorized",
+                        "message": "The access token is missing, invalid or expired.",
+                    }
+                },
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        call = Call(
+            str(claims.get("appid", "")), str(claims.get("oid", "")), frozenset(claims.get("wids") or []), []
+        )
+        request[CALLER_KEY] = call.app_id
+        if "Exchange.ManageAsApp" not in (claims.get("roles") or []):
+            return exchange_error(
+                403,
+                "Forbidden",
+                "Microsoft.Exchange.Security.Authorization",
+                "The application does not have the Exchange.ManageAsApp permission.",
+            )
+        if request.match_info["tenant"].lower() not in {state.tenant_id, state.domain.lower()}:
+            return exchange_error(404, "NotFound", "Microsoft.Exchange.Data.Directory", "Tenant not found.")
+        throttler = state.faults.exchange_throttle
+        wait = throttler.acquire(call.app_id)
+        if wait is not None:
+            response = exchange_error(
+                429,
+                "TooManyRequests",
+                "Microsoft.Exchange.Throttling",
+                "The request was throttled: too many concurrent or recent requests for this application.",
+            )
+            response.headers["Retry-After"] = str(int(wait)) if float(wait).is_integer() else f"{wait:g}"
+            return response
+        try:
+            latency = state.faults.exchange.latency_ms
+            if latency > 0:
+                await asyncio.sleep(latency / 1000)
+            try:
+                payload = json.loads(await request.read() or b"{}")
+                cmdlet_input = payload["CmdletInput"]
+                name = str(cmdlet_input["CmdletName"])
+                parameters = dict(cmdlet_input.get("Parameters") or {})
+            except (ValueError, KeyError, TypeError):
+                return exchange_error(
+                    400, "BadRequest", "Microsoft.Exchange.Admin.OData", "Invalid CmdletInput."
+                )
+            found = self.cmdlets.get(name.lower())
+            if found is None or not call.wids & found[0]:
+                return exchange_error(
+                    400,
+                    "BadRequest",
+                    "System.Management.Automation.CommandNotFoundException",
+                    f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or "
+                    "operable program.",
+                )
+            try:
+                with state.lock:
+                    value = found[1](call, parameters)
+            except CmdletError as exc:
+                return exchange_error(400, "BadRequest", exc.exception_type, exc.message)
+            body: dict[str, Any] = {
+                "@odata.context": f"{self.base}/adminapi/beta/{state.tenant_id}/$metadata#Collection(Exchange.GenericHashTable)",
+                "value": value,
+            }
+            if call.warnings:
+                body["@adminapi.warnings"] = call.warnings
+            return web.json_response(body)
+        finally:
+            throttler.release(call.app_id)
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _required(parameters: dict[str, Any], *names: str) -> list[str]:
+        missing = [n for n in names if not str(parameters.get(n, "")).strip()]
+        if missing:
+            raise CmdletError(
+                BINDING,
+                f"Cannot process command because of one or more missing mandatory parameters: {' '.join(missing)}.",
+            )
+        return [str(parameters[n]).strip() for n in names]
+
+    def _mailbox(self, identity: str) -> Mailbox:
+        box = self.state.find_mailbox(identity)
+        if box is None:
+            raise not_found(identity)
+        return box
+
+    def _esp(self, identity: str) -> ExchangeServicePrincipal:
+        esp = self.state.find_exchange_sp(identity)
+        if esp is None:
+            raise not_found(identity)
+        return esp
+
+    @staticmethod
+    def esp_json(esp: ExchangeServicePrincipal) -> dict[str, Any]:
+        return {
+            "AppId": esp.app_id,
+            "ObjectId": esp.object_id,
+            "ServiceId": esp.object_id,
+            "DisplayName": esp.display_name,
+            "Identity": esp.identity,
+            "Name": esp.identity,
+            "Id": esp.identity,
+            "Organization": "sandbox",
+            "WhenCreatedUTC": esp.created_at.isoformat(),
+        }
+
+    # ------------------------------------------------------------ service principals
+    def new_service_principal(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        app_id, object_id = self._required(p, "AppId", "ObjectId")
+        state = self.state
+        sp = state.get_service_principal(object_id, visible_only=False)
+        if sp is None or sp.app_id.lower() != app_id.lower():
+            raise CmdletError(
+                "Microsoft.Exchange.Management.Tasks.ServicePrincipalNotFoundException",
+                f"The service principal with AppId '{app_id}' and ObjectId '{object_id}' wasn't found in Azure "
+                "Active Directory. ObjectId must be the object id of the enterprise application (service principal), "
+                "not of the app registration.",
+            )
+        if state.find_exchange_sp(object_id) is not None or state.find_exchange_sp(app_id) is not None:
+            raise CmdletError(
+                "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException",
+                f"A service principal with AppId '{app_id}' already exists.",
+            )
+        display = str(p.get("DisplayName") or sp.display_name)
+        return [self.esp_json(state.add_exchange_sp(sp.app_id, sp.id, display))]
+
+    def get_service_principal(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        identity = str(p.get("Identity") or "").strip()
+        if identity:
+            return [self.esp_json(self._esp(identity))]
+        return [self.esp_json(e) for e in self.state.exchange_sps()]
+
+    def remove_service_principal(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        (identity,) = self._required(p, "Identity")
+        self.state.remove_exchange_sp(self._esp(identity))
+        return []
+
+    # ------------------------------------------------------------ mailbox permissions
+    @staticmethod
+    def _rights(p: dict[str, Any]) -> None:
+        rights = p.get("AccessRights", "FullAccess")
+        values = rights if isinstance(rights, list) else [rights]
+        if [str(v).lower() for v in values] != ["fullaccess"]:
+            raise CmdletError(BINDING, "Only AccessRights FullAccess is supported by this Exchange stand-in.")
+
+    def _permission_json(self, box: Mailbox, user: str, rights: list[str]) -> dict[str, Any]:
+        return {
+            "Identity": box.display_name,
+            "User": user,
+            "AccessRights": rights,
+            "IsInherited": False,
+            "Deny": False,
+            "InheritanceType": "All",
+            "IsValid": True,
+        }
+
+    def add_mailbox_permission(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        identity, user = self._required(p, "Identity", "User")
+        self._rights(p)
+        box = self._mailbox(identity)
+        esp = self._esp(user)
+        if any(perm.user == esp.object_id for perm in self.state.permissions_on(box)):
+            call.warnings.append(f"An existing permission entry was found for user: {esp.display_name}.")
+            return []
+        self.state.add_mailbox_permission(box, esp, auto_mapping=_flag(p.get("AutoMapping", False)))
+        return [self._permission_json(box, esp.display_name, ["FullAccess"])]
+
+    def get_mailbox_permission(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        (identity,) = self._required(p, "Identity")
+        box = self._mailbox(identity)
+        user = str(p.get("User") or "").strip()
+        only = self._esp(user) if user else None
+        out = (
+            [] if only else [self._permission_json(box, "NT AUTHORITY\\SELF", ["FullAccess, ReadPermission"])]
+        )
+        for perm in self.state.permissions_on(box):
+            esp = self.state.find_exchange_sp(perm.user)
+            if esp is None or (only is not None and only.object_id != esp.object_id):
+                continue
+            out.append(self._permission_json(box, esp.display_name, list(perm.access_rights)))
+        return out
+
+    def remove_mailbox_permission(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        identity, user = self._required(p, "Identity", "User")
+        self._rights(p)
+        box = self._mailbox(identity)
+        esp = self._esp(user)
+        if not self.state.remove_mailbox_permission(box, esp):
+            call.warnings.append(
+                f"Can't remove the access control entry on the object '{box.display_name}' for account "
+                f"'{esp.display_name}' because the ACE doesn't exist on the object."
+            )
+        return []
+
+    # ------------------------------------------------------------ mailboxes
+    def _boxes(self, p: dict[str, Any]) -> list[Mailbox]:
+        identity = str(p.get("Identity") or "").strip()
+        return [self._mailbox(identity)] if identity else self.state.all_mailboxes()
+
+    def get_cas_mailbox(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "Identity": b.display_name,
+                "Name": b.display_name,
+                "PrimarySmtpAddress": b.address,
+                "ImapEnabled": b.imap_enabled,
+                "PopEnabled": b.pop_enabled,
+                "EwsEnabled": True,
+                "ActiveSyncEnabled": True,
+                "OWAEnabled": True,
+                "MAPIEnabled": True,
+                "ExternalDirectoryObjectId": b.id,
+                "Guid": str(uuid.uuid5(uuid.NAMESPACE_URL, b.address.lower())),
+            }
+            for b in self._boxes(p)
+        ]
+
+    def set_cas_mailbox(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        (identity,) = self._required(p, "Identity")
+        box = self._mailbox(identity)
+        self.state.set_protocols(
+            box.address,
+            imap=_flag(p["ImapEnabled"]) if "ImapEnabled" in p else None,
+            pop=_flag(p["PopEnabled"]) if "PopEnabled" in p else None,
+        )
+        return []
+
+    def get_mailbox(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "Identity": b.display_name,
+                "Name": b.display_name,
+                "DisplayName": b.display_name,
+                "Alias": b.address.split("@")[0],
+                "PrimarySmtpAddress": b.address,
+                "UserPrincipalName": b.address,
+                "RecipientTypeDetails": "UserMailbox",
+                "ExternalDirectoryObjectId": b.id,
+                "Guid": str(uuid.uuid5(uuid.NAMESPACE_URL, b.address.lower())),
+            }
+            for b in self._boxes(p)
+        ]

@@ -1,0 +1,183 @@
+"""Faults on demand: latency, error statuses, dropped connections, replication and propagation delays,
+and Exchange's per-caller throttling. Everything random comes from seeded generators so a failing test
+replays the same way."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SERVICES = ("entra", "graph", "exchange", "keyvault", "identity")
+DROP = "drop"
+Fault = int | str  # an HTTP status, or DROP
+
+
+class ServiceFaults:
+    """Faults of one service. ``configure`` changes only what it is given; ``reset`` clears all."""
+
+    def __init__(self, service: str, seed: int) -> None:
+        self.service = service
+        self._base_seed = seed
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.latency_ms = 0.0
+            self.error_rate = 0.0
+            self.errors: tuple[Fault, ...] = (429, 500, 503)
+            self.retry_after = 1.0
+            self._rng = random.Random(f"{self._base_seed}:{self.service}")
+
+    def configure(
+        self,
+        *,
+        latency_ms: float | None = None,
+        error_rate: float | None = None,
+        errors: Iterable[Fault] | None = None,
+        retry_after: float | None = None,
+        seed: int | None = None,
+    ) -> ServiceFaults:
+        with self._lock:
+            if latency_ms is not None:
+                self.latency_ms = float(latency_ms)
+            if error_rate is not None:
+                if not 0.0 <= error_rate <= 1.0:
+                    raise ValueError("error_rate must be within 0..1")
+                self.error_rate = float(error_rate)
+            if errors is not None:
+                chosen = tuple(errors)
+                for e in chosen:
+                    if e != DROP and not (isinstance(e, int) and 400 <= e <= 599):
+                        raise ValueError(f"unsupported fault {e!r}: an HTTP error status or 'drop'")
+                if not chosen:
+                    raise ValueError("errors must not be empty")
+                self.errors = chosen
+            if retry_after is not None:
+                self.retry_after = float(retry_after)
+            if seed is not None:
+                self._rng = random.Random(f"{seed}:{self.service}")
+        return self
+
+    def draw(self) -> Fault | None:
+        """The fault for the next request, if any (one draw per request keeps runs reproducible)."""
+        with self._lock:
+            if self.error_rate <= 0.0:
+                return None
+            if self._rng.random() >= self.error_rate:
+                return None
+            return self._rng.choice(self.errors)
+
+
+@dataclass
+class Replication:
+    """Seconds (tenant clock) before a new object is seen by other directory replicas."""
+
+    application_s: float = 0.0  # POST /servicePrincipals for a new app fails meanwhile
+    service_principal_s: float = 0.0  # a new service principal is not found meanwhile
+    app_role_assignment_s: float = 0.0  # a new grant is neither listed nor in tokens meanwhile
+
+
+@dataclass
+class Throttle:
+    max_concurrency: int | None = None
+    requests_per_second: float | None = None
+    retry_after: float = 1.0
+
+
+@dataclass
+class _CallerUsage:
+    in_flight: int = 0
+    recent: deque[float] = field(default_factory=deque)
+
+
+class Throttler:
+    """Per-caller concurrency and rate limits, as Exchange Online applies them to admin API calls."""
+
+    def __init__(self) -> None:
+        self.limits = Throttle()
+        self._lock = threading.Lock()
+        self._usage: dict[str, _CallerUsage] = {}
+
+    def acquire(self, caller: str) -> float | None:
+        """None when the call may go ahead (then ``release`` it), else the Retry-After in seconds."""
+        limits = self.limits
+        now = time.monotonic()
+        with self._lock:
+            usage = self._usage.setdefault(caller, _CallerUsage())
+            while usage.recent and usage.recent[0] <= now - 1.0:
+                usage.recent.popleft()
+            if limits.max_concurrency is not None and usage.in_flight >= limits.max_concurrency:
+                return limits.retry_after
+            if limits.requests_per_second is not None and len(usage.recent) >= limits.requests_per_second:
+                return limits.retry_after
+            usage.in_flight += 1
+            usage.recent.append(now)
+            return None
+
+    def release(self, caller: str) -> None:
+        with self._lock:
+            self._usage[caller].in_flight -= 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.limits = Throttle()
+            self._usage.clear()
+
+
+class Faults:
+    """``faults.graph.configure(error_rate=0.5, errors=(429,))``, ``faults["keyvault"].reset()``..."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.entra = ServiceFaults("entra", seed)
+        self.graph = ServiceFaults("graph", seed)
+        self.exchange = ServiceFaults("exchange", seed)
+        self.keyvault = ServiceFaults("keyvault", seed)
+        self.identity = ServiceFaults("identity", seed)
+        self.replication = Replication()
+        self.mailbox_permission_delay_s = 0.0
+        self.exchange_throttle = Throttler()
+
+    def __getitem__(self, service: str) -> ServiceFaults:
+        if service not in SERVICES:
+            raise KeyError(service)
+        faults: ServiceFaults = getattr(self, service)
+        return faults
+
+    def set_replication(
+        self,
+        *,
+        application_s: float | None = None,
+        service_principal_s: float | None = None,
+        app_role_assignment_s: float | None = None,
+    ) -> None:
+        if application_s is not None:
+            self.replication.application_s = application_s
+        if service_principal_s is not None:
+            self.replication.service_principal_s = service_principal_s
+        if app_role_assignment_s is not None:
+            self.replication.app_role_assignment_s = app_role_assignment_s
+
+    def set_mailbox_permission_delay(self, seconds: float) -> None:
+        self.mailbox_permission_delay_s = seconds
+
+    def throttle_exchange(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        requests_per_second: float | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        self.exchange_throttle.limits = Throttle(max_concurrency, requests_per_second, retry_after)
+
+    def reset(self) -> None:
+        for service in SERVICES:
+            self[service].reset()
+        self.replication = Replication()
+        self.mailbox_permission_delay_s = 0.0
+        self.exchange_throttle.reset()

@@ -1,0 +1,315 @@
+"""Composition of the sandbox tenant: a throwaway CA, one HTTPS server per service (plus the plain-http
+managed identity endpoint) in a background event loop, the shared tenant state, and real Dovecot."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import trustme
+from aiohttp import web
+
+from sandbox import catalog
+from sandbox.entra import Entra
+from sandbox.exchange import Exchange
+from sandbox.faults import Faults
+from sandbox.graph import Graph
+from sandbox.keyvault import KeyVault
+from sandbox.state import Mailbox, ServicePrincipal, TenantState
+from sandbox.tokens import TokenIssuer
+from sandbox.web import LoopThread, bind, serve
+
+PORT_NAMES = ("entra", "graph", "exchange", "keyvault", "identity", "imap", "pop")
+DOMAIN = "sandbox.example"
+DEFAULT_MAILBOXES = (f"support@{DOMAIN}", f"sales@{DOMAIN}")
+MAIL_SENDER = f"onboarding@{DOMAIN}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SandboxConfig:
+    base_dir: Path | None = None  # None: a temporary directory removed by stop()
+    seed: int = 0
+    clock: Callable[[], datetime] | None = None  # UTC-aware; tests move it to expire tokens and secrets
+    ports: Mapping[str, int] | None = None  # by PORT_NAMES; 0 or absent picks a free port
+    mailboxes: Iterable[str] | None = None  # None: DEFAULT_MAILBOXES
+    start_mail: bool = True
+    tenant_id: str | None = None  # None: derived from the seed
+    identity_graph_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_GRAPH_ROLES
+    identity_exchange_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_EXCHANGE_ROLES
+    identity_directory_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_DIRECTORY_ROLES
+    identity_vault_role: str | None = catalog.VAULT_SECRETS_OFFICER
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+class Sandbox:
+    """The stand-in Microsoft cloud. ``Sandbox(SandboxConfig(...)).start()`` or ``with Sandbox(...) as sb``."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.faults = Faults(self.config.seed)
+        self.env: dict[str, str] = {}
+        self.ports: dict[str, int] = {}
+        self._clock = self.config.clock or _utcnow
+        self._loop: LoopThread | None = None
+        self._runners: list[web.AppRunner] = []
+        self._tmp: str | None = None
+        self.mail: Any = None
+        self.state: TenantState
+        self.identity: ServicePrincipal
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> Self:
+        cfg = self.config
+        if cfg.base_dir is None:
+            self._tmp = tempfile.mkdtemp(prefix="sandbox-")
+            self.base_dir = Path(self._tmp)
+        else:
+            self.base_dir = Path(cfg.base_dir)
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        cfg = self.config
+        ports = dict(cfg.ports or {})
+        unknown = set(ports) - set(PORT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown port names {sorted(unknown)}; expected some of {PORT_NAMES}")
+        self.ca_file, self.cert_file, self.key_file = self._make_tls()
+        sockets = {
+            name: bind(ports.get(name, 0)) for name in ("entra", "graph", "exchange", "keyvault", "identity")
+        }
+        self.ports = {name: s.getsockname()[1] for name, s in sockets.items()}
+        url = {name: f"https://127.0.0.1:{port}" for name, port in self.ports.items()}
+        authority, identity_url = url["entra"], f"http://127.0.0.1:{self.ports['identity']}/msi/token"
+
+        tenant_id = cfg.tenant_id or str(
+            uuid.UUID(int=uuid.uuid5(uuid.NAMESPACE_OID, f"sandbox-{cfg.seed}").int)
+        )
+        issuer = TokenIssuer(tenant_id=tenant_id, issuer=f"{authority}/{tenant_id}/", clock=self._clock)
+        state = self.state = TenantState(
+            tenant_id=tenant_id, domain=DOMAIN, clock=self._clock, issuer=issuer, faults=self.faults
+        )
+        state.graph_resource, state.exchange_resource, state.vault_resource = (
+            url["graph"],
+            url["exchange"],
+            url["keyvault"],
+        )
+        self.identity = state.seed_managed_identity("func-mail-onboarding (managed identity)")
+        self.set_identity_roles(
+            graph=cfg.identity_graph_roles,
+            exchange=cfg.identity_exchange_roles,
+            directory_roles=cfg.identity_directory_roles,
+            vault_role=cfg.identity_vault_role,
+        )
+        identity_header = secrets.token_urlsafe(24)
+
+        entra = Entra(state, authority=authority, identity_header=identity_header, identity_sp=self.identity)
+        apps = {
+            "entra": entra.login_app(),
+            "identity": entra.identity_app(),
+            "graph": Graph(state, base_url=url["graph"]).app(),
+            "exchange": Exchange(state, base_url=url["exchange"]).app(),
+            "keyvault": KeyVault(state, vault_uri=url["keyvault"], authority=authority).app(),
+        }
+        server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ssl.load_cert_chain(self.cert_file, self.key_file)
+        self._loop = LoopThread()
+
+        async def start_all() -> list[web.AppRunner]:
+            return [
+                await serve(apps[name], sock, None if name == "identity" else server_ssl)
+                for name, sock in sockets.items()
+            ]
+
+        self._runners = self._loop.run(start_all())
+
+        mailboxes = list(DEFAULT_MAILBOXES if cfg.mailboxes is None else cfg.mailboxes)
+        if cfg.start_mail:
+            from sandbox.mail import MailServer
+
+            self.mail = MailServer(
+                self.base_dir / "mail",
+                cert_file=self.cert_file,
+                key_file=self.key_file,
+                authorize=state.authorize_mail,
+                imap_port=ports.get("imap", 0),
+                pop_port=ports.get("pop", 0),
+            )
+        for address in [MAIL_SENDER, *mailboxes]:
+            self.add_mailbox(address, imap_enabled=address != MAIL_SENDER, pop_enabled=address != MAIL_SENDER)
+        if self.mail is not None:
+            self.mail.start()
+            self.ports["imap"], self.ports["pop"] = self.mail.imap_port, self.mail.pop_port
+
+        self.env = {
+            "TENANT_ID": tenant_id,
+            "AZURE_CLOUD": "AzurePublicCloud",
+            "ENTRA_AUTHORITY_HOST": authority,
+            "ENTRA_DISABLE_INSTANCE_DISCOVERY": "true",
+            "GRAPH_ENDPOINT": url["graph"],
+            "EXCHANGE_ENDPOINT": url["exchange"],
+            "IMAP_HOST": "127.0.0.1",
+            "IMAP_PORT": str(self.ports.get("imap", 993)),
+            "POP_HOST": "127.0.0.1",
+            "POP_PORT": str(self.ports.get("pop", 995)),
+            "KEY_VAULT_URI": url["keyvault"] + "/",
+            "MAIL_SENDER": MAIL_SENDER,
+            "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
+            "LINK_SIGNING_KEY": secrets.token_urlsafe(32),
+            "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+            "IDENTITY_ENDPOINT": identity_url,
+            "IDENTITY_HEADER": identity_header,
+            "AZURE_CLIENT_ID": self.identity.app_id,
+            "REQUESTS_CA_BUNDLE": str(self.ca_file),
+            "SSL_CERT_FILE": str(self.ca_file),
+            **cfg.extra_env,
+        }
+
+    def _make_tls(self) -> tuple[Path, Path, Path]:
+        tls = self.base_dir / "tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA(organization_name="Sandbox tenant test CA")
+        leaf = ca.issue_cert("127.0.0.1", "localhost", "::1")
+        ca_file, cert_file, key_file = tls / "ca.pem", tls / "server.pem", tls / "server.key"
+        ca.cert_pem.write_to_path(str(ca_file))
+        leaf.private_key_pem.write_to_path(str(key_file))
+        for i, blob in enumerate(leaf.cert_chain_pems):
+            blob.write_to_path(str(cert_file), append=i > 0)
+        key_file.chmod(0o600)
+        return ca_file, cert_file, key_file
+
+    def stop(self) -> None:
+        if self.mail is not None:
+            try:
+                self.mail.stop()
+            finally:
+                self.mail = None
+        if self._loop is not None:
+            runners, self._runners = self._runners, []
+
+            async def stop_all() -> None:
+                for runner in runners:
+                    await runner.cleanup()
+
+            try:
+                self._loop.run(stop_all(), timeout=10)
+            finally:
+                self._loop.stop()
+                self._loop = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ conveniences for tests
+    @property
+    def tenant_id(self) -> str:
+        return self.state.tenant_id
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only the sandbox CA (for libraries that ignore SSL_CERT_FILE)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def add_mailbox(self, address: str, imap_enabled: bool = True, pop_enabled: bool = True) -> Mailbox:
+        box = self.state.add_mailbox(address, imap_enabled=imap_enabled, pop_enabled=pop_enabled)
+        if self.mail is not None:
+            self.mail.add_mailbox(address)
+        return box
+
+    def set_protocols(self, address: str, *, imap: bool | None = None, pop: bool | None = None) -> None:
+        self.state.set_protocols(address, imap=imap, pop=pop)
+
+    def set_identity_roles(
+        self,
+        *,
+        graph: Iterable[str] | None = None,
+        exchange: Iterable[str] | None = None,
+        directory_roles: Iterable[str] | None = None,
+        vault_role: str | None = None,
+    ) -> None:
+        """What the function app's managed identity holds; None leaves a resource as it is, "" removes the vault role."""
+        self.state.set_principal_roles(
+            self.identity.id,
+            graph=graph,
+            exchange=exchange,
+            directory_roles=directory_roles,
+            vault_role=vault_role,
+        )
+
+    def mint_token_for_tests(
+        self,
+        *,
+        resource: str = "graph",
+        roles: Iterable[str] = (),
+        app_id: str | None = None,
+        object_id: str | None = None,
+        wids: Iterable[str] = (),
+    ) -> str:
+        """A token signed by the tenant for ``resource`` ("graph", "exchange", "keyvault" or a URL)."""
+        audience = {
+            "graph": self.state.graph_resource,
+            "exchange": self.state.exchange_resource,
+            "keyvault": self.state.vault_resource,
+        }.get(resource, resource)
+        token, _ = self.state.issuer.mint(
+            audience=audience,
+            app_id=app_id or self.identity.app_id,
+            object_id=object_id or self.identity.id,
+            roles=roles,
+            wids=wids,
+        )
+        return token
+
+    def create_client_app(
+        self, display_name: str, *, roles: Iterable[str] = (), redirect_uris: Iterable[str] = ()
+    ) -> tuple[str, str, str]:
+        """An app with a service principal, the given Exchange app roles granted and a secret:
+        (appId, service principal id, secret). For tests that need a ready-made mail client app."""
+        state = self.state
+        with state.lock:
+            app = state.create_application(
+                {"displayName": display_name, "web": {"redirectUris": list(redirect_uris)}}, owner=None
+            )
+            app.created_at = datetime(2020, 1, 1, tzinfo=UTC)
+            sp = state.create_service_principal(app, owner=None)
+            sp.created_at = app.created_at
+            for value in roles:
+                a = state.add_assignment(
+                    sp.id, state.exchange_sp, state.role_by_value(state.exchange_sp, value).id
+                )
+                a.created_at = app.created_at
+            secret = state.add_password(app, "test", None, None).secret_text
+        return app.app_id, sp.id, secret
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -1,0 +1,159 @@
+"""Plumbing shared by the stand-in services: fault injection and request logging around every request,
+a small path router (Graph's ``applications(uniqueName='x')`` paths are not aiohttp route templates),
+and the background event-loop thread the servers run in."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+
+from sandbox.faults import DROP, ServiceFaults
+from sandbox.state import RequestLogEntry, TenantState
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+ErrorBody = Callable[[int], web.Response]
+T = TypeVar("T")
+H = TypeVar("H")
+
+CALLER_KEY = web.RequestKey("caller_app_id", str)
+OWN_LATENCY_KEY = web.AppKey("handles_latency", bool)
+
+
+def make_app(
+    service: str,
+    state: TenantState,
+    faults: ServiceFaults,
+    error_body: ErrorBody,
+    *,
+    handles_latency: bool = False,
+) -> web.Application:
+    """An aiohttp application whose every request is logged and may be delayed or failed on demand.
+
+    With ``handles_latency`` the service sleeps the configured latency itself (Exchange does, inside
+    its throttling window, so that concurrent calls really overlap).
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.monotonic()
+        fault = faults.draw()
+        status = 500
+        retry_after: str | None = None
+        try:
+            if not handles_latency and faults.latency_ms > 0:
+                await asyncio.sleep(faults.latency_ms / 1000)
+            if fault == DROP:
+                status = 0
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable()
+            response: web.StreamResponse
+            if fault is not None:
+                response = error_body(int(fault))
+                if int(fault) in (429, 503):
+                    response.headers["Retry-After"] = _seconds(faults.retry_after)
+            else:
+                try:
+                    response = await handler(request)
+                except web.HTTPException as exc:
+                    response = exc
+            status = response.status
+            retry_after = response.headers.get("Retry-After")
+            if isinstance(response, web.HTTPException):
+                raise response
+            return response
+        finally:
+            state.log_request(
+                RequestLogEntry(
+                    time=state.now(),
+                    service=service,
+                    method=request.method,
+                    path=request.path,  # never the query: it may carry credentials
+                    raw_path=request.raw_path.split("?", 1)[0],
+                    status=status,
+                    caller_app_id=request.get(CALLER_KEY),
+                    retry_after=retry_after,
+                    latency_ms=round((time.monotonic() - started) * 1000, 2),
+                    fault=None if fault is None else str(fault),
+                )
+            )
+
+    app = web.Application(middlewares=[middleware])
+    app[OWN_LATENCY_KEY] = handles_latency
+    return app
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+class Router(Generic[H]):
+    """Regex routes over the decoded path; the first pattern that matches and allows the method wins."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self._routes: list[tuple[str, re.Pattern[str], H]] = []
+
+    def add(self, method: str, pattern: str, handler: H) -> None:
+        self._routes.append((method, re.compile("^" + re.escape(self.prefix) + pattern + "$"), handler))
+
+    def match(self, method: str, path: str) -> tuple[H, dict[str, str]] | bool | None:
+        """The handler and path parameters; False when the path exists for other methods; None if unknown."""
+        known_path = False
+        for route_method, pattern, handler in self._routes:
+            m = pattern.match(path)
+            if m is None:
+                continue
+            known_path = True
+            if route_method == method:
+                return handler, {k: v for k, v in m.groupdict().items() if v is not None}
+        return False if known_path else None
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, so tests in another thread (or loop) can call the servers."""
+
+    def __init__(self, name: str = "sandbox") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def bind(port: int) -> socket.socket:
+    """A listening socket on loopback, bound now so the port is known before the servers start."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None
+) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+    return runner
