@@ -9,6 +9,7 @@ no faster. All cmdlets used here are safe to repeat, so every call is retried in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ _NOT_FOUND = (
     "managementobjectnotfound",
     "doesn't exist",
 )
+_DETAIL_PREFIX = re.compile(r"^(?:[\w]*\|)?[\w.]+\|")
 _ALREADY = ("already exists", "already has", "already present", "already been granted")
 
 
@@ -79,16 +81,17 @@ def error_text(payload: Any) -> str:
     if not isinstance(error, Mapping):
         return ""
     messages: list[str] = []
-    for detail in error.get("details") or ():
-        if isinstance(detail, Mapping) and detail.get("message"):
-            messages.append(str(detail["message"]))
+    inner = error.get("innererror")
+    internal = inner.get("internalException") if isinstance(inner, Mapping) else None
+    if isinstance(internal, Mapping) and internal.get("message"):
+        messages.append(str(internal["message"]))
     if not messages:
-        inner = error.get("innererror")
-        internal = inner.get("internalException") if isinstance(inner, Mapping) else None
-        if isinstance(internal, Mapping) and internal.get("message"):
-            messages.append(str(internal["message"]))
+        for detail in error.get("details") or ():
+            if isinstance(detail, Mapping) and detail.get("message"):
+                # "Ex1A2B3C|Exception.Type|text": keep the text.
+                messages.append(_DETAIL_PREFIX.sub("", str(detail["message"])))
     if not messages and error.get("message"):
-        messages.append(str(error["message"]))
+        messages.append(_DETAIL_PREFIX.sub("", str(error["message"])))
     return redact(" ".join(messages))
 
 

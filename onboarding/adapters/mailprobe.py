@@ -1,0 +1,112 @@
+"""Log in to IMAP or POP3 as the mail client will: implicit TLS, SASL XOAUTH2 with the app's token.
+
+Uses the standard library clients in a worker thread (they block). The result is data, not an
+exception: a refused login is an expected state while permissions propagate. ``detail`` is in an
+admin's words and never carries the token or the server's reply to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import imaplib
+import poplib
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from onboarding.domain import Protocol
+
+REFUSED_FIX = (
+    "no Exchange service principal or no FullAccess on the mailbox, or the permission is still propagating"
+)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    ok: bool
+    detail: str
+
+
+def xoauth2(mailbox: str, token: str) -> bytes:
+    """The SASL XOAUTH2 initial response, before base64."""
+    return f"user={mailbox}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def _imap_login(
+    host: str, port: int, mailbox: str, token: str, timeout: float, context: ssl.SSLContext
+) -> None:
+    client = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=timeout)
+    try:
+        sent = False
+
+        def respond(_challenge: bytes) -> bytes:
+            # First call: the credentials. A second call is the server's error challenge, to which
+            # the client must answer with an empty line to get the final tagged NO.
+            nonlocal sent
+            if sent:
+                return b""
+            sent = True
+            return xoauth2(mailbox, token)
+
+        client.authenticate("XOAUTH2", respond)
+    finally:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
+            client.logout()
+
+
+class _PopRefused(Exception):
+    pass
+
+
+def _pop_login(
+    host: str, port: int, mailbox: str, token: str, timeout: float, context: ssl.SSLContext
+) -> None:
+    # poplib has no AUTH command: its line helpers (_putcmd/_getline, stable since Python 2) carry it.
+    client: Any = poplib.POP3_SSL(host, port, context=context, timeout=timeout)
+    try:
+        # Two steps (AUTH, then the response after "+") rather than an initial response on the AUTH
+        # line: servers limit command line length, and a token is long.
+        client._putcmd("AUTH XOAUTH2")
+        line, _ = client._getline()
+        if not line.startswith(b"+"):
+            raise _PopRefused("XOAUTH2 not offered")
+        client._putcmd(base64.b64encode(xoauth2(mailbox, token)).decode("ascii"))
+        line, _ = client._getline()
+        if line.startswith(b"+") and not line.startswith(b"+OK"):
+            client._putcmd("")  # the error challenge: acknowledge it to get the final -ERR
+            line, _ = client._getline()
+        if not line.startswith(b"+OK"):
+            raise _PopRefused("refused")
+    finally:
+        with contextlib.suppress(OSError, poplib.error_proto):
+            client.quit()
+
+
+def _probe(host: str, port: int, protocol: Protocol, mailbox: str, token: str, timeout: float) -> LoginResult:
+    context = ssl.create_default_context()
+    where = f"{protocol.value} {host}:{port}"
+    try:
+        if protocol is Protocol.IMAP:
+            _imap_login(host, port, mailbox, token, timeout, context)
+        else:
+            _pop_login(host, port, mailbox, token, timeout, context)
+    except (imaplib.IMAP4.error, _PopRefused, poplib.error_proto):
+        what = "NO AUTHENTICATE failed" if protocol is Protocol.IMAP else "-ERR authentication failed"
+        return LoginResult(False, f"{protocol.value} {what} for {mailbox}: {REFUSED_FIX}.")
+    except ssl.SSLCertVerificationError as exc:
+        return LoginResult(False, f"TLS error with {where}: certificate not trusted ({exc.verify_message}).")
+    except ssl.SSLError as exc:
+        return LoginResult(False, f"TLS error with {where} ({exc.reason or type(exc).__name__}).")
+    except TimeoutError:
+        return LoginResult(False, f"{where} did not answer within {timeout:g} s.")
+    except OSError as exc:
+        return LoginResult(False, f"{where} is unreachable ({exc.strerror or type(exc).__name__}).")
+    return LoginResult(True, f"{protocol.value} login as {mailbox} succeeded.")
+
+
+async def probe_login(
+    host: str, port: int, protocol: Protocol, mailbox: str, token: str, *, timeout: float = 30
+) -> LoginResult:
+    return await asyncio.to_thread(_probe, host, port, Protocol(protocol), mailbox, token, timeout)
