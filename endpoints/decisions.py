@@ -119,8 +119,24 @@ def _entra_error(form_or_query: dict[str, str]) -> tuple[str | None, str | None]
 # -- consent callback -----------------------------------------------------------------------------
 
 
-@blueprint.route(route="consent/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+# One function per route, dispatching on the method: the GET (page) and POST (action) of a link stay
+# side by side, and hosts map one route to one function.
+@blueprint.route(route="consent/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+async def consent_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if req.method == "POST":
+        return await consent_callback_confirm(req, client)
+    return await consent_callback_page(req, client)
+
+
+@blueprint.route(route="approvals/{token}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+async def approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if req.method == "POST":
+        return await approval_decide(req, client)
+    return await approval_page(req, client)
+
+
 async def consent_callback_page(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:

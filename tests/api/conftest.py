@@ -73,6 +73,7 @@ class Api:
 
     def events(self, onboarding_id: str) -> list[tuple[str, Any]]:
         """Events the instance received: the only way a page can change an onboarding."""
+        self.host.idle()  # a raised event is a queued message until an episode takes it
         status = self.host.get_status(onboarding_id, show_history=True)
         assert status is not None
         return [

@@ -1,0 +1,255 @@
+"""Consent callback and approval pages: GET never acts; every bad link is refused with no state change."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from onboarding.links import LinkPurpose, LinkSigner
+
+from .conftest import Api
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+OTHER = "onb-" + "f" * 32
+
+
+def assert_page(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    headers = response.headers
+    assert headers["Content-Type"].startswith("text/html")
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "<h1>" in response.text and '<html lang="en">' in response.text
+    return response.text
+
+
+def hidden(page: str) -> dict[str, str]:
+    import html
+
+    return {
+        m.group(1): html.unescape(m.group(2))
+        for m in re.finditer(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page)
+    }
+
+
+def untouched(api: Api, onboarding_id: str) -> None:
+    assert api.events(onboarding_id) == []
+    assert api.view(onboarding_id)["status"] == "waiting"
+
+
+# -- consent callback ----------------------------------------------------------------------------
+
+
+def test_consent_callback_get_shows_a_page_and_post_continues_the_onboarding(api: Api) -> None:
+    onboarding_id = api.start()
+    state = api.token(onboarding_id, LinkPurpose.CONSENT)
+    query = {"admin_consent": "True", "tenant": "evil-tenant", "state": state}
+    page = assert_page(api.anonymous.get("/api/consent/callback", params=query), 200)
+    assert 'id="confirm"' in page and 'method="post"' in page
+    assert hidden(page) == {"state": state}
+    untouched(api, onboarding_id)  # a mail scanner following the link changes nothing
+
+    done = api.anonymous.post("/api/consent/callback", data=hidden(page))
+    assert_page(done, 200)
+    assert [name for name, _ in api.events(onboarding_id)] == ["AdminDecision"]
+    assert api.view(onboarding_id)["status"] == "succeeded"
+
+
+def test_consent_declined_in_entra_is_reported_as_declined(api: Api) -> None:
+    onboarding_id = api.start()
+    state = api.token(onboarding_id, LinkPurpose.CONSENT)
+    query = {
+        "admin_consent": "True",
+        "state": state,
+        "error": "access_denied",
+        "error_description": "AADSTS65004: User declined to consent <script>alert(1)</script>",
+    }
+    page = assert_page(api.anonymous.get("/api/consent/callback", params=query), 200)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert hidden(page)["error"] == "access_denied"
+    untouched(api, onboarding_id)
+    assert_page(api.anonymous.post("/api/consent/callback", data=hidden(page)), 200)
+    view = api.view(onboarding_id)
+    assert view["status"] == "rejected"
+    assert "access_denied" in view["errors"][0]["message"]
+
+
+def refused_consent(api: Api, onboarding_id: str, form: dict[str, str], status: int) -> None:
+    """The same refusal on GET (page) and POST (action), and no event reaches the onboarding."""
+    assert_page(api.anonymous.get("/api/consent/callback", params=form), status)
+    page = assert_page(api.anonymous.post("/api/consent/callback", data=form), status)
+    assert 'id="confirm"' not in page and "Nothing was changed" in page
+    untouched(api, onboarding_id)
+
+
+def test_consent_callback_refuses_a_forged_state(api: Api) -> None:
+    onboarding_id = api.start()
+    forged = LinkSigner(b"x" * 40).issue(
+        onboarding_id, LinkPurpose.CONSENT, api.nonce(onboarding_id), api.signer._clock() + timedelta(hours=1)
+    )
+    refused_consent(api, onboarding_id, {"state": forged}, 403)
+
+
+def test_consent_callback_refuses_an_expired_state(api: Api) -> None:
+    onboarding_id = api.start()
+    refused_consent(
+        api,
+        onboarding_id,
+        {"state": api.token(onboarding_id, LinkPurpose.CONSENT, expires_in=timedelta(seconds=-1))},
+        410,
+    )
+
+
+def test_consent_callback_refuses_an_approval_token(api: Api) -> None:
+    onboarding_id = api.start()
+    refused_consent(api, onboarding_id, {"state": api.token(onboarding_id, LinkPurpose.DECIDE)}, 403)
+
+
+def test_consent_callback_refuses_a_stale_nonce(api: Api) -> None:
+    onboarding_id = api.start()
+    refused_consent(
+        api,
+        onboarding_id,
+        {"state": api.token(onboarding_id, LinkPurpose.CONSENT, nonce="earlier-wait")},
+        410,
+    )
+
+
+def test_consent_callback_refuses_missing_or_garbage_state(api: Api) -> None:
+    onboarding_id = api.start()
+    refused_consent(api, onboarding_id, {"admin_consent": "True"}, 400)
+    refused_consent(api, onboarding_id, {"state": "not-a-token"}, 403)
+
+
+def test_consent_callback_refuses_a_state_of_a_grant_mode_onboarding(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    refused_consent(api, onboarding_id, {"state": api.token(onboarding_id, LinkPurpose.CONSENT)}, 410)
+
+
+def test_consent_link_is_single_use(api: Api) -> None:
+    onboarding_id = api.start()
+    form = {"state": api.token(onboarding_id, LinkPurpose.CONSENT)}
+    assert_page(api.anonymous.post("/api/consent/callback", data=form), 200)
+    api.host.idle()
+    page = assert_page(api.anonymous.post("/api/consent/callback", data=form), 410)
+    assert "already used or has expired" in page
+    assert len(api.events(onboarding_id)) == 1
+
+
+def test_consent_post_must_be_a_form(api: Api) -> None:
+    onboarding_id = api.start()
+    state = api.token(onboarding_id, LinkPurpose.CONSENT)
+    response = api.anonymous.post("/api/consent/callback", json={"state": state})
+    assert_page(response, 415)
+    untouched(api, onboarding_id)
+
+
+# -- approval pages (grant mode) -----------------------------------------------------------------
+
+
+def test_approval_page_shows_the_request_and_approve_continues(api: Api) -> None:
+    onboarding_id = api.start(
+        consentMode="grant", displayName="<b>Scanner</b> & co", externalReference="CHG-7"
+    )
+    url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
+    page = assert_page(api.anonymous.get(url), 200)
+    for shown in ("&lt;b&gt;Scanner&lt;/b&gt; &amp; co", "IMAP, POP", "<dd>2</dd>", "CHG-7"):
+        assert shown in page
+    assert "<b>Scanner" not in page
+    assert 'id="approve"' in page and 'id="reject"' in page
+    untouched(api, onboarding_id)
+
+    assert_page(api.anonymous.post(url, data={"decision": "approve"}), 200)
+    assert api.view(onboarding_id)["status"] == "succeeded"
+
+
+def test_reject_stops_the_onboarding(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
+    assert_page(api.anonymous.post(url, data={"decision": "reject"}), 200)
+    assert api.view(onboarding_id)["status"] == "rejected"
+
+
+def test_single_purpose_links_offer_and_allow_only_their_decision(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    reject_url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.REJECT)}"
+    page = assert_page(api.anonymous.get(reject_url), 200)
+    assert 'id="reject"' in page and 'id="approve"' not in page
+    assert_page(api.anonymous.post(reject_url, data={"decision": "approve"}), 403)
+    untouched(api, onboarding_id)
+    approve_url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.APPROVE)}"
+    assert_page(api.anonymous.post(approve_url, data={"decision": "reject"}), 403)
+    untouched(api, onboarding_id)
+
+
+@pytest.mark.parametrize("decision", ["", "APPROVE", "yes", "approve ", "approved"])
+def test_wrong_decision_values_are_refused(api: Api, decision: str) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
+    assert_page(api.anonymous.post(url, data={"decision": decision}), 400)
+    untouched(api, onboarding_id)
+
+
+def refused_approval(api: Api, onboarding_id: str, token: str, status: int) -> None:
+    url = f"/api/approvals/{token}"
+    page = assert_page(api.anonymous.get(url), status)
+    assert 'id="approve"' not in page and 'id="reject"' not in page
+    assert_page(api.anonymous.post(url, data={"decision": "approve"}), status)
+    untouched(api, onboarding_id)
+
+
+def test_approval_refuses_forged_expired_stale_foreign_and_consent_tokens(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    nonce = api.nonce(onboarding_id)
+    forged = LinkSigner(b"y" * 40).issue(
+        onboarding_id, LinkPurpose.DECIDE, nonce, api.signer._clock() + timedelta(hours=1)
+    )
+    refused_approval(api, onboarding_id, forged, 403)
+    refused_approval(
+        api,
+        onboarding_id,
+        api.token(onboarding_id, LinkPurpose.DECIDE, expires_in=timedelta(seconds=-5)),
+        410,
+    )
+    refused_approval(api, onboarding_id, api.token(onboarding_id, LinkPurpose.DECIDE, nonce="old-wait"), 410)
+    refused_approval(api, onboarding_id, api.token(onboarding_id, LinkPurpose.CONSENT), 403)
+    # A token of another onboarding carrying this one's nonce acts on nothing.
+    refused_approval(
+        api,
+        onboarding_id,
+        api.signer.issue(OTHER, LinkPurpose.DECIDE, nonce, api.signer._clock() + timedelta(hours=1)),
+        410,
+    )
+    # Tampering: the token is not in the form, so it cannot be swapped, and a mangled path is refused.
+    refused_approval(api, onboarding_id, api.token(onboarding_id, LinkPurpose.DECIDE)[:-3] + "AAA", 403)
+
+
+def test_approval_token_does_not_work_on_a_consent_mode_onboarding(api: Api) -> None:
+    onboarding_id = api.start()
+    refused_approval(api, onboarding_id, api.token(onboarding_id, LinkPurpose.DECIDE), 410)
+
+
+def test_approval_link_is_single_use_and_dead_once_finished(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
+    assert_page(api.anonymous.post(url, data={"decision": "approve"}), 200)
+    api.host.idle()
+    assert "already used or has expired" in assert_page(api.anonymous.get(url), 410)
+    assert_page(api.anonymous.post(url, data={"decision": "reject"}), 410)
+    assert len(api.events(onboarding_id)) == 1
+    assert api.view(onboarding_id)["status"] == "succeeded"
+
+
+def test_approval_on_a_cancelled_onboarding_is_refused(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    token = api.token(onboarding_id, LinkPurpose.DECIDE)
+    assert api.client.post(f"/api/onboardings/{onboarding_id}/cancel").status_code == 202
+    api.host.idle()
+    assert_page(api.anonymous.post(f"/api/approvals/{token}", data={"decision": "approve"}), 410)
+    assert api.view(onboarding_id)["status"] == "cancelled"
