@@ -61,6 +61,7 @@ _ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-_+]+@[A-Za-z0-9.\-]+$")
 
 _DOVECOT_CANDIDATES = ("dovecot", "/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 _START_TIMEOUT_S = 10.0
+_PORT_ATTEMPTS = 3
 _STOP_TIMEOUT_S = 5.0
 
 
@@ -146,17 +147,25 @@ class MailServer:
             for path in (self.cert_file, self.key_file):
                 if not path.is_file():
                     raise MailServerError(f"TLS file not found: {path}")
-            # A short path: Dovecot's Unix sockets live under it (108-byte limit).
-            self._run_dir = Path(tempfile.mkdtemp(prefix="sandbox-dovecot-"))
-            try:
-                self._launch(dovecot)
-            except BaseException:
-                self._shutdown()
-                raise
+            for attempt in range(_PORT_ATTEMPTS):
+                try:
+                    self._launch(dovecot)
+                    return
+                except MailServerError as exc:
+                    self._shutdown()
+                    # A port we picked was taken between picking and Dovecot binding it: pick again.
+                    # A port the caller fixed is the caller's to free.
+                    fixed_busy = any(f"127.0.0.1, {p})" in str(exc) for p in self._requested_ports if p)
+                    busy = "Address already in use" in str(exc)
+                    if not busy or fixed_busy or attempt + 1 == _PORT_ATTEMPTS:
+                        raise
+                except BaseException:
+                    self._shutdown()
+                    raise
 
     def _launch(self, dovecot: str) -> None:
-        assert self._run_dir is not None
-        run_dir = self._run_dir
+        # A fresh, short run directory: Dovecot's Unix sockets live under it (108-byte limit).
+        run_dir = self._run_dir = Path(tempfile.mkdtemp(prefix="sandbox-dovecot-"))
         # Traversable: Dovecot's unprivileged processes reach their sockets below it.
         run_dir.chmod(0o755)
         self._auth = AuthDictServer(run_dir / "auth-dict", self._decide)

@@ -416,6 +416,24 @@ def test_fixed_ports_are_used_and_a_busy_port_is_a_clear_error(
         srv.stop()
 
 
+def test_a_picked_port_taken_before_dovecot_binds_it_is_picked_again(
+    tmp_path: Path, tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        picks = iter([busy.getsockname()[1]])
+        real_free_port = mail._free_port
+        monkeypatch.setattr(mail, "_free_port", lambda: next(picks, None) or real_free_port())
+        srv = new_server(tmp_path, tls_files)
+        srv.start()
+        try:
+            assert busy.getsockname()[1] not in (srv.imap_port, srv.pop_port)
+            assert not refuses_connections(srv.imap_port)
+        finally:
+            srv.stop()
+
+
 def test_missing_dovecot_is_a_clear_error(
     tmp_path: Path, tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
