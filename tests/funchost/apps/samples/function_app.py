@@ -196,3 +196,14 @@ def ping(req: func.HttpRequest) -> func.HttpResponse:
 async def daily_reminder(timer: func.TimerRequest, client) -> None:
     STATE["timer_runs"] += 1
     await client.start_new("chain", None, ["reminder"])
+
+
+@app.orchestration_trigger(context_name="context")
+def bench_fan(context: df.DurableOrchestrationContext):
+    """Benchmark shape: a fan-out builds a long history, then each 'Go' event costs one full replay."""
+    count = context.get_input()
+    yield context.task_all([context.call_activity("double", i) for i in range(count)])
+    while True:
+        signal = yield context.wait_for_external_event("Go")
+        if signal == "stop":
+            return count
