@@ -83,9 +83,13 @@ class MailApp:
 
 
 @pytest.fixture(scope="module")
-def tenant() -> Iterator[Tenant]:
+def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenant]:
+    # Its own tenant rather than sandbox_session: these tests move the clock and change faults.
     clock = Clock()
-    sandbox = Sandbox(SandboxConfig(clock=clock, mailboxes=[SUPPORT, SALES, BILLING])).start()
+    config = SandboxConfig(
+        base_dir=tmp_path_factory.mktemp("mail-chain"), clock=clock, mailboxes=[SUPPORT, SALES, BILLING]
+    )
+    sandbox = Sandbox(config).start()
     env = sandbox.env
     with pytest.MonkeyPatch.context() as patch:
         # What the function app's environment holds: managed identity endpoint and the CA to trust.
@@ -353,3 +357,17 @@ def test_an_unknown_mailbox_is_refused(
     assert imap_refusal(tenant, "nobody@sandbox.example", exchange_token) == IMAP_REFUSAL
     assert pop_refusal(tenant, "nobody@sandbox.example", exchange_token) == POP_REFUSAL
     assert "no such mailbox" in refusal_reasons(reasons)
+
+
+def test_removing_full_access_takes_effect_on_the_next_login(
+    tenant: Tenant, reasons: pytest.LogCaptureFixture
+) -> None:
+    app = onboard(tenant)
+    token = app.token(tenant.env["EXCHANGE_ENDPOINT"])
+    assert b"Welcome" in imap_read_welcome(tenant, SUPPORT, token)
+
+    tenant.invoke("Remove-MailboxPermission", Identity=SUPPORT, User=app.sp_id, AccessRights=["FullAccess"])
+
+    assert imap_refusal(tenant, SUPPORT, token) == IMAP_REFUSAL
+    assert pop_refusal(tenant, SUPPORT, token) == POP_REFUSAL
+    assert "no FullAccess" in refusal_reasons(reasons)
