@@ -76,7 +76,7 @@ var tags = {
 
 // Endpoint host names live in one file shared with the code.
 var clouds = loadJsonContent('../onboarding/clouds.json')
-var cloudName = !empty(azureCloud) ? azureCloud : (environment().name == 'AzureCloud' ? 'AzurePublicCloud' : environment().name)
+var cloudName = !empty(azureCloud) ? azureCloud : ((environment().name == 'AzureCloud') ? 'AzurePublicCloud' : environment().name)
 var cloud = clouds[cloudName]
 
 var linkSigningKeySecretName = 'link-signing-key'
@@ -85,7 +85,7 @@ var linkSigningKeySecretName = 'link-signing-key'
 // when grant mode is on; Mail.Send in Entra only when an application access policy will scope it.
 var baseGraphAppRoles = ['Application.ReadWrite.OwnedBy']
 var grantModeAppRoles = enableGrantMode ? ['AppRoleAssignment.ReadWrite.All'] : []
-var mailAppRoles = mailSendScoping == 'applicationAccessPolicy' ? ['Mail.Send'] : []
+var mailAppRoles = (mailSendScoping == 'applicationAccessPolicy') ? ['Mail.Send'] : []
 var graphAppRoles = concat(baseGraphAppRoles, grantModeAppRoles, mailAppRoles)
 var exchangeAppRoles = ['Exchange.ManageAsApp']
 
@@ -166,6 +166,8 @@ var appSettings = {
   CONSENT_DEADLINE_HOURS: '120'
   CONSENT_REMINDER_HOURS: '24'
   VERIFY_WINDOW_MINUTES: '120'
+  POLL_INITIAL_SECONDS: '10'
+  POLL_MAX_SECONDS: '600'
   CALLBACK_ALLOW_PRIVATE_NETWORKS: 'false'
 }
 

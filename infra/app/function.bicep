@@ -78,11 +78,12 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// No App Service Authentication (Easy Auth): it would put an Entra sign-in in front of the consent
+// callback and the emailed approval links, which carry their own signature (LINK_SIGNING_KEY); the
+// API itself takes function keys.
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: Callers are admins' browsers (consent callback, approval pages) and API clients holding a function key; mutual TLS would lock out the browsers.
-  // checkov:skip=CKV_AZURE_56: App Service Authentication would put an Entra sign-in in front of the consent callback and emailed approval links, which are authenticated by their own signature (LINK_SIGNING_KEY); the API uses function keys.
-  // checkov:skip=CKV_AZURE_221: Public network access is the product: admins follow emailed links from anywhere. Put Front Door/APIM with WAF in front if your policy demands it.
-  // checkov:skip=CKV_AZURE_222: Same reason as CKV_AZURE_221 (the same control, checked under another id).
+  // checkov:skip=CKV_AZURE_222: Public network access is the product: admins follow emailed links from anywhere, and API clients call from their own networks. Put Front Door or API Management with a WAF in front if policy demands it.
   // checkov:skip=CKV_AZURE_213: The Flex Consumption scale controller starts and stops instances per demand; there is no standing worker pool for a health-check probe to evict instances from.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per instance on demand; App Service zone redundancy / minimum worker count settings do not apply to this plan.
   name: name
@@ -171,7 +172,7 @@ var siteSettings = {
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov applies its siteConfig ('web') checks to every sites/config resource; this one is
   // 'appsettings' and holds application settings only, so these checks do not apply to it.
-  // checkov:skip=CKV_AZURE_13: Not the 'web' config (see above); authentication is discussed on the site resource (CKV_AZURE_56).
+  // checkov:skip=CKV_AZURE_13: Not the 'web' config (see above); why there is no App Service Authentication is explained on the site resource.
   // checkov:skip=CKV_AZURE_63: Not the 'web' config (see above); HTTP logging is an App Service (IIS) feature, function logs go to Application Insights.
   // checkov:skip=CKV_AZURE_65: Not the 'web' config (see above); detailed error pages are an App Service (IIS) feature.
   // checkov:skip=CKV_AZURE_66: Not the 'web' config (see above); failed request tracing is an App Service (IIS) feature.

@@ -36,7 +36,6 @@ var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: The Flex Consumption app runs without VNet integration and reaches the vault over its public endpoint; access is by Entra ID and RBAC only. Add VNet integration and a private endpoint to set defaultAction Deny.
   // checkov:skip=CKV_AZURE_189: Public network access is needed for the same reason as CKV_AZURE_109.
-  // checkov:skip=CKV2_AZURE_32: No private endpoint for the same reason as CKV_AZURE_109.
   name: name
   location: location
   tags: tags

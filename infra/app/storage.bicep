@@ -37,8 +37,6 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: The Flex Consumption app runs without VNet integration, so the data plane stays reachable from Azure; access is by Entra ID only (allowSharedKeyAccess false) and RBAC-scoped to one identity. Add VNet integration and private endpoints to close the network path.
   // checkov:skip=CKV_AZURE_59: Same reason as CKV_AZURE_35: public network access is needed by a Flex app without VNet integration; shared keys are disabled so only the managed identity can read or write.
   // checkov:skip=CKV_AZURE_206: The account holds a Durable task hub and a deployment package, both re-creatable; LRS is the cost-appropriate default and skuName offers Standard_ZRS.
-  // checkov:skip=CKV2_AZURE_1: Customer-managed keys add a key-management burden for data that is neither secret nor personal (orchestration history holds no secrets by design); Microsoft-managed encryption at rest applies.
-  // checkov:skip=CKV2_AZURE_33: No private endpoint for the same reason as CKV_AZURE_35.
   name: name
   location: location
   tags: tags
