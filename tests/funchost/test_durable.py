@@ -195,3 +195,45 @@ def test_logs_name_the_function_and_instance_but_never_the_data(
     assert f"'Functions.chain' (instance={instance_id}" in caplog.text
     assert f"'Functions.hello' (instance={instance_id}" in caplog.text
     assert "s3cr3t" not in caplog.text
+
+
+def test_retries_interleaved_with_other_work_keep_sequence_numbers_aligned(
+    samples: LocalHost, clock: ManualClock, sample_state: dict
+) -> None:
+    instance_id = start(samples, "mixed_retries")
+    status = drive(samples, clock, instance_id, timedelta(milliseconds=700))
+    assert status["runtimeStatus"] == "Completed", status
+    results, after, timer_done = status["output"]
+    assert results == [r for i in range(6) for r in (f"ok after {i % 3 + 1}", 2 * i)]
+    assert after == "Hello after" and timer_done is True
+    history = samples.get_status(instance_id, show_history=True)["history"]  # type: ignore[index]
+    scheduled = [e["EventId"] for e in history if e["EventType"] in ("TaskScheduled", "TimerCreated")]
+    assert len(scheduled) == len(set(scheduled))  # every sequence number used once
+
+
+def test_retry_failure_and_a_resuming_completion_in_one_episode(
+    local_host_factory: Any, tmp_path: Any, clock: ManualClock, sample_state: dict
+) -> None:
+    """A completion that resumes the code and a retried failure arrive together, completion first.
+
+    The SDK numbers the retry timer when it processes the failure; the host must deliver the
+    failure before the completion, or its timer and the code's next activity swap sequence numbers.
+    """
+    from .conftest import SAMPLES
+
+    host = LocalHost(SAMPLES, db_path=tmp_path / "race.db", clock=clock)  # not started: we pick the order
+    instance_id = host.engine.start_new("race_retry", "race", "null")
+    host.run_episode_now(instance_id)
+    work = {item[4]: item[0] for item in host.engine.pending_work()}
+    host.engine.complete_work(work["double"], "10", None)
+    host.engine.complete_work(
+        work["flaky"], None, ("Activity function 'flaky' failed: RuntimeError: once", "")
+    )
+    sample_state["attempts"]["race"] = 1  # the failure above was the first attempt
+    host.run_episode_now(instance_id)
+    host.start()
+    try:
+        status = drive(host, clock, instance_id, timedelta(seconds=1))
+    finally:
+        host.stop()
+    assert status["output"] == [10, "Hello next", "ok after 2"]

@@ -207,3 +207,29 @@ def bench_fan(context: df.DurableOrchestrationContext):
         signal = yield context.wait_for_external_event("Go")
         if signal == "stop":
             return count
+
+
+@app.orchestration_trigger(context_name="context")
+def mixed_retries(context: df.DurableOrchestrationContext):
+    """Retries interleaved with plain work: sequence numbers must follow the SDK's order exactly."""
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=4)
+    tasks = []
+    for i in range(6):
+        spec = {"key": f"{context.instance_id}-{i}", "failures": i % 3}
+        tasks.append(context.call_activity_with_retry("flaky", options, spec))
+        tasks.append(context.call_activity("double", i))
+    first = yield context.task_any([context.wait_for_external_event("Never"), context.task_all(tasks)])
+    after = yield context.call_activity("hello", "after")
+    timer = yield context.create_timer(context.current_utc_datetime + timedelta(seconds=1))
+    return [first.result, after, timer is None]
+
+
+@app.orchestration_trigger(context_name="context")
+def race_retry(context: df.DurableOrchestrationContext):
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=2)
+    retried = context.call_activity_with_retry("flaky", options, {"key": context.instance_id, "failures": 1})
+    plain = context.call_activity("double", 5)
+    winner = yield context.task_any([retried, plain])
+    follow_up = yield context.call_activity("hello", "next")
+    late = yield retried
+    return [winner.result, follow_up, late]
