@@ -380,7 +380,8 @@ class Entra:
                 query["error_description"] = "AADSTS65004: User declined to consent to access the app."
         redirect = form["redirect_uri"]
         separator = "&" if "?" in redirect else "?"
-        raise web.HTTPFound(redirect + separator + urlencode(query))
+        # Set verbatim: HTTPFound would normalise the URL (decoding %2F in the state, for example).
+        return web.Response(status=302, headers={"Location": redirect + separator + urlencode(query)})
 
     def _grant(self, app: Application, scope: str | None) -> None:
         state = self.state

@@ -102,6 +102,17 @@ _FILTER_ANY = re.compile(r"^\s*(\w+)/any\(\s*(\w+)\s*:\s*\2\s+eq\s+'((?:[^']|'')
 _FILTER_STARTS = re.compile(r"^\s*startswith\(\s*(\w+)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$")
 
 
+def _param(body: Any, name: str) -> Any:
+    """An action parameter: Graph matches their names case-insensitively, and msgraph-sdk sends
+    some capitalised (``{"Message": ..., "SaveToSentItems": ...}``)."""
+    if not isinstance(body, dict):
+        return None
+    for key, value in body.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
 def _eq(field: str, value: str) -> Callable[[dict[str, Any]], bool]:
     return lambda o: str(o.get(field) or "").lower() == value.lower()
 
@@ -155,7 +166,7 @@ class Graph:
         r.add("POST", "/applications" + APP_KEY + "/addPassword", self.add_password)
         r.add("POST", "/applications" + APP_KEY + "/removePassword", self.remove_password)
         r.add("GET", "/applications" + APP_KEY + "/owners", self.list_owners)
-        r.add("GET", r"/directory/deletedItems/microsoft\.graph\.application", self.list_deleted)
+        r.add("GET", r"/directory/deletedItems/(?:microsoft\.)?graph\.application", self.list_deleted)
         r.add("GET", "/directory/deletedItems/(?P<id>[^/]+)", self.get_deleted)
         r.add("DELETE", "/directory/deletedItems/(?P<id>[^/]+)", self.purge_deleted)
         r.add("POST", "/directory/deletedItems/(?P<id>[^/]+)/restore", self.restore_deleted)
@@ -429,7 +440,7 @@ class Graph:
     ) -> web.Response:
         app = self._app(params)
         self._require_write(caller, app.owners)
-        spec = (body or {}).get("passwordCredential") or {}
+        spec = _param(body, "passwordCredential") or {}
         try:
             start, end = _parse_time(spec.get("startDateTime")), _parse_time(spec.get("endDateTime"))
         except ValueError:
@@ -453,7 +464,7 @@ class Graph:
     ) -> web.Response:
         app = self._app(params)
         self._require_write(caller, app.owners)
-        key_id = (body or {}).get("keyId", "")
+        key_id = str(_param(body, "keyId") or "")
         if not self.state.remove_password(app, key_id):
             raise GraphError(400, "Request_BadRequest", f"No password credential found with keyId {key_id}.")
         return web.Response(status=204)
@@ -679,7 +690,7 @@ class Graph:
         box = self.state.find_mailbox(params["user"])
         if box is None:
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{params['user']}' is invalid.")
-        message = (body or {}).get("message") or {}
+        message = _param(body, "message") or {}
 
         def addresses(key: str) -> list[str]:
             return [r.get("emailAddress", {}).get("address", "") for r in message.get(key) or []]
