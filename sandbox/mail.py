@@ -15,6 +15,7 @@ base directory's parents need not be readable by them) and as an ordinary user.
 
 from __future__ import annotations
 
+import atexit
 import grp
 import logging
 import os
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -63,6 +65,17 @@ _DOVECOT_CANDIDATES = ("dovecot", "/usr/sbin/dovecot", "/usr/local/sbin/dovecot"
 _START_TIMEOUT_S = 10.0
 _PORT_ATTEMPTS = 3
 _STOP_TIMEOUT_S = 5.0
+
+
+# Servers still running when the interpreter exits (a test run interrupted before its teardown):
+# stopped then, so no Dovecot outlives the process that owns its sandbox state.
+_running: weakref.WeakSet[MailServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_running):
+        server.stop()
 
 
 class MailServerError(RuntimeError):
@@ -150,6 +163,7 @@ class MailServer:
             for attempt in range(_PORT_ATTEMPTS):
                 try:
                     self._launch(dovecot)
+                    _running.add(self)
                     return
                 except MailServerError as exc:
                     self._shutdown()
@@ -240,6 +254,7 @@ class MailServer:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        _running.discard(self)
         process, self._process = self._process, None
         if process is not None:
             _terminate_group(process)

@@ -181,6 +181,23 @@ def test_pop_xoauth2_login_is_allowed_and_reads_the_welcome_message(
     assert directory.calls == [(ALICE, TOKEN, "pop")]
 
 
+def test_pop_auth_in_two_steps_works_too(
+    server: MailServer, client_tls: ssl.SSLContext, directory: FakeDirectory
+) -> None:
+    # Clients wary of long command lines send "AUTH XOAUTH2", wait for "+", then the response.
+    directory.allow(ALICE, TOKEN, "pop")
+
+    client = pop(server, client_tls)
+    try:
+        client._putcmd("AUTH XOAUTH2")  # type: ignore[attr-defined]
+        assert client._getline()[0].startswith(b"+")  # type: ignore[attr-defined]
+        client._putcmd(base64.b64encode(xoauth2(ALICE, TOKEN)).decode())  # type: ignore[attr-defined]
+        assert client._getline()[0].startswith(b"+OK")  # type: ignore[attr-defined]
+        assert client.stat()[0] == 1
+    finally:
+        client.quit()
+
+
 def test_greetings_read_like_exchange_online(server: MailServer, client_tls: ssl.SSLContext) -> None:
     imap_client = imap(server, client_tls)
     pop_client = pop(server, client_tls)
