@@ -84,12 +84,6 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
     code = str(getattr(odata, "code", "") or "")
     detail = str(getattr(odata, "message", "") or "")
     said = f" Graph said: {redact(detail)[:300]}" if detail else ""
-    if any(text in detail for text in _REPLICATION_TEXT):
-        return TransientError(
-            f"Microsoft Graph does not see a new object yet while trying to {action} (directory replication).",
-            fix="Usually resolves within minutes.",
-            code=REPLICATION,
-        )
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(_header(headers, "Retry-After"))
         what = "throttled" if status == 429 else f"answered HTTP {status}"
@@ -393,16 +387,18 @@ class GraphDirectory:
             sp = await self._call(
                 "create the app's service principal", lambda: self._client.service_principals.post(body)
             )
-        except NotFoundError as exc:
-            # Right after the app is created, Graph may not see it yet.
-            raise TransientError(
-                "Microsoft Graph does not see the new app yet (directory replication).",
-                fix="Usually resolves within minutes.",
-                code=REPLICATION,
-            ) from exc
-        except InvalidRequestError as exc:
-            if "already" not in str(exc).lower():
+        except (NotFoundError, InvalidRequestError) as exc:
+            text = str(exc).lower()
+            if isinstance(exc, NotFoundError) or any(t in text for t in _REPLICATION_TEXT):
+                # Right after the app is created Graph may not see it yet (and says so this way).
+                raise TransientError(
+                    "Microsoft Graph does not see the new app yet (directory replication).",
+                    fix="Usually resolves within minutes; if it does not, check that the app still exists.",
+                    code=REPLICATION,
+                ) from None
+            if "already" not in text:
                 raise
+            # Created by an earlier attempt (or concurrently): read it back.
             found = await self._find_service_principal(app_id)
             if not found:
                 raise TransientError(

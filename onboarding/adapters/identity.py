@@ -22,9 +22,13 @@ def function_credential(settings: Settings) -> AsyncTokenCredential:
     """The function app's own identity. With ``AZURE_CLIENT_ID`` unset, the system-assigned one."""
     from azure.identity.aio import ManagedIdentityCredential
 
+    from onboarding.adapters._tls import azure_transport_options
+
     if settings.managed_identity_client_id:
-        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
-    return ManagedIdentityCredential()
+        return ManagedIdentityCredential(
+            client_id=settings.managed_identity_client_id, **azure_transport_options()
+        )
+    return ManagedIdentityCredential(**azure_transport_options())
 
 
 def app_secret_credential(
@@ -33,12 +37,15 @@ def app_secret_credential(
     """An onboarded app's client-credentials identity, against the configured authority."""
     from azure.identity.aio import ClientSecretCredential
 
+    from onboarding.adapters._tls import azure_transport_options
+
     return ClientSecretCredential(
         tenant_id,
         client_id,
         secret,
         authority=settings.authority_host,
         disable_instance_discovery=settings.disable_instance_discovery,
+        **azure_transport_options(),
     )
 
 

@@ -95,6 +95,8 @@ class CredentialVault:
     ) -> None:
         from azure.keyvault.secrets.aio import SecretClient
 
+        from onboarding.adapters._tls import azure_transport_options
+
         self._uri = settings.key_vault_uri
         self._polling = polling_interval
         host = urlsplit(settings.key_vault_uri).hostname or ""
@@ -105,6 +107,7 @@ class CredentialVault:
             retry_total=retry_total,
             retry_backoff_factor=0.5,
             retry_backoff_max=20,
+            **azure_transport_options(),
         )
 
     async def put(
