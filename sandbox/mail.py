@@ -95,7 +95,7 @@ class MailServer:
         *,
         cert_file: Path,
         key_file: Path,
-        authorize: Callable[[str, str, str], str | None],
+        authorize: Authorize,
         imap_port: int = 0,
         pop_port: int = 0,
     ) -> None:

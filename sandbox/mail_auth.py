@@ -73,7 +73,7 @@ def passdb_fields(refusal: str | None) -> dict[str, str]:
 class AuthDictServer:
     """Unix-socket dict server answering Dovecot's passdb lookups with ``decide``'s verdict."""
 
-    def __init__(self, socket_path: Path, decide: Callable[[str, str, str], str | None]) -> None:
+    def __init__(self, socket_path: Path, decide: Decide) -> None:
         self.socket_path = socket_path
         self._decide = decide
         owner = self
