@@ -272,3 +272,20 @@ def test_without_a_terminal_nothing_is_granted_unasked(hooks: Hooks) -> None:
     assert result.returncode == 1
     assert "re-run with --yes" in result.stdout
     assert hooks.writes() == []
+
+
+def test_deploy_guide_names_every_azd_variable_and_live_setting() -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    given = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    variables = {m for p in given.values() for m in re.findall(r"\$\{([A-Z_]+)", p["value"])}
+    automatic = {"AZURE_ENV_NAME", "AZURE_LOCATION", "LINK_SIGNING_KEY_EXISTS"}
+    missing = [name for name in sorted(variables - automatic) if f"`{name}`" not in guide]
+    assert not missing, f"docs/deploy.md does not explain {missing}"
+    for name in (
+        "LIVE_TENANT_ID",
+        "LIVE_FUNCTION_BASE_URL",
+        "LIVE_FUNCTION_KEY",
+        "LIVE_MAILBOXES",
+        "LIVE_ADMIN_EMAIL",
+    ):
+        assert f"`{name}`" in guide, name
