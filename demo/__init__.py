@@ -1,0 +1,1 @@
+"""`make demo`: one real onboarding on the sandbox tenant and the local host, end to end."""

@@ -1,0 +1,189 @@
+"""`make demo`: a real onboarding of three mailboxes, on the sandbox tenant and the local host.
+
+What happens is what happens in Azure: an HTTP request starts the orchestration, the consent email
+lands in the (sandbox) outbox, a tenant admin follows its link and accepts on the (sandbox) Entra
+consent page, the workflow finishes, and a mail client reads the secret from Key Vault and logs in
+over IMAP and POP3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import json
+import os
+import poplib
+import socket
+import ssl
+import sys
+import tempfile
+import time
+from base64 import b64encode
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from demo.admin import Admin, link_in
+
+ROOT = Path(__file__).resolve().parent.parent
+MAILBOXES = ["support@sandbox.example", "sales@sandbox.example", "billing@sandbox.example"]
+ADMIN = "it-admin@sandbox.example"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Progress:
+    """Prints each step once, when its state changes."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def show(self, view: dict[str, Any]) -> None:
+        for step in view.get("steps", []):
+            key = f"{step['state']}|{step['detail']}"
+            if step["state"] != "pending" and self.seen.get(step["name"]) != key:
+                self.seen[step["name"]] = key
+                detail = f" - {step['detail']}" if step["detail"] else ""
+                say(f"  [{step['state']:>11}] {step['title']}{detail}")
+
+
+def wait_until(
+    http: httpx.Client, location: str, progress: Progress, done: Any, timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        view = http.get(location).json()
+        progress.show(view)
+        if done(view):
+            return view
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"onboarding did not reach the expected state; last status {view['status']}")
+        time.sleep(0.3)
+
+
+def xoauth2(mailbox: str, token: str) -> str:
+    return f"user={mailbox}\x01auth=Bearer {token}\x01\x01"
+
+
+def mail_client_check(env: dict[str, str], secret_name: str, mailboxes: list[str]) -> list[str]:
+    """What the mail product does with the hand-off: Key Vault -> token -> IMAP/POP XOAUTH2."""
+    from azure.identity import ClientSecretCredential, ManagedIdentityCredential
+    from azure.keyvault.secrets import SecretClient
+
+    vault = SecretClient(
+        env["KEY_VAULT_URI"],
+        ManagedIdentityCredential(client_id=env["AZURE_CLIENT_ID"]),
+        verify_challenge_resource=False,
+    )
+    secret = vault.get_secret(secret_name)
+    creds = json.loads(secret.value or "{}")
+    credential = ClientSecretCredential(
+        creds["tenantId"],
+        creds["clientId"],
+        creds["clientSecret"],
+        authority=creds["authorityHost"],
+        disable_instance_discovery=True,
+    )
+    token = credential.get_token(creds["scope"]).token
+    tls = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
+    lines = []
+    for mailbox in mailboxes:
+        imap = imaplib.IMAP4_SSL(creds["imap"]["host"], creds["imap"]["port"], ssl_context=tls)
+        sasl = xoauth2(mailbox, token).encode()
+        imap.authenticate("XOAUTH2", lambda _, sasl=sasl: sasl)
+        _, data = imap.select("INBOX", readonly=True)
+        imap.logout()
+        pop = poplib.POP3_SSL(creds["pop"]["host"], creds["pop"]["port"], context=tls)
+        # poplib has no SASL helper; the exchange is two lines (AUTH, then the initial response).
+        pop._shortcmd("AUTH XOAUTH2")  # type: ignore[attr-defined]
+        reply = pop._shortcmd(b64encode(sasl).decode())  # type: ignore[attr-defined]
+        count, _size = pop.stat()
+        pop.quit()
+        lines.append(
+            f"  {mailbox}: IMAP login ok ({int(data[0] or 0)} messages in INBOX), "
+            f"POP3 login ok ({reply.decode().split()[0]}, {count} messages)"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the sandbox directory afterwards")
+    args = parser.parse_args()
+
+    from funchost import LocalHost
+    from sandbox import Sandbox, SandboxConfig
+
+    workdir = Path(tempfile.mkdtemp(prefix="mail-onboarding-demo-"))
+    say("Starting the sandbox tenant (Entra ID, Graph, Exchange admin API, Key Vault, Dovecot) ...")
+    started = time.monotonic()
+    with Sandbox(SandboxConfig(base_dir=workdir / "sandbox", mailboxes=MAILBOXES)) as sandbox:
+        say(f"  up in {time.monotonic() - started:.2f} s; tenant {sandbox.env['TENANT_ID']}")
+        port = free_port()
+        env = {**sandbox.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "POLL_INITIAL_SECONDS": "1"}
+        os.environ.update(env)
+        say("Starting the local Functions host on function_app.py ...")
+        with LocalHost(ROOT, db_path=workdir / "hub.db", port=port) as host:
+            http = httpx.Client(
+                base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30
+            )
+            request = {
+                "tenantId": env["TENANT_ID"],
+                "displayName": "Helpdesk mail connector",
+                "protocols": ["IMAP", "POP"],
+                "mailboxes": MAILBOXES,
+                "adminEmails": [ADMIN],
+                "externalReference": "TICKET-1042",
+            }
+            say(f"POST /api/onboardings for {len(MAILBOXES)} mailboxes")
+            response = http.post("/api/onboardings", json=request)
+            response.raise_for_status()
+            location = response.headers["location"]
+            say(f"  {response.status_code} Accepted, Location: {location}")
+            progress = Progress()
+            wait_until(http, location, progress, lambda v: v.get("waitingFor") is not None, 60)
+
+            mail = next(m for m in sandbox.state.outbox() if ADMIN in m.to)
+            say(f"Email to {ADMIN}: {mail.subject!r}")
+            admin = Admin(env["SSL_CERT_FILE"])
+            admin.open(link_in(mail.html, "consent-link"))
+            say("  the admin opens the consent link: Entra's page lists the permissions; Accept")
+            admin.press("accept")
+            say("  redirected to the project's consent callback page; Continue")
+            admin.press("confirm")
+            admin.close()
+
+            view = wait_until(
+                http, location, progress, lambda v: v["status"] not in ("running", "waiting"), 120
+            )
+            say(f"Onboarding {view['status']}:")
+            say(f"  app (client) id {view['app']['appId']}")
+            say(
+                f"  secret in Key Vault: {view['secret']['secretUri']} (expires {view['secret']['expiresOn']})"
+            )
+            for item in view["mailboxes"].get("results", []):
+                say(f"  {item['mailbox']}: {item['state']} {item['detail']}")
+            if view["status"] != "succeeded":
+                return 1
+            say("A mail client with the hand-off (Key Vault -> token -> XOAUTH2):")
+            for line in mail_client_check(env, view["secret"]["name"], MAILBOXES):
+                say(line)
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    say("Done.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
