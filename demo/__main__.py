@@ -99,7 +99,7 @@ def mail_client_check(env: dict[str, str], secret_name: str, mailboxes: list[str
     for mailbox in mailboxes:
         imap = imaplib.IMAP4_SSL(creds["imap"]["host"], creds["imap"]["port"], ssl_context=tls)
         sasl = xoauth2(mailbox, token).encode()
-        imap.authenticate("XOAUTH2", lambda _, sasl=sasl: sasl)
+        imap.authenticate("XOAUTH2", lambda _challenge: sasl)  # noqa: B023 - used at once
         _, data = imap.select("INBOX", readonly=True)
         imap.logout()
         pop = poplib.POP3_SSL(creds["pop"]["host"], creds["pop"]["port"], context=tls)
