@@ -16,7 +16,7 @@ param tags object = {}
 @description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer: it writes client secrets and reads the link-signing key; it cannot manage keys, certificates or access.')
 param principalId string
 
-@description('Days a deleted vault or secret stays recoverable (7-90). Purge protection means nobody can shorten this after deletion.')
+@description('Days a deleted vault or secret stays recoverable (7-90). Fixed when the vault is created; purge protection means nobody can shorten it after a deletion.')
 @minValue(7)
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
