@@ -3,7 +3,8 @@
 - ``sandbox``: a fresh tenant per test (about 0.15 s with Dovecot); override ``sandbox_config`` to
   change how it is built.
 - ``sandbox_env``: the same sandbox with its settings (``sandbox.env``) exported to ``os.environ`` for
-  the test, for code that reads the environment (``ManagedIdentityCredential``, ``Settings.from_env``).
+  the test, for code that reads the environment (``ManagedIdentityCredential``, ``Settings.from_env``),
+  and the sandbox CA trusted by in-process aiohttp clients (see ``Sandbox.trust_in_process``).
 - ``sandbox_session``: one tenant shared by a whole session, for read-only or self-isolating tests.
 """
 
@@ -32,6 +33,7 @@ def sandbox(sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
 def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in sandbox.env.items():
         monkeypatch.setenv(name, value)
+    sandbox.trust_in_process()
     return sandbox.env
 
 

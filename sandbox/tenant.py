@@ -236,6 +236,20 @@ class Sandbox:
         """A client context trusting only the sandbox CA (for libraries that ignore SSL_CERT_FILE)."""
         return ssl.create_default_context(cafile=str(self.ca_file))
 
+    def trust_in_process(self) -> None:
+        """Make aiohttp clients in this process trust the sandbox CA.
+
+        ``SSL_CERT_FILE`` is read when a TLS context is built, and aiohttp builds its default one when
+        it is imported - here, before the sandbox CA exists. So async azure-core clients (aiohttp
+        transport) in the same process as the sandbox ignore ``SSL_CERT_FILE``; this adds the CA to
+        that default context. A separate process started with ``sb.env`` needs nothing of the kind.
+        """
+        from aiohttp import connector
+
+        context = getattr(connector, "_SSL_CONTEXT_VERIFIED", None)
+        if isinstance(context, ssl.SSLContext):
+            context.load_verify_locations(cafile=str(self.ca_file))
+
     def add_mailbox(self, address: str, imap_enabled: bool = True, pop_enabled: bool = True) -> Mailbox:
         box = self.state.add_mailbox(address, imap_enabled=imap_enabled, pop_enabled=pop_enabled)
         if self.mail is not None:

@@ -1,0 +1,158 @@
+"""Exchange Online admin API stand-in (REST InvokeCommand), driven with httpx as the adapter does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox import Sandbox
+
+MAILBOX = "support@sandbox.example"
+
+
+@pytest.fixture
+def client_app(sandbox: Sandbox) -> tuple[str, str, str]:
+    """An app registration with its service principal: (appId, service principal id, app object id)."""
+    app_id, sp_id, _ = sandbox.create_client_app("Mail reader", roles=["IMAP.AccessAsApp"])
+    app = next(a for a in sandbox.state.applications() if a.app_id == app_id)
+    return app_id, sp_id, app.id
+
+
+class Exo:
+    def __init__(self, sandbox: Sandbox, https: httpx.AsyncClient, token: str) -> None:
+        self.url = f"{sandbox.env['EXCHANGE_ENDPOINT']}/adminapi/beta/{sandbox.tenant_id}/InvokeCommand"
+        self.https = https
+        self.headers = {
+            "X-AnchorMailbox": f"APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{sandbox.tenant_id}"
+        }
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    async def raw(self, cmdlet: str, **parameters: Any) -> httpx.Response:
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters}}
+        return await self.https.post(self.url, json=body, headers=self.headers)
+
+    async def ok(self, cmdlet: str, **parameters: Any) -> dict[str, Any]:
+        response = await self.raw(cmdlet, **parameters)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def error(self, cmdlet: str, **parameters: Any) -> str:
+        response = await self.raw(cmdlet, **parameters)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["innererror"]["internalException"]["message"] in error["details"][0]["message"]
+        message: str = error["details"][0]["message"]
+        return message
+
+
+@pytest.fixture
+def exo(sandbox: Sandbox, https: httpx.AsyncClient, mi_token: Callable[[str], str]) -> Exo:
+    return Exo(sandbox, https, mi_token("exchange"))
+
+
+async def test_new_service_principal_needs_the_enterprise_app_object_id(
+    exo: Exo, sandbox: Sandbox, client_app: tuple[str, str, str]
+) -> None:
+    app_id, sp_id, app_object_id = client_app
+    wrong = await exo.error(
+        "New-ServicePrincipal", AppId=app_id, ObjectId=app_object_id, DisplayName="Mail reader"
+    )
+    assert "not of the app registration" in wrong
+    created = await exo.ok("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id, DisplayName="Mail reader")
+    assert [(v["AppId"], v["ObjectId"]) for v in created["value"]] == [(app_id, sp_id)]
+    assert "already exists" in await exo.error("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id)
+    listed = await exo.ok("Get-ServicePrincipal", Identity=app_id)
+    assert listed["value"][0]["DisplayName"] == "Mail reader"
+    assert [e.object_id for e in sandbox.state.exchange_service_principals()] == [sp_id]
+    await exo.ok("Remove-ServicePrincipal", Identity=sp_id)
+    assert "couldn't be found" in await exo.error("Get-ServicePrincipal", Identity=sp_id)
+
+
+async def test_mailbox_permission_add_is_idempotent_get_and_remove(
+    exo: Exo, sandbox: Sandbox, client_app: tuple[str, str, str]
+) -> None:
+    app_id, sp_id, _ = client_app
+    await exo.ok("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id, DisplayName="Mail reader")
+    added = await exo.ok(
+        "Add-MailboxPermission", Identity=MAILBOX, User=sp_id, AccessRights=["FullAccess"], AutoMapping=False
+    )
+    assert added["value"][0]["AccessRights"] == ["FullAccess"]
+    again = await exo.ok(
+        "Add-MailboxPermission", Identity=MAILBOX, User=sp_id, AccessRights="FullAccess", AutoMapping=False
+    )
+    assert again["value"] == [] and "existing permission" in again["@adminapi.warnings"][0]
+    [perm] = sandbox.state.mailbox_permissions()
+    assert (perm.mailbox, perm.user, perm.access_rights, perm.auto_mapping) == (
+        MAILBOX,
+        sp_id,
+        ("FullAccess",),
+        False,
+    )
+    got = await exo.ok("Get-MailboxPermission", Identity=MAILBOX, User=sp_id)
+    assert [(v["User"], v["AccessRights"]) for v in got["value"]] == [("Mail reader", ["FullAccess"])]
+    everyone = await exo.ok("Get-MailboxPermission", Identity=MAILBOX)
+    assert len(everyone["value"]) == 2  # NT AUTHORITY\SELF and the app
+    await exo.ok(
+        "Remove-MailboxPermission", Identity=MAILBOX, User=sp_id, AccessRights="FullAccess", Confirm=False
+    )
+    assert sandbox.state.mailbox_permissions() == []
+    missing = await exo.error(
+        "Add-MailboxPermission", Identity="nobody@sandbox.example", User=sp_id, AccessRights="FullAccess"
+    )
+    assert "couldn't be found" in missing
+    unknown_user = await exo.error(
+        "Add-MailboxPermission", Identity=MAILBOX, User="not-registered", AccessRights="FullAccess"
+    )
+    assert "couldn't be found" in unknown_user
+    assert "mandatory parameters: User" in await exo.error("Add-MailboxPermission", Identity=MAILBOX)
+
+
+async def test_cas_mailbox_and_mailbox(exo: Exo, sandbox: Sandbox) -> None:
+    sandbox.add_mailbox("legacy@sandbox.example", imap_enabled=False, pop_enabled=True)
+    cas = (await exo.ok("Get-CASMailbox", Identity="legacy@sandbox.example"))["value"][0]
+    assert (cas["PrimarySmtpAddress"], cas["ImapEnabled"], cas["PopEnabled"]) == (
+        "legacy@sandbox.example",
+        False,
+        True,
+    )
+    box = (await exo.ok("Get-Mailbox", Identity=MAILBOX))["value"][0]
+    assert box["PrimarySmtpAddress"] == MAILBOX
+    assert "couldn't be found" in await exo.error("Get-CASMailbox", Identity="nobody@sandbox.example")
+    assert "is not recognized" in await exo.error("Get-Nothing")
+
+
+async def test_the_admin_api_needs_an_exchange_token_with_manage_as_app_and_an_admin_role(
+    sandbox: Sandbox, https: httpx.AsyncClient, mi_token: Callable[[str], str]
+) -> None:
+    assert (await Exo(sandbox, https, "").raw("Get-Mailbox")).status_code == 401
+    assert (await Exo(sandbox, https, mi_token("graph")).raw("Get-Mailbox")).status_code == 401
+    sandbox.set_identity_roles(exchange=[])
+    no_role = await Exo(sandbox, https, mi_token("exchange")).raw("Get-Mailbox")
+    assert no_role.status_code == 403
+    sandbox.set_identity_roles(exchange=["Exchange.ManageAsApp"], directory_roles=[])
+    no_admin = await Exo(sandbox, https, mi_token("exchange")).raw(
+        "New-ServicePrincipal", AppId="x", ObjectId="y"
+    )
+    assert no_admin.status_code == 400 and "is not recognized" in no_admin.text
+
+
+async def test_throttling_per_caller_answers_429_with_retry_after(exo: Exo, sandbox: Sandbox) -> None:
+    sandbox.faults.throttle_exchange(requests_per_second=2, retry_after=3)
+    statuses = [(await exo.raw("Get-Mailbox")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    throttled = await exo.raw("Get-Mailbox")
+    assert throttled.headers["Retry-After"] == "3" and throttled.json()["error"]["code"] == "TooManyRequests"
+    assert [e.retry_after for e in sandbox.state.request_log() if e.status == 429] == ["3", "3"]
+
+
+async def test_concurrency_limit_per_caller(exo: Exo, sandbox: Sandbox) -> None:
+    sandbox.faults.throttle_exchange(max_concurrency=2, retry_after=1)
+    sandbox.faults.exchange.configure(latency_ms=300)
+    responses = await asyncio.gather(*(exo.raw("Get-Mailbox") for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 200, 429, 429]
