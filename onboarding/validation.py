@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -424,7 +424,21 @@ def callback_url_problem(url: str, *, allow_private: bool) -> str | None:
     loopback = host in _LOOPBACK_HOSTS or _is_loopback_ip(host)
     if parts.scheme == "http" and not (allow_private and loopback):
         return "must use https"
+    # Addresses written in the URL are checked here; names are resolved and checked when the callback
+    # is sent (onboarding.adapters.webhook pins the checked address), keeping DNS out of this request.
+    if not allow_private and (loopback or _is_internal_ip(host)):
+        return "must not point to a private, loopback, link-local or reserved address"
     return None
+
+
+def _is_internal_ip(host: str) -> bool:
+    try:
+        ip = ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
 
 
 def _is_loopback_ip(host: str) -> bool:

@@ -286,6 +286,14 @@ def test_consent_mode_refuses_bad_values(mode: Any) -> None:
         "https://hööks.contoso.com/x",
         "javascript:alert(1)",
         "http://127.0.0.1:8080/hook",  # loopback http only where private networks are allowed
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata endpoint
+        "https://[::ffff:192.168.0.1]/hook",
+        "https://[fd00::1]/hook",
+        "https://224.0.0.1/hook",
+        "https://0.0.0.0/hook",
         "https://" + "a" * 2048 + ".com",
         42,
     ],
@@ -299,6 +307,10 @@ def test_callback_url_allows_loopback_http_only_when_private_networks_are_allowe
         request = parse_request(valid(callbackUrl=url), tenant_id=TENANT, allow_private_callbacks=True)
         assert request.callback_url == url
     assert fields(rejected(valid(callbackUrl="http://10.0.0.5/hook"), allow_private=True)) == ["/callbackUrl"]
+    assert parse_request(
+        valid(callbackUrl="https://10.0.0.5/hook"), tenant_id=TENANT, allow_private_callbacks=True
+    )
+    assert parse_request(valid(callbackUrl="https://93.184.216.34/hook"), tenant_id=TENANT).callback_url
 
 
 @pytest.mark.parametrize("key", ["", "a" * 101, "has space", "ünï", "a/b", "a\nb", 7])
