@@ -45,7 +45,7 @@ def _aiohttp_route(route: str) -> list[str]:
     """ASP.NET route template -> aiohttp paths: constraints dropped, optional segments expanded."""
     route = re.sub(
         r"\{(\*?)(\w+)(:[^}]*)?(=[^}]*)?(\?)?\}",
-        lambda m: "{" + m.group(2) + (m.group(5) or "") + "}",
+        lambda m: "{" + m.group(2) + (":.*" if m.group(1) else m.group(5) or "") + "}",
         route.strip("/"),
     )
     optional = re.search(r"/?\{(\w+)\?\}", route)

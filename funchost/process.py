@@ -48,8 +48,11 @@ class HostProcess:
             "--port",
             str(self.port),
         ]
-        log = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        # Logs go to log_path when given, else to this process's stderr.
+        log = open(self.log_path, "a") if self.log_path else None  # noqa: SIM115
         self._proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        if log is not None:
+            log.close()  # the child holds its own descriptor
         ready = threading.Event()
 
         def read() -> None:

@@ -85,7 +85,8 @@ def test_sigkill_at_random_points_resumes_every_instance(
     env = {**os.environ, "KILL_LOG": str(log)}
     db = tmp_path / "hub.db"
     work = plan(KILLS + 2)
-    proc = HostProcess(KILLABLE, db, env).start()
+    host_log = tmp_path / "host.log"
+    proc = HostProcess(KILLABLE, db, env, log_path=host_log).start()
     start(proc, *work[0])
     for kill in range(KILLS):
         start(proc, *work[kill + 1])
