@@ -221,7 +221,8 @@ class Exchange:
     def new_service_principal(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
         app_id, object_id = self._required(p, "AppId", "ObjectId")
         state = self.state
-        sp = state.get_service_principal(object_id, visible_only=False)
+        # Exchange reads the directory too: a service principal still replicating is not found.
+        sp = state.get_service_principal(object_id)
         if sp is None or sp.app_id.lower() != app_id.lower():
             raise CmdletError(
                 "Microsoft.Exchange.Management.Tasks.ServicePrincipalNotFoundException",

@@ -138,3 +138,18 @@ def test_identity_roles_are_configurable_and_the_header_is_checked(sandbox: Sand
     assert claims(body["access_token"])["roles"] == ["Application.ReadWrite.All"]
     assert int(body["expires_on"]) > datetime.now(UTC).timestamp() and body["token_type"] == "Bearer"
     assert httpx.get(url, params=params, headers={"X-IDENTITY-HEADER": "wrong"}).status_code == 401
+
+
+async def test_async_client_secret_credential(sandbox: Sandbox, sandbox_env: dict[str, str]) -> None:
+    from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
+
+    app_id, _, secret = sandbox.create_client_app("mail client", roles=["POP.AccessAsApp"])
+    async with AsyncClientSecretCredential(
+        sandbox.tenant_id,
+        app_id,
+        secret,
+        authority=sandbox_env["ENTRA_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+    ) as cred:
+        token = await cred.get_token(f"{sandbox_env['EXCHANGE_ENDPOINT']}/.default")
+    assert claims(token.token)["roles"] == ["POP.AccessAsApp"]
