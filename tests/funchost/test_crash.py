@@ -110,3 +110,22 @@ def test_sigkill_at_random_points_resumes_every_instance(
     }
     assert needed <= set(started)
     assert started["always_fails:0"] >= 3
+
+
+def test_an_activity_interrupted_by_a_crash_runs_again(tmp_path: Path) -> None:
+    log = tmp_path / "activities.log"
+    env = {**os.environ, "KILL_LOG": str(log)}
+    db = tmp_path / "hub.db"
+    proc = HostProcess(KILLABLE, db, env).start()
+    start(proc, "slow-1", "slow", 6)
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "slow_square:6" in log.read_text()):
+        assert time.monotonic() < deadline, "activity never started"
+        time.sleep(0.02)
+    proc.kill()  # mid-activity: its result was never recorded
+    proc = HostProcess(KILLABLE, db, env, function_key=proc.function_key, master_key=proc.master_key).start()
+    try:
+        assert outputs(proc, ["slow-1"], timeout=30) == {"slow-1": ("Completed", 36)}
+    finally:
+        proc.stop()
+    assert log.read_text().splitlines().count("slow_square:6") == 2

@@ -62,10 +62,11 @@ def test_approval_event_wins_and_the_timer_is_cancelled(samples: LocalHost, cloc
     assert samples.get_status(instance_id)["output"] == {"approved": "yes"}  # type: ignore[index]
 
 
-def test_approval_timer_wins_after_24_hours(samples: LocalHost, clock: ManualClock) -> None:
-    instance_id = start(samples, "approval", {"hours": 24})
+@pytest.mark.parametrize("hours", [24, 5 * 24])
+def test_approval_timer_wins_at_the_deadline(samples: LocalHost, clock: ManualClock, hours: int) -> None:
+    instance_id = start(samples, "approval", {"hours": hours})
     samples.idle()
-    clock.advance(timedelta(hours=23, minutes=59))
+    clock.advance(timedelta(hours=hours - 1, minutes=59))
     samples.idle()
     assert samples.get_status(instance_id)["runtimeStatus"] == "Running"  # type: ignore[index]
     clock.advance(timedelta(minutes=2))

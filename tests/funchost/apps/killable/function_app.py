@@ -77,3 +77,16 @@ def generations(context: df.DurableOrchestrationContext):
         context.continue_as_new(value)
         return None
     return value
+
+
+@app.activity_trigger(input_name="value")
+def slow_square(value: int) -> int:
+    _record("slow_square", value)
+    time.sleep(1.5)
+    return value * value
+
+
+@app.orchestration_trigger(context_name="context")
+def slow(context: df.DurableOrchestrationContext):
+    value = yield context.call_activity("slow_square", context.get_input())
+    return value
