@@ -8,12 +8,13 @@ no faster. All cmdlets used here are safe to repeat, so every call is retried in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retrying
+from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
 from onboarding.adapters._throttle import AdaptiveLimiter
 from onboarding.errors import (
     InvalidRequestError,
@@ -137,6 +138,7 @@ class ExchangeAdmin:
         policy: RetryPolicy = DEFAULT_POLICY,
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         import httpx
 
@@ -144,6 +146,7 @@ class ExchangeAdmin:
         self._settings = settings
         self._credential = credential
         self._policy = policy
+        self._sleep = sleep
         self._url = f"{settings.exchange_endpoint}/adminapi/beta/{tenant}/InvokeCommand"
         self._anchor = f"APP:{SYSTEM_MAILBOX}@{tenant}"
         self.limiter = AdaptiveLimiter(max_concurrency or settings.mailbox_concurrency)
@@ -201,7 +204,7 @@ class ExchangeAdmin:
         results: list[dict[str, Any]] = []
         url: str | None = self._url
         while url:
-            page = await retrying(lambda u=url: self._post(u, cmdlet, body), self._policy)  # type: ignore[misc]
+            page = await retrying(lambda u=url: self._post(u, cmdlet, body), self._policy, sleep=self._sleep)  # type: ignore[misc]
             for warning in page.get("@adminapi.warnings") or ():
                 log.info("Exchange Online warning for %s: %s", cmdlet, redact(str(warning))[:300])
             value = page.get("value")

@@ -8,6 +8,7 @@ sent exactly once and also carries a per-request ``RetryHandlerOption(max_retrie
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retrying
+from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
 from onboarding.domain import AppRegistration, ExchangeResource
 from onboarding.errors import (
     InvalidRequestError,
@@ -135,6 +136,7 @@ class GraphDirectory:
         *,
         policy: RetryPolicy = DEFAULT_POLICY,
         timeout: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         import httpx
         from kiota_authentication_azure.azure_identity_authentication_provider import (
@@ -146,6 +148,7 @@ class GraphDirectory:
 
         self._settings = settings
         self._policy = policy
+        self._sleep = sleep
         base_url = f"{settings.graph_endpoint}/v1.0"
         host = urlsplit(settings.graph_endpoint).hostname or ""
         # Without the host in allowed_hosts the provider silently sends no Authorization header.
@@ -179,7 +182,7 @@ class GraphDirectory:
 
         if not retry:
             return await once()
-        return await retrying(once, self._policy)
+        return await retrying(once, self._policy, sleep=self._sleep)
 
     # --- the Exchange Online resource -------------------------------------------------------------
 

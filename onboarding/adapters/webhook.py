@@ -128,18 +128,25 @@ async def post_callback(
     async with httpx.AsyncClient(
         follow_redirects=False, timeout=timeout, trust_env=False, verify=ssl.create_default_context()
     ) as client:
-        try:
-            response = await client.post(
-                _pinned(parts, addresses[0]),
-                content=body,
-                headers=request_headers,
-                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
-            )
-        except (httpx.TimeoutException, httpx.TransportError):
-            raise TransientError(
-                "The callback receiver could not be reached (connection failed or timed out).",
-                code="callback_network",
-            ) from None
+        response = None
+        for ip in addresses:
+            try:
+                response = await client.post(
+                    _pinned(parts, ip),
+                    content=body,
+                    headers=request_headers,
+                    extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+                )
+                break
+            except httpx.ConnectError:
+                continue  # nothing was sent: the next checked address may answer
+            except (httpx.TimeoutException, httpx.TransportError):
+                raise TransientError(
+                    "The callback receiver did not answer (connection dropped or timed out).",
+                    code="callback_network",
+                ) from None
+        if response is None:
+            raise TransientError("The callback receiver could not be reached.", code="callback_network")
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientError(

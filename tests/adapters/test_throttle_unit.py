@@ -1,0 +1,79 @@
+"""The adaptive limiter: Exchange's limits are unknown, so concurrency must follow what the server takes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from onboarding.adapters._throttle import AdaptiveLimiter
+
+
+async def test_throttling_halves_once_per_round_and_success_ramps_back_up() -> None:
+    limiter = AdaptiveLimiter(16)
+    tickets = [await limiter.acquire() for _ in range(8)]
+    assert limiter.in_flight == 8
+    # Eight requests of the same round come back 429: the limit halves once, not eight times.
+    for ticket in tickets:
+        await limiter.release(ticket, throttled=True)
+    assert limiter.limit == 8
+    assert limiter.throttled == 8
+    # A later round throttled again halves again.
+    await limiter.release(await limiter.acquire(), throttled=True)
+    assert limiter.limit == 4
+    # Additive increase: about one more slot per round of successes.
+    for _ in range(4 + 5 + 6):
+        await limiter.release(await limiter.acquire())
+    assert 6 <= limiter.limit <= 7
+
+
+async def test_never_below_the_floor_nor_above_the_ceiling() -> None:
+    limiter = AdaptiveLimiter(4, min_concurrency=2)
+    for _ in range(10):
+        await limiter.release(await limiter.acquire(), throttled=True)
+    assert limiter.limit == 2
+    for _ in range(200):
+        await limiter.release(await limiter.acquire())
+    assert limiter.limit == 4
+
+
+async def test_retry_after_pauses_every_new_request() -> None:
+    now = [100.0]
+    limiter = AdaptiveLimiter(4, clock=lambda: now[0])
+    held = await limiter.acquire()
+    await limiter.release(await limiter.acquire(), throttled=True, retry_after=5)
+    assert limiter.paused_for() == 5
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # a free slot, but the server asked for 5 s of quiet
+    now[0] += 5
+    await limiter.release(held)  # any change wakes the waiters; the pause is over
+    await limiter.release(await asyncio.wait_for(waiting, 5))
+    assert limiter.paused_for() == 0
+
+
+async def test_concurrency_converges_to_what_the_server_accepts() -> None:
+    """A server that takes at most 3 requests at once: 200 requests through a limiter starting at 20
+    end with the limiter near 3, and the overwhelming majority of requests were accepted."""
+    capacity, in_server, accepted, refused = 3, 0, 0, 0
+    limiter = AdaptiveLimiter(20)
+
+    async def request() -> None:
+        nonlocal in_server, accepted, refused
+        while True:
+            ticket = await limiter.acquire()
+            if in_server >= capacity:
+                refused += 1
+                await limiter.release(ticket, throttled=True)
+                await asyncio.sleep(0)
+                continue
+            in_server += 1
+            await asyncio.sleep(0.001)
+            in_server -= 1
+            accepted += 1
+            await limiter.release(ticket)
+            return
+
+    await asyncio.gather(*(request() for _ in range(200)))
+    assert accepted == 200
+    assert 1 <= limiter.limit <= 6
+    assert refused < 60
+    assert limiter.in_flight == 0
