@@ -192,9 +192,16 @@ module function 'app/function.bicep' = {
   }
 }
 
+// Declared after the function app on purpose: Entra ID replicates a new identity's service
+// principal with a delay, and an app role assignment to a principal that a Graph replica does not
+// know yet fails ("Not a valid reference update", msgraph-bicep-types#193). Going last gives
+// replication the minutes the other resources take.
 module directoryPermissions 'app/directory-permissions.bicep' = if (grantDirectoryPermissions) {
   name: 'directory-permissions'
   scope: rg
+  dependsOn: [
+    function
+  ]
   params: {
     principalId: identity.outputs.principalId
     graphAppRoles: graphAppRoles
