@@ -476,6 +476,8 @@ class _Episode:
         self.new_actions: list[tuple[dict[str, Any], int | None]] = []
         self.seq = cache.next_seq
         self.retries = {k: RetryGroup(**vars(g)) for k, g in cache.retries.items()}
+        self._by_task = {g.current_id: g for g in self.retries.values()}
+        self._by_timer = {g.timer_id: g for g in self.retries.values() if g.timer_id is not None}
         self.status = "Running"
         self.output: str | None = None
         self.custom_status: str | None = None
@@ -484,17 +486,15 @@ class _Episode:
 
     # -------------------------------------------------------------- message selection
     def _group_for(self, event: dict[str, Any]) -> RetryGroup | None:
-        kind = event["EventType"]
-        for group in self.retries.values():
-            if kind == TIMER_FIRED and group.timer_id == event.get("TimerId"):
-                return group
-            if kind in (
-                TASK_COMPLETED,
-                TASK_FAILED,
-                SUB_COMPLETED,
-                SUB_FAILED,
-            ) and group.current_id == event.get("TaskScheduledId"):
-                return group
+        """The retry group an event belongs to, looked up in indexes built when the episode began.
+
+        An episode holds at most one live event per group (a failure, or the timer it caused), so the
+        indexes need no update while the episode's own retry steps change the groups.
+        """
+        if event["EventType"] == TIMER_FIRED:
+            return self._by_timer.get(event.get("TimerId", -1))
+        if event["EventType"] in (TASK_COMPLETED, TASK_FAILED, SUB_COMPLETED, SUB_FAILED):
+            return self._by_task.get(event.get("TaskScheduledId", -1))
         return None
 
     def run(self) -> float:
@@ -515,8 +515,9 @@ class _Episode:
         # Retry bookkeeping takes sequence numbers when the SDK processes a failure or a retry timer.
         # Delivering those events first means their numbers come before any the user code takes
         # in this episode, which is the order the SDK assigns them.
-        allocating = [m for m in others if self._allocates(m.event)]
-        rest = [m for m in others if not self._allocates(m.event)]
+        allocates = {m.msg_id: self._allocates(m.event) for m in others}
+        allocating = [m for m in others if allocates[m.msg_id]]
+        rest = [m for m in others if not allocates[m.msg_id]]
         self.new_events.append(self._event(ORCHESTRATOR_STARTED))
         for m in started:
             self.new_events.append(m.event)
