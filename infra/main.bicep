@@ -54,7 +54,7 @@ param linkSigningKeyExists bool = false
 
 // Two fresh GUIDs (244 random bits) make a new link-signing key; used only on the first deployment.
 // checkov reads no inline suppressions on Bicep parameters; tests/infra applies these two itself.
-// checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value on every deployment, not a hardcoded one; a secure parameter default is the only place Bicep allows it.
+// checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value on every deployment, not a hardcoded one; Bicep's own rule secure-parameter-default (an error in bicepconfig.json) accepts it, and a parameter default is the only place Bicep allows newGuid().
 @secure()
 @description('Random seed for a new link-signing key. Leave the default.')
 param linkSigningKeySeedA string = newGuid()
