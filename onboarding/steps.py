@@ -196,7 +196,14 @@ async def grant_app_roles(
 async def check_app_roles(
     svc: Services, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
 ) -> dict[str, Any]:
-    assignments = await svc.graph.list_app_role_assignments(service_principal_id)
+    try:
+        assignments = await svc.graph.list_app_role_assignments(service_principal_id)
+    except NotFoundError:
+        # A service principal made moments ago may not have replicated to every directory replica.
+        return {
+            "pending": "The app's service principal is not visible to Microsoft Graph yet (directory replication).",
+            "fix": "Usually resolves within minutes; if it does not, check Entra ID service health.",
+        }
     held = {a.app_role_id for a in assignments if a.resource_id == resource.service_principal_id}
     missing = [role for role in roles if resource.app_role_ids[role] not in held]
     if missing:

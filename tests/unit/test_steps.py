@@ -6,6 +6,7 @@ import pytest
 
 from onboarding import steps
 from onboarding.domain import AppRegistration, ExchangeResource, MailboxState
+from onboarding.errors import NotFoundError
 from tests.unit.fakes import Crash, FakeServices, settings
 
 APP = AppRegistration(object_id="obj-1", app_id="app-1", unique_name="u", service_principal_id="sp-1")
@@ -107,3 +108,16 @@ async def test_compensation_twice_is_harmless_and_says_what_it_undid():
     assert ref.name not in svc.vault.versions
     assert svc.graph.deleted == ["obj-1"]
     assert any("app-1" in line for line in done)
+
+
+async def test_an_unreplicated_service_principal_means_wait_not_fail():
+    svc = FakeServices(settings())
+
+    async def not_yet(sp_id):
+        raise NotFoundError("Resource does not exist.")
+
+    svc.graph.list_app_role_assignments = not_yet
+    reply = await steps.check_app_roles(
+        svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp"]
+    )
+    assert "replication" in reply["pending"]

@@ -1,0 +1,171 @@
+"""End to end: the real function_app.py on the local host, against the sandbox tenant.
+
+Every scenario asserts the sandbox's final state (apps, credentials, secrets, assignments, Exchange
+registrations and permissions, outbox), not only the HTTP answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from demo.admin import Admin, link_in
+from funchost import LocalHost, ManualClock
+from onboarding.settings import load_settings
+from sandbox import Sandbox, SandboxConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "it-admin@sandbox.example"
+MAILBOXES = ("support@sandbox.example", "sales@sandbox.example", "billing@sandbox.example")
+FINAL = {"succeeded", "partial", "rejected", "expired", "cancelled", "failed"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Tenant:
+    """A sandbox tenant with the function app running on the local host, and an admin to click."""
+
+    sandbox: Sandbox
+    host: LocalHost
+    http: httpx.Client
+    clock: ManualClock | None
+    admins: list[Admin] = field(default_factory=list)
+
+    # -- requests -------------------------------------------------------------------------------
+    def request(self, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "tenantId": self.sandbox.env["TENANT_ID"],
+            "displayName": "Helpdesk mail connector",
+            "protocols": ["IMAP", "POP"],
+            "mailboxes": list(MAILBOXES),
+            "adminEmails": [ADMIN],
+        }
+        body.update(overrides)
+        return body
+
+    def submit(self, **overrides: Any) -> str:
+        response = self.http.post("/api/onboardings", json=self.request(**overrides))
+        assert response.status_code == 202, response.text
+        return str(response.headers["location"])
+
+    def status(self, location: str) -> dict[str, Any]:
+        response = self.http.get(location)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait(
+        self, location: str, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        give_up = time.monotonic() + timeout
+        while True:
+            view = self.status(location)
+            if done(view):
+                return view
+            if time.monotonic() > give_up:
+                raise AssertionError(f"timed out; last view: {view}")
+            time.sleep(0.1)
+
+    def wait_for_decision(self, location: str) -> dict[str, Any]:
+        return self.wait(
+            location,
+            lambda v: (
+                v.get("waitingFor") is not None
+                and v["waitingFor"].get("kind") in {"admin_consent", "admin_approval"}
+            ),
+        )
+
+    def finished(self, location: str, timeout: float = 90) -> dict[str, Any]:
+        return self.wait(location, lambda v: v["status"] in FINAL, timeout)
+
+    # -- the admin ------------------------------------------------------------------------------
+    def mails_to_admin(self) -> list[Any]:
+        return [m for m in self.sandbox.state.outbox() if ADMIN in m.to]
+
+    def admin_opens(self, link_id: str, mail: Any | None = None) -> Admin:
+        mail = mail or self.mails_to_admin()[0]
+        admin = Admin(self.sandbox.env["SSL_CERT_FILE"])
+        self.admins.append(admin)
+        admin.open(link_in(mail.html, link_id))
+        return admin
+
+    def consent(self, *, accept: bool = True) -> Admin:
+        admin = self.admin_opens("consent-link")
+        admin.press("accept" if accept else "cancel")
+        admin.press("confirm")
+        return admin
+
+    # -- the sandbox's state ----------------------------------------------------------------------
+    def live_apps(self) -> list[Any]:
+        return [
+            a for a in self.sandbox.state.applications(include_deleted=False) if "mail-onboarding" in a.tags
+        ]
+
+    def live_secrets(self) -> list[Any]:
+        return [s for s in self.sandbox.state.secrets(include_deleted=False) if s.deleted_at is None]
+
+    def permissions(self) -> set[tuple[str, str]]:
+        return {(p.mailbox, p.user) for p in self.sandbox.state.mailbox_permissions()}
+
+
+@pytest.fixture
+def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Tenant]]:
+    made: list[tuple[Sandbox, LocalHost, Tenant]] = []
+
+    def make(
+        *,
+        mailboxes: tuple[str, ...] = MAILBOXES,
+        manual_clock: bool = False,
+        extra_env: dict[str, str] | None = None,
+        configure: Callable[[Sandbox], None] | None = None,
+    ) -> Tenant:
+        sandbox = Sandbox(
+            SandboxConfig(base_dir=tmp_path / f"sandbox{len(made)}", mailboxes=mailboxes)
+        ).start()
+        if configure:
+            configure(sandbox)
+        port = free_port()
+        env = {
+            **sandbox.env,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "POLL_INITIAL_SECONDS": "1",
+            "POLL_MAX_SECONDS": "2",
+            **(extra_env or {}),
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        load_settings.cache_clear()
+        clock = ManualClock(datetime.now(UTC)) if manual_clock else None
+        host = LocalHost(ROOT, db_path=tmp_path / f"hub{len(made)}.db", port=port, clock=clock).start()
+        http = httpx.Client(
+            base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30
+        )
+        tenant = Tenant(sandbox, host, http, clock)
+        made.append((sandbox, host, tenant))
+        return tenant
+
+    yield make
+    for sandbox, host, tenant in reversed(made):
+        tenant.http.close()
+        for admin in tenant.admins:
+            admin.close()
+        host.stop()
+        sandbox.stop()
+    load_settings.cache_clear()
+
+
+@pytest.fixture
+def tenant(tenant_factory: Callable[..., Tenant]) -> Tenant:
+    return tenant_factory()

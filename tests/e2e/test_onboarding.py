@@ -1,0 +1,243 @@
+"""The onboarding, end to end, in every way an admin or a ticketing system will meet it."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+from demo.admin import link_in
+from onboarding.domain import EXCHANGE_ONLINE_APP_ID
+from tests.e2e.conftest import ADMIN, MAILBOXES, Tenant
+
+
+def exchange_roles(tenant: Tenant, app_id: str) -> set[str]:
+    state = tenant.sandbox.state
+    sp = state.find_service_principal(app_id)
+    assert sp is not None
+    exo = state.find_service_principal(EXCHANGE_ONLINE_APP_ID)
+    assert exo is not None
+    return set(state.role_values(sp.id, exo))
+
+
+def assert_fully_onboarded(tenant: Tenant, view: dict, mailboxes=MAILBOXES, roles=("IMAP", "POP")) -> None:
+    """The tenant holds exactly what the manual procedure would have made, once."""
+    assert view["status"] == "succeeded", view
+    [app] = tenant.live_apps()
+    assert app.app_id == view["app"]["appId"]
+    assert app.sign_in_audience == "AzureADMyOrg"
+    assert len(app.passwords) == 1  # one credential in use, no orphan
+    sp = tenant.sandbox.state.find_service_principal(app.app_id)
+    assert sp is not None and sp.id == view["app"]["servicePrincipalId"]
+    assert exchange_roles(tenant, app.app_id) == {f"{r}.AccessAsApp" for r in roles}
+    # Exchange knows the enterprise app's object id, not the application's.
+    [registration] = [e for e in tenant.sandbox.state.exchange_service_principals() if e.app_id == app.app_id]
+    assert registration.object_id == sp.id != app.id
+    assert tenant.permissions() == {(m, registration.object_id) for m in mailboxes}
+    [secret] = tenant.live_secrets()
+    assert secret.name == view["secret"]["name"]
+    assert len(secret.versions) == 1
+    document = json.loads(secret.current.value)
+    assert document["clientId"] == app.app_id
+    assert document["clientSecret"] == app.passwords[0].secret_text
+    assert secret.current.content_type and secret.current.expires is not None
+    assert {r["mailbox"]: r["state"] for r in view["mailboxes"]["results"]} == {
+        m: "verified" for m in mailboxes
+    }
+
+
+def assert_cleaned_up(tenant: Tenant) -> None:
+    assert tenant.live_apps() == []
+    assert tenant.live_secrets() == []
+    assert tenant.sandbox.state.exchange_service_principals() == []
+
+
+def test_consent_mode_accepted_gives_a_verified_app_with_its_secret_only_in_key_vault(tenant: Tenant):
+    location = tenant.submit(externalReference="TICKET-1")
+    waiting = tenant.wait_for_decision(location)
+    assert waiting["waitingFor"]["kind"] == "admin_consent"
+    [mail] = tenant.mails_to_admin()
+    assert "Admin consent needed" in mail.subject
+    # Nothing is granted before the admin decides.
+    [app] = tenant.live_apps()
+    assert exchange_roles(tenant, app.app_id) == set()
+    tenant.consent(accept=True)
+    view = tenant.finished(location)
+    assert_fully_onboarded(tenant, view)
+    # The redirect URI registered on the app is the project's callback.
+    assert app.redirect_uris == [f"{tenant.host.base_url}/api/consent/callback"]
+    outcome_mail = tenant.mails_to_admin()[-1]
+    assert "succeeded" in outcome_mail.subject
+
+
+def test_grant_mode_approved_assigns_the_roles_itself(tenant: Tenant):
+    location = tenant.submit(consentMode="grant", protocols=["IMAP"])
+    assert tenant.wait_for_decision(location)["waitingFor"]["kind"] == "admin_approval"
+    admin = tenant.admin_opens("approve-link")
+    # Opening the link (what a mail scanner does) changes nothing.
+    assert tenant.status(location)["waitingFor"] is not None
+    admin.press("approve")
+    view = tenant.finished(location)
+    assert_fully_onboarded(tenant, view, roles=("IMAP",))
+
+
+def test_grant_mode_rejected_removes_everything(tenant: Tenant):
+    location = tenant.submit(consentMode="grant")
+    tenant.wait_for_decision(location)
+    admin = tenant.admin_opens("reject-link")
+    admin.press("reject")
+    view = tenant.finished(location)
+    assert view["status"] == "rejected"
+    assert_cleaned_up(tenant)
+    assert view["compensation"]
+
+
+def test_admin_cancelling_in_entra_ends_rejected_and_cleaned_up(tenant: Tenant):
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent(accept=False)
+    view = tenant.finished(location)
+    assert view["status"] == "rejected"
+    assert "declined" in view["errors"][0]["message"]
+    assert_cleaned_up(tenant)
+
+
+def test_the_requester_can_cancel_while_the_admin_has_not_decided(tenant: Tenant):
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    response = tenant.http.post(f"{location}/cancel")
+    assert response.status_code == 202
+    view = tenant.finished(location)
+    assert view["status"] == "cancelled"
+    assert_cleaned_up(tenant)
+    # The consent link now leads nowhere: Entra no longer knows the app ...
+    admin = tenant.admin_opens("consent-link", tenant.mails_to_admin()[0])
+    assert "AADSTS700016" in admin.pages[-1][2]
+    # ... and replaying its state to the callback changes nothing.
+    state = parse_qs(urlsplit(link_in(tenant.mails_to_admin()[0].html, "consent-link")).query)["state"][0]
+    replay = tenant.http.post(
+        "/api/consent/callback",
+        data={"admin_consent": "True", "tenant": tenant.sandbox.env["TENANT_ID"], "state": state},
+    )
+    assert replay.status_code >= 400
+    assert tenant.status(location)["status"] == "cancelled"
+
+
+def test_no_decision_before_the_deadline_sends_reminders_then_expires(tenant_factory):
+    tenant = tenant_factory(manual_clock=True)
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    assert tenant.clock is not None
+    for day in range(1, 5):
+        tenant.host.idle(10)
+        tenant.clock.advance(timedelta(hours=24))
+        tenant.wait(location, lambda v, d=day: (v["waitingFor"] or {}).get("remindersSent") == d)
+    tenant.host.idle(10)
+    tenant.clock.advance(timedelta(hours=24))
+    view = tenant.finished(location)
+    assert view["status"] == "expired"
+    subjects = [m.subject for m in tenant.mails_to_admin()]
+    assert sum(s.startswith("Reminder") for s in subjects) == 4
+    assert "expired" in subjects[-1]
+    assert_cleaned_up(tenant)
+
+
+def test_a_mailbox_with_imap_disabled_is_reported_with_the_fix(tenant_factory):
+    tenant = tenant_factory(configure=lambda sb: sb.set_protocols("sales@sandbox.example", imap=False))
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "partial"
+    results = {r["mailbox"]: r for r in view["mailboxes"]["results"]}
+    assert results["sales@sandbox.example"]["state"] == "protocol_disabled"
+    assert (
+        "Set-CASMailbox -Identity sales@sandbox.example -ImapEnabled $true"
+        in results["sales@sandbox.example"]["detail"]
+    )
+    assert results["support@sandbox.example"]["state"] == "verified"
+    assert len(tenant.live_apps()) == 1 and len(tenant.live_secrets()) == 1  # the app stays: it works
+
+
+def test_a_mailbox_that_does_not_exist_is_reported_and_the_others_work(tenant: Tenant):
+    location = tenant.submit(mailboxes=[*MAILBOXES, "nobody@sandbox.example"])
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "partial"
+    results = {r["mailbox"]: r["state"] for r in view["mailboxes"]["results"]}
+    assert results["nobody@sandbox.example"] == "not_found"
+    assert [results[m] for m in MAILBOXES] == ["verified"] * 3
+    assert "nobody@sandbox.example" not in {m for m, _ in tenant.permissions()}
+
+
+def verify_attempts(tenant: Tenant, location: str) -> int:
+    """How many times the first mailbox batch tried to log in (from its orchestration history)."""
+    batch = tenant.host.get_status(f"{location.rsplit('/', 1)[-1]}:mailboxes:0", show_history=True)
+    assert batch is not None
+    history = batch.get("historyEvents") or batch.get("history") or []
+    return sum(
+        1
+        for e in history
+        if e.get("FunctionName", e.get("Name")) == "verify_mailboxes"
+        and e.get("EventType", "") in ("TaskCompleted", "TaskScheduled")
+    )
+
+
+def test_a_permission_slower_than_the_first_login_is_waited_for(tenant_factory):
+    tenant = tenant_factory(configure=lambda sb: sb.faults.set_mailbox_permission_delay(2.5))
+    location = tenant.submit(protocols=["IMAP"])
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert_fully_onboarded(tenant, view, roles=("IMAP",))
+    assert verify_attempts(tenant, location) >= 2
+
+
+def test_graph_replication_delay_is_ridden_out(tenant_factory):
+    tenant = tenant_factory(
+        configure=lambda sb: sb.faults.set_replication(
+            application_s=2.0, service_principal_s=1.0, app_role_assignment_s=1.5
+        )
+    )
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert_fully_onboarded(tenant, view)
+    # The service principal create was refused during replication and retried by durable timers.
+    creates = [
+        e
+        for e in tenant.sandbox.state.request_log()
+        if e.method == "POST" and e.path.endswith("/servicePrincipals")
+    ]
+    assert any(e.status >= 400 for e in creates) and creates[-1].status < 300
+
+
+def test_the_same_request_twice_is_one_onboarding(tenant: Tenant):
+    first = tenant.http.post("/api/onboardings", json=tenant.request(idempotencyKey="ticket-77"))
+    second = tenant.http.post("/api/onboardings", json=tenant.request(idempotencyKey="ticket-77"))
+    assert first.status_code == second.status_code == 202
+    assert first.headers["location"] == second.headers["location"]
+    location = first.headers["location"]
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert_fully_onboarded(tenant, view)
+    # Sending it again after completion still names the same, finished onboarding.
+    third = tenant.http.post("/api/onboardings", json=tenant.request(idempotencyKey="ticket-77"))
+    assert third.headers["location"] == location
+    assert len(tenant.live_apps()) == 1
+    assert len([m for m in tenant.mails_to_admin() if "Admin consent needed" in m.subject]) == 1
+
+
+def test_status_never_shows_a_secret_or_the_durable_management_urls(tenant: Tenant):
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    text = json.dumps(view)
+    for secret in tenant.sandbox.state.issued_secrets():
+        assert secret not in text
+    assert "runtime/webhooks" not in text and "sendEventPostUri" not in text and "code=" not in text
+    assert ADMIN  # the admin email is the requester's own data
