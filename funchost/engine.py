@@ -624,6 +624,13 @@ class _Episode:
         if error is not None:
             self._fail(error)
             return
+        if len(actions) < len(known):
+            # Actions are only ever appended: a replay that stops short no longer does what history says.
+            missing = _describe(known[len(actions)])
+            raise NonDeterminismError(
+                f"Non-Deterministic workflow detected: orchestrator '{self.cache.name}' no longer schedules "
+                f"{missing} (action {len(actions)}), which history recorded."
+            )
         for action in actions[len(known) :]:
             self._schedule_action(action)
             if self.status != "Running":
