@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from sandbox import Sandbox
 
-pytest_plugins = ["sandbox.pytest_plugin"]
+# The plugin's fixtures, imported rather than listed in ``pytest_plugins`` (which pytest accepts only
+# in the top-level conftest) until tests/conftest.py loads ``sandbox.pytest_plugin`` for everyone.
+from sandbox.pytest_plugin import sandbox, sandbox_config, sandbox_env, sandbox_session  # noqa: F401
 
 
 @pytest.fixture
-def mi_token(sandbox: Sandbox) -> Callable[[str], str]:
+def mi_token(sandbox: Sandbox) -> Callable[[str], str]:  # noqa: F811 - the imported fixture
     """A token for the function app's managed identity, straight from the identity endpoint."""
 
     def get(resource: str) -> str:
@@ -34,26 +35,6 @@ def mi_token(sandbox: Sandbox) -> Callable[[str], str]:
 
 
 @pytest.fixture
-async def https(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
+async def https(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811 - the imported fixture
     async with httpx.AsyncClient(verify=sandbox.client_ssl_context(), timeout=10) as client:
         yield client
-
-
-def graph_client(sandbox: Sandbox, credential: Any) -> Any:
-    """msgraph-sdk exactly as an app would build it for a non-default cloud."""
-    from kiota_authentication_azure.azure_identity_authentication_provider import (
-        AzureIdentityAuthenticationProvider,
-    )
-    from msgraph import GraphRequestAdapter, GraphServiceClient
-    from msgraph_core import GraphClientFactory
-
-    endpoint = sandbox.env["GRAPH_ENDPOINT"]
-    auth = AzureIdentityAuthenticationProvider(
-        credential, scopes=[f"{endpoint}/.default"], allowed_hosts=[endpoint.split("//")[1].split(":")[0]]
-    )
-    http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(verify=sandbox.client_ssl_context(), timeout=10)
-    )
-    adapter = GraphRequestAdapter(auth, client=http)
-    adapter.base_url = f"{endpoint}/v1.0"
-    return GraphServiceClient(request_adapter=adapter)

@@ -37,7 +37,7 @@ from msgraph.generated.users.item.send_mail.send_mail_post_request_body import S
 
 from sandbox import Sandbox, SandboxConfig
 from sandbox.catalog import EXCHANGE_APP_ID
-from tests.sandbox.conftest import graph_client
+from tests.sandbox.clients import graph_client
 
 IMAP_ROLE = "5e5addcd-3e8d-4e90-baf5-964efab2b20a"
 
