@@ -297,7 +297,7 @@ class Engine:
             "name": name,
             "instanceId": instance_id,
             "runtimeStatus": status,
-            "input": _loads(input_text) if show_input else None,
+            "input": input_text if show_input else None,  # JSON text, as the real host returns it
             "customStatus": _loads(custom),
             "output": _loads(output),
             "createdTime": _short_time(str(created)),
