@@ -118,6 +118,13 @@ def map_response(cmdlet: str, status: int, payload: Any, retry_after: str | None
             code="forbidden",
         )
     text = error_text(payload)
+    if "is not recognized as the name of a cmdlet" in text:
+        # Exchange hides the cmdlets a caller's RBAC roles do not grant.
+        return PermissionDeniedError(
+            f"Exchange Online does not let the function app's identity run {cmdlet}.",
+            fix=PERMISSION_FIX,
+            code="cmdlet_not_granted",
+        )
     if text:
         return CmdletError(cmdlet, text, status)
     if status >= 500:
