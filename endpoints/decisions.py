@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import azure.durable_functions as df
 import azure.functions as func
 
-from endpoints.http import ONBOARDING_ID, html, log, status_json
+from endpoints.http import ONBOARDING_ID, EngineUnavailable, fetch_status, html, log
 from endpoints.registry import blueprint
 from onboarding import pages, status_view
 from onboarding.domain import EVENT_DECISION, Decision, DecisionEvent
@@ -77,7 +77,13 @@ def _verify(token: str, purposes: frozenset[LinkPurpose] | set[LinkPurpose]) -> 
 
 
 async def _check_waiting(client: df.DurableOrchestrationClient, claims: LinkClaims, kind: str) -> dict:
-    status = status_json(await client.get_status(claims.onboarding_id, show_input=True))
+    try:
+        status = await fetch_status(client, claims.onboarding_id, show_input=True)
+    except EngineUnavailable:
+        raise Refused(
+            "The onboarding cannot be reached right now. Try the link again in a few minutes.",
+            HTTPStatus.SERVICE_UNAVAILABLE,
+        ) from None
     reason = status_view.decision_refusal(status, nonce=claims.nonce, kind=kind)
     if reason:
         raise Refused(reason, HTTPStatus.GONE)
@@ -226,8 +232,10 @@ async def consent_callback_confirm(
 async def _raise(client: df.DurableOrchestrationClient, claims: LinkClaims, event: DecisionEvent) -> None:
     try:
         await client.raise_event(claims.onboarding_id, EVENT_DECISION, event.to_json())
-    except Exception:
-        log.exception("could not deliver the decision to onboarding %s", claims.onboarding_id)
+    except Exception as exc:  # the SDK's text may carry the Durable API's URLs: log the type only
+        log.error(
+            "could not deliver the decision to onboarding %s (%s)", claims.onboarding_id, type(exc).__name__
+        )
         raise Refused(
             "The onboarding could not be reached; it may have just finished. Nothing was changed.",
             HTTPStatus.SERVICE_UNAVAILABLE,

@@ -77,6 +77,33 @@ def header(req: func.HttpRequest, name: str) -> str | None:
     return value if value is not None else None
 
 
+class EngineUnavailable(Exception):
+    """The Durable engine could not be asked (its API failed or is unreachable)."""
+
+
+async def fetch_status(client: Any, onboarding_id: str, *, show_input: bool = False) -> dict[str, Any]:
+    """The instance's status document, ``{}`` when unknown; ``EngineUnavailable`` when it cannot be read.
+
+    Only the exception's type is logged: the SDK's messages can carry the Durable API's URLs, whose
+    ``code`` is the extension's system key.
+    """
+    try:
+        return status_json(await client.get_status(onboarding_id, show_input=show_input))
+    except Exception as exc:
+        log.error("status of %s could not be read (%s)", onboarding_id, type(exc).__name__)
+        raise EngineUnavailable from None
+
+
+def engine_unavailable() -> func.HttpResponse:
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "engine-unavailable",
+        "Workflow engine unavailable",
+        "The workflow engine could not be reached. Try again shortly.",
+        headers={"Retry-After": "10"},
+    )
+
+
 def status_json(status: Any) -> dict[str, Any]:
     """A ``DurableOrchestrationStatus`` as the plain status document ``status_view`` reads."""
     if not status:

@@ -10,7 +10,17 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from endpoints.http import ONBOARDING_ID, header, json_response, log, not_found, problem, status_json
+from endpoints.http import (
+    ONBOARDING_ID,
+    EngineUnavailable,
+    engine_unavailable,
+    fetch_status,
+    header,
+    json_response,
+    log,
+    not_found,
+    problem,
+)
 from endpoints.registry import blueprint
 from onboarding import status_view
 from onboarding.domain import (
@@ -76,9 +86,7 @@ def _existing(onboarding_id: str, request: OnboardingRequest, status: dict[str, 
     return _accepted(onboarding_id, existing=True)
 
 
-@blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-@blueprint.durable_client_input(client_name="client")
-async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
         return settings
@@ -102,7 +110,7 @@ async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestratio
 
     if request.idempotency_key:
         onboarding_id = onboarding_id_for(request.tenant_id, request.idempotency_key)
-        found = status_json(await client.get_status(onboarding_id, show_input=True))
+        found = await fetch_status(client, onboarding_id, show_input=True)
         if found:
             # Never start again: the extension would silently overwrite even a completed instance.
             return _existing(onboarding_id, request, found)
@@ -117,12 +125,12 @@ async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestratio
     )
     try:
         await client.start_new(ORCHESTRATOR, onboarding_id, job.to_json())
-    except Exception:
+    except Exception:  # the SDK raises bare Exception; its text may carry the Durable API's URLs
         # Most likely a concurrent duplicate won the race and the extension refused a second start.
-        found = status_json(await client.get_status(onboarding_id, show_input=True))
+        found = await fetch_status(client, onboarding_id, show_input=True)
         if found and request.idempotency_key:
             return _existing(onboarding_id, request, found)
-        log.exception("could not start onboarding %s", onboarding_id)
+        log.error("could not start onboarding %s", onboarding_id)
         return problem(
             HTTPStatus.SERVICE_UNAVAILABLE,
             "start-failed",
@@ -135,13 +143,11 @@ async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestratio
     return _accepted(onboarding_id, existing=False)
 
 
-@blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@blueprint.durable_client_input(client_name="client")
-async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def _status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     onboarding_id = req.route_params.get("id", "")
     if not ONBOARDING_ID.fullmatch(onboarding_id):
         return not_found(onboarding_id)
-    status = status_json(await client.get_status(onboarding_id, show_input=True))
+    status = await fetch_status(client, onboarding_id, show_input=True)
     if not status:
         return not_found(onboarding_id)
     view = status_view.build_view(status)
@@ -149,15 +155,11 @@ async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationC
     return json_response(view, HTTPStatus.OK, headers=headers)
 
 
-@blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-@blueprint.durable_client_input(client_name="client")
-async def cancel_onboarding(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> func.HttpResponse:
+async def _cancel(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     onboarding_id = req.route_params.get("id", "")
     if not ONBOARDING_ID.fullmatch(onboarding_id):
         return not_found(onboarding_id)
-    status = status_json(await client.get_status(onboarding_id))
+    status = await fetch_status(client, onboarding_id)
     if not status:
         return not_found(onboarding_id)
     if not status_view.is_running(status):
@@ -172,7 +174,7 @@ async def cancel_onboarding(
         await client.raise_event(onboarding_id, EVENT_CANCEL, {})
     except Exception:
         # It finished between the two calls (410) or the engine refused: say which from a fresh status.
-        after = status_json(await client.get_status(onboarding_id))
+        after = await fetch_status(client, onboarding_id)
         if after and not status_view.is_running(after):
             return problem(
                 HTTPStatus.CONFLICT,
@@ -180,7 +182,7 @@ async def cancel_onboarding(
                 "Onboarding already finished",
                 "The onboarding finished before the cancellation arrived.",
             )
-        log.exception("could not cancel onboarding %s", onboarding_id)
+        log.error("could not cancel onboarding %s", onboarding_id)
         return problem(
             HTTPStatus.SERVICE_UNAVAILABLE,
             "cancel-failed",
@@ -195,3 +197,33 @@ async def cancel_onboarding(
         HTTPStatus.ACCEPTED,
         headers={"Location": url, "Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+# The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
+@blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    try:
+        return await _start(req, client)
+    except EngineUnavailable:
+        return engine_unavailable()
+
+
+@blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    try:
+        return await _status(req, client)
+    except EngineUnavailable:
+        return engine_unavailable()
+
+
+@blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def cancel_onboarding(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    try:
+        return await _cancel(req, client)
+    except EngineUnavailable:
+        return engine_unavailable()

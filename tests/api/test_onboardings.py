@@ -185,3 +185,23 @@ def test_openapi_document_is_served_anonymously_as_yaml_and_json(api: Api) -> No
     assert as_yaml.headers["Content-Type"].startswith("application/yaml")
     assert yaml.safe_load(as_yaml.text) == as_json.json()
     assert as_json.json()["openapi"].startswith("3.1")
+
+
+def test_an_unreachable_workflow_engine_is_503_not_a_crash(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.durable_functions import DurableOrchestrationClient
+
+    onboarding_id = api.start()
+
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("http://127.0.0.1/runtime/webhooks/durabletask?code=SYSTEMKEY")
+
+    monkeypatch.setattr(DurableOrchestrationClient, "get_status", unreachable)
+    for response in (
+        api.client.get(f"/api/onboardings/{onboarding_id}"),
+        api.client.post(f"/api/onboardings/{onboarding_id}/cancel"),
+        api.client.post("/api/onboardings", json=request_body(idempotencyKey="k-503")),
+    ):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "10"
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert "SYSTEMKEY" not in response.text
