@@ -121,9 +121,7 @@ def test_unregistered_redirect_uri_and_unknown_app_get_an_error_page_not_a_redir
         verify=verify,
     )
     assert posted.status_code == 400 and "Location" not in posted.headers
-    assert not sandbox.state.app_role_assignments() or all(
-        a.principal_id != app[1] for a in sandbox.state.app_role_assignments()
-    )
+    assert not [s for s in sandbox.state.service_principals() if s.app_id == app[0]]
     unknown = httpx.get(
         consent_url(sandbox, client_id="11111111-2222-3333-4444-555555555555", redirect_uri=CALLBACK),
         verify=verify,

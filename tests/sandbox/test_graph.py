@@ -317,3 +317,26 @@ async def test_requests_without_a_valid_graph_token_are_401(
     assert forged.status_code == 401
     ok = await https.get(url, headers={"Authorization": f"Bearer {mi_token('graph')}"})
     assert ok.status_code == 200 and ok.json()["value"] == []
+
+
+async def test_plain_create_owners_and_service_principal_removal(graph: Any, sandbox: Sandbox) -> None:
+    app = await graph.applications.post(exchange_app("Plain"))
+    assert app.unique_name is None and app.sign_in_audience == "AzureADMyOrg"
+    owners = await graph.applications.by_application_id(app.id).owners.get()
+    assert [o.id for o in owners.value] == [sandbox.identity.id]
+    sp = await graph.service_principals.post(ServicePrincipal(app_id=app.app_id))
+    exo = await graph.service_principals_with_app_id(EXCHANGE_APP_ID).get()
+    body = AppRoleAssignment(principal_id=sp.id, resource_id=exo.id, app_role_id=IMAP_ROLE)
+    granted = await graph.service_principals.by_service_principal_id(sp.id).app_role_assignments.post(body)
+    read = (
+        await graph.service_principals.by_service_principal_id(sp.id)
+        .app_role_assignments.by_app_role_assignment_id(granted.id)
+        .get()
+    )
+    assert str(read.resource_id) == exo.id
+    # Deleting the service principal takes its grants with it; the app stays.
+    await graph.service_principals.by_service_principal_id(sp.id).delete()
+    assert all(a.principal_id != sp.id for a in sandbox.state.app_role_assignments())
+    assert [a.id for a in sandbox.state.applications()] == [app.id]
+    exchange_sp = await odata_error(lambda: graph.service_principals.by_service_principal_id(exo.id).delete())
+    assert exchange_sp.response_status_code == 403  # not the caller's to delete
