@@ -128,6 +128,8 @@ class WorkflowOptions(_Json):
     # Backoff for polling steps (replication, role assignments, propagation), in seconds.
     poll_initial_seconds: int = 10
     poll_max_seconds: int = 600
+    # First wait before Durable retries an activity that failed transiently (fixed interval).
+    retry_interval_seconds: int = 15
 
 
 @dataclass(frozen=True)

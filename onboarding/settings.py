@@ -68,6 +68,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("POLL_INITIAL_SECONDS", "First wait when polling for replication or propagation.", "10"),
     SettingSpec("POLL_MAX_SECONDS", "Longest wait between two polls.", "600"),
+    SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),
     SettingSpec(
         "CALLBACK_ALLOW_PRIVATE_NETWORKS",
         "Allow completion callbacks to private/loopback addresses (sandbox only).",
@@ -109,6 +110,7 @@ class Settings:
     verify_window_minutes: int = 120
     poll_initial_seconds: int = 10
     poll_max_seconds: int = 600
+    activity_retry_seconds: int = 15
     callback_allow_private_networks: bool = False
 
     def workflow_options(self) -> WorkflowOptions:
@@ -120,6 +122,7 @@ class Settings:
             mailbox_batch_size=self.mailbox_batch_size,
             poll_initial_seconds=self.poll_initial_seconds,
             poll_max_seconds=self.poll_max_seconds,
+            retry_interval_seconds=self.activity_retry_seconds,
         )
 
     @property
@@ -203,9 +206,17 @@ class Settings:
             verify_window_minutes=integer("VERIFY_WINDOW_MINUTES", 0, 24 * 60),
             poll_initial_seconds=integer("POLL_INITIAL_SECONDS", 1, 3600),
             poll_max_seconds=integer("POLL_MAX_SECONDS", 1, 6 * 3600),
+            activity_retry_seconds=integer("ACTIVITY_RETRY_SECONDS", 1, 3600),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
         )
-        if settings.link_signing_key and len(settings.link_signing_key) < 32:
+        if settings.link_signing_key.startswith(b"@Microsoft.KeyVault("):
+            # The platform passes the reference text itself when it cannot resolve it; signing with
+            # that public string would let anyone who reads app settings forge approval links.
+            problems.append(
+                "LINK_SIGNING_KEY: the Key Vault reference did not resolve; "
+                "check the identity's access to the vault (keyVaultReferenceIdentity)"
+            )
+        elif settings.link_signing_key and len(settings.link_signing_key) < 32:
             problems.append("LINK_SIGNING_KEY: must be at least 32 characters")
         if problems:
             raise ConfigurationError(problems)

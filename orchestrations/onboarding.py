@@ -41,9 +41,18 @@ from onboarding.domain import (
 
 blueprint = df.Blueprint()
 
-# Transient failures (throttling, 5xx, dropped connections) get a few durable retries.
-TRANSIENT_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=15_000, max_number_of_attempts=5)
-CALLBACK_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=60_000, max_number_of_attempts=6)
+# Transient failures (throttling, 5xx, dropped connections) get a few durable retries; the adapters
+# have already retried in-process, honouring Retry-After, before an activity gives up.
+ATTEMPTS = 5
+CALLBACK_ATTEMPTS = 6
+
+
+def retry_policy(options: WorkflowOptions, attempts: int = ATTEMPTS) -> df.RetryOptions:
+    return df.RetryOptions(
+        first_retry_interval_in_milliseconds=options.retry_interval_seconds * 1000,
+        max_number_of_attempts=attempts,
+    )
+
 
 Steps = Generator[Any, Any, Any]
 
@@ -63,16 +72,22 @@ class Stopped(Exception):
         self.detail = detail
 
 
-def call(context: df.DurableOrchestrationContext, step: str, name: str, payload: dict[str, Any]) -> Steps:
+def call(
+    context: df.DurableOrchestrationContext,
+    step: str,
+    name: str,
+    payload: dict[str, Any],
+    retry: df.RetryOptions,
+) -> Steps:
     """Run an activity; turn a reported failure, or retries running out, into ``StepFailed``."""
     try:
-        reply = yield context.call_activity_with_retry(name, TRANSIENT_RETRY, payload)
+        reply = yield context.call_activity_with_retry(name, retry, payload)
     except Exception as exc:  # the activity kept failing; its message is already secret-free
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StepFailed(
             StepError(
                 step=step,
-                message=f"The step kept failing after {TRANSIENT_RETRY.max_number_of_attempts} attempts: {reason}",
+                message=f"The step kept failing after {retry.max_number_of_attempts} attempts: {reason}",
                 fix="Check the service's health and the function app's permissions, then submit the request again.",
                 code="retries_exhausted",
             )
@@ -99,6 +114,7 @@ class Onboarding:
         self.secret: SecretRef | None = None
         self.exchange_registered = False
         self.current_step = STEPS[0][0]
+        self.retry = retry_policy(self.options)
 
     # -- progress ------------------------------------------------------------------------------
     @property
@@ -119,9 +135,12 @@ class Onboarding:
         )
         self.context.set_custom_status(progress.to_json())
 
+    def call(self, step: str, name: str, payload: dict[str, Any]) -> Steps:
+        return (yield from call(self.context, step, name, payload, self.retry))
+
     def run_step(self, step: str, name: str, payload: dict[str, Any], done: str = "") -> Steps:
         self.mark(step, StepState.RUNNING)
-        result = yield from call(self.context, step, name, payload)
+        result = yield from self.call(step, name, payload)
         self.mark(step, StepState.DONE, done)
         return result
 
@@ -144,7 +163,7 @@ class Onboarding:
         give_up = self.now + limit
         attempt = 0
         while True:
-            result = yield from call(self.context, step, name, payload)
+            result = yield from self.call(step, name, payload)
             if "pending" not in result:
                 self.mark(step, StepState.DONE)
                 return result
@@ -244,7 +263,7 @@ class Onboarding:
             "deadline": deadline.isoformat(),
         }
         self.mark("admin_consent", StepState.RUNNING)
-        yield from call(self.context, "admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
+        yield from self.call("admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
         reminders = 0
         while True:
             if self.now >= deadline:
@@ -261,8 +280,8 @@ class Onboarding:
             if winner is timer:
                 if self.now < deadline:
                     reminders += 1
-                    yield from call(
-                        self.context, "admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": reminders}
+                    yield from self.call(
+                        "admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": reminders}
                     )
                 continue
             timer.cancel()
@@ -281,8 +300,7 @@ class Onboarding:
             self.mark("admin_consent", StepState.DONE, f"{event.decision.value}")
             if mode is ConsentMode.GRANT:
                 assert self.app.service_principal_id is not None
-                yield from call(
-                    self.context,
+                yield from self.call(
                     "admin_consent",
                     A.GRANT_APP_ROLES,
                     {
@@ -359,7 +377,7 @@ class Onboarding:
         try:
             reply = yield self.context.call_activity_with_retry(
                 A.COMPENSATE,
-                TRANSIENT_RETRY,
+                self.retry,
                 {
                     "onboarding_id": self.job.onboarding_id,
                     "app": self.app.to_json() if self.app else None,
@@ -403,7 +421,7 @@ class Onboarding:
         try:
             yield self.context.call_activity_with_retry(
                 A.NOTIFY_OUTCOME,
-                TRANSIENT_RETRY,
+                self.retry,
                 {"request": self.request.to_json(), "result": summary},
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
@@ -412,7 +430,7 @@ class Onboarding:
             try:
                 reply = yield self.context.call_activity_with_retry(
                     A.POST_CALLBACK,
-                    CALLBACK_RETRY,
+                    retry_policy(self.options, CALLBACK_ATTEMPTS),
                     {"url": self.request.callback_url, "result": summary},
                 )
                 notes.append(
@@ -438,36 +456,53 @@ def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_BATCH_ORCHESTRATOR)
 def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
-    """Grant FullAccess on a batch of mailboxes, then log in on each until it works or the window ends."""
+    """Grant FullAccess on a batch of mailboxes, then log in on each until it works or the window ends.
+
+    It never fails as a whole: a step that cannot complete marks its mailboxes failed, with the cause,
+    so the parent always gets one result per mailbox.
+    """
     job = context.get_input()
     options = WorkflowOptions.from_json(job["options"])
-    granted = yield from call(
-        context,
-        "mailbox_permissions",
-        A.GRANT_MAILBOXES,
-        {
-            "service_principal_id": job["app"]["service_principal_id"],
-            "mailboxes": job["mailboxes"],
-            "protocols": job["protocols"],
-        },
-    )
+    retry = retry_policy(options)
+    mailboxes: list[str] = job["mailboxes"]
+    try:
+        granted = yield from call(
+            context,
+            "mailbox_permissions",
+            A.GRANT_MAILBOXES,
+            {
+                "service_principal_id": job["app"]["service_principal_id"],
+                "mailboxes": mailboxes,
+                "protocols": job["protocols"],
+            },
+            retry,
+        )
+    except StepFailed as failure:
+        detail = f"FullAccess could not be granted: {failure.error.message} {failure.error.fix}".strip()
+        return [MailboxResult(m, MailboxState.FAILED, detail).to_json() for m in mailboxes]
     results = {r["mailbox"]: MailboxResult.from_json(r) for r in granted}
     pending = [m for m, r in results.items() if r.state is MailboxState.GRANTED]
     give_up = context.current_utc_datetime + timedelta(minutes=options.verify_window_minutes)
     attempt = 0
+    why = ""
     while pending:
-        verified = yield from call(
-            context,
-            "verify_login",
-            A.VERIFY_MAILBOXES,
-            {
-                "tenant_id": job["tenant_id"],
-                "app": job["app"],
-                "secret": job["secret"],
-                "protocols": job["protocols"],
-                "mailboxes": pending,
-            },
-        )
+        try:
+            verified = yield from call(
+                context,
+                "verify_login",
+                A.VERIFY_MAILBOXES,
+                {
+                    "tenant_id": job["tenant_id"],
+                    "app": job["app"],
+                    "secret": job["secret"],
+                    "protocols": job["protocols"],
+                    "mailboxes": pending,
+                },
+                retry,
+            )
+        except StepFailed as failure:
+            why = f"Verification could not run: {failure.error.message} {failure.error.fix}".strip()
+            break
         for item in verified:
             results[item["mailbox"]] = MailboxResult.from_json(item)
         pending = [m for m in pending if results[m].state is MailboxState.GRANTED]
@@ -478,12 +513,9 @@ def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps
         attempt += 1
     for mailbox in pending:
         last = results[mailbox]
-        results[mailbox] = replace(
-            last,
-            state=MailboxState.FAILED,
-            detail=(
-                f"Login still refused after {options.verify_window_minutes} minutes. {last.detail} "
-                "Check the mailbox permission with Get-MailboxPermission, then verify again."
-            ).strip(),
+        detail = why or (
+            f"Login still refused after {options.verify_window_minutes} minutes. {last.detail} "
+            "Check the mailbox permission with Get-MailboxPermission, then onboard the mailbox again."
         )
-    return [results[m].to_json() for m in job["mailboxes"]]
+        results[mailbox] = replace(last, state=MailboxState.FAILED, detail=detail.strip())
+    return [results[m].to_json() for m in mailboxes]

@@ -289,3 +289,34 @@ def test_deploy_guide_names_every_azd_variable_and_live_setting() -> None:
         "LIVE_ADMIN_EMAIL",
     ):
         assert f"`{name}`" in guide, name
+
+
+def test_the_deployment_package_leaves_out_everything_but_the_app():
+    from pathlib import Path
+
+    ignored = {
+        line.strip() for line in Path(".funcignore").read_text().splitlines() if line and line[0] != "#"
+    }
+    for path in (
+        ".venv/",
+        ".venv-infra/",
+        "tests/",
+        "sandbox/",
+        "funchost/",
+        "bench/",
+        "infra/",
+        "scripts/",
+        ".azure/",
+        "local.settings.json",
+        "demo/",
+    ):
+        assert path in ignored, f"{path} would be deployed"
+    for shipped in (
+        "activities/",
+        "endpoints/",
+        "orchestrations/",
+        "onboarding/",
+        "openapi/",
+        "function_app.py",
+    ):
+        assert shipped not in ignored

@@ -63,3 +63,10 @@ def test_every_declared_setting_is_used_by_from_env():
     source = Path("onboarding/settings.py").read_text(encoding="utf-8")
     for name in names:
         assert source.count(f'"{name}"') >= 2, f"{name} is declared but never read"
+
+
+def test_an_unresolved_key_vault_reference_is_never_used_as_the_signing_key():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.example.test/secrets/link-signing-key/)"
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**BASE, "LINK_SIGNING_KEY": reference})
+    assert "did not resolve" in str(caught.value)
