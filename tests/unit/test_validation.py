@@ -436,7 +436,7 @@ _requests = st.fixed_dictionaries(
 
 
 @given(_requests)
-@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_valid_requests_round_trip(body: dict[str, Any]) -> None:
     import unicodedata
 
@@ -473,7 +473,7 @@ _near_misses = _requests.flatmap(
 
 
 @given(st.one_of(_json_values, _near_misses))
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_arbitrary_json_never_raises_anything_but_a_rejection(data: Any) -> None:
     try:
         parse_request(data, tenant_id=TENANT)
@@ -484,7 +484,7 @@ def test_arbitrary_json_never_raises_anything_but_a_rejection(data: Any) -> None
 
 
 @given(st.binary(max_size=200))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_arbitrary_bytes_never_raise_anything_but_a_rejection(raw: bytes) -> None:
     try:
         data = decode_json(raw)
