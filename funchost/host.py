@@ -63,6 +63,8 @@ class LocalHost:
         self.orchestrator_pool = concurrent.futures.ThreadPoolExecutor(
             self.max_orchestrators, "funchost-orch"
         )
+        # Database calls made on behalf of the event loop, so a slow commit never blocks HTTP.
+        self.io_pool = concurrent.futures.ThreadPoolExecutor(2, "funchost-io")
         self.clock.subscribe(self._wake_threadsafe)
         self._wake: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -76,6 +78,7 @@ class LocalHost:
         self.rpc_port = 0
         self.started = False
         self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -94,6 +97,7 @@ class LocalHost:
             self.started = False
         self.activity_pool.shutdown(wait=True, cancel_futures=True)
         self.orchestrator_pool.shutdown(wait=True, cancel_futures=True)
+        self.io_pool.shutdown(wait=True, cancel_futures=True)
         self.store.close()
 
     def __enter__(self) -> LocalHost:
@@ -132,7 +136,7 @@ class LocalHost:
         for name, schedule in self._cron.items():
             self._next_cron[name] = schedule.next_after(now)
             if self.app.timers[name].run_on_startup:
-                asyncio.get_running_loop().create_task(self._run_timer(name, past_due=False))
+                self._track(asyncio.get_running_loop().create_task(self._run_timer(name, past_due=False)))
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def _astop(self) -> None:
@@ -142,6 +146,10 @@ class LocalHost:
             self._wake.set()
         if self._dispatcher:
             await self._dispatcher
+        # In-flight work is abandoned, as in a crash: its messages and work items stay in the hub.
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for runner in (self._runner, self._rpc_runner):
             if runner:
                 await runner.cleanup()
@@ -222,7 +230,7 @@ class LocalHost:
             waiter.cancel()
 
     async def _dispatch_once(self, loop: asyncio.AbstractEventLoop) -> None:
-        ready = await loop.run_in_executor(None, self.engine.ready_instances)
+        ready = await loop.run_in_executor(self.io_pool, self.engine.ready_instances)
         for instance_id in ready:
             with self._busy_lock:
                 if (
@@ -231,19 +239,23 @@ class LocalHost:
                 ):
                     continue
                 self._running_episodes.add(instance_id)
-            loop.create_task(self._episode(instance_id))
-        work = await loop.run_in_executor(None, self.engine.pending_work)
+            self._track(loop.create_task(self._episode(instance_id)))
+        work = await loop.run_in_executor(self.io_pool, self.engine.pending_work)
         for item in work:
             with self._busy_lock:
                 if item[0] in self._running_work or len(self._running_work) >= self.max_activity_workers:
                     continue
                 self._running_work.add(item[0])
-            loop.create_task(self._activity(*item))
+            self._track(loop.create_task(self._activity(*item)))
         now = self.clock.now()
         for name, due in list(self._next_cron.items()):
             if now >= due:
                 self._next_cron[name] = self._cron[name].next_after(now)
-                loop.create_task(self._run_timer(name, past_due=(now - due).total_seconds() > 1))
+                self._track(loop.create_task(self._run_timer(name, past_due=(now - due).total_seconds() > 1)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _sleep_seconds(self) -> float:
         if not isinstance(self.clock, RealClock):
@@ -292,13 +304,13 @@ class LocalHost:
             failure = (f"Activity function '{name}' failed: {type(exc).__name__}: {exc}", "")
             log.info("Executed 'Functions.%s' (instance=%s, Failed)", name, instance_id)
         try:
-            await loop.run_in_executor(None, self.engine.complete_work, work_id, result_text, failure)
+            await loop.run_in_executor(self.io_pool, self.engine.complete_work, work_id, result_text, failure)
         finally:
             with self._busy_lock:
                 self._running_work.discard(work_id)
             self._wake_threadsafe()
 
-    async def _run_timer(self, name: str, past_due: bool) -> None:
+    async def _run_timer(self, name: str, past_due: bool, reraise: bool = False) -> None:
         timer = self.app.timers[name]
         kwargs: dict[str, Any] = {timer.trigger_param: TimerRequest(past_due=past_due)}
         if timer.client_param:
@@ -309,14 +321,17 @@ class LocalHost:
             log.info("Executed 'Functions.%s' (Succeeded)", name)
         except Exception as exc:
             log.error("Executed 'Functions.%s' (Failed: %s)", name, type(exc).__name__)
-            raise
+            if reraise:
+                raise
 
     # ------------------------------------------------------------------ public helpers
     def run_timer(self, name: str) -> None:
         """Run a timer trigger now, as the admin API's manual run does; returns when it finishes."""
         if name not in self.app.timers:
             raise KeyError(name)
-        asyncio.run_coroutine_threadsafe(self._run_timer(name, past_due=False), self.loop).result()
+        asyncio.run_coroutine_threadsafe(
+            self._run_timer(name, past_due=False, reraise=True), self.loop
+        ).result()
 
     def get_status(self, instance_id: str, show_history: bool = False) -> dict[str, Any] | None:
         return self.engine.get_status(instance_id, show_history=show_history)

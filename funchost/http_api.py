@@ -152,12 +152,14 @@ def durable_routes(host: LocalHost, prefix: str, guard: Callable[[web.Request], 
         input_text = await _body_text(request)
         loop = host.loop
         try:
-            instance_id = await loop.run_in_executor(None, engine.start_new, name, instance_id, input_text)
+            started = await loop.run_in_executor(
+                host.io_pool, engine.start_new, name, instance_id, input_text
+            )
         except LookupError as exc:
             return _json(400, {"Message": "Bad request", "ExceptionMessage": str(exc)})
         except FileExistsError as exc:
             return _json(409, {"Message": str(exc)})
-        payload = host.management_payload(instance_id)
+        payload = host.management_payload(started)
         response = _json(202, payload)
         response.headers["Location"] = payload["statusQueryGetUri"]
         return response
