@@ -181,3 +181,29 @@ def test_callback_key_cannot_sign_links() -> None:
         ONB, LinkPurpose.DECIDE, "n", NOW + timedelta(hours=1)
     )
     assert "signature" in refused(forged, {LinkPurpose.DECIDE})
+
+
+def test_operator_command_prints_the_callback_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onboarding.links import main
+    from onboarding.settings import load_settings
+
+    env = {
+        "TENANT_ID": "11111111-2222-3333-4444-555555555555",
+        "KEY_VAULT_URI": "https://vault.example",
+        "MAIL_SENDER": "noreply@contoso.com",
+        "PUBLIC_BASE_URL": "https://onboard.contoso.com",
+        "LINK_SIGNING_KEY": KEY.decode(),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    load_settings.cache_clear()
+    try:
+        assert main(["callback-key"]) == 0
+    finally:
+        load_settings.cache_clear()
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {"callbackKeyHex": callback_key(KEY).hex()}
+    assert KEY.hex() not in printed["callbackKeyHex"]
+    assert main([]) == 2
