@@ -6,6 +6,7 @@ registrations and permissions, outbox), not only the HTTP answers.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Evidence(logging.Handler):
+    """Everything an onboarding leaves where someone could read it: log lines, HTTP responses."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.texts.append((f"log {record.name}", text))
+
+    def response(self, response: httpx.Response) -> None:
+        response.read()
+        headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+        self.texts.append(
+            (f"http {response.request.method} {response.request.url.path}", headers + response.text)
+        )
+
+
+def assert_no_secret_anywhere(sandbox: Sandbox, evidence: Evidence, hub: Path) -> None:
+    """No secret or token the sandbox ever issued appears in the task hub, a log line, an HTTP
+    response, or an email. Run after every end-to-end scenario."""
+    needles = [("secret", s) for s in sandbox.state.issued_secrets()] + [
+        ("token", t) for t in sandbox.state.issued_tokens()
+    ]
+    assert needles, "the scenario issued no secret or token: the scan would prove nothing"
+    places = list(evidence.texts)
+    for mail in sandbox.state.outbox():
+        places.append((f"email {mail.subject}", mail.subject + mail.html))
+    for path in hub.parent.glob(hub.name + "*"):  # the SQLite file and its -wal/-shm
+        places.append((f"task hub {path.name}", path.read_bytes().decode("latin-1")))
+    leaks = [(kind, where) for kind, needle in needles for where, text in places if needle in text]
+    assert leaks == [], f"secrets or tokens found in: {leaks}"
+
+
 @dataclass
 class Tenant:
     """A sandbox tenant with the function app running on the local host, and an admin to click."""
@@ -42,6 +80,7 @@ class Tenant:
     host: LocalHost
     http: httpx.Client
     clock: ManualClock | None
+    evidence: Evidence
     admins: list[Admin] = field(default_factory=list)
 
     # -- requests -------------------------------------------------------------------------------
@@ -97,6 +136,7 @@ class Tenant:
     def admin_opens(self, link_id: str, mail: Any | None = None) -> Admin:
         mail = mail or self.mails_to_admin()[0]
         admin = Admin(self.sandbox.env["SSL_CERT_FILE"])
+        admin.http.event_hooks["response"].append(self.evidence.response)
         self.admins.append(admin)
         admin.open(link_in(mail.html, link_id))
         return admin
@@ -123,6 +163,11 @@ class Tenant:
 @pytest.fixture
 def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Tenant]]:
     made: list[tuple[Sandbox, LocalHost, Tenant]] = []
+    root = logging.getLogger()
+    evidence = Evidence()
+    root.addHandler(evidence)
+    level = root.level
+    root.setLevel(logging.DEBUG)
 
     def make(
         *,
@@ -150,20 +195,30 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         clock = ManualClock(datetime.now(UTC)) if manual_clock else None
         host = LocalHost(ROOT, db_path=tmp_path / f"hub{len(made)}.db", port=port, clock=clock).start()
         http = httpx.Client(
-            base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30
+            base_url=host.base_url,
+            headers={"x-functions-key": host.function_key},
+            timeout=30,
+            event_hooks={"response": [evidence.response]},
         )
-        tenant = Tenant(sandbox, host, http, clock)
+        tenant = Tenant(sandbox, host, http, clock, evidence)
         made.append((sandbox, host, tenant))
         return tenant
 
-    yield make
-    for sandbox, host, tenant in reversed(made):
-        tenant.http.close()
-        for admin in tenant.admins:
-            admin.close()
-        host.stop()
-        sandbox.stop()
-    load_settings.cache_clear()
+    try:
+        yield make
+    finally:
+        root.removeHandler(evidence)
+        root.setLevel(level)
+        for index, (sandbox, host, tenant) in reversed(list(enumerate(made))):
+            tenant.http.close()
+            for admin in tenant.admins:
+                admin.close()
+            host.stop()
+            try:
+                assert_no_secret_anywhere(sandbox, evidence, tmp_path / f"hub{index}.db")
+            finally:
+                sandbox.stop()
+        load_settings.cache_clear()
 
 
 @pytest.fixture
