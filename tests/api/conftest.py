@@ -31,9 +31,10 @@ ENV = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def api_settings() -> Iterator[None]:
-    """The deployment's settings, as app settings (environment) read once by ``load_settings``."""
+    """The deployment's settings, as app settings (environment) read once by ``load_settings``; module
+    scope so that they are gone (and the cached settings forgotten) before other folders' tests run."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in ENV.items():
             patch.setenv(name, value)
