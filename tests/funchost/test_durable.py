@@ -37,7 +37,7 @@ def test_fan_out_of_1000_batches_completions_into_few_replays(samples: LocalHost
     status = samples.wait_for(instance_id, timeout=120)
     assert status["output"] == sum(2 * i for i in range(1000))
     # One replay per completion would be 1,001 episodes; batching delivers them together.
-    assert samples.episode_count(instance_id) < 50
+    assert samples.episode_count(instance_id) < 100  # measured: 26 on 2 cores
 
 
 def test_activities_run_concurrently_but_never_beyond_the_pool(
