@@ -221,8 +221,9 @@ class LocalHost:
             self._wake.clear()
             try:
                 await self._dispatch_once(loop)
-            except Exception:
-                log.exception("funchost dispatcher error")
+            except Exception as exc:
+                # Type only: an exception text may quote data, and logs never carry data.
+                log.error("funchost dispatcher error: %s", type(exc).__name__)
             if self._stopping:
                 break
             waiter = loop.create_task(self._wake.wait())
@@ -272,8 +273,8 @@ class LocalHost:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self.orchestrator_pool, self.engine.run_episode, instance_id)
-        except Exception:
-            log.exception("episode of instance %s failed", instance_id)
+        except Exception as exc:
+            log.error("episode of instance %s failed: %s", instance_id, type(exc).__name__)
         finally:
             with self._busy_lock:
                 self._running_episodes.discard(instance_id)
