@@ -1,16 +1,43 @@
-"""`python -m funchost --app . --port 7071 --db .funchost/hub.db`: run an app until interrupted."""
+"""`python -m funchost --app . --port 7071 --db .funchost/hub.db`: run an app until interrupted.
+
+Keys: FUNCHOST_FUNCTION_KEY / FUNCHOST_MASTER_KEY, else `keys.json` (0600) beside the hub database
+(`{"functionKey": ..., "masterKey": ...}`), created on first start.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from .host import LocalHost
+
+
+def host_keys(db_path: Path) -> tuple[str, str]:
+    """Keys from FUNCHOST_FUNCTION_KEY / FUNCHOST_MASTER_KEY, else from `keys.json` beside the hub.
+
+    Like the real host's secrets store, the file keeps keys stable across restarts; it is created
+    owner-readable only, and the keys are never printed or logged.
+    """
+    env_function, env_master = os.environ.get("FUNCHOST_FUNCTION_KEY"), os.environ.get("FUNCHOST_MASTER_KEY")
+    if env_function and env_master:
+        return env_function, env_master
+    path = db_path.parent / "keys.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+    else:
+        stored = {"functionKey": secrets.token_urlsafe(24), "masterKey": secrets.token_urlsafe(24)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(stored, handle)
+    return env_function or stored["functionKey"], env_master or stored["masterKey"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-activity-workers", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Keys come from the environment so they never show in a process listing.
+    function_key, master_key = host_keys(args.db)
     host = LocalHost(
         args.app,
         db_path=args.db,
         port=args.port,
         max_activity_workers=args.max_activity_workers,
-        function_key=os.environ.get("FUNCHOST_FUNCTION_KEY"),
-        master_key=os.environ.get("FUNCHOST_MASTER_KEY"),
+        function_key=function_key,
+        master_key=master_key,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
