@@ -4,7 +4,10 @@ Exchange does not publish its limits and they change with tenant load, so the li
 additive increase, multiplicative decrease (AIMD, as TCP does). Each success raises the allowed
 concurrency by about one per "round" of requests; a 429/503 halves it, once per round (the other
 requests already in flight when the limit dropped were sent under the old limit and do not count
-again), and a ``Retry-After`` stops new requests until it has passed.
+again), and a ``Retry-After`` stops new requests until it has passed. After a throttling answer the
+limit holds for ``cooldown`` seconds after the pause ends before probing upwards
+again: a refused request costs a whole Retry-After, far more than one request slot earns, so probing
+the ceiling every few requests would spend more time waiting than it gains.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class AdaptiveLimiter:
         min_concurrency: int = 1,
         initial: float | None = None,
         decrease_factor: float = 0.5,
+        cooldown: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_concurrency < 1 or not 1 <= min_concurrency <= max_concurrency:
@@ -38,6 +42,8 @@ class AdaptiveLimiter:
         self.max_concurrency = max_concurrency
         self.min_concurrency = min_concurrency
         self.decrease_factor = decrease_factor
+        self.cooldown = cooldown
+        self._hold_until = 0.0
         self._limit = float(initial if initial is not None else max_concurrency)
         self._in_flight = 0
         self._epoch = 0
@@ -83,9 +89,11 @@ class AdaptiveLimiter:
                 if ticket.epoch == self._epoch:
                     self._limit = max(float(self.min_concurrency), self._limit * self.decrease_factor)
                     self._epoch += 1
+                now = self._clock()
                 if retry_after:
-                    self._paused_until = max(self._paused_until, self._clock() + retry_after)
-            else:
+                    self._paused_until = max(self._paused_until, now + retry_after)
+                self._hold_until = max(self._hold_until, now + (retry_after or 0.0) + self.cooldown)
+            elif self._clock() >= self._hold_until:
                 # +1/limit per success: about +1 once every request of a round has succeeded.
                 self._limit = min(float(self.max_concurrency), self._limit + 1.0 / max(1.0, self._limit))
             self._changed.notify_all()

@@ -7,8 +7,9 @@ import asyncio
 from onboarding.adapters._throttle import AdaptiveLimiter
 
 
-async def test_throttling_halves_once_per_round_and_success_ramps_back_up() -> None:
-    limiter = AdaptiveLimiter(16)
+async def test_throttling_halves_once_per_round_and_success_ramps_back_up_after_a_cooldown() -> None:
+    now = [0.0]
+    limiter = AdaptiveLimiter(16, cooldown=1.0, clock=lambda: now[0])
     tickets = [await limiter.acquire() for _ in range(8)]
     assert limiter.in_flight == 8
     # Eight requests of the same round come back 429: the limit halves once, not eight times.
@@ -19,17 +20,38 @@ async def test_throttling_halves_once_per_round_and_success_ramps_back_up() -> N
     # A later round throttled again halves again.
     await limiter.release(await limiter.acquire(), throttled=True)
     assert limiter.limit == 4
-    # Additive increase: about one more slot per round of successes.
+    # Right after throttling the limit holds: probing now would likely cost another Retry-After.
+    for _ in range(20):
+        await limiter.release(await limiter.acquire())
+    assert limiter.limit == 4
+    # After the cool-down, additive increase: about one more slot per round of successes.
+    now[0] += 1.0
     for _ in range(4 + 5 + 6):
         await limiter.release(await limiter.acquire())
     assert 6 <= limiter.limit <= 7
 
 
+async def test_the_cooldown_starts_when_the_retry_after_pause_ends() -> None:
+    now = [0.0]
+    limiter = AdaptiveLimiter(8, cooldown=1.0, clock=lambda: now[0])
+    await limiter.release(await limiter.acquire(), throttled=True, retry_after=30)
+    now[0] += 30  # the pause is over; the limit still holds
+    for _ in range(10):
+        await limiter.release(await limiter.acquire())
+    assert limiter.limit == 4
+    now[0] += 1
+    for _ in range(10):
+        await limiter.release(await limiter.acquire())
+    assert limiter.limit > 4
+
+
 async def test_never_below_the_floor_nor_above_the_ceiling() -> None:
-    limiter = AdaptiveLimiter(4, min_concurrency=2)
+    now = [0.0]
+    limiter = AdaptiveLimiter(4, min_concurrency=2, clock=lambda: now[0])
     for _ in range(10):
         await limiter.release(await limiter.acquire(), throttled=True)
     assert limiter.limit == 2
+    now[0] += 60
     for _ in range(200):
         await limiter.release(await limiter.acquire())
     assert limiter.limit == 4
