@@ -86,23 +86,46 @@ def load_app(app_dir: Path) -> FunctionApp:
         return _loaded[app_dir]
     host_json_path = app_dir / "host.json"
     host_json = json.loads(host_json_path.read_text()) if host_json_path.exists() else {}
-    # A unique module name lets several sample apps live in one pytest process.
-    module_name = "function_app" if not _loaded else f"_funchost_app_{len(_loaded)}"
-    if module_name == "function_app" and "function_app" in sys.modules:
-        module_name = f"_funchost_app_{len(_loaded)}"
+    source = app_dir / "function_app.py"
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
-    spec = importlib.util.spec_from_file_location(module_name, app_dir / "function_app.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(app_dir / "function_app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    module = _already_imported(source) or _import(source)
     loaded = FunctionApp(app_dir=app_dir, host_json=host_json)
-    for function in _find_app(module).get_functions():
+    for function in _functions(_find_app(module)):
         _index(loaded, function)
     _loaded[app_dir] = loaded
     return loaded
+
+
+def _already_imported(source: Path) -> Any:
+    """A test may have imported the app itself; executing it twice would register its blueprints twice."""
+    target = source.resolve()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve() == target:
+            return module
+    return None
+
+
+def _import(source: Path) -> Any:
+    # "function_app" as the worker names it, unless taken: then a unique name, so several sample
+    # apps can live in one pytest process.
+    module_name = "function_app" if "function_app" not in sys.modules else f"_funchost_app_{len(_loaded)}"
+    spec = importlib.util.spec_from_file_location(module_name, source)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _functions(app: func.FunctionRegister) -> list[Any]:
+    # get_functions() refuses a second call (it records names); if someone indexed the app already,
+    # build the functions from its builders as that call does.
+    if not app.functions_bindings:
+        return app.get_functions()
+    return [builder.build(app.auth_level) for builder in app._function_builders]
 
 
 def _index(app: FunctionApp, function: Any) -> None:
