@@ -56,160 +56,107 @@ async def _run(name: str, work: Callable[[Services], Awaitable[Any]]) -> dict[st
     return {"ok": result}
 
 
-@blueprint.activity_trigger(input_name="payload", activity=A.RESOLVE_EXCHANGE)
-async def resolve_exchange(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(A.RESOLVE_EXCHANGE, lambda s: steps.resolve_exchange(s, payload["roles"]))
+def activity(name: str, work: Callable[[Services, dict[str, Any]], Awaitable[Any]]) -> None:
+    """Register one activity: ``work(services, payload)`` under the shared error policy."""
+
+    async def run(payload: dict[str, Any]) -> dict[str, Any]:
+        return await _run(name, lambda services: work(services, payload))
+
+    run.__name__ = run.__qualname__ = name
+    blueprint.activity_trigger(input_name="payload", activity=name)(run)
 
 
-@blueprint.activity_trigger(input_name="payload", activity=A.REGISTER_APP)
-async def register_app(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.REGISTER_APP,
-        lambda s: steps.register_app(
-            s,
-            onboarding_id=payload["onboarding_id"],
-            display_name=payload["display_name"],
-            roles=payload["roles"],
-            resource=ExchangeResource.from_json(payload["resource"]),
-            external_reference=payload.get("external_reference"),
-        ),
+async def _compensate(s: Services, p: dict[str, Any]) -> dict[str, list[str]]:
+    app = AppRegistration.from_json(p["app"]) if p.get("app") else None
+    done = await steps.compensate(
+        s, onboarding_id=p["onboarding_id"], app=app, exchange_registered=p["exchange_registered"]
     )
+    return {"done": done}
 
 
-@blueprint.activity_trigger(input_name="payload", activity=A.ENSURE_SERVICE_PRINCIPAL)
-async def ensure_service_principal(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.ENSURE_SERVICE_PRINCIPAL, lambda s: steps.ensure_service_principal(s, payload["app_id"])
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.CREATE_SECRET)
-async def create_secret(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.CREATE_SECRET,
-        lambda s: steps.create_secret(
-            s,
-            onboarding_id=payload["onboarding_id"],
-            tenant_id=payload["tenant_id"],
-            app=AppRegistration.from_json(payload["app"]),
-            lifetime_days=payload["lifetime_days"],
-            protocols=payload["protocols"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.SEND_DECISION_EMAIL)
-async def send_decision_email(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.SEND_DECISION_EMAIL,
-        lambda s: steps.send_decision_email(
-            s,
-            onboarding_id=payload["onboarding_id"],
-            request=OnboardingRequest.from_json(payload["request"]),
-            app_id=payload["app_id"],
-            nonce=payload["nonce"],
-            deadline=datetime.fromisoformat(payload["deadline"]),
-            reminder=payload["reminder"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.GRANT_APP_ROLES)
-async def grant_app_roles(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.GRANT_APP_ROLES,
-        lambda s: steps.grant_app_roles(
-            s,
-            service_principal_id=payload["service_principal_id"],
-            resource=ExchangeResource.from_json(payload["resource"]),
-            roles=payload["roles"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.CHECK_APP_ROLES)
-async def check_app_roles(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.CHECK_APP_ROLES,
-        lambda s: steps.check_app_roles(
-            s,
-            service_principal_id=payload["service_principal_id"],
-            resource=ExchangeResource.from_json(payload["resource"]),
-            roles=payload["roles"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.REGISTER_IN_EXCHANGE)
-async def register_in_exchange(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.REGISTER_IN_EXCHANGE,
-        lambda s: steps.register_in_exchange(
-            s,
-            app_id=payload["app_id"],
-            service_principal_id=payload["service_principal_id"],
-            display_name=payload["display_name"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.GRANT_MAILBOXES)
-async def grant_mailboxes(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.GRANT_MAILBOXES,
-        lambda s: steps.grant_mailboxes(
-            s,
-            service_principal_id=payload["service_principal_id"],
-            mailboxes=payload["mailboxes"],
-            protocols=payload["protocols"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.VERIFY_MAILBOXES)
-async def verify_mailboxes(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.VERIFY_MAILBOXES,
-        lambda s: steps.verify_mailboxes(
-            s,
-            tenant_id=payload["tenant_id"],
-            app=AppRegistration.from_json(payload["app"]),
-            secret=SecretRef.from_json(payload["secret"]),
-            protocols=payload["protocols"],
-            mailboxes=payload["mailboxes"],
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.COMPENSATE)
-async def compensate(payload: dict[str, Any]) -> dict[str, Any]:
-    async def work(s: Services) -> dict[str, list[str]]:
-        app = AppRegistration.from_json(payload["app"]) if payload.get("app") else None
-        done = await steps.compensate(
-            s,
-            onboarding_id=payload["onboarding_id"],
-            app=app,
-            exchange_registered=payload["exchange_registered"],
-        )
-        return {"done": done}
-
-    return await _run(A.COMPENSATE, work)
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.NOTIFY_OUTCOME)
-async def notify_outcome(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.NOTIFY_OUTCOME,
-        lambda s: steps.notify_outcome(
-            s,
-            request=OnboardingRequest.from_json(payload["request"]),
-            result=OnboardingResult.from_json(payload["result"]),
-        ),
-    )
-
-
-@blueprint.activity_trigger(input_name="payload", activity=A.POST_CALLBACK)
-async def post_callback(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(
-        A.POST_CALLBACK, lambda s: steps.post_callback(s, url=payload["url"], result=payload["result"])
-    )
+# The steps of the procedure, in order, each decoding its (secret-free) payload.
+activity(A.RESOLVE_EXCHANGE, lambda s, p: steps.resolve_exchange(s, p["roles"]))
+activity(
+    A.REGISTER_APP,
+    lambda s, p: steps.register_app(
+        s,
+        onboarding_id=p["onboarding_id"],
+        display_name=p["display_name"],
+        roles=p["roles"],
+        resource=ExchangeResource.from_json(p["resource"]),
+        external_reference=p.get("external_reference"),
+    ),
+)
+activity(A.ENSURE_SERVICE_PRINCIPAL, lambda s, p: steps.ensure_service_principal(s, p["app_id"]))
+activity(
+    A.CREATE_SECRET,
+    lambda s, p: steps.create_secret(
+        s,
+        onboarding_id=p["onboarding_id"],
+        tenant_id=p["tenant_id"],
+        app=AppRegistration.from_json(p["app"]),
+        lifetime_days=p["lifetime_days"],
+        protocols=p["protocols"],
+    ),
+)
+activity(
+    A.SEND_DECISION_EMAIL,
+    lambda s, p: steps.send_decision_email(
+        s,
+        onboarding_id=p["onboarding_id"],
+        request=OnboardingRequest.from_json(p["request"]),
+        app_id=p["app_id"],
+        nonce=p["nonce"],
+        deadline=datetime.fromisoformat(p["deadline"]),
+        reminder=p["reminder"],
+    ),
+)
+activity(
+    A.GRANT_APP_ROLES,
+    lambda s, p: steps.grant_app_roles(
+        s,
+        service_principal_id=p["service_principal_id"],
+        resource=ExchangeResource.from_json(p["resource"]),
+        roles=p["roles"],
+    ),
+)
+activity(
+    A.CHECK_APP_ROLES,
+    lambda s, p: steps.check_app_roles(
+        s,
+        service_principal_id=p["service_principal_id"],
+        resource=ExchangeResource.from_json(p["resource"]),
+        roles=p["roles"],
+    ),
+)
+activity(
+    A.REGISTER_IN_EXCHANGE,
+    lambda s, p: steps.register_in_exchange(
+        s, app_id=p["app_id"], service_principal_id=p["service_principal_id"], display_name=p["display_name"]
+    ),
+)
+activity(
+    A.GRANT_MAILBOXES,
+    lambda s, p: steps.grant_mailboxes(
+        s, service_principal_id=p["service_principal_id"], mailboxes=p["mailboxes"], protocols=p["protocols"]
+    ),
+)
+activity(
+    A.VERIFY_MAILBOXES,
+    lambda s, p: steps.verify_mailboxes(
+        s,
+        tenant_id=p["tenant_id"],
+        app=AppRegistration.from_json(p["app"]),
+        secret=SecretRef.from_json(p["secret"]),
+        protocols=p["protocols"],
+        mailboxes=p["mailboxes"],
+    ),
+)
+activity(A.COMPENSATE, _compensate)
+activity(
+    A.NOTIFY_OUTCOME,
+    lambda s, p: steps.notify_outcome(
+        s, request=OnboardingRequest.from_json(p["request"]), result=OnboardingResult.from_json(p["result"])
+    ),
+)
+activity(A.POST_CALLBACK, lambda s, p: steps.post_callback(s, url=p["url"], result=p["result"]))
