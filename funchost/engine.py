@@ -525,11 +525,14 @@ class _Episode:
         for m in allocating:
             self.new_events.append(m.event)
             self._retry_step(m.event)
+        finished_groups: set[int] = set()
         for m in rest:
             self.new_events.append(m.event)
             group = self._group_for(m.event)
-            if group is not None:
-                self.retries = {k: g for k, g in self.retries.items() if g is not group}
+            if group is not None:  # a success, or the last timer after the last failure
+                finished_groups.add(id(group))
+        if finished_groups:
+            self.retries = {k: g for k, g in self.retries.items() if id(g) not in finished_groups}
         sdk_seconds = self._call_orchestrator()
         self._commit()
         return sdk_seconds
