@@ -248,3 +248,9 @@ def test_retry_failure_and_a_resuming_completion_in_one_episode(
     finally:
         host.stop()
     assert status["output"] == [10, "Hello next", "ok after 2"]
+
+
+def test_naive_datetime_timer_fails_as_in_azure(samples: LocalHost) -> None:
+    status = samples.wait_for(start(samples, "naive_timer"))
+    assert status["runtimeStatus"] == "Failed"
+    assert "offset-naive" in status["output"]

@@ -235,3 +235,11 @@ def race_retry(context: df.DurableOrchestrationContext):
     follow_up = yield context.call_activity("hello", "next")
     late = yield retried
     return [winner.result, follow_up, late]
+
+
+@app.orchestration_trigger(context_name="context")
+def naive_timer(context: df.DurableOrchestrationContext):
+    # A bug Azure catches: a naive datetime. It only surfaces when the host sends the timer settings.
+    naive = context.current_utc_datetime.replace(tzinfo=None) + timedelta(hours=1)
+    yield context.create_timer(naive)
+    return "unreachable"
