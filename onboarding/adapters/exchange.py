@@ -233,10 +233,27 @@ class ExchangeAdmin:
         return found[0] if found else None
 
     async def ensure_service_principal(
-        self, app_id: str, service_principal_id: str, display_name: str
+        self,
+        app_id: str,
+        service_principal_id: str,
+        display_name: str,
+        *,
+        app_object_id: str | None = None,
     ) -> None:
         """``New-ServicePrincipal`` unless Exchange already has it with the right object id. A stale
-        registration under another object id (a manual attempt with the app's object id) is replaced."""
+        registration under another object id (a manual attempt with the app's object id) is replaced.
+
+        Exchange answers "wasn't found in Azure Active Directory" both for a service principal that is
+        still replicating and for a wrong object id (the app registration's), so that answer is
+        retryable and its fix names both causes; pass ``app_object_id`` to catch the wrong-id mistake
+        for certain before anything is sent.
+        """
+        if app_object_id and app_object_id.lower() == service_principal_id.lower():
+            raise InvalidRequestError(
+                f"Object id {service_principal_id} is the app registration's, not its service principal's.",
+                fix=OBJECT_ID_FIX,
+                code="wrong_object_id",
+            )
         existing = await self._get_service_principal(app_id)
         if existing is not None:
             if str(existing.get("ObjectId", "")).lower() == service_principal_id.lower():
@@ -250,17 +267,12 @@ class ExchangeAdmin:
         except CmdletError as exc:
             if exc.already:
                 return
-            if "objectid" in exc.text.lower().replace(" ", "") or "object id" in exc.text.lower():
-                raise InvalidRequestError(
-                    f"Exchange Online refused object id {service_principal_id} for app {app_id}.",
-                    fix=OBJECT_ID_FIX,
-                    code="wrong_object_id",
-                ) from None
-            if exc.not_found:
-                # Exchange reads the service principal from Entra ID, which may not have replicated yet.
+            low = exc.text.lower()
+            if exc.not_found or "wasn't found" in low or "was not found" in low:
                 raise TransientError(
-                    f"Exchange Online does not see the service principal of app {app_id} yet.",
-                    fix="Usually resolves within minutes (directory replication).",
+                    f"Exchange Online cannot find service principal {service_principal_id} of app {app_id} "
+                    "in Entra ID: it is still replicating, or the id is not the service principal's.",
+                    fix=f"If it persists: {OBJECT_ID_FIX}",
                     code="replication",
                 ) from None
             raise

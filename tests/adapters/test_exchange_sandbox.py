@@ -10,7 +10,7 @@ import pytest
 
 from onboarding.adapters._retry import RetryPolicy
 from onboarding.adapters.exchange import ExchangeAdmin
-from onboarding.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from onboarding.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, TransientError
 from onboarding.settings import Settings
 from sandbox import Sandbox
 from tests.adapters.conftest import RecordingSleep
@@ -57,10 +57,44 @@ async def test_app_object_id_instead_of_service_principal_id_is_explained(
     app_id, _, _ = client_app
     app_object_id = next(a.id for a in sb.state.applications() if a.app_id == app_id)
     with pytest.raises(InvalidRequestError) as caught:
-        await exchange.ensure_service_principal(app_id, app_object_id, "Mail client")
+        await exchange.ensure_service_principal(
+            app_id, app_object_id, "Mail client", app_object_id=app_object_id
+        )
     assert caught.value.code == "wrong_object_id"
     assert "Enterprise applications" in caught.value.fix
+    # Without the app's object id to compare, Exchange's answer is ambiguous: retryable, fix included.
+    with pytest.raises(TransientError) as ambiguous:
+        await exchange.ensure_service_principal(app_id, app_object_id, "Mail client")
+    assert "Enterprise applications" in ambiguous.value.fix
     assert sb.state.exchange_service_principals() == []
+
+
+async def test_a_service_principal_still_replicating_is_retryable(
+    sb: Sandbox, settings: Settings, credential: Any, exchange: ExchangeAdmin
+) -> None:
+    from onboarding.adapters.graph import GraphDirectory
+    from onboarding.domain import EXCHANGE_ONLINE_APP_ID
+
+    graph = GraphDirectory(settings, credential)
+    resource = await graph.get_resource(EXCHANGE_ONLINE_APP_ID, ["IMAP.AccessAsApp"])
+    app = await graph.upsert_application(
+        unique_name="mail-onboarding-repl",
+        display_name="Mail client",
+        resource=resource,
+        resource_app_id=EXCHANGE_ONLINE_APP_ID,
+        role_values=["IMAP.AccessAsApp"],
+        redirect_uris=[],
+        notes="",
+        tags=[],
+    )
+    sb.faults.set_replication(service_principal_s=3600)
+    app_id, sp_id = app.app_id, await graph.ensure_service_principal(app.app_id)
+    await graph.close()
+    with pytest.raises(TransientError) as caught:
+        await exchange.ensure_service_principal(app_id, sp_id, "Mail client")
+    assert caught.value.code == "replication"
+    sb.faults.set_replication(service_principal_s=0)
+    await exchange.ensure_service_principal(app_id, sp_id, "Mail client")
 
 
 async def test_a_stale_registration_under_the_wrong_object_id_is_replaced(

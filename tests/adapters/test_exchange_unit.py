@@ -141,8 +141,11 @@ async def test_unknown_mailbox_is_not_found_and_unknown_principal_is_replication
 
 
 async def test_wrong_object_id_names_the_fix() -> None:
+    sent: list[str] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
         name = json.loads(request.content)["CmdletInput"]["CmdletName"]
+        sent.append(name)
         if name == "Get-ServicePrincipal":
             return exchange_error(
                 "The operation couldn't be performed because object 'x' couldn't be found on 'X'."
@@ -152,13 +155,16 @@ async def test_wrong_object_id_names_the_fix() -> None:
         )
 
     ex = admin(handler)
-    with pytest.raises(InvalidRequestError) as caught:
-        await ex.ensure_service_principal("app-1", "app-object-id", "Mail app")
-    assert caught.value.code == "wrong_object_id"
-    assert (
-        "service principal" in caught.value.fix
-        and "not the object id of the app registration" in caught.value.fix
-    )
+    # Exchange says the same for a wrong id and for one still replicating: retryable, both causes named.
+    with pytest.raises(TransientError) as caught:
+        await ex.ensure_service_principal("app-1", "some-object-id", "Mail app")
+    assert caught.value.code == "replication"
+    assert "not the object id of the app registration" in caught.value.fix
+    # Knowing the app's object id, the mistake is certain and nothing is sent.
+    sent.clear()
+    with pytest.raises(InvalidRequestError) as wrong:
+        await ex.ensure_service_principal("app-1", "app-object-id", "Mail app", app_object_id="app-object-id")
+    assert wrong.value.code == "wrong_object_id" and sent == []
     await ex.close()
 
 
