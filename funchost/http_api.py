@@ -134,6 +134,19 @@ async def _body_text(request: web.Request) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+async def _event_text(request: web.Request) -> str | None:
+    """Event data exactly as the extension stores it: the request's JSON, re-serialised compactly.
+
+    The Python client posts `json=json.dumps(data)`, a JSON string, so the orchestrator receives the
+    JSON *text* of the data (a str), not the data itself; a string payload arrives with its quotes.
+    That is how Azure behaves too (azure-functions-durable-python#295), so it is kept here.
+    """
+    raw = await request.text()
+    if not raw:
+        return None
+    return json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False)
+
+
 def durable_routes(host: LocalHost, prefix: str, guard: Callable[[web.Request], bool]) -> list[web.RouteDef]:
     """The Durable Functions HTTP API the SDK's DurableOrchestrationClient calls."""
     engine = host.engine
@@ -184,9 +197,13 @@ def durable_routes(host: LocalHost, prefix: str, guard: Callable[[web.Request], 
         return _json(200, found)
 
     async def raise_event(request: web.Request) -> web.StreamResponse:
-        outcome = engine.raise_event(
-            request.match_info["instance_id"], request.match_info["event"], await _body_text(request)
-        )
+        if request.content_type != "application/json":
+            return _json(400, {"Message": "Only application/json request content is supported"})
+        try:
+            data = await _event_text(request)
+        except ValueError:
+            return _json(400, {"Message": "Invalid JSON content"})
+        outcome = engine.raise_event(request.match_info["instance_id"], request.match_info["event"], data)
         return web.Response(status={"ok": 202, "gone": 410, "missing": 404}[outcome])
 
     async def terminate(request: web.Request) -> web.StreamResponse:

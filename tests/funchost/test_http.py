@@ -49,7 +49,9 @@ def test_event_and_status_through_http_triggers(samples: LocalHost) -> None:
     assert raised.status_code == 202
     samples.wait_for(instance_id)
     status = httpx.get(f"{samples.base_url}/api/instances/{instance_id}", headers=key).json()
-    assert status == {"status": "Completed", "output": {"ok": 1}, "custom": None}
+    # As in Azure (azure-functions-durable-python#295): data raised through the Python client reaches
+    # the orchestrator as its JSON text, because the client JSON-encodes it twice.
+    assert status == {"status": "Completed", "output": '{"ok": 1}', "custom": None}
     assert httpx.get(f"{samples.base_url}/api/instances/nope", headers=key).status_code == 404
 
 
@@ -96,3 +98,17 @@ def test_raise_event_to_a_finished_instance_is_refused(samples: LocalHost) -> No
         assert "is gone" in str(error)
     else:
         raise AssertionError("raise_event to a completed instance must fail")
+
+
+def test_check_status_links_raise_events_and_terminate(samples: LocalHost) -> None:
+    key = {"x-functions-key": samples.function_key}
+    first = httpx.post(f"{samples.base_url}/api/orchestrators/waiter", headers=key).json()
+    raised = httpx.post(first["sendEventPostUri"].replace("{eventName}", "Go"), json={"via": "link"})
+    assert raised.status_code == 202
+    assert samples.wait_for(first["id"])["output"] == {"via": "link"}  # a plain JSON body arrives as data
+    assert httpx.post(first["sendEventPostUri"].replace("{eventName}", "Go"), json=1).status_code == 410
+
+    second = httpx.post(f"{samples.base_url}/api/orchestrators/waiter", headers=key).json()
+    assert httpx.post(second["terminatePostUri"].replace("{text}", "enough")).status_code == 202
+    assert samples.wait_for(second["id"])["runtimeStatus"] == "Terminated"
+    assert httpx.delete(second["purgeHistoryDeleteUri"]).json() == {"instancesDeleted": 1}
