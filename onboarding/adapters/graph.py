@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +32,6 @@ from onboarding.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APP_PERMISSION = "Application.ReadWrite.OwnedBy"
@@ -157,7 +155,10 @@ class GraphDirectory:
         )
         http = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(base_url=base_url, timeout=timeout),
-            options={RetryHandlerOption.get_key(): RetryHandlerOption(0, 0, False)},
+            # The SDK's retries off for every request (see the module docstring); ours are in _call.
+            options={
+                RetryHandlerOption.get_key(): RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
+            },
         )
         self._http = http
         adapter = GraphRequestAdapter(auth, client=http)
