@@ -296,13 +296,19 @@ class LocalHost:
         log.info("Executing 'Functions.%s' (instance=%s)", name, instance_id)
         try:
             if activity is None:
-                raise LookupError(f"The activity function '{name}' doesn't exist.")
+                # The extension's wording (TaskNonexistentActivityShim).
+                failure = (
+                    f"Activity function '{name}' failed: Activity function '{name}' does not exist.",
+                    "",
+                )
+                raise LookupError(name)
             value = ActivityTriggerConverter.decode(meta.Datum(input_text, "json"), trigger_metadata=None)
             result = await invoke(self, activity.fn, name, {activity.input_param: value})
             result_text = ActivityTriggerConverter.encode(result, expected_type=None).value
             log.info("Executed 'Functions.%s' (instance=%s, Succeeded)", name, instance_id)
         except Exception as exc:
-            failure = (f"Activity function '{name}' failed: {type(exc).__name__}: {exc}", "")
+            # TaskActivityShim's Reason: "Activity function 'NAME' failed: <the worker's exception>".
+            failure = failure or (f"Activity function '{name}' failed: {type(exc).__name__}: {exc}", "")
             log.info("Executed 'Functions.%s' (instance=%s, Failed)", name, instance_id)
         try:
             await loop.run_in_executor(self.io_pool, self.engine.complete_work, work_id, result_text, failure)
