@@ -132,7 +132,11 @@ activity(
 activity(
     A.REGISTER_IN_EXCHANGE,
     lambda s, p: steps.register_in_exchange(
-        s, app_id=p["app_id"], service_principal_id=p["service_principal_id"], display_name=p["display_name"]
+        s,
+        app_id=p["app_id"],
+        service_principal_id=p["service_principal_id"],
+        app_object_id=p["app_object_id"],
+        display_name=p["display_name"],
     ),
 )
 activity(

@@ -215,9 +215,23 @@ async def check_app_roles(
 
 
 async def register_in_exchange(
-    svc: Services, *, app_id: str, service_principal_id: str, display_name: str
-) -> None:
-    await svc.exchange.ensure_service_principal(app_id, service_principal_id, display_name)
+    svc: Services, *, app_id: str, service_principal_id: str, app_object_id: str, display_name: str
+) -> dict[str, str]:
+    """New-ServicePrincipal with the enterprise app's object id. Exchange reads Entra through its own
+    replica, so a principal made minutes ago may not be found yet: that is a wait, not a failure."""
+    try:
+        await svc.exchange.ensure_service_principal(
+            app_id, service_principal_id, display_name, app_object_id=app_object_id
+        )
+    except TransientError as exc:
+        if exc.code != "replication":
+            raise
+        return {
+            "pending": "Exchange Online does not see the app's service principal yet (directory replication).",
+            "fix": exc.fix
+            or "Usually resolves within minutes; check that the service principal exists in Entra ID.",
+        }
+    return {"registered": service_principal_id}
 
 
 async def bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable[Any]]) -> list[Any]:

@@ -7,6 +7,7 @@ Deterministic by construction: time comes from ``context.current_utc_datetime``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -328,16 +329,19 @@ class Onboarding:
 
     def register_in_exchange(self) -> Steps:
         assert self.app is not None
-        yield from self.run_step(
+        self.exchange_registered = True  # from the first attempt on: removing it later is idempotent
+        yield from self.poll(
             "exchange_registration",
             A.REGISTER_IN_EXCHANGE,
             {
                 "app_id": self.app.app_id,
                 "service_principal_id": self.app.service_principal_id,
+                "app_object_id": self.app.object_id,
                 "display_name": self.request.display_name,
             },
+            kind="directory_replication",
+            limit=timedelta(hours=1),
         )
-        self.exchange_registered = True
 
     def mailboxes(self) -> Steps:
         """Grant and verify in batches, each its own sub-orchestration, so no history grows with N."""
@@ -443,7 +447,11 @@ class Onboarding:
 
 
 def _decision(payload: Any) -> DecisionEvent | None:
+    """The Durable extension hands ``raise_event`` data over as the JSON text the client posted
+    (azure-functions-durable-python#295), so a payload may arrive as a string of JSON."""
     try:
+        if isinstance(payload, str):
+            payload = json.loads(payload)
         return DecisionEvent.from_json(payload if isinstance(payload, dict) else {})
     except (KeyError, ValueError, TypeError):
         return None
