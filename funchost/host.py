@@ -153,6 +153,11 @@ class LocalHost:
         for runner in (self._runner, self._rpc_runner):
             if runner:
                 await runner.cleanup()
+        # The SDK's durable client keeps one aiohttp session per process, bound to this loop; the
+        # worker never closes it (process exit does), but a host stopping inside a live process should.
+        from azure.durable_functions.models.utils import http_utils
+
+        await http_utils._close_session()
 
     # ------------------------------------------------------------------ auth
     def authorized(self, request: web.Request, level: str) -> bool:
