@@ -1,0 +1,1 @@
+"""Scale benchmarks: `python -m bench` (see bench/__main__.py)."""

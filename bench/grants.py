@@ -1,0 +1,156 @@
+"""Benchmarks 1 and 2: one onboarding of many mailboxes against a throttled Exchange stand-in.
+
+The sandbox's Exchange is limited as Exchange Online limits an app (per caller: 10 concurrent calls,
+100 calls per second, HTTP 429 with Retry-After otherwise) and adds 50 ms to every call. The grant
+phase is read from the request log: from the start of the first successful Add-MailboxPermission to
+the end of the last. The same run gives the history and replay figures (benchmark 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.rig import GRANT, Call, Recorder, mailbox_names, rig
+from sandbox import Sandbox
+
+CONCURRENCY_LIMIT = 10
+RATE_LIMIT = 100.0  # requests per second per caller
+EXCHANGE_LATENCY_MS = 50
+RETRY_AFTER_S = 1.0
+
+
+def throttle(sandbox: Sandbox) -> None:
+    sandbox.faults.throttle_exchange(
+        max_concurrency=CONCURRENCY_LIMIT, requests_per_second=RATE_LIMIT, retry_after=RETRY_AFTER_S
+    )
+    sandbox.faults["exchange"].configure(latency_ms=EXCHANGE_LATENCY_MS)
+
+
+@dataclass
+class GrantRun:
+    mailboxes: int
+    grant_seconds: float
+    rate: float
+    throttled: int
+    lost: int
+    duplicated: int
+    results_recorded: int
+    results_unique: int
+    outcome: str
+    total_seconds: float
+    parent_history: int
+    longest_episode_s: float
+    longest_episode_sdk_s: float
+    longest_episode_instance: str
+    episodes: int
+    timeline: list[tuple[float, float, int]] = field(default_factory=list)  # (start, end, status) exchange
+
+    @property
+    def allowed_seconds(self) -> float:
+        return self.mailboxes / RATE_LIMIT
+
+    @property
+    def time_ratio(self) -> float:
+        return self.grant_seconds / self.allowed_seconds
+
+
+def grant_window(calls: list[Call]) -> tuple[float, float, int]:
+    grants = [c for c in calls if c.cmdlet == GRANT]
+    if not grants:
+        raise RuntimeError("no Add-MailboxPermission reached the sandbox")
+    return min(c.start for c in grants), max(c.end for c in grants), len(grants)
+
+
+def run_onboarding(workdir: Path, count: int, extra_env: dict[str, str] | None = None) -> GrantRun:
+    boxes = mailbox_names(count)
+    with rig(workdir, mailboxes=boxes, configure=throttle, extra_env=extra_env) as r:
+        began = time.perf_counter()
+        instance = r.submit(boxes)
+        r.consent_all(1)
+        output = r.wait(instance, timeout=3600)
+        total = time.perf_counter() - began
+        return _summarise(r.sandbox, r.recorder, instance, boxes, output, total)
+
+
+def _summarise(
+    sandbox: Sandbox,
+    recorder: Recorder,
+    instance: str,
+    boxes: list[str],
+    output: dict[str, Any],
+    total: float,
+) -> GrantRun:
+    first, last, _ = grant_window(recorder.calls)
+    sp_id = (output.get("app") or {}).get("servicePrincipalId") or (output.get("app") or {}).get(
+        "service_principal_id"
+    )
+    held = Counter((p.mailbox, p.user) for p in sandbox.state.mailbox_permissions() if p.user == sp_id)
+    wanted = {(b.lower(), sp_id) for b in boxes}
+    lost = len(wanted - set(held))
+    duplicated = sum(n - 1 for n in held.values() if n > 1) + len(set(held) - wanted)
+    results = output.get("mailboxes") or []
+    recorded = [item.get("mailbox", "").lower() for item in results]
+    exchange = [c for c in recorder.calls if c.service == "exchange" and c.end >= first - 1]
+    parent = [s for i, _, s in recorder.episodes if i == instance]
+    longest = max(recorder.episodes, key=lambda e: e[2].total_seconds)
+    return GrantRun(
+        mailboxes=len(boxes),
+        grant_seconds=last - first,
+        rate=len(boxes) / (last - first),
+        throttled=sum(1 for c in exchange if c.status == 429),
+        lost=lost,
+        duplicated=duplicated,
+        results_recorded=len(recorded),
+        results_unique=len(set(recorded) & {b.lower() for b in boxes}),
+        outcome=str(output.get("outcome", output.get("status"))),
+        total_seconds=total,
+        parent_history=max(s.history_len for s in parent),
+        longest_episode_s=longest[2].total_seconds,
+        longest_episode_sdk_s=longest[2].sdk_seconds,
+        longest_episode_instance=longest[1],
+        episodes=len(recorder.episodes),
+        timeline=[(c.start - first, c.end - first, c.status) for c in exchange],
+    )
+
+
+@dataclass
+class ManualRun:
+    mailboxes: int
+    seconds: float
+    rate: float
+
+
+def run_manual(workdir: Path, count: int) -> ManualRun:
+    """The manual procedure's way: one Add-MailboxPermission after the other (a PowerShell loop), through
+    the same adapter and against the same throttled stand-in."""
+    boxes = mailbox_names(count, prefix="manual")
+    with rig(workdir, mailboxes=boxes, configure=throttle) as r:
+        state = r.sandbox.state
+        app_id, sp_id, _ = r.sandbox.create_client_app("Manual mail connector", roles=["IMAP.AccessAsApp"])
+        state.add_exchange_sp(app_id, sp_id, "Manual mail connector")
+        asyncio.run(_grant_one_by_one(boxes, sp_id))
+        first, last, done = grant_window(r.recorder.calls)
+        if done < count:
+            raise RuntimeError(f"the manual loop granted {done} of {count}")
+        return ManualRun(count, last - first, count / (last - first))
+
+
+async def _grant_one_by_one(boxes: list[str], sp_id: str) -> None:
+    from onboarding.adapters.exchange import ExchangeAdmin
+    from onboarding.adapters.identity import function_credential
+    from onboarding.settings import Settings
+
+    settings = Settings.from_env()
+    credential = function_credential(settings)
+    exchange = ExchangeAdmin(settings, credential, max_concurrency=1)
+    try:
+        for box in boxes:
+            await exchange.grant_full_access(box, sp_id)
+    finally:
+        await exchange.close()
+        await credential.close()
