@@ -8,6 +8,7 @@ client secret goes from Graph straight into Key Vault and only a ``SecretRef`` c
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Self
@@ -186,6 +187,20 @@ class DecisionEvent(_Json):
     nonce: str  # the wait this decision answers; stale decisions are ignored
     error: str | None = None  # Entra's error code on decline, e.g. access_denied
     error_description: str | None = None
+
+    @classmethod
+    def from_event(cls, payload: Any) -> Self | None:
+        """Decode an external event's payload; None when it is not a decision.
+
+        The Durable extension hands ``raise_event`` data to the orchestrator as the JSON text the
+        client posted (azure-functions-durable-python#295), so the payload may be a string of JSON.
+        """
+        try:
+            if isinstance(payload, str):
+                payload = json.loads(payload)
+            return cls.from_json(payload) if isinstance(payload, dict) else None
+        except (KeyError, ValueError, TypeError):
+            return None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:

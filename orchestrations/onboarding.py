@@ -7,7 +7,6 @@ Deterministic by construction: time comes from ``context.current_utc_datetime``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -289,7 +288,7 @@ class Onboarding:
             if winner is cancel_wait:
                 self.waiting = None
                 raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
-            event = _decision(decision_wait.result)
+            event = DecisionEvent.from_event(decision_wait.result)
             if event is None or not plan.accepts(event, nonce=nonce, mode=mode):
                 continue  # a stale or malformed decision changes nothing; keep waiting
             self.waiting = None
@@ -444,17 +443,6 @@ class Onboarding:
                 notes.append("The completion callback could not be delivered.")
         self.mark("finish", StepState.DONE, " ".join(notes))
         return summary
-
-
-def _decision(payload: Any) -> DecisionEvent | None:
-    """The Durable extension hands ``raise_event`` data over as the JSON text the client posted
-    (azure-functions-durable-python#295), so a payload may arrive as a string of JSON."""
-    try:
-        if isinstance(payload, str):
-            payload = json.loads(payload)
-        return DecisionEvent.from_json(payload if isinstance(payload, dict) else {})
-    except (KeyError, ValueError, TypeError):
-        return None
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)

@@ -42,3 +42,11 @@ def test_outcome_is_success_only_when_every_mailbox_is_verified():
     assert plan.outcome_for([verified]) is Outcome.SUCCEEDED
     assert plan.outcome_for([verified, missing]) is Outcome.PARTIAL
     assert plan.count_states([verified, missing, verified]) == {"verified": 2, "not_found": 1}
+
+
+def test_decision_events_decode_from_json_text_as_the_extension_delivers_them():
+    sent = DecisionEvent(Decision.APPROVED, nonce="n1")
+    assert DecisionEvent.from_event(sent.to_json()) == sent
+    assert DecisionEvent.from_event('{"decision": "approved", "nonce": "n1"}') == sent
+    for junk in ("not json", '"a string"', '{"decision": "maybe", "nonce": "n"}', None, 42):
+        assert DecisionEvent.from_event(junk) is None

@@ -70,8 +70,8 @@ def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[An
                 ),
                 compensation=(f"App registration {app_id} deleted.",),
             ).to_json()
-        event = DecisionEvent.from_json(decision.result)
-        if event.nonce != nonce:
+        event = DecisionEvent.from_event(decision.result)
+        if event is None or event.nonce != nonce:
             continue
         if event.decision in (Decision.CONSENTED, Decision.APPROVED):
             return OnboardingResult(
