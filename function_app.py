@@ -7,9 +7,10 @@ from activities import blueprint as activities
 from endpoints import blueprint as endpoints
 from onboarding import redaction
 from orchestrations import blueprint as orchestrations
+from schedules import blueprint as schedules
 
 redaction.install()  # before any function runs: no token or secret reaches a log line
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (endpoints, orchestrations, activities):
+for blueprint in (endpoints, orchestrations, activities, schedules):
     app.register_functions(blueprint)

@@ -105,3 +105,19 @@ def outcome(request: OnboardingRequest, result: OnboardingResult) -> Email:
         items = "".join(f"<li>{escape(line)}</li>" for line in result.compensation)
         parts.append(f"<ul>{items}</ul>")
     return Email(subject, _page(subject, "".join(parts)))
+
+
+def secret_expiring(
+    request: OnboardingRequest, *, app_id: str, name: str, expires_on: datetime, days_left: int
+) -> Email:
+    when = expires_on.strftime("%Y-%m-%d")
+    subject = f"Client secret of {request.display_name} expires {'today' if days_left == 0 else f'in {days_left} days'}"
+    body = (
+        f"<p>The client secret of <b>{escape(request.display_name)}</b> (application id "
+        f"{escape(app_id)}) expires on {escape(when)}. After that the mail product can no longer get "
+        "tokens (AADSTS7000222) and stops reading the mailboxes.</p>"
+        f"<p>The secret is in Key Vault as <code>{escape(name)}</code>. To rotate it, submit the onboarding "
+        "again with a new idempotency key, or add a new client secret to the app and update the vault.</p>"
+        f"{_summary(request, app_id)}"
+    )
+    return Email(subject, _page(subject, body))

@@ -68,6 +68,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("POLL_INITIAL_SECONDS", "First wait when polling for replication or propagation.", "10"),
     SettingSpec("POLL_MAX_SECONDS", "Longest wait between two polls.", "600"),
+    SettingSpec(
+        "CREDENTIAL_EXPIRY_WARNING_DAYS",
+        "Warn the admins this many days before a client secret expires.",
+        "30",
+    ),
     SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),
     SettingSpec(
         "CALLBACK_ALLOW_PRIVATE_NETWORKS",
@@ -111,6 +116,7 @@ class Settings:
     poll_initial_seconds: int = 10
     poll_max_seconds: int = 600
     activity_retry_seconds: int = 15
+    credential_expiry_warning_days: int = 30
     callback_allow_private_networks: bool = False
 
     def workflow_options(self) -> WorkflowOptions:
@@ -207,6 +213,7 @@ class Settings:
             poll_initial_seconds=integer("POLL_INITIAL_SECONDS", 1, 3600),
             poll_max_seconds=integer("POLL_MAX_SECONDS", 1, 6 * 3600),
             activity_retry_seconds=integer("ACTIVITY_RETRY_SECONDS", 1, 3600),
+            credential_expiry_warning_days=integer("CREDENTIAL_EXPIRY_WARNING_DAYS", 1, 365),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
         )
         if settings.link_signing_key.startswith(b"@Microsoft.KeyVault("):

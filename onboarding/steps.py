@@ -26,9 +26,9 @@ from onboarding.domain import (
     vault_secret_name,
 )
 from onboarding.errors import NotFoundError, OnboardingError, TransientError
+from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
 from onboarding.services import Services
 
-CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
 T = TypeVar("T")
 
 

@@ -37,6 +37,14 @@ class StoredSecret:
     expires_on: datetime | None
 
 
+@dataclass(frozen=True)
+class SecretInfo:
+    name: str
+    expires_on: datetime | None
+    tags: dict[str, str]
+    content_type: str | None
+
+
 def _is_private_host(host: str) -> bool:
     """A loopback or IP-literal vault (the sandbox) cannot match the challenge's resource domain."""
     if host == "localhost":
@@ -162,6 +170,21 @@ class CredentialVault:
             tags=dict(secret.properties.tags or {}),
             expires_on=secret.properties.expires_on,
         )
+
+    async def list_secrets(self) -> list[SecretInfo]:
+        """Every current secret's properties (never a value): name, expiry, tags, content type."""
+        try:
+            return [
+                SecretInfo(
+                    name=str(p.name),
+                    expires_on=p.expires_on,
+                    tags=dict(p.tags or {}),
+                    content_type=p.content_type,
+                )
+                async for p in self._client.list_properties_of_secrets()
+            ]
+        except Exception as exc:
+            raise vault_error(exc, "list secrets") from None
 
     async def delete(self, name: str) -> None:
         """Soft delete (recoverable while the vault's retention lasts); already gone counts as done."""

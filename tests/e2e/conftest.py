@@ -142,7 +142,10 @@ class Tenant:
         return admin
 
     def consent(self, *, accept: bool = True) -> Admin:
-        admin = self.admin_opens("consent-link")
+        return self.consent_from(self.mails_to_admin()[0], accept=accept)
+
+    def consent_from(self, mail: Any, *, accept: bool = True) -> Admin:
+        admin = self.admin_opens("consent-link", mail)
         admin.press("accept" if accept else "cancel")
         admin.press("confirm")
         return admin
