@@ -242,3 +242,30 @@ def _is_https_or_loopback(url: str) -> bool:
 def load_settings() -> Settings:
     """The process's settings, read once on first use (not at import: cold start stays cheap)."""
     return Settings.from_env()
+
+
+def settings_table() -> str:
+    """The settings reference in docs/settings.md (``python -m onboarding.settings`` prints it)."""
+    lines = [
+        "# Settings",
+        "",
+        "Every app setting the function app reads (`onboarding/settings.py`; `infra/main.bicep` sets each).",
+        "Endpoint defaults come from the `AZURE_CLOUD` preset in `onboarding/clouds.json`.",
+        "",
+        "| setting | default | meaning |",
+        "|---|---|---|",
+    ]
+    for spec in SETTINGS:
+        default = (
+            "required"
+            if spec.required
+            else (f"`{spec.default}`" if spec.default else "from the cloud preset")
+        )
+        if spec.secret:
+            default += ", a Key Vault reference"
+        lines.append(f"| `{spec.name}` | {default} | {spec.description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -70,3 +70,11 @@ def test_an_unresolved_key_vault_reference_is_never_used_as_the_signing_key():
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({**BASE, "LINK_SIGNING_KEY": reference})
     assert "did not resolve" in str(caught.value)
+
+
+def test_the_settings_reference_in_the_docs_is_current():
+    from onboarding.settings import settings_table
+
+    assert Path("docs/settings.md").read_text(encoding="utf-8") == settings_table(), (
+        "regenerate with: .venv/bin/python -m onboarding.settings > docs/settings.md"
+    )
