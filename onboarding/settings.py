@@ -256,10 +256,11 @@ def settings_table() -> str:
         "|---|---|---|",
     ]
     for spec in SETTINGS:
+        preset = any(spec.name in cloud for cloud in _clouds().values())
         default = (
             "required"
             if spec.required
-            else (f"`{spec.default}`" if spec.default else "from the cloud preset")
+            else (f"`{spec.default}`" if spec.default else "from the cloud preset" if preset else "optional")
         )
         if spec.secret:
             default += ", a Key Vault reference"
