@@ -138,10 +138,10 @@ class Onboarding:
     def call(self, step: str, name: str, payload: dict[str, Any]) -> Steps:
         return (yield from call(self.context, step, name, payload, self.retry))
 
-    def run_step(self, step: str, name: str, payload: dict[str, Any], done: str = "") -> Steps:
+    def run_step(self, step: str, name: str, payload: dict[str, Any]) -> Steps:
         self.mark(step, StepState.RUNNING)
         result = yield from self.call(step, name, payload)
-        self.mark(step, StepState.DONE, done)
+        self.mark(step, StepState.DONE)
         return result
 
     # -- waiting -------------------------------------------------------------------------------
@@ -185,13 +185,7 @@ class Onboarding:
     # -- the procedure ---------------------------------------------------------------------------
     def run(self) -> Steps:
         try:
-            resource = ExchangeResource.from_json(
-                (
-                    yield from self.run_step(
-                        "resolve_exchange", A.RESOLVE_EXCHANGE, {"roles": list(self.request.app_roles)}
-                    )
-                )
-            )
+            resource = yield from self.resolve_exchange()
             yield from self.register_app(resource)
             yield from self.create_secret()
             yield from self.obtain_consent(resource)
@@ -209,6 +203,11 @@ class Onboarding:
             undone = yield from self.compensate()
             error = StepError(step=step, message=stop.detail, code=stop.outcome.value)
             return (yield from self.finish(stop.outcome, error=error, compensation=undone))
+
+    def resolve_exchange(self) -> Steps:
+        roles = {"roles": list(self.request.app_roles)}
+        resource = yield from self.run_step("resolve_exchange", A.RESOLVE_EXCHANGE, roles)
+        return ExchangeResource.from_json(resource)
 
     def register_app(self, resource: ExchangeResource) -> Steps:
         app = yield from self.run_step(
