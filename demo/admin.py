@@ -4,6 +4,7 @@ link, and submits the page's form as a browser would (the browser test does the 
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin
@@ -48,7 +49,9 @@ class Admin:
     """Follows links and presses buttons; every page it lands on is kept in ``pages``."""
 
     def __init__(self, ca_file: str) -> None:
-        self.http = httpx.Client(verify=ca_file, follow_redirects=False, timeout=30)
+        self.http = httpx.Client(
+            verify=ssl.create_default_context(cafile=ca_file), follow_redirects=False, timeout=30
+        )
         self.pages: list[tuple[str, int, str]] = []
 
     def close(self) -> None:
