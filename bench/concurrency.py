@@ -28,6 +28,7 @@ class ConcurrencyRun:
     exchange_requests: int
     exchange_throttled: int
     exchange_rate: float  # answered (not 429) Exchange calls per second while Exchange was in use
+    refused_early: int  # consent clicks refused with 410 before the orchestration recorded its wait
 
     @property
     def exchange_share(self) -> float:
@@ -78,4 +79,5 @@ def run(workdir: Path, onboardings: int = 100, each: int = 20) -> ConcurrencyRun
             exchange_requests=len(exchange),
             exchange_throttled=len(exchange) - len(answered),
             exchange_rate=len(answered) / span,
+            refused_early=r.refused_early,
         )
