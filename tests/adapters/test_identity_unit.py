@@ -59,13 +59,13 @@ class StaticCredential:
 
 async def test_claims_are_read_without_verifying_and_the_token_is_not_in_repr() -> None:
     token = jwt.encode(
-        {"aud": "https://outlook.office365.com", "roles": ["IMAP.AccessAsApp"], "appid": "app", "oid": "sp"},
+        {"aud": "https://exchange.example.test", "roles": ["IMAP.AccessAsApp"], "appid": "app", "oid": "sp"},
         "any-key-the-resource-verifies-not-us",
         algorithm="HS256",
     )
-    info = await acquire_token(StaticCredential(token), "https://outlook.office365.com/.default")  # type: ignore[arg-type]
+    info = await acquire_token(StaticCredential(token), "https://exchange.example.test/.default")  # type: ignore[arg-type]
     assert (info.audience, info.roles, info.app_id, info.object_id) == (
-        "https://outlook.office365.com",
+        "https://exchange.example.test",
         ("IMAP.AccessAsApp",),
         "app",
         "sp",

@@ -21,6 +21,7 @@ import yaml
 from tests.infra.conftest import INFRA, INFRA_PYTHON, ROOT, Bicep
 
 HOOKS = ROOT / "scripts" / "azd"
+PUBLIC_CLOUD = json.loads((ROOT / "onboarding" / "clouds.json").read_text())["AzurePublicCloud"]
 GRAPH = "00000003-0000-0000-c000-000000000000"
 EXCHANGE = "00000002-0000-0ff1-ce00-000000000000"
 EXCHANGE_ADMIN = "29232cdf-9323-42fd-ade2-1d097af3e4de"
@@ -99,7 +100,7 @@ class Hooks:
             shim.write_text(f'#!/bin/sh\nFAKE_PROGRAM={program} exec "{INFRA_PYTHON}" "{fake}" "$@"\n')
             shim.chmod(0o755)
         self.state: dict[str, Any] = {
-            "graph": "https://graph.microsoft.com/",
+            "graph": PUBLIC_CLOUD["GRAPH_ENDPOINT"] + "/",
             "servicePrincipals": {
                 GRAPH: _service_principal(
                     GRAPH,
