@@ -9,9 +9,10 @@ import pytest
 
 from onboarding.settings import load_settings
 from sandbox.pytest_plugin import sandbox, sandbox_config, sandbox_env
+from tests.e2e.conftest import tenant_factory
 from tests.trust.receiver import CallbackReceiver
 
-__all__ = ["sandbox", "sandbox_config", "sandbox_env"]
+__all__ = ["sandbox", "sandbox_config", "sandbox_env", "tenant_factory"]
 
 
 @pytest.fixture

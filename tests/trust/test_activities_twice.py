@@ -131,6 +131,7 @@ async def test_every_activity_twice_leaves_the_tenant_as_once(
         {
             "app_id": app["app_id"],
             "service_principal_id": app["service_principal_id"],
+            "app_object_id": app["object_id"],
             "display_name": req.display_name,
         },
     )
@@ -226,7 +227,12 @@ async def test_compensation_twice_removes_everything_once(
         }
     )
     await functions[A.REGISTER_IN_EXCHANGE](
-        {"app_id": app["app_id"], "service_principal_id": app["service_principal_id"], "display_name": "x"}
+        {
+            "app_id": app["app_id"],
+            "service_principal_id": app["service_principal_id"],
+            "app_object_id": app["object_id"],
+            "display_name": "x",
+        }
     )
     done = await twice(
         A.COMPENSATE, {"onboarding_id": ONBOARDING_ID, "app": app, "exchange_registered": True}
