@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sandbox import Sandbox
 from sandbox.state import RequestLogEntry
 from tests.trust.lanes import Lane
@@ -87,6 +89,7 @@ def inject(sandbox: Sandbox, seed: int) -> None:
         )
 
 
+@pytest.mark.timeout(600)  # about 100 s alone; a loaded CI machine may take longer
 def test_fifty_onboardings_complete_under_twenty_percent_faults(tmp_path: Path) -> None:
     seed = seed_from_env()
     print(f"\ntrust faults seed: TRUST_SEED={seed}")

@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.trust.lanes import Lane
 
 KILLS_PER_LANE = 26  # two lanes: at least 52 kill points
@@ -47,6 +49,7 @@ def run_lane(lane: Lane, rng: random.Random, report: dict[str, Any]) -> None:
     }
 
 
+@pytest.mark.timeout(600)  # about 100 s alone; a loaded CI machine may take longer
 def test_onboardings_survive_sigkill_at_random_moments(tmp_path: Path) -> None:
     seed = seed_from_env()
     print(f"\ntrust SIGKILL seed: TRUST_SEED={seed}")
