@@ -259,3 +259,15 @@ class Lane:
         assert len(state.mailbox_permissions()) == succeeded * len(self.mailboxes)
         app_sps = [sp for sp in state.service_principals() if sp.app_id in {a.app_id for a in apps}]
         assert len(app_sps) == succeeded
+
+
+def close_all(lanes: list[Lane]) -> None:
+    """Close every lane even if one's checks fail, then raise the first failure."""
+    failures: list[BaseException] = []
+    for lane in lanes:
+        try:
+            lane.close()
+        except BaseException as exc:  # keep closing the others: no Dovecot or host left behind
+            failures.append(exc)
+    if failures:
+        raise failures[0]

@@ -19,7 +19,7 @@ import pytest
 
 from sandbox import Sandbox
 from sandbox.state import RequestLogEntry
-from tests.trust.lanes import Lane
+from tests.trust.lanes import Lane, close_all
 from tests.trust.test_sigkill import seed_from_env
 
 LANES = 10
@@ -148,5 +148,4 @@ def test_fifty_onboardings_complete_under_twenty_percent_faults(tmp_path: Path) 
         assert all(faults[s] > 0 for s in FAULTY), faults
         assert checked > 0
     finally:
-        for lane in lanes:
-            lane.close()
+        close_all(lanes)

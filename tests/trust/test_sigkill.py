@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.trust.lanes import Lane
+from tests.trust.lanes import Lane, close_all
 
 KILLS_PER_LANE = 26  # two lanes: at least 52 kill points
 KILLS_PER_ONBOARDING = 7
@@ -70,8 +70,7 @@ def test_onboardings_survive_sigkill_at_random_moments(tmp_path: Path) -> None:
         for t in threads:
             t.join()
     finally:
-        for lane in lanes:
-            lane.close()
+        close_all(lanes)
     if errors:
         raise AssertionError(f"seed {seed}: {errors[0]!r}") from errors[0]
     print(f"trust SIGKILL figures (seed {seed}): {report}")
