@@ -350,18 +350,49 @@ async def verify_mailboxes(
 async def compensate(
     svc: Services, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
 ) -> list[str]:
-    """Undo an onboarding that will not complete. Each part is idempotent; returns what was undone."""
-    done = []
-    if app is not None and exchange_registered:
-        await svc.exchange.remove_service_principal(app.app_id)
-        done.append(f"Removed the Exchange Online service principal of app {app.app_id}.")
+    """Undo an onboarding that will not complete, and say what was undone or is left for an admin.
+
+    Each part is idempotent and tried on its own: the missing permission that failed the onboarding
+    often refuses one part (e.g. Remove-ServicePrincipal without Exchange.ManageAsApp), and that must
+    not keep the others (the vault secret, the app with its live credential) in place. A transient
+    failure is raised, so Durable retries the whole, idempotent compensation.
+    """
     name = vault_secret_name(onboarding_id)
-    await svc.vault.delete(name)
-    done.append(f"Deleted Key Vault secret {name} (recoverable while the vault's soft delete lasts).")
+    parts: list[tuple[Callable[[], Awaitable[None]], str, str]] = []
+    if app is not None and exchange_registered:
+        parts.append(
+            (
+                lambda: svc.exchange.remove_service_principal(app.app_id),
+                f"Removed the Exchange Online service principal of app {app.app_id}.",
+                f"Remove it with: Remove-ServicePrincipal -Identity {app.app_id}",
+            )
+        )
+    parts.append(
+        (
+            lambda: svc.vault.delete(name),
+            f"Deleted Key Vault secret {name} (recoverable while the vault's soft delete lasts).",
+            f"Delete the Key Vault secret {name} in the vault.",
+        )
+    )
     if app is not None:
-        await svc.graph.delete_application(app.object_id)
-        done.append(f"Deleted app registration {app.app_id} (restorable for 30 days in Entra ID).")
-    return done
+        parts.append(
+            (
+                lambda: svc.graph.delete_application(app.object_id),
+                f"Deleted app registration {app.app_id} (restorable for 30 days in Entra ID).",
+                f"Delete app registration {app.app_id} in Entra ID (App registrations).",
+            )
+        )
+    report = []
+    for undo, done, manual in parts:
+        try:
+            await undo()
+        except TransientError:
+            raise
+        except OnboardingError as exc:
+            report.append(f"Left in place: {exc.message} {manual}")
+            continue
+        report.append(done)
+    return report
 
 
 async def notify_outcome(svc: Services, *, request: OnboardingRequest, result: OnboardingResult) -> None:

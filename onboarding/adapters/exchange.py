@@ -125,12 +125,14 @@ def map_response(cmdlet: str, status: int, payload: Any, retry_after: str | None
             fix=PERMISSION_FIX,
             code="cmdlet_not_granted",
         )
-    if text:
-        return CmdletError(cmdlet, text, status)
     if status >= 500:
+        # Exchange sends an error body with a 500 too: the status, not the text, says it is transient
+        # (cmdlet refusals come back as 400).
         return TransientError(
             f"Exchange Online failed (HTTP {status}) while running {cmdlet}.", fix="Try again later."
         )
+    if text:
+        return CmdletError(cmdlet, text, status)
     return InvalidRequestError(f"Exchange Online refused {cmdlet} (HTTP {status}).", code="cmdlet_failed")
 
 

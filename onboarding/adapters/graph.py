@@ -67,8 +67,15 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
     words ("create the app registration"). Graph's own message is kept (redacted, shortened) because
     it names the cause; the response body itself never is."""
     import httpx
+    from azure.core.exceptions import AzureError
     from kiota_abstractions.api_error import APIError
 
+    if isinstance(exc, AzureError):
+        # The token for Graph failed (the identity endpoint throttled, failed or was unreachable):
+        # kiota's auth provider lets azure-identity's error through.
+        from onboarding.adapters.identity import map_identity_error
+
+        return map_identity_error(exc)
     if isinstance(exc, httpx.TimeoutException | httpx.TransportError):
         return TransientError(
             f"Microsoft Graph did not answer while trying to {action} (connection dropped or timed out).",
