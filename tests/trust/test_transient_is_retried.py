@@ -26,8 +26,8 @@ async def test_an_exchange_http_500_is_retried_not_reported_as_a_refused_cmdlet(
     sandbox: Sandbox, sandbox_env: dict[str, str]
 ) -> None:
     """Exchange answers a server error with HTTP 500 and an error body; the body is no cmdlet
-    refusal. Today the adapter reads any error text as ``CmdletError`` (permanent) before it looks
-    at the status, so one 500 fails every mailbox of the batch for good."""
+    refusal. Before fe23069 the adapter read any error text as ``CmdletError`` (permanent) before it
+    looked at the status, so one 500 failed every mailbox of the batch for good."""
     grant = activity_functions()[A.GRANT_MAILBOXES]
     sandbox.faults.exchange.configure(error_rate=1.0, errors=(500,))
     with pytest.raises(activities.ActivityFailed):
@@ -45,8 +45,8 @@ async def test_a_managed_identity_token_outage_during_a_graph_call_is_retried(
     sandbox: Sandbox, sandbox_env: dict[str, str]
 ) -> None:
     """The managed identity endpoint answers 503 for a while: the token for Graph cannot be had
-    now. Today ``graph_error`` sees azure-identity's ``ClientAuthenticationError`` (not a Graph
-    ``APIError``) and reports a permanent "Failed to ... (ClientAuthenticationError)"."""
+    now. Before fe23069 ``graph_error`` saw azure-identity's ``ClientAuthenticationError`` (not a
+    Graph ``APIError``) and reported a permanent "Failed to ... (ClientAuthenticationError)"."""
     resolve = activity_functions()[A.RESOLVE_EXCHANGE]
     sandbox.faults.identity.configure(error_rate=1.0, errors=(503,), retry_after=0)
     # Long enough for azure-identity's own retries to give up once (about 6 s), short enough for
