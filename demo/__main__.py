@@ -70,6 +70,18 @@ def wait_until(
         time.sleep(0.3)
 
 
+def wait_for_mail(sandbox: Any, app_id: str, timeout: float = 30) -> Any:
+    """The consent email about this app, once it has landed in the sandbox outbox."""
+    give_up = time.monotonic() + timeout
+    while True:
+        mails = [m for m in sandbox.state.outbox() if ADMIN in m.to and app_id in m.html]
+        if mails:
+            return mails[0]
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"no consent email about app {app_id}")
+        time.sleep(0.1)
+
+
 def xoauth2(mailbox: str, token: str) -> str:
     return f"user={mailbox}\x01auth=Bearer {token}\x01\x01"
 
@@ -150,9 +162,8 @@ def main() -> int:
             location = response.headers["location"]
             say(f"  {response.status_code} Accepted, Location: {location}")
             progress = Progress()
-            wait_until(http, location, progress, lambda v: v.get("waitingFor") is not None, 60)
-
-            mail = next(m for m in sandbox.state.outbox() if ADMIN in m.to)
+            view = wait_until(http, location, progress, lambda v: v.get("waitingFor") is not None, 60)
+            mail = wait_for_mail(sandbox, view["app"]["appId"])
             say(f"Email to {ADMIN}: {mail.subject!r}")
             admin = Admin(env["SSL_CERT_FILE"])
             admin.open(link_in(mail.html, "consent-link"))

@@ -261,7 +261,10 @@ class Onboarding:
             "nonce": nonce,
             "deadline": deadline.isoformat(),
         }
-        self.mark("admin_consent", StepState.RUNNING)
+        # Publish the wait before the email goes out: an admin who clicks at once must find the
+        # onboarding already waiting for this nonce, or the link would be refused as stale.
+        self.waiting = Waiting(kind=kind, nonce=nonce, deadline=deadline.isoformat())
+        self.mark("admin_consent", StepState.WAITING, "Waiting for a tenant admin.")
         yield from self.call("admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
         reminders = 0
         while True:

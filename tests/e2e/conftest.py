@@ -118,13 +118,19 @@ class Tenant:
             time.sleep(0.1)
 
     def wait_for_decision(self, location: str) -> dict[str, Any]:
-        return self.wait(
+        """Until the onboarding waits for the admin and the email asking for it has arrived (the
+        orchestration publishes the wait first, so a link clicked at once is never refused)."""
+        view = self.wait(
             location,
-            lambda v: (
-                v.get("waitingFor") is not None
-                and v["waitingFor"].get("kind") in {"admin_consent", "admin_approval"}
-            ),
+            lambda v: (v.get("waitingFor") or {}).get("kind") in {"admin_consent", "admin_approval"},
         )
+        app_id = view["app"]["appId"]
+        give_up = time.monotonic() + 30
+        while not any(app_id in m.html for m in self.mails_to_admin()):
+            if time.monotonic() > give_up:
+                raise AssertionError(f"no email to the admin about app {app_id}")
+            time.sleep(0.05)
+        return view
 
     def finished(self, location: str, timeout: float = 90) -> dict[str, Any]:
         return self.wait(location, lambda v: v["status"] in FINAL, timeout)
