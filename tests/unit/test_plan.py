@@ -37,10 +37,11 @@ def test_batches_cover_every_mailbox_once_in_order():
 
 
 def test_outcome_is_success_only_when_every_mailbox_is_verified():
-    verified = MailboxResult("a@x.test", MailboxState.VERIFIED)
-    missing = MailboxResult("b@x.test", MailboxState.NOT_FOUND)
+    verified = MailboxResult("a@x.test", MailboxState.VERIFIED).to_json()["state"]
+    missing = MailboxResult("b@x.test", MailboxState.NOT_FOUND).to_json()["state"]
     assert plan.outcome_for([verified]) is Outcome.SUCCEEDED
     assert plan.outcome_for([verified, missing]) is Outcome.PARTIAL
+    assert plan.outcome_for([]) is Outcome.PARTIAL
     assert plan.count_states([verified, missing, verified]) == {"verified": 2, "not_found": 1}
 
 
