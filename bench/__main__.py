@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bench import coldstart, concurrency, e2e, grants
+from bench import coldstart, concurrency, e2e, grants, whatif
 from bench.report import DOCS, PLOT, Row, plot_rate, table
 
 ALL = ("grants", "e2e", "coldstart", "concurrency")
@@ -107,7 +107,9 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
         f"(grant + IMAP/POP verification of every mailbox) {median.total_seconds:.0f} s. Manual loop: "
         f"{manual.mailboxes} grants in {manual.seconds:.1f} s."
     )
-    if args.what_if:
+    if args.what_if and whatif.product_has_shared_limiter():
+        log("grants: --what-if skipped: the product already shares a paced limiter per worker")
+    elif args.what_if:
         log(f"grants: {args.mailboxes} mailboxes again with the proposed limiter (bench/whatif.py) ...")
         proposed = in_tmp(lambda tmp: grants.run_onboarding(tmp, args.mailboxes, proposed_limiter=True))
         rows.append(

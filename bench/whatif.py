@@ -66,11 +66,22 @@ class PacedLimiter(AdaptiveLimiter):
         await super().release(ticket, throttled=throttled, retry_after=retry_after)
 
 
+def product_has_shared_limiter() -> bool:
+    """True once the product builds its Exchange limiter per worker itself (then nothing is swapped)."""
+    from onboarding.adapters import exchange
+
+    return not hasattr(exchange, "AdaptiveLimiter")
+
+
 @contextmanager
 def shared_paced_limiter() -> Iterator[None]:
     """Every ExchangeAdmin built meanwhile gets the one limiter of its event loop and concurrency."""
     from onboarding.adapters import exchange
 
+    original = getattr(exchange, "AdaptiveLimiter", None)
+    if original is None:  # the product already shares one limiter per worker: measure it as it is
+        yield
+        return
     shared: dict[tuple[int, int], PacedLimiter] = {}
 
     def limiter(max_concurrency: int, **_: Any) -> AdaptiveLimiter:
@@ -79,9 +90,8 @@ def shared_paced_limiter() -> Iterator[None]:
             shared[key] = PacedLimiter(max_concurrency)
         return shared[key]
 
-    original = exchange.AdaptiveLimiter
-    exchange.AdaptiveLimiter = limiter  # type: ignore[misc,assignment]
+    setattr(exchange, "AdaptiveLimiter", limiter)  # noqa: B010 - the name may not exist for mypy
     try:
         yield
     finally:
-        exchange.AdaptiveLimiter = original  # type: ignore[misc]
+        setattr(exchange, "AdaptiveLimiter", original)  # noqa: B010
