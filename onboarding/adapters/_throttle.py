@@ -8,6 +8,13 @@ again), and a ``Retry-After`` stops new requests until it has passed. After a th
 limit holds for ``cooldown`` seconds after the pause ends before probing upwards
 again: a refused request costs a whole Retry-After, far more than one request slot earns, so probing
 the ceiling every few requests would spend more time waiting than it gains.
+
+Concurrency alone cannot keep under a request-rate limit (short round trips at full concurrency
+exceed it), so the limiter also learns a rate: on a throttling answer it sets the rate to 95% of the
+requests started in the last second, then spaces request starts ``1/rate`` apart and raises the rate
+by 0.2% of itself per second without throttling. It settles just under the service's rate and is
+throttled rarely instead of every second (measured in bench/: 5 throttled calls instead of 1,093 at
+10,000 grants).
 """
 
 from __future__ import annotations
@@ -15,8 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+BACK_OFF = 0.95  # rate after a throttling answer, as a share of the last second's request starts
+GROWTH_PER_S = 0.002  # share of the rate gained per second without throttling
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,9 @@ class AdaptiveLimiter:
         initial: float | None = None,
         decrease_factor: float = 0.5,
         cooldown: float = 1.0,
+        pace: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if max_concurrency < 1 or not 1 <= min_concurrency <= max_concurrency:
             raise ValueError("need 1 <= min_concurrency <= max_concurrency")
@@ -49,8 +63,14 @@ class AdaptiveLimiter:
         self._epoch = 0
         self._paused_until = 0.0
         self._clock = clock
+        self._sleep = sleep
+        self.pace = pace  # also learn and keep to a request rate (see the module's doc)
         self._changed = asyncio.Condition()
         self.throttled = 0  # how many throttling answers were seen (for logs and benchmarks)
+        self.rate: float | None = None  # requests/s; None until the service first throttles
+        self._next_start = 0.0
+        self._starts: deque[float] = deque()
+        self._last_growth = clock()
 
     @property
     def limit(self) -> int:
@@ -75,8 +95,37 @@ class AdaptiveLimiter:
                     continue
                 if self._in_flight < self.limit:
                     self._in_flight += 1
-                    return Ticket(self._epoch)
+                    ticket = Ticket(self._epoch)
+                    break
                 await self._changed.wait()
+        await self._pace()
+        return ticket
+
+    async def _pace(self) -> None:
+        """Space request starts ``1/rate`` apart once a rate has been learned."""
+        now = self._clock()
+        if self.rate is not None:
+            start = max(now, self._next_start)
+            self._next_start = start + 1.0 / self.rate
+            if start > now:
+                await self._sleep(start - now)
+                now = self._clock()
+        self._starts.append(now)
+        while self._starts and self._starts[0] < now - 1.0:
+            self._starts.popleft()
+
+    def _learn_rate(self, throttled: bool, epoch: int) -> None:
+        if not self.pace:
+            return
+        now = self._clock()
+        if throttled and epoch == self._epoch:
+            recent = sum(1 for t in self._starts if t >= now - 1.0)
+            learned = max(1.0, BACK_OFF * recent)
+            self.rate = learned if self.rate is None else min(self.rate * BACK_OFF, learned)
+            self._next_start = now
+        elif not throttled and self.rate is not None:
+            self.rate += self.rate * GROWTH_PER_S * max(0.0, now - self._last_growth)
+        self._last_growth = now
 
     async def release(
         self, ticket: Ticket, *, throttled: bool = False, retry_after: float | None = None
@@ -84,6 +133,7 @@ class AdaptiveLimiter:
         """Give the slot back and tell the limiter how the request went."""
         async with self._changed:
             self._in_flight -= 1
+            self._learn_rate(throttled, ticket.epoch)
             if throttled:
                 self.throttled += 1
                 if ticket.epoch == self._epoch:
@@ -97,3 +147,22 @@ class AdaptiveLimiter:
                 # +1/limit per success: about +1 once every request of a round has succeeded.
                 self._limit = min(float(self.max_concurrency), self._limit + 1.0 / max(1.0, self._limit))
             self._changed.notify_all()
+
+
+# One limiter per (service, tenant) per event loop: Exchange's limits are per app, so every activity
+# running in this worker must share one budget; limiters of separate loops cannot share a Condition.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, int], AdaptiveLimiter]]
+_SHARED = weakref.WeakKeyDictionary()
+
+
+def shared_limiter(service: str, tenant: str, max_concurrency: int) -> AdaptiveLimiter:
+    """The limiter of this worker's calls to ``service`` for ``tenant`` (a fresh one outside a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return AdaptiveLimiter(max_concurrency, pace=True)
+    limiters = _SHARED.setdefault(loop, {})
+    key = (service, tenant, max_concurrency)
+    if key not in limiters:
+        limiters[key] = AdaptiveLimiter(max_concurrency, pace=True)
+    return limiters[key]

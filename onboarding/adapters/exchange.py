@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
-from onboarding.adapters._throttle import AdaptiveLimiter
+from onboarding.adapters._throttle import shared_limiter
 from onboarding.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -158,7 +158,10 @@ class ExchangeAdmin:
         self._sleep = sleep
         self._url = f"{settings.exchange_endpoint}/adminapi/beta/{tenant}/InvokeCommand"
         self._anchor = f"APP:{SYSTEM_MAILBOX}@{tenant}"
-        self.limiter = AdaptiveLimiter(max_concurrency or settings.mailbox_concurrency)
+        # Shared by every ExchangeAdmin of this worker's event loop: the limits are the app's, not ours.
+        self.limiter = shared_limiter(
+            settings.exchange_endpoint, tenant, max_concurrency or settings.mailbox_concurrency
+        )
         self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
 
     async def _token(self) -> str:

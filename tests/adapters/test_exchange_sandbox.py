@@ -152,8 +152,9 @@ async def test_faults_are_retried(sb: Sandbox, settings: Settings, credential: A
 async def test_grants_track_the_servers_concurrency_limit(
     sb: Sandbox, settings: Settings, credential: Any, client_app: tuple[str, str, str]
 ) -> None:
-    """Exchange allows this caller 2 requests at a time: 40 concurrent grants all land, the limiter
-    settles near 2 and most requests are accepted at the first try."""
+    """Exchange allows this caller 2 requests at a time: 40 concurrent grants all land, and once the
+    limiter has learned the limit (halving its concurrency, pacing its starts) most requests are
+    accepted at the first try."""
     app_id, sp_id, _ = client_app
     mailboxes = [f"user{i:02d}@sandbox.example" for i in range(40)]
     for address in mailboxes:
@@ -167,6 +168,6 @@ async def test_grants_track_the_servers_concurrency_limit(
     assert {p.mailbox.lower() for p in sb.state.mailbox_permissions()} == set(mailboxes)
     throttled = [e for e in sb.state.request_log() if e.service == "exchange" and e.status == 429]
     assert 0 < exchange.limiter.throttled == len(throttled)
-    assert len(throttled) < len(mailboxes)  # a fixed concurrency of 10 would be refused ~4 times in 5
-    assert exchange.limiter.limit <= 4
+    assert len(throttled) <= len(mailboxes) // 4  # a fixed concurrency of 10 would be refused ~4 times in 5
+    assert exchange.limiter.limit < 10 or exchange.limiter.rate is not None
     await exchange.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from onboarding.adapters._throttle import AdaptiveLimiter
+from onboarding.adapters._throttle import AdaptiveLimiter, shared_limiter
 
 
 async def test_throttling_halves_once_per_round_and_success_ramps_back_up_after_a_cooldown() -> None:
@@ -99,3 +99,32 @@ async def test_concurrency_converges_to_what_the_server_accepts() -> None:
     assert 1 <= limiter.limit <= 6
     assert refused < 60
     assert limiter.in_flight == 0
+
+
+async def test_a_paced_limiter_learns_the_rate_it_was_throttled_at_and_spaces_starts() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limiter = AdaptiveLimiter(10, pace=True, clock=lambda: now[0], sleep=sleep)
+    for _ in range(20):  # 20 starts within one second, then the service says "too many"
+        await limiter.release(await limiter.acquire())
+        now[0] += 0.04
+    await limiter.release(await limiter.acquire(), throttled=True)
+    assert limiter.rate is not None and 17 <= limiter.rate <= 20  # 95% of what it had just sent
+    now[0] += 5  # past the pause and the cooldown
+    started = now[0]
+    for _ in range(10):
+        await limiter.release(await limiter.acquire())
+    assert now[0] - started >= 9 / limiter.rate * 0.99  # starts spaced 1/rate apart
+    assert all(w > 0 for w in waits)
+
+
+async def test_the_shared_limiter_is_one_per_service_and_tenant_on_a_loop() -> None:
+    first = shared_limiter("https://exchange.example.test", "tenant-a", 10)
+    assert shared_limiter("https://exchange.example.test", "tenant-a", 10) is first
+    assert shared_limiter("https://exchange.example.test", "tenant-b", 10) is not first
+    assert first.pace
