@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bench import coldstart, concurrency, e2e, grants, whatif
+from bench import coldstart, concurrency, e2e, grants
 from bench.report import DOCS, PLOT, Row, plot_rate, table
 
 ALL = ("grants", "e2e", "coldstart", "concurrency")
@@ -107,26 +107,6 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
         f"(grant + IMAP/POP verification of every mailbox) {median.total_seconds:.0f} s. Manual loop: "
         f"{manual.mailboxes} grants in {manual.seconds:.1f} s."
     )
-    if args.what_if and whatif.product_has_shared_limiter():
-        log("grants: --what-if skipped: the product already shares a paced limiter per worker")
-    elif args.what_if:
-        log(f"grants: {args.mailboxes} mailboxes again with the proposed limiter (bench/whatif.py) ...")
-        proposed = in_tmp(lambda tmp: grants.run_onboarding(tmp, args.mailboxes, proposed_limiter=True))
-        rows.append(
-            Row(
-                "the same grants with the proposed limiter (one per worker, paced; bench/whatif.py)",
-                f"{proposed.grant_seconds:.1f} s = **{proposed.time_ratio:.2f}x** ({proposed.rate:.1f}/s); "
-                f"{proposed.throttled} throttled; lost {proposed.lost}, duplicated {proposed.duplicated}, "
-                f"results {proposed.results_unique:,}; longest episode {proposed.longest_episode_s * 1000:.0f} ms",
-                proposed.time_ratio <= GRANT_RATIO,
-            )
-        )
-        if args.plot:
-            plot_rate(
-                proposed.timeline,
-                args.plot.with_name("rate-proposed.png"),
-                f"The same with the proposed limiter ({proposed.rate:.0f}/s on average)",
-            )
     if args.plot:
         plot_rate(
             median.timeline,
@@ -222,11 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=15, help="interpreter starts per import")
     parser.add_argument("--onboardings", type=int, default=100)
     parser.add_argument("--each", type=int, default=20, help="mailboxes per concurrent onboarding")
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help="grants again with the proposed Exchange limiter (bench/whatif.py)",
-    )
     parser.add_argument("--write", action="store_true", help="rewrite docs/bench.md even for a partial run")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.rig import GRANT, Call, Recorder, mailbox_names, rig
-from bench.whatif import shared_paced_limiter
 from sandbox import Sandbox
 
 CONCURRENCY_LIMIT = 10
@@ -68,13 +66,10 @@ def grant_window(calls: list[Call]) -> tuple[float, float, int]:
     return min(c.start for c in grants), max(c.end for c in grants), len(grants)
 
 
-def run_onboarding(
-    workdir: Path, count: int, extra_env: dict[str, str] | None = None, proposed_limiter: bool = False
-) -> GrantRun:
-    """One onboarding of ``count`` mailboxes; ``proposed_limiter`` swaps in bench.whatif's limiter."""
+def run_onboarding(workdir: Path, count: int, extra_env: dict[str, str] | None = None) -> GrantRun:
+    """One onboarding of ``count`` mailboxes."""
     boxes = mailbox_names(count)
-    swap = shared_paced_limiter() if proposed_limiter else nullcontext()
-    with swap, rig(workdir, mailboxes=boxes, configure=throttle, extra_env=extra_env) as r:
+    with rig(workdir, mailboxes=boxes, configure=throttle, extra_env=extra_env) as r:
         began = time.perf_counter()
         instance = r.submit(boxes)
         r.consent_all(1)
