@@ -163,4 +163,12 @@ activity(
         s, request=OnboardingRequest.from_json(p["request"]), result=OnboardingResult.from_json(p["result"])
     ),
 )
-activity(A.POST_CALLBACK, lambda s, p: steps.post_callback(s, url=p["url"], result=p["result"]))
+activity(
+    A.POST_CALLBACK,
+    lambda s, p: steps.post_callback(
+        s,
+        url=p["url"],
+        request=OnboardingRequest.from_json(p["request"]),
+        result=OnboardingResult.from_json(p["result"]),
+    ),
+)

@@ -98,7 +98,10 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
         Row(
             f"longest replay episode of any instance <= {EPISODE_S * 1000:.0f} ms",
             f"**{longest * 1000:.0f} ms** ({worst.longest_episode_instance}; SDK part "
-            f"{worst.longest_episode_sdk_s * 1000:.0f} ms; {worst.episodes} episodes in the run)",
+            f"{worst.longest_episode_sdk_s * 1000:.0f} ms; its thread's CPU "
+            f"{worst.longest_episode_cpu_s * 1000:.0f} ms, the rest waiting for the GIL while "
+            f"activities run; most CPU of any episode {worst.most_episode_cpu_s * 1000:.0f} ms; "
+            f"{worst.episodes} episodes in the run)",
             longest <= EPISODE_S,
         )
     )

@@ -50,7 +50,7 @@ def run(workdir: Path, onboardings: int = 100, each: int = 20) -> ConcurrencyRun
         problems = []
         for group, output in zip(groups, outputs, strict=True):
             sp_id = str((output.get("app") or {}).get("service_principal_id"))
-            states = Counter(item["state"] for item in output.get("mailboxes") or [])
+            states = Counter(output.get("mailbox_counts") or {})
             if output.get("outcome") != "succeeded" or states != Counter({"verified": each}):
                 problems.append(f"{output.get('onboarding_id')}: {output.get('outcome')} {dict(states)}")
             wrong = [b for b in group if held[(b.lower(), sp_id)] != 1]

@@ -47,6 +47,8 @@ class GrantRun:
     longest_episode_s: float
     longest_episode_sdk_s: float
     longest_episode_instance: str
+    longest_episode_cpu_s: float  # that episode's own thread CPU time (the wall time adds GIL waits)
+    most_episode_cpu_s: float  # the largest thread CPU time of any episode
     episodes: int
     timeline: list[tuple[float, float, int]] = field(default_factory=list)  # (start, end, status) exchange
 
@@ -75,7 +77,8 @@ def run_onboarding(workdir: Path, count: int, extra_env: dict[str, str] | None =
         r.consent_all(1)
         output = r.wait(instance, timeout=3600)
         total = time.perf_counter() - began
-        return _summarise(r.sandbox, r.recorder, instance, boxes, output, total)
+        results = r.view(instance)["mailboxes"]["results"] or []
+        return _summarise(r.sandbox, r.recorder, instance, boxes, output, results, total)
 
 
 def _summarise(
@@ -84,6 +87,7 @@ def _summarise(
     instance: str,
     boxes: list[str],
     output: dict[str, Any],
+    results: list[dict[str, Any]],
     total: float,
 ) -> GrantRun:
     first, last, _ = grant_window(recorder.calls)
@@ -94,7 +98,6 @@ def _summarise(
     wanted = {(b.lower(), sp_id) for b in boxes}
     lost = len(wanted - set(held))
     duplicated = sum(n - 1 for n in held.values() if n > 1) + len(set(held) - wanted)
-    results = output.get("mailboxes") or []
     recorded = [item.get("mailbox", "").lower() for item in results]
     exchange = [c for c in recorder.calls if c.service == "exchange" and c.end >= first - 1]
     parent = [s for i, _, s in recorder.episodes if i == instance]
@@ -114,6 +117,8 @@ def _summarise(
         longest_episode_s=longest[2].total_seconds,
         longest_episode_sdk_s=longest[2].sdk_seconds,
         longest_episode_instance=longest[1],
+        longest_episode_cpu_s=longest[2].cpu_seconds,
+        most_episode_cpu_s=max(e[2].cpu_seconds for e in recorder.episodes),
         episodes=len(recorder.episodes),
         timeline=[(c.start - first, c.end - first, c.status) for c in exchange],
     )

@@ -204,6 +204,12 @@ class Rig:
         finally:
             admin.close()
 
+    def view(self, instance_id: str) -> dict[str, Any]:
+        """The status endpoint's answer: what the requester sees, per-mailbox results included."""
+        response = self.http.get(f"/api/onboardings/{instance_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
     def wait(self, instance_id: str, timeout: float = 1800) -> dict[str, Any]:
         try:
             status = self.host.wait_for(instance_id, timeout=timeout)

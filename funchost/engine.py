@@ -109,6 +109,9 @@ class EpisodeStats:
     sdk_seconds: float
     total_seconds: float
     status: str
+    # CPU time of the episode's own thread: the wall times above also count waiting for the GIL
+    # while activities run in the same process.
+    cpu_seconds: float = 0.0
 
 
 def _action_key(action: dict[str, Any]) -> dict[str, Any]:
@@ -426,6 +429,7 @@ class Engine:
     def run_episode(self, instance_id: str) -> EpisodeStats | None:
         """Deliver every visible message of one instance to its orchestrator in one episode."""
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         now = self.clock.now()
         with self.store.lock:
             row = self.store.query(
@@ -453,6 +457,7 @@ class Engine:
             sdk_seconds,
             time.perf_counter() - started,
             episode.status,
+            time.thread_time() - cpu_started,
         )
         self.episodes[instance_id] = self.episodes.get(instance_id, 0) + 1
         self._after_commit()

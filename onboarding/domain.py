@@ -221,6 +221,9 @@ class MailboxState(StrEnum):
     FAILED = "failed"
 
 
+VERIFIED_DETAIL = "Login verified."
+
+
 @dataclass(frozen=True)
 class MailboxResult(_Json):
     mailbox: str
@@ -288,7 +291,12 @@ class OnboardingResult(_Json):
     outcome: Outcome
     app: AppRegistration | None = None
     secret: SecretRef | None = None
-    mailboxes: tuple[MailboxResult, ...] = ()
+    # Per-mailbox results in a form that stays small at 10,000 mailboxes: how many ended in each
+    # state, and the results of the mailboxes that did not verify. Every other requested mailbox
+    # verified (``mailbox_results`` spells them out), so the orchestration never carries, and
+    # replays, one object per mailbox.
+    mailbox_counts: dict[str, int] = field(default_factory=dict)  # MailboxState value -> count
+    attention: tuple[MailboxResult, ...] = ()
     error: StepError | None = None
     compensation: tuple[str, ...] = ()  # what was undone, or what is left for an admin to remove
 
@@ -299,10 +307,22 @@ class OnboardingResult(_Json):
             outcome=Outcome(data["outcome"]),
             app=AppRegistration.from_json(data["app"]) if data.get("app") else None,
             secret=SecretRef.from_json(data["secret"]) if data.get("secret") else None,
-            mailboxes=tuple(MailboxResult.from_json(m) for m in data.get("mailboxes", ())),
+            mailbox_counts={str(k): int(v) for k, v in data.get("mailbox_counts", {}).items()},
+            attention=tuple(MailboxResult.from_json(m) for m in data.get("attention", ())),
             error=StepError.from_json(data["error"]) if data.get("error") else None,
             compensation=tuple(data.get("compensation", ())),
         )
+
+    def mailbox_results(self, request: OnboardingRequest) -> list[MailboxResult]:
+        """Every requested mailbox's result, in request order; empty before the mailbox work ran."""
+        if not self.mailbox_counts:
+            return []
+        noted = {m.mailbox: m for m in self.attention}
+        verified = {p.value: True for p in request.protocols}
+        return [
+            noted.get(m) or MailboxResult(m, MailboxState.VERIFIED, VERIFIED_DETAIL, verified)
+            for m in request.mailboxes
+        ]
 
 
 @dataclass(frozen=True)
@@ -323,6 +343,16 @@ class Progress(_Json):
     waiting: Waiting | None = None
     mailbox_counts: dict[str, int] = field(default_factory=dict)  # MailboxState value -> count
     app_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        # Written out rather than asdict(): the orchestrator publishes progress at every step of
+        # every replay, and asdict's deep copy was a tenth of a 10,000-mailbox episode.
+        return {
+            "steps": dict(self.steps),
+            "waiting": self.waiting.to_json() if self.waiting else None,
+            "mailbox_counts": self.mailbox_counts,
+            "app_id": self.app_id,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:

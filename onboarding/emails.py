@@ -91,7 +91,7 @@ def outcome(request: OnboardingRequest, result: OnboardingResult) -> Email:
         parts.append(f"<p><b>What happened:</b> {escape(result.error.message)}</p>")
         if result.error.fix:
             parts.append(f"<p><b>Fix:</b> {escape(result.error.fix)}</p>")
-    problems = [m for m in result.mailboxes if m.state.value != "verified"]
+    problems = list(result.attention)
     if problems:
         items = "".join(f"<li>{escape(m.mailbox)}: {escape(m.detail)}</li>" for m in problems[:50])
         more = f"<p>... and {len(problems) - 50} more.</p>" if len(problems) > 50 else ""

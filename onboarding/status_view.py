@@ -199,13 +199,11 @@ def _steps(progress: Progress | None) -> list[dict[str, Any]]:
 def _mailboxes(
     progress: Progress | None, result: OnboardingResult | None, request: OnboardingRequest | None
 ) -> dict[str, Any]:
-    if result is not None and result.mailboxes:
-        counts: dict[str, int] = {}
-        for item in result.mailboxes:
-            counts[item.state.value] = counts.get(item.state.value, 0) + 1
+    if result is not None and result.mailbox_counts and request is not None:
+        results = result.mailbox_results(request)
         return {
-            "total": len(result.mailboxes),
-            "counts": counts,
+            "total": len(results),
+            "counts": dict(result.mailbox_counts),
             "results": [
                 {
                     "mailbox": item.mailbox,
@@ -214,7 +212,7 @@ def _mailboxes(
                     "detail": item.detail,
                     "needsAction": item.state is not MailboxState.VERIFIED,
                 }
-                for item in result.mailboxes
+                for item in results
             ],
         }
     counts = {k: int(v) for k, v in (progress.mailbox_counts if progress else {}).items()}

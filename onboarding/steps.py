@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from onboarding import emails
 from onboarding.domain import (
     EXCHANGE_ONLINE_APP_ID,
+    VERIFIED_DETAIL,
     AppRegistration,
     ConsentMode,
     ExchangeResource,
@@ -338,7 +339,7 @@ async def verify_mailboxes(
             if not login.ok:
                 details.append(login.detail)
         if all(outcomes.values()):
-            return MailboxResult(mailbox, MailboxState.VERIFIED, "Login verified.", outcomes)
+            return MailboxResult(mailbox, MailboxState.VERIFIED, VERIFIED_DETAIL, outcomes)
         refused = [p for p, ok in outcomes.items() if not ok]
         return await explain_refusal(svc, mailbox, refused) or MailboxResult(
             mailbox, MailboxState.GRANTED, " ".join(details), outcomes
@@ -400,12 +401,17 @@ async def notify_outcome(svc: Services, *, request: OnboardingRequest, result: O
     await svc.graph.send_mail(svc.settings.mail_sender, request.admin_emails, message.subject, message.html)
 
 
-async def post_callback(svc: Services, *, url: str, result: dict[str, Any]) -> int:
-    """POST the (secret-free) result to the requester, signed so the receiver can trust it."""
+async def post_callback(
+    svc: Services, *, url: str, request: OnboardingRequest, result: OnboardingResult
+) -> int:
+    """POST the (secret-free) result to the requester, signed so the receiver can trust it.
+
+    The receiver gets every mailbox's result, spelled out here rather than in the orchestration."""
     from onboarding.adapters.webhook import post_callback as send
     from onboarding.links import sign_callback
 
-    body = json.dumps({"type": "onboarding.completed", "data": result}, separators=(",", ":")).encode()
+    data = {**result.to_json(), "mailboxes": [m.to_json() for m in result.mailbox_results(request)]}
+    body = json.dumps({"type": "onboarding.completed", "data": data}, separators=(",", ":")).encode()
     signature = sign_callback(svc.settings.link_signing_key, body, int(time.time()))
     status = await send(
         url,

@@ -7,7 +7,7 @@ Deterministic by construction: time comes from ``context.current_utc_datetime``,
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,9 +193,8 @@ class Onboarding:
             yield from self.obtain_consent(resource)
             yield from self.confirm_permissions(resource)
             yield from self.register_in_exchange()
-            results = yield from self.mailboxes()
-            outcome = plan.outcome_for(r["state"] for r in results)
-            return (yield from self.finish(outcome, mailboxes=results))
+            counts, attention = yield from self.mailboxes()
+            return (yield from self.finish(plan.outcome_for(counts), counts=counts, attention=attention))
         except StepFailed as failure:
             self.mark(failure.error.step, StepState.FAILED, failure.error.message)
             undone = yield from self.compensate()
@@ -348,37 +347,40 @@ class Onboarding:
         )
 
     def mailboxes(self) -> Steps:
-        """Grant and verify in batches, each its own sub-orchestration, so no history grows with N."""
+        """Grant and verify in batches, each its own sub-orchestration, so no history grows with N.
+
+        Each batch answers with its counts and the mailboxes that did not verify, never one result
+        per mailbox: this runs again on every replay, so its cost must not grow with N."""
         assert self.app is not None and self.secret is not None
         self.mark("mailbox_permissions", StepState.RUNNING)
         self.mark("verify_login", StepState.RUNNING)
+        shared = {
+            "tenant_id": self.request.tenant_id,
+            "app": self.app.to_json(),
+            "secret": self.secret.to_json(),
+            "protocols": [p.value for p in self.request.protocols],
+            "options": self.options.to_json(),
+        }
         chunks = plan.batches(self.request.mailboxes, self.options.mailbox_batch_size)
         tasks = [
             self.context.call_sub_orchestrator(
                 MAILBOX_BATCH_ORCHESTRATOR,
-                {
-                    "tenant_id": self.request.tenant_id,
-                    "app": self.app.to_json(),
-                    "secret": self.secret.to_json(),
-                    "protocols": [p.value for p in self.request.protocols],
-                    "mailboxes": chunk,
-                    "options": self.options.to_json(),
-                },
+                {**shared, "mailboxes": chunk},
                 f"{self.job.onboarding_id}:mailboxes:{index}",
             )
             for index, chunk in enumerate(chunks)
         ]
         replies = yield self.context.task_all(tasks)
-        # Kept as the batches' JSON: this code runs again on every replay, and at 10,000 mailboxes
-        # decoding and re-encoding each result would dominate the episode.
-        results: list[dict[str, Any]] = [item for reply in replies for item in reply]
-        self.mailbox_counts = plan.count_states(r["state"] for r in results)
-        problems = len(results) - self.mailbox_counts.get(MailboxState.VERIFIED.value, 0)
-        summary = f"{len(results) - problems} of {len(results)} mailboxes verified"
-        state = StepState.DONE if not problems else StepState.FAILED
+        counts = plan.merge_counts(reply["counts"] for reply in replies)
+        # Kept as the batches' JSON: decoding and re-encoding them on every replay is wasted work.
+        attention: list[dict[str, Any]] = [item for reply in replies for item in reply["attention"]]
+        self.mailbox_counts = counts
+        total = sum(counts.values())
+        summary = f"{total - len(attention)} of {total} mailboxes verified"
+        state = StepState.DONE if not attention else StepState.FAILED
         self.mark("mailbox_permissions", StepState.DONE, summary)
         self.mark("verify_login", state, summary)
-        return results
+        return counts, attention
 
     def compensate(self) -> Steps:
         """Undo what was made, and say what was undone (or what an admin must remove)."""
@@ -411,7 +413,8 @@ class Onboarding:
         self,
         outcome: Outcome,
         *,
-        mailboxes: list[dict[str, Any]] | None = None,
+        counts: dict[str, int] | None = None,
+        attention: list[dict[str, Any]] | None = None,
         error: StepError | None = None,
         compensation: tuple[str, ...] = (),
     ) -> Steps:
@@ -421,19 +424,16 @@ class Onboarding:
             outcome=outcome,
             app=None if compensated else self.app,
             secret=None if compensated else self.secret,
+            mailbox_counts=counts or {},
             error=error,
             compensation=compensation,
         )
         self.mark("finish", StepState.RUNNING)
-        summary = {**result.to_json(), "mailboxes": mailboxes or []}
-        # The email names only the mailboxes that need an admin; the callback gets every result.
-        attention = [m for m in summary["mailboxes"] if m["state"] != MailboxState.VERIFIED.value]
+        summary = {**result.to_json(), "attention": attention or []}
         notes = []
         try:
             yield self.context.call_activity_with_retry(
-                A.NOTIFY_OUTCOME,
-                self.retry,
-                {"request": self.raw_request, "result": {**summary, "mailboxes": attention}},
+                A.NOTIFY_OUTCOME, self.retry, {"request": self.raw_request, "result": summary}
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
             notes.append("The summary email could not be sent.")
@@ -442,7 +442,7 @@ class Onboarding:
                 reply = yield self.context.call_activity_with_retry(
                     A.POST_CALLBACK,
                     retry_policy(self.options, CALLBACK_ATTEMPTS),
-                    {"url": self.request.callback_url, "result": summary},
+                    {"url": self.request.callback_url, "request": self.raw_request, "result": summary},
                 )
                 notes.append(
                     "The callback receiver refused the result." if "error" in reply else "Callback delivered."
@@ -483,7 +483,7 @@ def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps
         )
     except StepFailed as failure:
         detail = f"FullAccess could not be granted: {failure.error.message} {failure.error.fix}".strip()
-        return [MailboxResult(m, MailboxState.FAILED, detail).to_json() for m in mailboxes]
+        return batch_summary(MailboxResult(m, MailboxState.FAILED, detail) for m in mailboxes)
     results = {r["mailbox"]: MailboxResult.from_json(r) for r in granted}
     pending = [m for m, r in results.items() if r.state is MailboxState.GRANTED]
     give_up = context.current_utc_datetime + timedelta(minutes=options.verify_window_minutes)
@@ -522,4 +522,13 @@ def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps
             "Check the mailbox permission with Get-MailboxPermission, then onboard the mailbox again."
         )
         results[mailbox] = replace(last, state=MailboxState.FAILED, detail=detail.strip())
-    return [results[m].to_json() for m in mailboxes]
+    return batch_summary(results.values())
+
+
+def batch_summary(results: Iterable[MailboxResult]) -> dict[str, Any]:
+    """What a batch tells the parent: counts, and the results of the mailboxes that need an admin."""
+    results = list(results)
+    return {
+        "counts": plan.count_states(r.state.value for r in results),
+        "attention": [r.to_json() for r in results if r.state is not MailboxState.VERIFIED],
+    }

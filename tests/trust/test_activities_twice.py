@@ -13,10 +13,10 @@ import pytest
 
 import activities
 from onboarding import activity_names as A
+from onboarding import plan
 from onboarding.domain import (
     AppRegistration,
     ConsentMode,
-    MailboxResult,
     OnboardingRequest,
     OnboardingResult,
     Outcome,
@@ -160,10 +160,10 @@ async def test_every_activity_twice_leaves_the_tenant_as_once(
         outcome=Outcome.SUCCEEDED,
         app=AppRegistration.from_json(app),
         secret=SecretRef.from_json(secret),
-        mailboxes=tuple(MailboxResult.from_json(v) for v in verified),
+        mailbox_counts=plan.count_states(v["state"] for v in verified),
     ).to_json()
     await twice(A.NOTIFY_OUTCOME, {"request": req.to_json(), "result": result})
-    await twice(A.POST_CALLBACK, {"url": req.callback_url, "result": result})
+    await twice(A.POST_CALLBACK, {"url": req.callback_url, "request": req.to_json(), "result": result})
 
     # Every activity of the procedure ran twice (compensation is the next test).
     assert set(twice.ran) == set(twice.functions) - {A.COMPENSATE}
@@ -195,7 +195,10 @@ async def test_every_activity_twice_leaves_the_tenant_as_once(
     for delivery in deliveries:
         signature = delivery.headers["X-Onboarding-Signature"]
         assert verify_callback(key, delivery.body, signature, now=int(signature.split(",")[0][2:]))
-        assert json.loads(delivery.body)["data"]["onboarding_id"] == ONBOARDING_ID
+        data = json.loads(delivery.body)["data"]
+        assert data["onboarding_id"] == ONBOARDING_ID
+        # The receiver gets every mailbox's result, though the orchestration keeps only counts.
+        assert [(m["mailbox"], m["state"]) for m in data["mailboxes"]] == [(m, "verified") for m in MAILBOXES]
 
 
 async def test_compensation_twice_removes_everything_once(

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from onboarding import plan
-from onboarding.domain import ConsentMode, Decision, DecisionEvent, MailboxResult, MailboxState, Outcome
+from onboarding.domain import ConsentMode, Decision, DecisionEvent, Outcome
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -37,12 +37,16 @@ def test_batches_cover_every_mailbox_once_in_order():
 
 
 def test_outcome_is_success_only_when_every_mailbox_is_verified():
-    verified = MailboxResult("a@x.test", MailboxState.VERIFIED).to_json()["state"]
-    missing = MailboxResult("b@x.test", MailboxState.NOT_FOUND).to_json()["state"]
-    assert plan.outcome_for([verified]) is Outcome.SUCCEEDED
-    assert plan.outcome_for([verified, missing]) is Outcome.PARTIAL
-    assert plan.outcome_for([]) is Outcome.PARTIAL
-    assert plan.count_states([verified, missing, verified]) == {"verified": 2, "not_found": 1}
+    assert plan.outcome_for({"verified": 3}) is Outcome.SUCCEEDED
+    assert plan.outcome_for({"verified": 2, "not_found": 1}) is Outcome.PARTIAL
+    assert plan.outcome_for({"verified": 0}) is Outcome.PARTIAL
+    assert plan.outcome_for({}) is Outcome.PARTIAL
+    assert plan.count_states(["verified", "not_found", "verified"]) == {"verified": 2, "not_found": 1}
+
+
+def test_batch_counts_merge_into_the_onboarding_counts():
+    merged = plan.merge_counts([{"verified": 200}, {"verified": 150, "not_found": 2}, {}])
+    assert merged == {"verified": 350, "not_found": 2}
 
 
 def test_decision_events_decode_from_json_text_as_the_extension_delivers_them():

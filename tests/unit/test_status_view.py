@@ -117,8 +117,8 @@ def test_finished_partial_onboarding_lists_each_mailbox_and_the_vault_reference(
         outcome=Outcome.PARTIAL,
         app=APP,
         secret=SECRET,
-        mailboxes=(
-            MailboxResult("a@contoso.com", MailboxState.VERIFIED, protocols={"IMAP": True, "POP": True}),
+        mailbox_counts={"verified": 1, "protocol_disabled": 1, "not_found": 1},
+        attention=(
             MailboxResult(
                 "b@contoso.com", MailboxState.PROTOCOL_DISABLED, detail="POP is off. Fix: Set-CASMailbox"
             ),
@@ -136,7 +136,16 @@ def test_finished_partial_onboarding_lists_each_mailbox_and_the_vault_reference(
     assert view["secret"]["secretUri"] == "https://vault.example/secrets/mail-app-x/v9"
     assert view["mailboxes"]["total"] == 3
     assert view["mailboxes"]["counts"] == {"verified": 1, "protocol_disabled": 1, "not_found": 1}
-    b = view["mailboxes"]["results"][1]
+    a, b, c = view["mailboxes"]["results"]
+    # Mailboxes the result does not list verified: their result is spelled out from the request.
+    assert a == {
+        "mailbox": "a@contoso.com",
+        "state": "verified",
+        "protocols": {"IMAP": True, "POP": True},
+        "detail": "Login verified.",
+        "needsAction": False,
+    }
+    assert c["state"] == "not_found" and c["needsAction"]
     assert b == {
         "mailbox": "b@contoso.com",
         "state": "protocol_disabled",

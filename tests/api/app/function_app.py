@@ -23,7 +23,6 @@ from onboarding.domain import (
     ConsentMode,
     Decision,
     DecisionEvent,
-    MailboxResult,
     MailboxState,
     OnboardingInput,
     OnboardingResult,
@@ -87,12 +86,7 @@ def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[An
                     expires_on="2031-01-01T00:00:00+00:00",
                     key_id="k",
                 ),
-                mailboxes=tuple(
-                    MailboxResult(
-                        m, MailboxState.VERIFIED, protocols={p.value: True for p in request.protocols}
-                    )
-                    for m in request.mailboxes
-                ),
+                mailbox_counts={MailboxState.VERIFIED.value: len(request.mailboxes)},
             ).to_json()
         detail = f"declined ({event.error})" if event.error else "rejected"
         return OnboardingResult(
