@@ -252,11 +252,6 @@ def write_docs(text: str, details: list[str], elapsed: float) -> None:
         "",
         "![Exchange calls per second during the 10,000-mailbox grant phase](bench/rate.png)",
         "",
-        *(
-            ["![The same with the proposed limiter](bench/rate-proposed.png)", ""]
-            if (DOCS / "bench" / "rate-proposed.png").exists()
-            else []
-        ),
         findings.rstrip(),
         "",
     ]
