@@ -122,9 +122,16 @@ def map_identity_error(exc: BaseException) -> OnboardingError:
         return cls(message, fix=fix, code=code)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | TimeoutError | OSError):
         return TransientError("Could not reach Entra ID's token endpoint.", fix="Try again later.")
-    status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
     if isinstance(status, int) and (status == 429 or status >= 500):
-        return TransientError(f"Entra ID's token endpoint answered HTTP {status}.", fix="Try again later.")
+        # azure-core has already waited out up to three Retry-After answers by now; the last one's
+        # wait is passed on, or our own retry would come back sooner than the endpoint asked.
+        return TransientError(
+            f"Entra ID's token endpoint answered HTTP {status}.",
+            retry_after=retry_after_of(response),
+            fix="Try again later.",
+        )
     if isinstance(exc, ClientAuthenticationError):
         code = f"AADSTS{match.group(1)}" if match else "token_refused"
         return PermissionDeniedError(
@@ -133,6 +140,14 @@ def map_identity_error(exc: BaseException) -> OnboardingError:
             code=code,
         )
     return OnboardingError(f"Getting a token failed ({type(exc).__name__}).", code="token_failed")
+
+
+def retry_after_of(response: Any) -> float | None:
+    """The seconds an azure-core response's ``Retry-After`` asks for, if it has one."""
+    from onboarding.adapters._retry import parse_retry_after
+
+    headers = getattr(response, "headers", None)
+    return parse_retry_after(headers.get("Retry-After")) if headers is not None else None
 
 
 def decode_claims(token: str) -> dict[str, Any]:

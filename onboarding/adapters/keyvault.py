@@ -65,7 +65,7 @@ def vault_error(exc: BaseException, action: str) -> OnboardingError:
         ServiceResponseError,
     )
 
-    from onboarding.adapters.identity import map_identity_error
+    from onboarding.adapters.identity import map_identity_error, retry_after_of
 
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TransientError(f"Key Vault did not answer while trying to {action}.", fix="Try again later.")
@@ -80,7 +80,8 @@ def vault_error(exc: BaseException, action: str) -> OnboardingError:
         said = f" Key Vault said: {code}: {detail}" if code or detail else ""
         if status == 429 or status >= 500:
             return TransientError(
-                f"Key Vault is throttling or unavailable (HTTP {status}) while trying to {action}."
+                f"Key Vault is throttling or unavailable (HTTP {status}) while trying to {action}.",
+                retry_after=retry_after_of(exc.response),
             )
         if status in (401, 403):
             return PermissionDeniedError(

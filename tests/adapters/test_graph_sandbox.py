@@ -102,6 +102,21 @@ async def test_client_secret_add_list_remove(sb: Sandbox, graph: GraphDirectory)
     assert await graph.list_passwords(app.object_id) == []
 
 
+async def test_a_throttled_token_endpoint_is_waited_out_for_as_long_as_it_asked(
+    sb: Sandbox, settings: Settings, credential: Any
+) -> None:
+    # The managed identity endpoint throttles longer than azure-core's own three retries: the wait our
+    # retry then sleeps is the one the endpoint asked for, not a shorter backoff (CI once saw 0.08 s).
+    sleep = RecordingSleep(on_sleep=sb.faults.identity.reset)
+    graph = GraphDirectory(settings, credential, sleep=sleep)
+    sb.faults.identity.configure(error_rate=1.0, errors=(503,), retry_after=0.6)  # > our first backoff (0.5)
+    assert await graph.find_application("mail-onboarding-none") is None
+    token_calls = [e.status for e in sb.state.request_log() if e.service == "identity"]
+    assert token_calls == [503, 503, 503, 503, 200]  # azure-core's attempts, then ours after the wait
+    assert len(sleep.waits) == 1 and sleep.waits[0] >= 0.6
+    await graph.close()
+
+
 @pytest.mark.parametrize("fault", [503, "drop"])
 async def test_add_password_is_sent_exactly_once_whatever_happens(
     sb: Sandbox, graph: GraphDirectory, fault: int | str
