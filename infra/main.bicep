@@ -162,6 +162,7 @@ var appSettings = {
   MAIL_SENDER: mailSender
   LINK_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.linkSigningKeySecretUri})'
   MAILBOX_BATCH_SIZE: '200'
+  MAILBOX_FANOUT: '10'
   MAILBOX_CONCURRENCY: '10'
   CONSENT_DEADLINE_HOURS: '120'
   CONSENT_REMINDER_HOURS: '24'

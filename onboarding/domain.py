@@ -19,6 +19,7 @@ EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 # Names shared by triggers, orchestrators and activities.
 ORCHESTRATOR = "onboarding_orchestrator"
 MAILBOX_BATCH_ORCHESTRATOR = "mailbox_batch_orchestrator"
+MAILBOX_GROUP_ORCHESTRATOR = "mailbox_group_orchestrator"
 EVENT_DECISION = "AdminDecision"
 EVENT_CANCEL = "CancelRequested"
 
@@ -126,6 +127,9 @@ class WorkflowOptions(_Json):
     consent_reminder_hours: int = 24
     verify_window_minutes: int = 120
     mailbox_batch_size: int = 200
+    # Most sub-orchestrations one orchestration starts; more batches are spread over a tree of
+    # groups, so that no history (replayed whole at every step) grows with the number of mailboxes.
+    mailbox_fanout: int = 10
     # Backoff for polling steps (replication, role assignments, propagation), in seconds.
     poll_initial_seconds: int = 10
     poll_max_seconds: int = 600

@@ -48,6 +48,25 @@ def batches(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def groups(count: int, fanout: int) -> list[tuple[int, int]]:
+    """Split ``count`` batches into contiguous ``[start, stop)`` groups for a tree of orchestrations
+    in which none starts more than ``fanout`` children: ``ceil(count / fanout)`` groups while that is
+    at most ``fanout`` (two levels), else ``fanout`` groups that split again. Sizes differ by one at
+    most. One group per batch (no grouping) when ``count <= fanout``."""
+    if fanout < 2:
+        raise ValueError("fanout must be at least 2")
+    if count <= fanout:
+        return [(i, i + 1) for i in range(count)]
+    n = min(fanout, -(-count // fanout))
+    size, extra = divmod(count, n)
+    spans, start = [], 0
+    for i in range(n):
+        stop = start + size + (1 if i < extra else 0)
+        spans.append((start, stop))
+        start = stop
+    return spans
+
+
 def outcome_for(counts: Mapping[str, int]) -> Outcome:
     """All mailboxes verified is a success; anything else leaves a working app with work for an admin.
 

@@ -60,6 +60,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         secret=True,
     ),
     SettingSpec("MAILBOX_BATCH_SIZE", "Mailboxes handled by one batch activity.", "200"),
+    SettingSpec(
+        "MAILBOX_FANOUT",
+        "Most batches (or groups of batches) one orchestration runs; more are spread over a tree of "
+        "group orchestrations so no history grows with the number of mailboxes.",
+        "10",
+    ),
     SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),
     SettingSpec("CONSENT_DEADLINE_HOURS", "How long to wait for the admin's decision.", "120"),
     SettingSpec("CONSENT_REMINDER_HOURS", "Interval between reminder emails while waiting.", "24"),
@@ -109,6 +115,7 @@ class Settings:
     public_base_url: str
     link_signing_key: bytes = field(repr=False)
     mailbox_batch_size: int = 200
+    mailbox_fanout: int = 10
     mailbox_concurrency: int = 10
     consent_deadline_hours: int = 120
     consent_reminder_hours: int = 24
@@ -126,6 +133,7 @@ class Settings:
             consent_reminder_hours=self.consent_reminder_hours,
             verify_window_minutes=self.verify_window_minutes,
             mailbox_batch_size=self.mailbox_batch_size,
+            mailbox_fanout=self.mailbox_fanout,
             poll_initial_seconds=self.poll_initial_seconds,
             poll_max_seconds=self.poll_max_seconds,
             retry_interval_seconds=self.activity_retry_seconds,
@@ -206,6 +214,7 @@ class Settings:
             public_base_url=url("PUBLIC_BASE_URL"),
             link_signing_key=get("LINK_SIGNING_KEY").encode(),
             mailbox_batch_size=integer("MAILBOX_BATCH_SIZE", 1, 5000),
+            mailbox_fanout=integer("MAILBOX_FANOUT", 2, 100),
             mailbox_concurrency=integer("MAILBOX_CONCURRENCY", 1, 200),
             consent_deadline_hours=integer("CONSENT_DEADLINE_HOURS", 1, 24 * 30),
             consent_reminder_hours=integer("CONSENT_REMINDER_HOURS", 1, 24 * 30),

@@ -20,6 +20,7 @@ from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
     MAILBOX_BATCH_ORCHESTRATOR,
+    MAILBOX_GROUP_ORCHESTRATOR,
     ORCHESTRATOR,
     STEPS,
     AppRegistration,
@@ -347,7 +348,8 @@ class Onboarding:
         )
 
     def mailboxes(self) -> Steps:
-        """Grant and verify in batches, each its own sub-orchestration, so no history grows with N.
+        """Grant and verify in batches, each its own sub-orchestration, grouped into a tree when there
+        are many (see ``mailbox_tree``), so no history grows with N.
 
         Each batch answers with its counts and the mailboxes that did not verify, never one result
         per mailbox: this runs again on every replay, so its cost must not grow with N."""
@@ -355,31 +357,23 @@ class Onboarding:
         self.mark("mailbox_permissions", StepState.RUNNING)
         self.mark("verify_login", StepState.RUNNING)
         shared = {
+            "onboarding_id": self.job.onboarding_id,
             "tenant_id": self.request.tenant_id,
             "app": self.app.to_json(),
             "secret": self.secret.to_json(),
             "protocols": [p.value for p in self.request.protocols],
             "options": self.options.to_json(),
         }
-        chunks = plan.batches(self.request.mailboxes, self.options.mailbox_batch_size)
-        tasks = [
-            self.context.call_sub_orchestrator(
-                MAILBOX_BATCH_ORCHESTRATOR,
-                {**shared, "mailboxes": chunk},
-                f"{self.job.onboarding_id}:mailboxes:{index}",
-            )
-            for index, chunk in enumerate(chunks)
-        ]
-        replies = yield self.context.task_all(tasks)
-        counts = plan.merge_counts(reply["counts"] for reply in replies)
+        summary = yield from mailbox_tree(self.context, shared, list(self.request.mailboxes), 0, self.options)
+        counts: dict[str, int] = summary["counts"]
         # Kept as the batches' JSON: decoding and re-encoding them on every replay is wasted work.
-        attention: list[dict[str, Any]] = [item for reply in replies for item in reply["attention"]]
+        attention: list[dict[str, Any]] = summary["attention"]
         self.mailbox_counts = counts
         total = sum(counts.values())
-        summary = f"{total - len(attention)} of {total} mailboxes verified"
+        text = f"{total - len(attention)} of {total} mailboxes verified"
         state = StepState.DONE if not attention else StepState.FAILED
-        self.mark("mailbox_permissions", StepState.DONE, summary)
-        self.mark("verify_login", state, summary)
+        self.mark("mailbox_permissions", StepState.DONE, text)
+        self.mark("verify_login", state, text)
         return counts, attention
 
     def compensate(self) -> Steps:
@@ -456,6 +450,52 @@ class Onboarding:
 @blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     return (yield from Onboarding(context).run())
+
+
+def mailbox_tree(
+    context: df.DurableOrchestrationContext,
+    shared: dict[str, Any],
+    mailboxes: list[str],
+    first_batch: int,
+    options: WorkflowOptions,
+) -> Steps:
+    """Run ``mailboxes`` as batches numbered from ``first_batch`` and sum up their answers.
+
+    At most ``mailbox_fanout`` children: the batches themselves when there are that few, else groups
+    of consecutive batches, each a sub-orchestration doing this one level down. A history holds a
+    few events per child, so with the children bounded no history grows with N (10,000 mailboxes in
+    batches of 200: the parent starts 5 groups of 10 batches instead of 50 batches). Batch ids do not
+    depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``."""
+    size = options.mailbox_batch_size
+    root = shared["onboarding_id"]
+    tasks = []
+    for start, stop in plan.groups(-(-len(mailboxes) // size), options.mailbox_fanout):
+        part = mailboxes[start * size : stop * size]
+        first, last = first_batch + start, first_batch + stop - 1
+        if first == last:
+            name, job, instance_id = (
+                MAILBOX_BATCH_ORCHESTRATOR,
+                {**shared, "mailboxes": part},
+                f"{root}:mailboxes:{first}",
+            )
+        else:
+            name, instance_id = MAILBOX_GROUP_ORCHESTRATOR, f"{root}:mailboxes:{first}-{last}"
+            job = {**shared, "mailboxes": part, "first_batch": first}
+        tasks.append(context.call_sub_orchestrator(name, job, instance_id))
+    replies = yield context.task_all(tasks)
+    return {
+        "counts": plan.merge_counts(reply["counts"] for reply in replies),
+        "attention": [item for reply in replies for item in reply["attention"]],
+    }
+
+
+@blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_GROUP_ORCHESTRATOR)
+def mailbox_group_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
+    """Consecutive batches of one onboarding, run and summed up as the parent would (``mailbox_tree``)."""
+    job = context.get_input()
+    shared = {k: v for k, v in job.items() if k not in ("mailboxes", "first_batch")}
+    options = WorkflowOptions.from_json(job["options"])
+    return (yield from mailbox_tree(context, shared, job["mailboxes"], job["first_batch"], options))
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_BATCH_ORCHESTRATOR)

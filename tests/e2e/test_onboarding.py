@@ -241,3 +241,35 @@ def test_status_never_shows_a_secret_or_the_durable_management_urls(tenant: Tena
         assert secret not in text
     assert "runtime/webhooks" not in text and "sendEventPostUri" not in text and "code=" not in text
     assert ADMIN  # the admin email is the requester's own data
+
+
+def test_many_batches_run_as_a_tree_no_orchestration_starting_more_than_the_fanout(tenant_factory):
+    # Batches of one mailbox, at most two children per orchestration: 7 mailboxes make a tree three
+    # levels deep. Every mailbox is still granted and verified once, and the one that does not exist
+    # comes up through the groups to the status.
+    boxes = tuple(f"desk{i}@sandbox.example" for i in range(6))
+    tenant = tenant_factory(mailboxes=boxes, extra_env={"MAILBOX_BATCH_SIZE": "1", "MAILBOX_FANOUT": "2"})
+    location = tenant.submit(mailboxes=[*boxes[:3], "nobody@sandbox.example", *boxes[3:]])
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "partial"
+    results = {r["mailbox"]: r["state"] for r in view["mailboxes"]["results"]}
+    assert results == {**dict.fromkeys(boxes, "verified"), "nobody@sandbox.example": "not_found"}
+    assert sorted(m for m, _ in tenant.permissions()) == sorted(boxes)
+
+    onboarding_id = location.rsplit("/", 1)[-1]
+    instances = [i["instanceId"] for i in tenant.host.engine.query(prefix=onboarding_id)]
+    batches = sorted(i for i in instances if i.rsplit(":", 1)[-1].isdigit() and ":mailboxes:" in i)
+    assert batches == [f"{onboarding_id}:mailboxes:{k}" for k in range(7)]
+    children: dict[str, int] = {}
+    for instance in instances:
+        status = tenant.host.get_status(instance, show_history=True)
+        assert status is not None and status["runtimeStatus"] == "Completed", instance
+        events = status["historyEvents"]
+        children[instance] = sum(1 for e in events if e["EventType"] == "SubOrchestrationInstanceCreated")
+    assert max(children.values()) == 2
+    groups = sorted(
+        i.rsplit(":", 1)[-1] for i in instances if ":mailboxes:" in i and "-" in i.rsplit(":", 1)[-1]
+    )
+    assert groups == ["0-1", "0-3", "2-3", "4-5", "4-6"]  # the parent starts 0-3 and 4-6

@@ -1,5 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from onboarding import plan
 from onboarding.domain import ConsentMode, Decision, DecisionEvent, Outcome
 
@@ -55,3 +58,43 @@ def test_decision_events_decode_from_json_text_as_the_extension_delivers_them():
     assert DecisionEvent.from_event('{"decision": "approved", "nonce": "n1"}') == sent
     for junk in ("not json", '"a string"', '{"decision": "maybe", "nonce": "n"}', None, 42):
         assert DecisionEvent.from_event(junk) is None
+
+
+def tree(count: int, fanout: int) -> tuple[int, int, list[int]]:
+    """Walk the tree ``plan.groups`` builds: (most children of any node, depth, the leaves' batch
+    indices in order)."""
+    most, depth, leaves = 0, 0, []
+    level = [(0, count)]
+    while level:
+        depth += 1
+        below = []
+        for start, stop in level:
+            spans = plan.groups(stop - start, fanout)
+            most = max(most, len(spans))
+            for a, b in spans:
+                if b - a == 1:
+                    leaves.append(start + a)
+                else:
+                    below.append((start + a, start + b))
+        level = below
+    return most, depth, sorted(leaves)
+
+
+@given(count=st.integers(0, 3000), fanout=st.integers(2, 40))
+def test_batch_groups_cover_every_batch_once_with_no_node_over_the_fanout(count: int, fanout: int):
+    spans = plan.groups(count, fanout)
+    assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]  # contiguous
+    if count:
+        assert spans[0][0] == 0 and spans[-1][1] == count
+        sizes = [b - a for a, b in spans]
+        assert max(sizes) - min(sizes) <= 1
+    most, depth, leaves = tree(count, fanout)
+    assert leaves == list(range(count))
+    assert most <= fanout
+    assert count <= fanout or depth >= 2
+
+
+def test_ten_thousand_mailboxes_in_batches_of_200_are_five_groups_of_ten():
+    assert plan.groups(50, 10) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+    assert plan.groups(3, 10) == [(0, 1), (1, 2), (2, 3)]
+    assert tree(100_000 // 200, 10)[:2] == (10, 3)  # 500 batches: 10 groups of 5 groups of 10
