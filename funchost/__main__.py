@@ -7,6 +7,7 @@ Keys: FUNCHOST_FUNCTION_KEY / FUNCHOST_MASTER_KEY, else `keys.json` (0600) besid
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -14,8 +15,10 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from .engine import EpisodeStats
 from .host import LocalHost
 
 
@@ -40,12 +43,31 @@ def host_keys(db_path: Path) -> tuple[str, str]:
     return env_function or stored["functionKey"], env_master or stored["masterKey"]
 
 
+def episode_writer(path: Path) -> Callable[[EpisodeStats], None]:
+    """One JSON line per episode, flushed at once so a reader sees every finished episode."""
+    handle = open(path, "a", buffering=1)  # noqa: SIM115 - open for the host's lifetime
+    lock = threading.Lock()
+
+    def write(stats: EpisodeStats) -> None:
+        line = json.dumps(dataclasses.asdict(stats))
+        with lock:
+            handle.write(line + "\n")
+
+    return write
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m funchost", description=__doc__)
     parser.add_argument("--app", type=Path, default=Path("."), help="directory holding function_app.py")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--db", type=Path, default=Path(".funchost/hub.db"))
     parser.add_argument("--max-activity-workers", type=int, default=None)
+    parser.add_argument(
+        "--episode-log",
+        type=Path,
+        default=None,
+        help="append each orchestrator episode's statistics (JSON lines)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     function_key, master_key = host_keys(args.db)
@@ -57,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         function_key=function_key,
         master_key=master_key,
     )
+    if args.episode_log is not None:
+        host.engine.on_episode = episode_writer(args.episode_log)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

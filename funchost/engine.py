@@ -112,6 +112,7 @@ class EpisodeStats:
     # CPU time of the episode's own thread: the wall times above also count waiting for the GIL
     # while activities run in the same process.
     cpu_seconds: float = 0.0
+    name: str = ""  # the orchestrator's
 
 
 def _action_key(action: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +139,8 @@ class Engine:
         self._notify = notify
         self._cache: dict[str, InstanceCache] = {}
         self.episodes: dict[str, int] = {}
+        # Called with every episode's statistics (``--episode-log`` writes them to a file).
+        self.on_episode: Callable[[EpisodeStats], None] | None = None
         self.changed = threading.Condition()
 
     # ------------------------------------------------------------------ client operations
@@ -458,8 +461,11 @@ class Engine:
             time.perf_counter() - started,
             episode.status,
             time.thread_time() - cpu_started,
+            str(row[0][0]),
         )
         self.episodes[instance_id] = self.episodes.get(instance_id, 0) + 1
+        if self.on_episode is not None:
+            self.on_episode(stats)
         self._after_commit()
         return stats
 

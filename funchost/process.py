@@ -23,6 +23,8 @@ class HostProcess:
         function_key: str | None = None,
         master_key: str | None = None,
         log_path: Path | None = None,
+        episode_log: Path | None = None,
+        max_activity_workers: int | None = None,
     ) -> None:
         self.app_dir = Path(app_dir)
         self.db_path = Path(db_path)
@@ -31,6 +33,8 @@ class HostProcess:
         self.function_key = function_key or secrets.token_urlsafe(24)
         self.master_key = master_key or secrets.token_urlsafe(24)
         self.log_path = log_path
+        self.episode_log = episode_log
+        self.max_activity_workers = max_activity_workers
         self.base_url = ""
         self._proc: subprocess.Popen[str] | None = None
 
@@ -48,6 +52,10 @@ class HostProcess:
             "--port",
             str(self.port),
         ]
+        if self.episode_log is not None:
+            cmd += ["--episode-log", str(self.episode_log)]
+        if self.max_activity_workers is not None:
+            cmd += ["--max-activity-workers", str(self.max_activity_workers)]
         # Logs go to log_path when given, else to this process's stderr.
         log = open(self.log_path, "a") if self.log_path else None  # noqa: SIM115
         self._proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
