@@ -109,6 +109,7 @@ activity(
         nonce=p["nonce"],
         deadline=datetime.fromisoformat(p["deadline"]),
         reminder=p["reminder"],
+        mailbox_count=p.get("mailbox_count"),
     ),
 )
 activity(
@@ -160,7 +161,10 @@ activity(A.COMPENSATE, _compensate)
 activity(
     A.NOTIFY_OUTCOME,
     lambda s, p: steps.notify_outcome(
-        s, request=OnboardingRequest.from_json(p["request"]), result=OnboardingResult.from_json(p["result"])
+        s,
+        request=OnboardingRequest.from_json(p["request"]),
+        result=OnboardingResult.from_json(p["result"]),
+        mailbox_count=p.get("mailbox_count"),
     ),
 )
 activity(

@@ -24,16 +24,18 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _summary(request: OnboardingRequest, app_id: str | None = None) -> str:
+# Mailboxes an email names; the others are counted. The orchestrator passes the email activities
+# only these (and the count): the whole list would be re-encoded on every replay.
+SHOWN_MAILBOXES = 5
+
+
+def _summary(request: OnboardingRequest, app_id: str | None = None, mailbox_count: int | None = None) -> str:
+    count = len(request.mailboxes) if mailbox_count is None else mailbox_count
+    shown = request.mailboxes[:SHOWN_MAILBOXES]
     rows = [
         ("App", request.display_name),
         ("Protocols", ", ".join(p.app_role for p in request.protocols)),
-        (
-            "Mailboxes",
-            f"{len(request.mailboxes)}: "
-            + ", ".join(request.mailboxes[:5])
-            + (" ..." if len(request.mailboxes) > 5 else ""),
-        ),
+        ("Mailboxes", f"{count}: " + ", ".join(shown) + (" ..." if count > len(shown) else "")),
     ]
     if app_id:
         rows.append(("Application (client) id", app_id))
@@ -44,7 +46,13 @@ def _summary(request: OnboardingRequest, app_id: str | None = None) -> str:
 
 
 def decision_request(
-    request: OnboardingRequest, *, app_id: str, actions: dict[str, str], deadline: datetime, reminder: int
+    request: OnboardingRequest,
+    *,
+    app_id: str,
+    actions: dict[str, str],
+    deadline: datetime,
+    reminder: int,
+    mailbox_count: int | None = None,
 ) -> Email:
     """The consent request (or, in grant mode, the approval request), and its reminders."""
     prefix = f"Reminder {reminder}: " if reminder else ""
@@ -54,7 +62,7 @@ def decision_request(
         body = (
             "<p>An app registration was created for app-only IMAP/POP access to the mailboxes below. "
             "It needs a tenant admin's consent for the Exchange Online permissions it requests.</p>"
-            f"{_summary(request, app_id)}"
+            f"{_summary(request, app_id, mailbox_count)}"
             f'<p><a id="consent-link" href="{escape(actions["consent"])}">Review and grant admin consent</a></p>'
             f"<p>If nobody decides by {when}, the app is deleted and nothing is granted.</p>"
         )
@@ -63,7 +71,7 @@ def decision_request(
         body = (
             "<p>Approving grants the app the Exchange Online permissions below and FullAccess on the "
             "listed mailboxes. Each link opens a page where you confirm; nothing happens on opening it.</p>"
-            f"{_summary(request, app_id)}"
+            f"{_summary(request, app_id, mailbox_count)}"
             f'<p><a id="approve-link" href="{escape(actions["approve"])}">Approve</a> &middot; '
             f'<a id="reject-link" href="{escape(actions["reject"])}">Reject</a></p>'
             f"<p>If nobody decides by {when}, the request expires and the app is deleted.</p>"
@@ -81,12 +89,12 @@ _OUTCOME_TEXT = {
 }
 
 
-def outcome(request: OnboardingRequest, result: OnboardingResult) -> Email:
+def outcome(request: OnboardingRequest, result: OnboardingResult, mailbox_count: int | None = None) -> Email:
     subject = f"Mailbox onboarding {result.outcome.value}: {request.display_name}"
     parts = [
         f"<p>The onboarding of <b>{escape(request.display_name)}</b> {_OUTCOME_TEXT[result.outcome]}.</p>"
     ]
-    parts.append(_summary(request, result.app.app_id if result.app else None))
+    parts.append(_summary(request, result.app.app_id if result.app else None, mailbox_count))
     if result.error:
         parts.append(f"<p><b>What happened:</b> {escape(result.error.message)}</p>")
         if result.error.fix:

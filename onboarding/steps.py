@@ -160,7 +160,9 @@ async def send_decision_email(
     nonce: str,
     deadline: datetime,
     reminder: int,
+    mailbox_count: int | None = None,
 ) -> None:
+    """``request`` may carry only the mailboxes the email names, ``mailbox_count`` saying how many."""
     from onboarding import links
 
     settings = svc.settings
@@ -180,7 +182,12 @@ async def send_decision_email(
             ),
         }
     message = emails.decision_request(
-        request, app_id=app_id, actions=actions, deadline=deadline, reminder=reminder
+        request,
+        app_id=app_id,
+        actions=actions,
+        deadline=deadline,
+        reminder=reminder,
+        mailbox_count=mailbox_count,
     )
     await svc.graph.send_mail(settings.mail_sender, request.admin_emails, message.subject, message.html)
 
@@ -396,8 +403,10 @@ async def compensate(
     return report
 
 
-async def notify_outcome(svc: Services, *, request: OnboardingRequest, result: OnboardingResult) -> None:
-    message = emails.outcome(request, result)
+async def notify_outcome(
+    svc: Services, *, request: OnboardingRequest, result: OnboardingResult, mailbox_count: int | None = None
+) -> None:
+    message = emails.outcome(request, result, mailbox_count)
     await svc.graph.send_mail(svc.settings.mail_sender, request.admin_emails, message.subject, message.html)
 
 

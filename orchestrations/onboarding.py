@@ -15,7 +15,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from onboarding import activity_names as A
-from onboarding import plan
+from onboarding import emails, plan
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -106,6 +106,12 @@ class Onboarding:
         raw = context.get_input()
         self.job = OnboardingInput.from_json(raw)
         self.raw_request: dict[str, Any] = raw["request"]  # as given: re-encoding it costs on every replay
+        # What the emails need: the mailboxes they name and how many there are, not all 10,000.
+        self.email_request = {
+            **self.raw_request,
+            "mailboxes": self.raw_request["mailboxes"][: emails.SHOWN_MAILBOXES],
+        }
+        self.mailbox_count = len(self.raw_request["mailboxes"])
         self.request = self.job.request
         self.options = self.job.options
         self.steps: dict[str, dict[str, str]] = {
@@ -259,7 +265,8 @@ class Onboarding:
         deadline = self.now + timedelta(hours=self.options.consent_deadline_hours)
         email = {
             "onboarding_id": self.job.onboarding_id,
-            "request": self.raw_request,
+            "request": self.email_request,
+            "mailbox_count": self.mailbox_count,
             "app_id": self.app.app_id,
             "nonce": nonce,
             "deadline": deadline.isoformat(),
@@ -427,7 +434,9 @@ class Onboarding:
         notes = []
         try:
             yield self.context.call_activity_with_retry(
-                A.NOTIFY_OUTCOME, self.retry, {"request": self.raw_request, "result": summary}
+                A.NOTIFY_OUTCOME,
+                self.retry,
+                {"request": self.email_request, "mailbox_count": self.mailbox_count, "result": summary},
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
             notes.append("The summary email could not be sent.")
