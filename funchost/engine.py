@@ -8,6 +8,7 @@ and delivers every message that arrived since the last episode in one batch.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -113,6 +114,28 @@ class EpisodeStats:
     # while activities run in the same process.
     cpu_seconds: float = 0.0
     name: str = ""  # the orchestrator's
+    # Garbage collections that ran in the episode's thread (the collector runs in whichever thread
+    # allocates past its threshold, and a full collection walks every object of the process).
+    gc_seconds: float = 0.0
+
+
+_gc_time = threading.local()
+
+
+def _time_collections(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_time.started = time.perf_counter()
+    elif (started := getattr(_gc_time, "started", None)) is not None:
+        _gc_time.total = getattr(_gc_time, "total", 0.0) + time.perf_counter() - started
+        _gc_time.started = None
+
+
+def thread_gc_seconds() -> float:
+    """Seconds this thread has spent in garbage collections since the engine was imported."""
+    return float(getattr(_gc_time, "total", 0.0))
+
+
+gc.callbacks.append(_time_collections)
 
 
 def _action_key(action: dict[str, Any]) -> dict[str, Any]:
@@ -433,6 +456,7 @@ class Engine:
         """Deliver every visible message of one instance to its orchestrator in one episode."""
         started = time.perf_counter()
         cpu_started = time.thread_time()
+        gc_started = thread_gc_seconds()
         now = self.clock.now()
         with self.store.lock:
             row = self.store.query(
@@ -462,6 +486,7 @@ class Engine:
             episode.status,
             time.thread_time() - cpu_started,
             str(row[0][0]),
+            thread_gc_seconds() - gc_started,
         )
         self.episodes[instance_id] = self.episodes.get(instance_id, 0) + 1
         if self.on_episode is not None:
