@@ -99,8 +99,11 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
             f"longest replay episode of any instance <= {EPISODE_S * 1000:.0f} ms",
             f"**{longest * 1000:.0f} ms** ({worst.longest_episode_instance}; SDK part "
             f"{worst.longest_episode_sdk_s * 1000:.0f} ms; its thread's CPU "
-            f"{worst.longest_episode_cpu_s * 1000:.0f} ms, the rest waiting for the GIL while "
-            f"activities run; most CPU of any episode {worst.most_episode_cpu_s * 1000:.0f} ms; "
+            f"{worst.longest_episode_cpu_s * 1000:.0f} ms (garbage collection "
+            f"{worst.longest_episode_gc_s * 1000:.0f} ms), the rest of its wall time waiting for the GIL "
+            "while activities run; "
+            f"most CPU of any episode {worst.most_episode_cpu_s * 1000:.0f} ms, most garbage collection "
+            f"{worst.most_episode_gc_s * 1000:.0f} ms; "
             f"{worst.episodes} episodes in the run)",
             longest <= EPISODE_S,
         )
@@ -120,12 +123,10 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
 
 
 def bench_e2e(args: argparse.Namespace, rows: list[Row], details: list[str]) -> None:
-    runs = []
-    for i in range(args.repeats + 1):
-        run = in_tmp(e2e.run)
+    runs = in_tmp(lambda workdir: e2e.run(workdir, args.repeats + 1))
+    for i, run in enumerate(runs):
         label = "warm-up (first onboarding of the worker: lazy imports)" if i == 0 else f"run {i}"
         log(f"e2e {label}: wall {run.wall_seconds:.2f} s, critical path {run.critical_seconds:.2f} s")
-        runs.append(run)
     cold, warm = runs[0], runs[1:]
     wall = statistics.median(r.wall_seconds for r in warm)
     critical = statistics.median(r.critical_seconds for r in warm)
@@ -240,8 +241,9 @@ def write_docs(text: str, details: list[str], elapsed: float) -> None:
         "# Benchmarks",
         "",
         "`make bench` (`python -m bench`; `--help` for subsets and sizes) runs the real function app on the",
-        "local host against the sandbox tenant, in one process, on this project's 2-core machine, and",
-        "rewrites this page. Figures swing by tens of percent between runs on a shared machine.",
+        "local host (a process of its own, as a function app is) against the sandbox tenant (in the",
+        "benchmark's process) on this project's 2-core machine, and rewrites this page. Figures swing by",
+        "tens of percent between runs on a shared machine.",
         "",
         "## Latest results",
         "",

@@ -49,6 +49,8 @@ class GrantRun:
     longest_episode_instance: str
     longest_episode_cpu_s: float  # that episode's own thread CPU time (the wall time adds GIL waits)
     most_episode_cpu_s: float  # the largest thread CPU time of any episode
+    longest_episode_gc_s: float  # garbage collection inside the longest episode
+    most_episode_gc_s: float  # the longest garbage collection time inside any episode
     episodes: int
     timeline: list[tuple[float, float, int]] = field(default_factory=list)  # (start, end, status) exchange
 
@@ -119,6 +121,8 @@ def _summarise(
         longest_episode_instance=longest[1],
         longest_episode_cpu_s=longest[2].cpu_seconds,
         most_episode_cpu_s=max(e[2].cpu_seconds for e in recorder.episodes),
+        longest_episode_gc_s=longest[2].gc_seconds,
+        most_episode_gc_s=max(e[2].gc_seconds for e in recorder.episodes),
         episodes=len(recorder.episodes),
         timeline=[(c.start - first, c.end - first, c.status) for c in exchange],
     )
