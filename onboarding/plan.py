@@ -3,7 +3,7 @@ orchestrators stay deterministic and these rules are unit-tested on their own.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from onboarding.domain import (
@@ -42,10 +42,6 @@ def accepts(event: DecisionEvent, *, nonce: str, mode: ConsentMode) -> bool:
 
 def is_go_ahead(decision: Decision) -> bool:
     return decision in (Decision.CONSENTED, Decision.APPROVED)
-
-
-def batches(items: Sequence[str], size: int) -> list[list[str]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def groups(count: int, fanout: int) -> list[tuple[int, int]]:

@@ -371,7 +371,9 @@ class Onboarding:
             "protocols": [p.value for p in self.request.protocols],
             "options": self.options.to_json(),
         }
-        summary = yield from mailbox_tree(self.context, shared, list(self.request.mailboxes), 0, self.options)
+        summary = yield from mailbox_tree(
+            self.context, shared, self.raw_request["mailboxes"], 0, self.options
+        )
         counts: dict[str, int] = summary["counts"]
         # Kept as the batches' JSON: decoding and re-encoding them on every replay is wasted work.
         attention: list[dict[str, Any]] = summary["attention"]

@@ -32,13 +32,6 @@ def test_a_decision_counts_only_for_the_current_wait_and_mode():
     assert plan.accepts(DecisionEvent(Decision.REJECTED, nonce="n1"), nonce="n1", mode=ConsentMode.GRANT)
 
 
-def test_batches_cover_every_mailbox_once_in_order():
-    mailboxes = [f"m{i}@x.test" for i in range(450)]
-    chunks = plan.batches(mailboxes, 200)
-    assert [len(c) for c in chunks] == [200, 200, 50]
-    assert [m for c in chunks for m in c] == mailboxes
-
-
 def test_outcome_is_success_only_when_every_mailbox_is_verified():
     assert plan.outcome_for({"verified": 3}) is Outcome.SUCCEEDED
     assert plan.outcome_for({"verified": 2, "not_found": 1}) is Outcome.PARTIAL
