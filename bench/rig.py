@@ -132,7 +132,6 @@ class Rig:
     host: HostProcess
     http: httpx.Client
     recorder: Recorder
-    episode_log: Path
     clicked: set[str] = field(default_factory=set)
     refused_early: int = 0  # consent links the callback refused (410) because the wait was not yet recorded
 
@@ -231,8 +230,9 @@ class Rig:
 
     def read_episodes(self) -> None:
         episodes = []
-        if self.episode_log.exists():
-            for line in self.episode_log.read_text().splitlines():
+        log = self.host.episode_log
+        if log is not None and log.exists():
+            for line in log.read_text().splitlines():
                 if line.strip():
                     record = json.loads(line)
                     name = record.pop("name")
@@ -271,20 +271,19 @@ def rig(
         load_settings.cache_clear()
         recorder = Recorder()
         instrument(sandbox, recorder, mail_latency_s)
-        episode_log = workdir / "episodes.jsonl"
         host = HostProcess(
             ROOT,
             workdir / "hub.db",
             {**os.environ, "PYTHONPATH": str(ROOT)},
             port,
             log_path=workdir / "host.log",
-            episode_log=episode_log,
+            episode_log=workdir / "episodes.jsonl",
             max_activity_workers=max_activity_workers,
         ).start()
         http = httpx.Client(
             base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=60
         )
-        yield Rig(sandbox, host, http, recorder, episode_log)
+        yield Rig(sandbox, host, http, recorder)
     finally:
         if http is not None:
             http.close()

@@ -60,6 +60,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def retry_after_of(response: object) -> float | None:
+    """The seconds a response's ``Retry-After`` header asks for (azure-core and httpx responses
+    alike), if it has one."""
+    headers = getattr(response, "headers", None)
+    return parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+
+
 async def retrying(
     call: Callable[[], Awaitable[T]],
     policy: RetryPolicy = DEFAULT_POLICY,

@@ -125,6 +125,8 @@ def map_identity_error(exc: BaseException) -> OnboardingError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
     if isinstance(status, int) and (status == 429 or status >= 500):
+        from onboarding.adapters._retry import retry_after_of
+
         # azure-core has already waited out up to three Retry-After answers by now; the last one's
         # wait is passed on, or our own retry would come back sooner than the endpoint asked.
         return TransientError(
@@ -140,14 +142,6 @@ def map_identity_error(exc: BaseException) -> OnboardingError:
             code=code,
         )
     return OnboardingError(f"Getting a token failed ({type(exc).__name__}).", code="token_failed")
-
-
-def retry_after_of(response: Any) -> float | None:
-    """The seconds an azure-core response's ``Retry-After`` asks for, if it has one."""
-    from onboarding.adapters._retry import parse_retry_after
-
-    headers = getattr(response, "headers", None)
-    return parse_retry_after(headers.get("Retry-After")) if headers is not None else None
 
 
 def decode_claims(token: str) -> dict[str, Any]:

@@ -65,7 +65,8 @@ def vault_error(exc: BaseException, action: str) -> OnboardingError:
         ServiceResponseError,
     )
 
-    from onboarding.adapters.identity import map_identity_error, retry_after_of
+    from onboarding.adapters._retry import retry_after_of
+    from onboarding.adapters.identity import map_identity_error
 
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TransientError(f"Key Vault did not answer while trying to {action}.", fix="Try again later.")
