@@ -36,24 +36,35 @@ SP_KEY = r"(?:/(?P<id>[^/()']+)|\(appId='(?P<appId>[^']*)'\))"
 
 
 class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.details = details or []
 
 
-def odata_error(status: int, code: str, message: str) -> web.Response:
+def odata_error(
+    status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+) -> web.Response:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     request_id = str(uuid.uuid4())
-    return web.json_response(
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": {"date": now, "request-id": request_id, "client-request-id": request_id},
-            }
-        },
-        status=status,
-        headers={"request-id": request_id},
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    error["innerError"] = {"date": now, "request-id": request_id, "client-request-id": request_id}
+    return web.json_response({"error": error}, status=status, headers={"request-id": request_id})
+
+
+def no_backing_application(app_id: str) -> GraphError:
+    """POST /servicePrincipals for an appId Graph has no application for - unknown, or created moments
+    ago and not replicated yet (docs/sandbox-facts.md, "Breaking behaviours (issue 15)")."""
+    message = f"The appId '{app_id}' of the service principal does not reference a valid application object."
+    return GraphError(
+        400,
+        "Request_BadRequest",
+        message,
+        details=[{"code": "NoBackingApplicationObject", "message": message, "target": "appId"}],
     )
 
 
@@ -217,7 +228,7 @@ class Graph:
                 response: web.Response = handler(request, caller, params, body)
             return response
         except GraphError as exc:
-            return odata_error(exc.status, exc.code, exc.message)
+            return odata_error(exc.status, exc.code, exc.message, exc.details)
 
     def _authenticate(self, request: web.Request) -> Caller:
         header = request.headers.get("Authorization", "")
@@ -546,11 +557,7 @@ class Graph:
         app = self.state.find_application(app_id=app_id)
         if app is None or not self.state.application_visible(app):
             # What Graph answers while a new app has not replicated yet, and for unknown ids.
-            raise GraphError(
-                400,
-                "Request_BadRequest",
-                f"Resource '{app_id}' does not exist or one of its queried reference-property objects are not present.",
-            )
+            raise no_backing_application(app_id)
         if not caller.can("Application.ReadWrite.All"):
             self._require_write(caller, app.owners)
         if self.state.find_service_principal(app_id, visible_only=False) is not None:

@@ -38,7 +38,11 @@ APP_PERMISSION = "Application.ReadWrite.OwnedBy"
 ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All"
 MAIL_PERMISSION = "Mail.Send"
 REPLICATION = "replication"
-_REPLICATION_TEXT = ("does not exist or one of its queried reference-property objects are not present",)
+# Graph's answer to POST /servicePrincipals while the new app has not replicated to the replica that
+# serves it (400 Request_BadRequest, details[].code NoBackingApplicationObject): the code is the
+# classifier; the text is the fallback for a body without details. See docs/sandbox-facts.md.
+NO_BACKING_APPLICATION = "NoBackingApplicationObject"
+_NO_BACKING_TEXT = "does not reference a valid application object"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
     odata = getattr(exc, "error", None)
     code = str(getattr(odata, "code", "") or "")
     detail = str(getattr(odata, "message", "") or "")
+    detail_codes = {str(getattr(d, "code", "") or "") for d in getattr(odata, "details", None) or ()}
     said = f" Graph said: {redact(detail)[:300]}" if detail else ""
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(_header(headers, "Retry-After"))
@@ -115,6 +120,10 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
             "and admin-consent it.",
             code=code or "forbidden",
         )
+    if NO_BACKING_APPLICATION in detail_codes or _NO_BACKING_TEXT in detail:
+        # Not transient here: replication takes minutes, so the caller turns it into a poll rather
+        # than an in-process retry.
+        code = NO_BACKING_APPLICATION
     return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).{said}", code=code)
 
 
@@ -400,8 +409,8 @@ class GraphDirectory:
             )
         except (NotFoundError, InvalidRequestError) as exc:
             text = str(exc).lower()
-            if isinstance(exc, NotFoundError) or any(t in text for t in _REPLICATION_TEXT):
-                # Right after the app is created Graph may not see it yet (and says so this way).
+            if isinstance(exc, NotFoundError) or exc.code == NO_BACKING_APPLICATION:
+                # Right after the app is created Graph may not see it yet (NoBackingApplicationObject).
                 raise TransientError(
                     "Microsoft Graph does not see the new app yet (directory replication).",
                     fix="Usually resolves within minutes; if it does not, check that the app still exists.",

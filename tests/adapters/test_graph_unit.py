@@ -52,3 +52,20 @@ def test_new_password_repr_hides_the_secret() -> None:
 
     new = NewPassword("key", "s3cr3t-value", datetime(2027, 1, 1, tzinfo=UTC))
     assert "s3cr3t-value" not in repr(new)
+
+
+def test_no_backing_application_object_is_classified_by_its_code_not_its_words() -> None:
+    from msgraph.generated.models.o_data_errors.error_details import ErrorDetails
+
+    from onboarding.adapters.graph import NO_BACKING_APPLICATION
+
+    error = ODataError(
+        error=MainError(
+            code="Request_BadRequest",
+            message="worded differently tomorrow",
+            details=[ErrorDetails(code="NoBackingApplicationObject", message="", target="appId")],
+        )
+    )
+    error.response_status_code = 400
+    mapped = graph_error(error, "create the app's service principal")
+    assert isinstance(mapped, InvalidRequestError) and mapped.code == NO_BACKING_APPLICATION

@@ -192,11 +192,12 @@ async def test_service_principal_creation_waits_for_replication(
         exchange_app("R"), request_configuration=upsert_config()
     )
     early = await odata_error(lambda: graph.service_principals.post(ServicePrincipal(app_id=app.app_id)))
+    # Graph's answer while the new app replicates (msgraph-sdk-powershell#846, Microsoft365DSC#3390).
     assert early.response_status_code == 400 and early.error.code == "Request_BadRequest"
-    assert (
-        "does not exist or one of its queried reference-property objects are not present"
-        in early.error.message
+    assert early.error.message == (
+        f"The appId '{app.app_id}' of the service principal does not reference a valid application object."
     )
+    assert [(d.code, d.target) for d in early.error.details] == [("NoBackingApplicationObject", "appId")]
     clock.advance(31)
     sp = await graph.service_principals.post(ServicePrincipal(app_id=app.app_id))
     invisible = await odata_error(lambda: graph.service_principals_with_app_id(app.app_id).get())
