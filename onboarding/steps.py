@@ -26,7 +26,7 @@ from onboarding.domain import (
     app_unique_name,
     vault_secret_name,
 )
-from onboarding.errors import NotFoundError, OnboardingError, TransientError
+from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
 from onboarding.services import Services
 
@@ -269,9 +269,28 @@ async def grant_mailboxes(
                 "Exchange Online has no mailbox with this address. Fix: check the address, "
                 "or create the mailbox and onboard it again.",
             )
+        except InvalidRequestError as exc:
+            # A refusal about this mailbox (one the adapter does not recognise): the other mailboxes
+            # go on. Errors about the app itself (PermissionDeniedError, TransientError) still stop
+            # the batch. Exchange's text is not repeated: it is unclassified upstream data.
+            return MailboxResult(
+                mailbox, MailboxState.FAILED, unrecognised_grant_refusal(exc, mailbox, service_principal_id)
+            )
         return MailboxResult(mailbox, MailboxState.GRANTED, "FullAccess granted.")
 
     return await bounded(svc.settings.mailbox_concurrency, mailboxes, grant)
+
+
+def unrecognised_grant_refusal(exc: InvalidRequestError, mailbox: str, service_principal_id: str) -> str:
+    """What an admin needs about a grant Exchange refused for a reason the onboarding does not know."""
+    status = getattr(exc, "status", None)
+    answered = f" (HTTP {status})" if status else ""
+    return (
+        f"Exchange Online refused FullAccess on this mailbox{answered} with an error the onboarding does "
+        f"not recognise. Fix: run Add-MailboxPermission -Identity {mailbox} -User {service_principal_id} "
+        "-AccessRights FullAccess -AutoMapping $false in Exchange Online PowerShell "
+        "to see Exchange's message, correct the mailbox, then onboard it again."
+    )
 
 
 async def explain_refusal(svc: Services, mailbox: str, protocols: Sequence[str]) -> MailboxResult | None:

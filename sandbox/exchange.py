@@ -165,6 +165,9 @@ class Exchange:
                     f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or "
                     "operable program.",
                 )
+            injected = state.faults.cmdlet_failure(name, str(parameters.get("Identity") or ""))
+            if injected is not None:
+                return exchange_error(400, "BadRequest", *injected)
             try:
                 with state.lock:
                     value = found[1](call, parameters)

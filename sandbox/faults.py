@@ -142,6 +142,8 @@ class Faults:
         self.replication = Replication()
         self.mailbox_permission_delay_s = 0.0
         self.exchange_throttle = Throttler()
+        # (cmdlet lowercased, identity lowercased) -> (exception type, message)
+        self.cmdlet_failures: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __getitem__(self, service: str) -> ServiceFaults:
         if service not in SERVICES:
@@ -175,9 +177,18 @@ class Faults:
     ) -> None:
         self.exchange_throttle.limits = Throttle(max_concurrency, requests_per_second, retry_after)
 
+    def fail_cmdlet(self, cmdlet: str, identity: str, *, exception_type: str, message: str) -> None:
+        """Every ``cmdlet`` call with ``-Identity identity`` fails with this Exchange error (400, the
+        usual error shape) until reset: one mailbox's refusal among many that work."""
+        self.cmdlet_failures[(cmdlet.lower(), identity.lower())] = (exception_type, message)
+
+    def cmdlet_failure(self, cmdlet: str, identity: str) -> tuple[str, str] | None:
+        return self.cmdlet_failures.get((cmdlet.lower(), identity.lower()))
+
     def reset(self) -> None:
         for service in SERVICES:
             self[service].reset()
         self.replication = Replication()
         self.mailbox_permission_delay_s = 0.0
         self.exchange_throttle.reset()
+        self.cmdlet_failures.clear()

@@ -273,3 +273,28 @@ def test_many_batches_run_as_a_tree_no_orchestration_starting_more_than_the_fano
         i.rsplit(":", 1)[-1] for i in instances if ":mailboxes:" in i and "-" in i.rsplit(":", 1)[-1]
     )
     assert groups == ["0-1", "0-3", "2-3", "4-5", "4-6"]  # the parent starts 0-3 and 4-6
+
+
+def test_an_unrecognised_exchange_error_on_one_mailbox_fails_only_that_mailbox(tenant_factory):
+    upstream = "Mailbox database DB-PRD-07 rejected the change on EXHUB-22."
+    tenant = tenant_factory(
+        configure=lambda sb: sb.faults.fail_cmdlet(
+            "Add-MailboxPermission",
+            "sales@sandbox.example",
+            exception_type="Microsoft.Exchange.Sandbox.UnexpectedSandboxException",
+            message=upstream,
+        )
+    )
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "partial"
+    results = {r["mailbox"]: r for r in view["mailboxes"]["results"]}
+    others = [m for m in MAILBOXES if m != "sales@sandbox.example"]
+    assert [results[m]["state"] for m in others] == ["verified"] * 2
+    assert {m for m, _ in tenant.permissions()} == set(others)
+    failed = results["sales@sandbox.example"]
+    assert failed["state"] == "failed"
+    assert "Add-MailboxPermission -Identity sales@sandbox.example" in failed["detail"]
+    assert "DB-PRD-07" not in json.dumps(view)  # Exchange's words stay out of the status

@@ -108,8 +108,11 @@ class FakeExchange:
         self.mailboxes = mailboxes
         self.permissions: set[tuple[str, str]] = set()
         self.principals: set[str] = set()
+        self.refusals: dict[str, Exception] = {}  # mailbox -> what Add-MailboxPermission raises
 
     async def grant_full_access(self, mailbox: str, principal: str) -> None:
+        if mailbox in self.refusals:
+            raise self.refusals[mailbox]
         if mailbox not in self.mailboxes:
             raise NotFoundError(f"Mailbox {mailbox} not found.")
         self.permissions.add((mailbox, principal))

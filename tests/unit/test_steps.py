@@ -6,7 +6,7 @@ import pytest
 
 from onboarding import steps
 from onboarding.domain import AppRegistration, ExchangeResource, MailboxState
-from onboarding.errors import NotFoundError
+from onboarding.errors import NotFoundError, PermissionDeniedError, TransientError
 from tests.unit.fakes import Crash, FakeServices, settings
 
 APP = AppRegistration(object_id="obj-1", app_id="app-1", unique_name="u", service_principal_id="sp-1")
@@ -88,6 +88,41 @@ async def test_mailbox_grants_report_missing_mailboxes_with_the_fix():
     }
     assert "check the address" in results[2].detail
     assert svc.exchange.permissions == {("a@x.test", "sp-1"), ("b@x.test", "sp-1")}
+
+
+async def test_an_unrecognised_refusal_on_one_mailbox_fails_that_mailbox_and_the_batch_goes_on():
+    from onboarding.adapters.exchange import CmdletError
+
+    boxes = {m: {"IMAP": True, "POP": True} for m in ("a@x.test", "b@x.test", "c@x.test")}
+    svc = FakeServices(settings(), mailboxes=boxes)
+    upstream = "Something odd about b@x.test happened in database DB-7 on server EXCH01"
+    svc.exchange.refusals["b@x.test"] = CmdletError("Add-MailboxPermission", upstream, 400)
+    results = await steps.grant_mailboxes(
+        svc, service_principal_id="sp-1", mailboxes=list(boxes), protocols=["IMAP"]
+    )
+    states = {r.mailbox: r.state for r in results}
+    assert states == {
+        "a@x.test": MailboxState.GRANTED,
+        "b@x.test": MailboxState.FAILED,
+        "c@x.test": MailboxState.GRANTED,
+    }
+    failed = results[1].detail
+    assert "Add-MailboxPermission -Identity b@x.test -User sp-1" in failed
+    assert "DB-7" not in failed and "EXCH01" not in failed  # Exchange's own words are not repeated
+
+
+@pytest.mark.parametrize(
+    "app_wide",
+    [
+        PermissionDeniedError("The function app's identity may not run Add-MailboxPermission."),
+        TransientError("Exchange Online is throttling.", code="throttled"),
+    ],
+)
+async def test_an_error_about_the_app_itself_still_stops_the_batch(app_wide):
+    svc = FakeServices(settings(), mailboxes={"a@x.test": {"IMAP": True, "POP": True}})
+    svc.exchange.refusals["a@x.test"] = app_wide
+    with pytest.raises(type(app_wide)):
+        await steps.grant_mailboxes(svc, service_principal_id="sp-1", mailboxes=["a@x.test"], protocols=["IMAP"])
 
 
 async def test_a_refused_login_on_a_disabled_protocol_is_explained_with_the_fix():
