@@ -226,7 +226,13 @@ async def register_in_exchange(
     svc: Services, *, app_id: str, service_principal_id: str, app_object_id: str, display_name: str
 ) -> dict[str, str]:
     """New-ServicePrincipal with the enterprise app's object id. Exchange reads Entra through its own
-    replica, so a principal made minutes ago may not be found yet: that is a wait, not a failure."""
+    replica, so a principal made minutes ago may not be found yet: that is a wait, not a failure.
+
+    Exchange answers a wrong id the same way, so before waiting, Graph says which it is: the id must
+    be the object id of the service principal Graph has for ``app_id``; anything else will never be
+    found and fails now, with the fix, rather than after an hour of polling."""
+    from onboarding.adapters.exchange import OBJECT_ID_FIX
+
     try:
         await svc.exchange.ensure_service_principal(
             app_id, service_principal_id, display_name, app_object_id=app_object_id
@@ -234,6 +240,14 @@ async def register_in_exchange(
     except TransientError as exc:
         if exc.code != "replication":
             raise
+        in_graph = await svc.graph.find_service_principal(app_id)
+        if in_graph is not None and in_graph.lower() != service_principal_id.lower():
+            raise InvalidRequestError(
+                f"Object id {service_principal_id} is not the service principal of app {app_id} "
+                f"(Microsoft Graph has {in_graph}).",
+                fix=OBJECT_ID_FIX,
+                code="wrong_object_id",
+            ) from None
         return {
             "pending": "Exchange Online does not see the app's service principal yet (directory replication).",
             "fix": exc.fix

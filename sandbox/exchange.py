@@ -65,6 +65,15 @@ def not_found(identity: str) -> CmdletError:
     )
 
 
+def service_principal_not_found(object_id: str) -> CmdletError:
+    # The prefix up to the quoted id is the sourced form; the words after it are not published.
+    return CmdletError(
+        "Microsoft.Exchange.Management.Tasks.ServicePrincipalNotFoundException",
+        f"AADServicePrincipalNotFound. No ServicePrincipal with Object Id '{object_id}' is registered in "
+        "the organization's directory.",
+    )
+
+
 def _flag(value: Any) -> bool:
     return value is True or str(value).strip().lower() in {"true", "$true", "1"}
 
@@ -224,15 +233,12 @@ class Exchange:
     def new_service_principal(self, call: Call, p: dict[str, Any]) -> list[dict[str, Any]]:
         app_id, object_id = self._required(p, "AppId", "ObjectId")
         state = self.state
-        # Exchange reads the directory too: a service principal still replicating is not found.
-        sp = state.get_service_principal(object_id)
-        if sp is None or sp.app_id.lower() != app_id.lower():
-            raise CmdletError(
-                "Microsoft.Exchange.Management.Tasks.ServicePrincipalNotFoundException",
-                f"The service principal with AppId '{app_id}' and ObjectId '{object_id}' wasn't found in Azure "
-                "Active Directory. ObjectId must be the object id of the enterprise application (service principal), "
-                "not of the app registration.",
-            )
+        # Exchange reads the directory through its own copy: a service principal it has not caught up
+        # with yet, and an id that is not this app's service principal (the app registration's object
+        # id, the classic mistake), get the same answer (docs/sandbox-facts.md, issue 15).
+        sp = state.get_service_principal(object_id, visible_only=False)
+        if sp is None or sp.app_id.lower() != app_id.lower() or not state.service_principal_visible_to_exchange(sp):
+            raise service_principal_not_found(object_id)
         if state.find_exchange_sp(object_id) is not None or state.find_exchange_sp(app_id) is not None:
             raise CmdletError(
                 "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException",

@@ -80,6 +80,9 @@ class Replication:
     application_s: float = 0.0  # POST /servicePrincipals for a new app fails meanwhile
     service_principal_s: float = 0.0  # a new service principal is not found meanwhile
     app_role_assignment_s: float = 0.0  # a new grant is neither listed nor in tokens meanwhile
+    # Exchange Online reads Entra through its own copy of the directory, which lags behind Graph:
+    # New-ServicePrincipal answers AADServicePrincipalNotFound for a principal this young.
+    exchange_service_principal_s: float = 0.0
 
 
 @dataclass
@@ -157,7 +160,10 @@ class Faults:
         application_s: float | None = None,
         service_principal_s: float | None = None,
         app_role_assignment_s: float | None = None,
+        exchange_service_principal_s: float | None = None,
     ) -> None:
+        if exchange_service_principal_s is not None:
+            self.replication.exchange_service_principal_s = exchange_service_principal_s
         if application_s is not None:
             self.replication.application_s = application_s
         if service_principal_s is not None:

@@ -473,6 +473,12 @@ class TenantState:
     def service_principal_visible(self, sp: ServicePrincipal) -> bool:
         return self._visible(sp.created_at, self.faults.replication.service_principal_s)
 
+    def service_principal_visible_to_exchange(self, sp: ServicePrincipal) -> bool:
+        """Exchange's copy of the directory has it: Entra has replicated it and Exchange caught up."""
+        replication = self.faults.replication
+        lag = max(replication.service_principal_s, replication.exchange_service_principal_s)
+        return self._visible(sp.created_at, lag)
+
     def list_service_principals(self) -> list[ServicePrincipal]:
         return [sp for sp in self._sps.values() if self.service_principal_visible(sp)]
 

@@ -49,6 +49,9 @@ _NOT_FOUND = (
     "managementobjectnotfound",
     "doesn't exist",
 )
+# New-ServicePrincipal's answer when Exchange's copy of the directory has no such service principal:
+# for minutes after it was created, and for good when the id is wrong (docs/sandbox-facts.md).
+SP_NOT_IN_EXCHANGE_DIRECTORY = "AADServicePrincipalNotFound"
 _DETAIL_PREFIX = re.compile(r"^(?:[\w]*\|)?[\w.]+\|")
 _ALREADY = ("already exists", "already has", "already present", "already been granted")
 
@@ -248,10 +251,11 @@ class ExchangeAdmin:
         """``New-ServicePrincipal`` unless Exchange already has it with the right object id. A stale
         registration under another object id (a manual attempt with the app's object id) is replaced.
 
-        Exchange answers "wasn't found in Azure Active Directory" both for a service principal that is
-        still replicating and for a wrong object id (the app registration's), so that answer is
-        retryable and its fix names both causes; pass ``app_object_id`` to catch the wrong-id mistake
-        for certain before anything is sent.
+        Exchange answers ``AADServicePrincipalNotFound`` both for a service principal its copy of the
+        directory has not caught up with and for a wrong object id (the app registration's), so that
+        answer is a ``TransientError(code="replication")`` whose fix names both causes; the caller
+        tells them apart with Graph (``steps.register_in_exchange``). Pass ``app_object_id`` to catch
+        the wrong-id mistake for certain before anything is sent.
         """
         if app_object_id and app_object_id.lower() == service_principal_id.lower():
             raise InvalidRequestError(
@@ -272,8 +276,7 @@ class ExchangeAdmin:
         except CmdletError as exc:
             if exc.already:
                 return
-            low = exc.text.lower()
-            if exc.not_found or "wasn't found" in low or "was not found" in low:
+            if exc.not_found or SP_NOT_IN_EXCHANGE_DIRECTORY.lower() in exc.text.lower():
                 raise TransientError(
                     f"Exchange Online cannot find service principal {service_principal_id} of app {app_id} "
                     "in Entra ID: it is still replicating, or the id is not the service principal's.",

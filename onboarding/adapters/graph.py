@@ -430,6 +430,10 @@ class GraphDirectory:
             raise OnboardingError("Microsoft Graph created the service principal but returned no id.")
         return str(sp.id)
 
+    async def find_service_principal(self, app_id: str) -> str | None:
+        """The object id of the app's service principal as Graph sees it, or None."""
+        return await self._find_service_principal(app_id)
+
     async def _find_service_principal(self, app_id: str) -> str | None:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
         from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (

@@ -150,9 +150,8 @@ async def test_wrong_object_id_names_the_fix() -> None:
             return exchange_error(
                 "The operation couldn't be performed because object 'x' couldn't be found on 'X'."
             )
-        return exchange_error(
-            "The service principal with AppId 'a' and ObjectId 'o' wasn't found in Azure Active Directory."
-        )
+        # The sourced prefix of Exchange's answer; the rest of its words are not published.
+        return exchange_error("AADServicePrincipalNotFound. No ServicePrincipal with Object Id 'o' ...")
 
     ex = admin(handler)
     # Exchange says the same for a wrong id and for one still replicating: retryable, both causes named.

@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,25 @@ def assert_no_secret_anywhere(sandbox: Sandbox, evidence: Evidence, hub: Path) -
         places.append((f"task hub {path.name}", path.read_bytes().decode("latin-1")))
     leaks = [(kind, where) for kind, needle in needles for where, text in places if needle in text]
     assert leaks == [], f"secrets or tokens found in: {leaks}"
+
+
+class TenantClock:
+    """The sandbox tenant's clock: real time plus an offset a test moves, so delays measured on the
+    tenant clock (replication, propagation) pass at once instead of being slept through. Tokens are
+    issued and checked on this clock too; the host keeps real time."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def step_state(view: dict[str, Any], name: str) -> str:
+    return str(next(s["state"] for s in view["steps"] if s["name"] == name))
 
 
 @dataclass
@@ -184,9 +203,10 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         manual_clock: bool = False,
         extra_env: dict[str, str] | None = None,
         configure: Callable[[Sandbox], None] | None = None,
+        sandbox_clock: Callable[[], datetime] | None = None,
     ) -> Tenant:
         sandbox = Sandbox(
-            SandboxConfig(base_dir=tmp_path / f"sandbox{len(made)}", mailboxes=mailboxes)
+            SandboxConfig(base_dir=tmp_path / f"sandbox{len(made)}", mailboxes=mailboxes, clock=sandbox_clock)
         ).start()
         if configure:
             configure(sandbox)

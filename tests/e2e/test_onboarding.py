@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from demo.admin import link_in
 from onboarding.domain import EXCHANGE_ONLINE_APP_ID
-from tests.e2e.conftest import ADMIN, MAILBOXES, Tenant
+from tests.e2e.conftest import ADMIN, MAILBOXES, Tenant, TenantClock, step_state
 
 
 def exchange_roles(tenant: Tenant, app_id: str) -> set[str]:
@@ -298,3 +298,25 @@ def test_an_unrecognised_exchange_error_on_one_mailbox_fails_only_that_mailbox(t
     assert failed["state"] == "failed"
     assert "Add-MailboxPermission -Identity sales@sandbox.example" in failed["detail"]
     assert "DB-PRD-07" not in json.dumps(view)  # Exchange's words stay out of the status
+
+
+def test_exchange_catching_up_with_entra_is_waited_for_on_the_tenant_clock(tenant_factory):
+    # Exchange's copy of the directory sees the new service principal ten minutes after Graph does;
+    # meanwhile New-ServicePrincipal answers AADServicePrincipalNotFound.
+    clock = TenantClock()
+    tenant = tenant_factory(
+        sandbox_clock=clock,
+        configure=lambda sb: sb.faults.set_replication(exchange_service_principal_s=600),
+    )
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    waiting = tenant.wait(location, lambda v: step_state(v, "exchange_registration") == "waiting")
+    assert waiting["status"] not in {"failed", "rejected"}
+    clock.advance(timedelta(minutes=11))
+    view = tenant.finished(location)
+    assert_fully_onboarded(tenant, view)
+    refused = [
+        e for e in tenant.sandbox.state.request_log() if e.service == "exchange" and e.status == 400
+    ]
+    assert refused  # the early New-ServicePrincipal was refused, and waited out

@@ -63,7 +63,7 @@ async def test_new_service_principal_needs_the_enterprise_app_object_id(
     wrong = await exo.error(
         "New-ServicePrincipal", AppId=app_id, ObjectId=app_object_id, DisplayName="Mail reader"
     )
-    assert "not of the app registration" in wrong
+    assert f"AADServicePrincipalNotFound. No ServicePrincipal with Object Id '{app_object_id}'" in wrong
     created = await exo.ok("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id, DisplayName="Mail reader")
     assert [(v["AppId"], v["ObjectId"]) for v in created["value"]] == [(app_id, sp_id)]
     assert "already exists" in await exo.error("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id)
@@ -72,6 +72,22 @@ async def test_new_service_principal_needs_the_enterprise_app_object_id(
     assert [e.object_id for e in sandbox.state.exchange_service_principals()] == [sp_id]
     await exo.ok("Remove-ServicePrincipal", Identity=sp_id)
     assert "couldn't be found" in await exo.error("Get-ServicePrincipal", Identity=sp_id)
+
+
+async def test_new_service_principal_waits_for_exchanges_own_copy_of_the_directory(
+    exo: Exo, sandbox: Sandbox
+) -> None:
+    state = sandbox.state
+    app = state.create_application({"displayName": "Fresh app"}, owner=None)
+    sp = state.create_service_principal(app, owner=None)
+    sandbox.faults.set_replication(exchange_service_principal_s=600)
+    assert state.get_service_principal(sp.id) is not None  # Graph already has it
+    early = await exo.error("New-ServicePrincipal", AppId=app.app_id, ObjectId=sp.id)
+    assert f"AADServicePrincipalNotFound. No ServicePrincipal with Object Id '{sp.id}'" in early
+    assert state.exchange_service_principals() == []
+    sandbox.faults.set_replication(exchange_service_principal_s=0)  # Exchange caught up
+    created = await exo.ok("New-ServicePrincipal", AppId=app.app_id, ObjectId=sp.id)
+    assert created["value"][0]["ObjectId"] == sp.id
 
 
 async def test_mailbox_permission_add_is_idempotent_get_and_remove(

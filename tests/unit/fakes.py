@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from onboarding.errors import NotFoundError
+from onboarding.errors import NotFoundError, TransientError
 from onboarding.settings import Settings
 
 _ids = itertools.count(1)
@@ -46,6 +46,10 @@ class FakeGraph:
         self.assignments: dict[str, list[Assignment]] = {}
         self.mail: list[dict[str, Any]] = []
         self.deleted: list[str] = []
+        self.service_principals: dict[str, str] = {}  # app id -> service principal object id
+
+    async def find_service_principal(self, app_id: str) -> str | None:
+        return self.service_principals.get(app_id)
 
     async def list_passwords(self, object_id: str) -> list[Password]:
         return list(self.passwords.get(object_id, []))
@@ -109,6 +113,7 @@ class FakeExchange:
         self.permissions: set[tuple[str, str]] = set()
         self.principals: set[str] = set()
         self.refusals: dict[str, Exception] = {}  # mailbox -> what Add-MailboxPermission raises
+        self.directory: dict[str, str] = {}  # what Exchange's copy of Entra ID has: app id -> sp id
 
     async def grant_full_access(self, mailbox: str, principal: str) -> None:
         if mailbox in self.refusals:
@@ -122,7 +127,14 @@ class FakeExchange:
             raise NotFoundError(f"Mailbox {mailbox} not found.")
         return dict(self.mailboxes[mailbox])
 
-    async def ensure_service_principal(self, app_id: str, sp_id: str, name: str) -> None:
+    async def ensure_service_principal(
+        self, app_id: str, sp_id: str, name: str, *, app_object_id: str | None = None
+    ) -> None:
+        # Exchange's copy of the directory knows only the ids in `directory` (app id -> sp object id).
+        if self.directory.get(app_id, "").lower() != sp_id.lower():
+            raise TransientError(
+                "Exchange Online cannot find the service principal in Entra ID.", code="replication"
+            )
         self.principals.add(app_id)
 
     async def remove_service_principal(self, app_id: str) -> None:

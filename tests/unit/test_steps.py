@@ -6,7 +6,7 @@ import pytest
 
 from onboarding import steps
 from onboarding.domain import AppRegistration, ExchangeResource, MailboxState
-from onboarding.errors import NotFoundError, PermissionDeniedError, TransientError
+from onboarding.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, TransientError
 from tests.unit.fakes import Crash, FakeServices, settings
 
 APP = AppRegistration(object_id="obj-1", app_id="app-1", unique_name="u", service_principal_id="sp-1")
@@ -123,6 +123,36 @@ async def test_an_error_about_the_app_itself_still_stops_the_batch(app_wide):
     svc.exchange.refusals["a@x.test"] = app_wide
     with pytest.raises(type(app_wide)):
         await steps.grant_mailboxes(svc, service_principal_id="sp-1", mailboxes=["a@x.test"], protocols=["IMAP"])
+
+
+async def register_in_exchange(svc, service_principal_id="sp-1"):
+    return await steps.register_in_exchange(
+        svc,
+        app_id="app-1",
+        service_principal_id=service_principal_id,
+        app_object_id="obj-1",
+        display_name="Mail app",
+    )
+
+
+async def test_registering_in_exchange_waits_while_exchange_has_not_caught_up_with_entra():
+    svc = FakeServices(settings())
+    svc.graph.service_principals["app-1"] = "sp-1"
+    reply = await register_in_exchange(svc)
+    assert "Exchange Online does not see" in reply["pending"]
+    svc.exchange.directory["app-1"] = "sp-1"  # Exchange's copy caught up
+    assert await register_in_exchange(svc) == {"registered": "sp-1"}
+    assert svc.exchange.principals == {"app-1"}
+
+
+async def test_registering_in_exchange_with_an_id_graph_does_not_know_for_the_app_fails_at_once():
+    svc = FakeServices(settings())
+    svc.graph.service_principals["app-1"] = "sp-1"
+    with pytest.raises(InvalidRequestError) as wrong:
+        await register_in_exchange(svc, service_principal_id="sp-from-another-app")
+    assert wrong.value.code == "wrong_object_id"
+    assert "Enterprise applications" in wrong.value.fix
+    assert svc.exchange.principals == set()
 
 
 async def test_a_refused_login_on_a_disabled_protocol_is_explained_with_the_fix():
