@@ -63,10 +63,25 @@ def dict_escape(data: bytes) -> bytes:
     return b"".join(_ESCAPE.get(byte, bytes((byte,))) for byte in data)
 
 
+# The ACL group whose global ACL entry grants no right on any mailbox (see mail.py).
+MAILBOX_CLOSED_GROUP = "sandbox-mailbox-closed"
+
+
+class MailboxClosed(str):
+    """A verdict that lets the login succeed while the mailbox cannot be opened: Exchange Online's
+    "OK AUTHENTICATE completed." followed by a failing first mailbox command (docs/sandbox-facts.md).
+    The string is the reason, for logs."""
+
+
 def passdb_fields(refusal: str | None) -> dict[str, str]:
-    """The passdb fields that make Dovecot allow the login, or refuse it showing ``refusal``."""
+    """The passdb fields that make Dovecot allow the login, or refuse it showing ``refusal``, or (a
+    ``MailboxClosed`` verdict) allow it with every mailbox closed to the session."""
     if refusal is None:
         return {"nopassword": "y"}
+    if isinstance(refusal, MailboxClosed):
+        # Dovecot's ACL plugin: the group-override entry in the global ACL file takes every right
+        # away, so EXAMINE/SELECT answer NO and POP3's first command -ERR; the login itself is OK.
+        return {"nopassword": "y", "userdb_acl_groups": MAILBOX_CLOSED_GROUP}
     return {"nopassword": "y", "nologin": "y", "reason": " ".join(refusal.split())}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from sandbox import catalog
 from sandbox.faults import Faults
+from sandbox.mail_auth import MailboxClosed
 from sandbox.tokens import TokenError, TokenIssuer
 
 Clock = Callable[[], datetime]
@@ -696,11 +697,13 @@ class TenantState:
                 return "no such mailbox"
             if not (box.imap_enabled if protocol == "imap" else box.pop_enabled):
                 return f"{protocol.upper()} is disabled on this mailbox"
+            # Without FullAccess Exchange still completes AUTHENTICATE; the first mailbox command
+            # fails ("BAD User is authenticated but not connected.", docs/sandbox-facts.md).
             perm = next((p for p in self.permissions_on(box) if p.user == oid), None)
             if perm is None or "FullAccess" not in perm.access_rights:
-                return "the service principal has no FullAccess on this mailbox"
+                return MailboxClosed("the service principal has no FullAccess on this mailbox")
             if not self._visible(perm.created_at, self.faults.mailbox_permission_delay_s):
-                return "the FullAccess permission has not propagated yet"
+                return MailboxClosed("the FullAccess permission has not propagated yet")
         return None
 
     # ---------------------------------------------------------------- vault

@@ -1,8 +1,14 @@
-"""Log in to IMAP or POP3 as the mail client will: implicit TLS, SASL XOAUTH2 with the app's token.
+"""Log in to IMAP or POP3 as the mail client will: implicit TLS, SASL XOAUTH2 with the app's token,
+then prove the mailbox opens: IMAP ``EXAMINE INBOX`` (read-only SELECT), POP3 ``STAT``.
+
+A login alone proves nothing about the mailbox: Exchange Online completes AUTHENTICATE for an app
+that may not open the mailbox and fails the first mailbox command instead ("BAD User is
+authenticated but not connected.", docs/sandbox-facts.md). Any answer but OK to EXAMINE/STAT is a
+refusal; its words are not relied on.
 
 Uses the standard library clients in a worker thread (they block). The result is data, not an
 exception: a refused login is an expected state while permissions propagate. ``detail`` is in an
-admin's words and never carries the token or the server's reply to it.
+admin's words and never carries the token or the server's reply.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from onboarding.domain import Protocol
 
 REFUSED_FIX = (
     "no Exchange service principal or no FullAccess on the mailbox, or the permission is still propagating"
+)
+MAILBOX_REFUSED_FIX = (
+    "the app is authenticated but may not open this mailbox: no FullAccess on it, or the permission "
+    "is still propagating"
 )
 
 
@@ -51,6 +61,12 @@ def _imap_login(
             return xoauth2(mailbox, token)
 
         client.authenticate("XOAUTH2", respond)
+        try:
+            status, _ = client.select("INBOX", readonly=True)  # EXAMINE
+        except imaplib.IMAP4.error:  # BAD (Exchange's "authenticated but not connected") or BYE
+            status = "BAD"
+        if status != "OK":
+            raise _MailboxRefused("EXAMINE INBOX")
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             client.logout()
@@ -58,6 +74,10 @@ def _imap_login(
 
 class _PopRefused(Exception):
     pass
+
+
+class _MailboxRefused(Exception):
+    """Logged in, but the first mailbox command was refused; the argument names the command."""
 
 
 def _pop_login(
@@ -79,6 +99,10 @@ def _pop_login(
             line, _ = client._getline()
         if not line.startswith(b"+OK"):
             raise _PopRefused("refused")
+        try:
+            client.stat()
+        except (poplib.error_proto, EOFError):
+            raise _MailboxRefused("STAT") from None
     finally:
         with contextlib.suppress(OSError, poplib.error_proto):
             client.quit()
@@ -92,6 +116,12 @@ def _probe(host: str, port: int, protocol: Protocol, mailbox: str, token: str, t
             _imap_login(host, port, mailbox, token, timeout, context)
         else:
             _pop_login(host, port, mailbox, token, timeout, context)
+    except _MailboxRefused as refused:
+        return LoginResult(
+            False,
+            f"{protocol.value} login as {mailbox} succeeded but {refused.args[0]} was refused: "
+            f"{MAILBOX_REFUSED_FIX}.",
+        )
     except (imaplib.IMAP4.error, _PopRefused, poplib.error_proto):
         what = "NO AUTHENTICATE failed" if protocol is Protocol.IMAP else "-ERR authentication failed"
         return LoginResult(False, f"{protocol.value} {what} for {mailbox}: {REFUSED_FIX}.")
@@ -103,7 +133,7 @@ def _probe(host: str, port: int, protocol: Protocol, mailbox: str, token: str, t
         return LoginResult(False, f"{where} did not answer within {timeout:g} s.")
     except OSError as exc:
         return LoginResult(False, f"{where} is unreachable ({exc.strerror or type(exc).__name__}).")
-    return LoginResult(True, f"{protocol.value} login as {mailbox} succeeded.")
+    return LoginResult(True, f"{protocol.value} login as {mailbox} succeeded and its INBOX opened.")
 
 
 async def probe_login(

@@ -207,6 +207,30 @@ def imap_refusal(tenant: Tenant, mailbox: str, token: str) -> str:
         client.logout()
 
 
+def imap_mailbox_refusal(tenant: Tenant, mailbox: str, token: str) -> tuple[str, list[bytes]]:
+    """Exchange's answer when the app may not open the mailbox: AUTHENTICATE completes, the first
+    mailbox command does not."""
+    client = imaplib.IMAP4_SSL("127.0.0.1", int(tenant.env["IMAP_PORT"]), ssl_context=tenant.tls, timeout=10)
+    try:
+        assert client.authenticate("XOAUTH2", lambda _: sasl(mailbox, token))[0] == "OK"
+        status, data = client.select("INBOX", readonly=True)
+        return status, data
+    finally:
+        client.logout()
+
+
+def pop_mailbox_refusal(tenant: Tenant, mailbox: str, token: str) -> bytes:
+    client = poplib.POP3_SSL("127.0.0.1", int(tenant.env["POP_PORT"]), context=tenant.tls, timeout=10)
+    try:
+        client._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl(mailbox, token)).decode())  # type: ignore[attr-defined]
+        with pytest.raises(poplib.error_proto) as refused:
+            client.stat()
+        reply: bytes = refused.value.args[0]
+        return reply
+    finally:
+        client.close()
+
+
 def pop_read_welcome(tenant: Tenant, mailbox: str, token: str) -> bytes:
     client = poplib.POP3_SSL("127.0.0.1", int(tenant.env["POP_PORT"]), context=tenant.tls, timeout=10)
     try:
@@ -313,9 +337,9 @@ def test_an_app_without_an_exchange_service_principal_is_refused(
 def test_full_access_on_another_mailbox_only_is_refused(
     tenant: Tenant, exchange_token: str, reasons: pytest.LogCaptureFixture
 ) -> None:
-    # full_app has FullAccess on support and sales, not billing.
-    assert imap_refusal(tenant, BILLING, exchange_token) == IMAP_REFUSAL
-    assert pop_refusal(tenant, BILLING, exchange_token) == POP_REFUSAL
+    # full_app has FullAccess on support and sales, not billing: logged in, but no mailbox.
+    assert imap_mailbox_refusal(tenant, BILLING, exchange_token)[0] == "NO"
+    assert pop_mailbox_refusal(tenant, BILLING, exchange_token).startswith(b"-ERR")
     assert "no FullAccess" in refusal_reasons(reasons)
 
 
@@ -325,8 +349,8 @@ def test_a_permission_still_propagating_is_refused_until_it_has(
     tenant.sandbox.faults.mailbox_permission_delay_s = 3600
     try:
         token = onboard(tenant).token(tenant.env["EXCHANGE_ENDPOINT"])
-        assert imap_refusal(tenant, SUPPORT, token) == IMAP_REFUSAL
-        assert pop_refusal(tenant, SUPPORT, token) == POP_REFUSAL
+        assert imap_mailbox_refusal(tenant, SUPPORT, token)[0] == "NO"
+        assert pop_mailbox_refusal(tenant, SUPPORT, token).startswith(b"-ERR")
     finally:
         tenant.sandbox.faults.mailbox_permission_delay_s = 0
     assert "not propagated" in refusal_reasons(reasons)
@@ -368,6 +392,6 @@ def test_removing_full_access_takes_effect_on_the_next_login(
 
     tenant.invoke("Remove-MailboxPermission", Identity=SUPPORT, User=app.sp_id, AccessRights=["FullAccess"])
 
-    assert imap_refusal(tenant, SUPPORT, token) == IMAP_REFUSAL
-    assert pop_refusal(tenant, SUPPORT, token) == POP_REFUSAL
+    assert imap_mailbox_refusal(tenant, SUPPORT, token)[0] == "NO"
+    assert pop_mailbox_refusal(tenant, SUPPORT, token).startswith(b"-ERR")
     assert "no FullAccess" in refusal_reasons(reasons)
