@@ -237,7 +237,11 @@ class Exchange:
         # with yet, and an id that is not this app's service principal (the app registration's object
         # id, the classic mistake), get the same answer (docs/sandbox-facts.md, issue 15).
         sp = state.get_service_principal(object_id, visible_only=False)
-        if sp is None or sp.app_id.lower() != app_id.lower() or not state.service_principal_visible_to_exchange(sp):
+        if (
+            sp is None
+            or sp.app_id.lower() != app_id.lower()
+            or not state.service_principal_visible_to_exchange(sp)
+        ):
             raise service_principal_not_found(object_id)
         if state.find_exchange_sp(object_id) is not None or state.find_exchange_sp(app_id) is not None:
             raise CmdletError(

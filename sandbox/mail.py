@@ -298,7 +298,10 @@ class MailServer:
             return None
         if isinstance(reason, MailboxClosed):
             log.info(
-                "mail login allowed, mailbox refused: protocol=%s mailbox=%s reason=%s", protocol, mailbox, reason
+                "mail login allowed, mailbox refused: protocol=%s mailbox=%s reason=%s",
+                protocol,
+                mailbox,
+                reason,
             )
             return reason
         log.info("mail login refused: protocol=%s mailbox=%s reason=%s", protocol, mailbox, reason)
@@ -455,9 +458,9 @@ mail_location = maildir:~
 {chroot_lines}
 mail_max_userip_connections = 200
 
-# A login the tenant allows while the app cannot open the mailbox (no FullAccess) gets the ACL group
-# below from the passdb (userdb_acl_groups); the global ACL file gives that group no right on any
-# mailbox, so the session is authenticated but EXAMINE/SELECT and POP3's STAT fail.
+# A login the tenant allows while the app cannot open the mailbox (no FullAccess) gets an ACL group
+# through the passdb's userdb_acl_groups field; the global ACL file grants that group no right on any
+# mailbox: the session is authenticated, yet opening INBOX (IMAP EXAMINE, POP3 STAT) is refused.
 mail_plugins = $mail_plugins acl
 plugin {{
   acl = vfile:{acl_file}

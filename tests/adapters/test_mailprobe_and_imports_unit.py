@@ -64,7 +64,7 @@ class ScriptedExchangeImap:
 
             say("* OK The Microsoft Exchange IMAP4 service is ready.")
             while line := io.readline().decode().strip():
-                tag, command = (line.split(" ", 2) + [""])[:2]
+                tag, command = [*line.split(" ", 2), ""][:2]
                 self.seen.append(command.upper())
                 if command.upper() == "CAPABILITY":
                     say("* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS ID UNSELECT")
@@ -90,7 +90,9 @@ async def test_authenticated_but_not_connected_is_a_refusal_not_a_verified_mailb
 ) -> None:
     server = ScriptedExchangeImap(tmp_path, monkeypatch)
     try:
-        result = await probe_login("127.0.0.1", server.port, Protocol.IMAP, "a@contoso.test", "tok", timeout=5)
+        result = await probe_login(
+            "127.0.0.1", server.port, Protocol.IMAP, "a@contoso.test", "tok", timeout=5
+        )
     finally:
         server.close()
     assert "EXAMINE" in server.seen

@@ -316,7 +316,5 @@ def test_exchange_catching_up_with_entra_is_waited_for_on_the_tenant_clock(tenan
     clock.advance(timedelta(minutes=11))
     view = tenant.finished(location)
     assert_fully_onboarded(tenant, view)
-    refused = [
-        e for e in tenant.sandbox.state.request_log() if e.service == "exchange" and e.status == 400
-    ]
+    refused = [e for e in tenant.sandbox.state.request_log() if e.service == "exchange" and e.status == 400]
     assert refused  # the early New-ServicePrincipal was refused, and waited out

@@ -122,7 +122,9 @@ async def test_an_error_about_the_app_itself_still_stops_the_batch(app_wide):
     svc = FakeServices(settings(), mailboxes={"a@x.test": {"IMAP": True, "POP": True}})
     svc.exchange.refusals["a@x.test"] = app_wide
     with pytest.raises(type(app_wide)):
-        await steps.grant_mailboxes(svc, service_principal_id="sp-1", mailboxes=["a@x.test"], protocols=["IMAP"])
+        await steps.grant_mailboxes(
+            svc, service_principal_id="sp-1", mailboxes=["a@x.test"], protocols=["IMAP"]
+        )
 
 
 async def register_in_exchange(svc, service_principal_id="sp-1"):
