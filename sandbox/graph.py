@@ -41,19 +41,22 @@ class GraphError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def odata_error(status: int, code: str, message: str) -> web.Response:
+def odata_error(status: int, code: str, message: str, client_request_id: str | None = None) -> web.Response:
+    """Graph's error envelope (docs/sandbox-facts.md, "Graph error envelope"). ``client-request-id``
+    echoes the one the client sent (msgraph-sdk sends one with every request), else repeats ours."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     request_id = str(uuid.uuid4())
+    client_id = client_request_id or request_id
     return web.json_response(
         {
             "error": {
                 "code": code,
                 "message": message,
-                "innerError": {"date": now, "request-id": request_id, "client-request-id": request_id},
+                "innerError": {"date": now, "request-id": request_id, "client-request-id": client_id},
             }
         },
         status=status,
-        headers={"request-id": request_id},
+        headers={"request-id": request_id, "client-request-id": client_id},
     )
 
 
@@ -217,7 +220,7 @@ class Graph:
                 response: web.Response = handler(request, caller, params, body)
             return response
         except GraphError as exc:
-            return odata_error(exc.status, exc.code, exc.message)
+            return odata_error(exc.status, exc.code, exc.message, request.headers.get("client-request-id"))
 
     def _authenticate(self, request: web.Request) -> Caller:
         header = request.headers.get("Authorization", "")
