@@ -170,17 +170,21 @@ class Exchange:
                     value = found[1](call, parameters)
             except CmdletError as exc:
                 return exchange_error(400, "BadRequest", exc.exception_type, exc.message)
-            body: dict[str, Any] = {
-                "@odata.context": f"{self.base}/adminapi/beta/{state.tenant_id}/$metadata#Collection(Exchange.GenericHashTable)",
-                "value": value,
-            }
-            if call.warnings:
-                body["@adminapi.warnings"] = call.warnings
-            return web.json_response(body)
+            return web.json_response(self.envelope(request.match_info["tenant"], value, call.warnings))
         finally:
             throttler.release(call.app_id)
 
     # ------------------------------------------------------------ helpers
+    def envelope(self, tenant: str, value: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+        """A successful InvokeCommand answer as Exchange sends it (docs/sandbox-facts.md EX-2): the
+        context names the tenant as the URL did, and the warnings list is always there, typed."""
+        return {
+            "@odata.context": f"{self.base}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)",
+            "adminapi.warnings@odata.type": "#Collection(String)",
+            "@adminapi.warnings": list(warnings),
+            "value": value,
+        }
+
     @staticmethod
     def _required(parameters: dict[str, Any], *names: str) -> list[str]:
         missing = [n for n in names if not str(parameters.get(n, "")).strip()]

@@ -333,9 +333,14 @@ def test_exchange_envelopes_value_warnings_and_error_details(
     app_id, sp_id, _ = sandbox.create_client_app("mail")
     created = _invoke(sandbox, token, "New-ServicePrincipal", {"AppId": app_id, "ObjectId": sp_id})
     body = created.json()
-    assert "@odata.context" in body and isinstance(body["value"], list)
+    # The keys of a captured InvokeCommand answer, warnings always present and typed.
+    assert list(body) == ["@odata.context", "adminapi.warnings@odata.type", "@adminapi.warnings", "value"]
+    assert body["@odata.context"].endswith(
+        f"/adminapi/beta/{sandbox.tenant_id}/$metadata#Collection(Exchange.GenericHashTable)"
+    )
+    assert body["adminapi.warnings@odata.type"] == "#Collection(String)" and isinstance(body["value"], list)
     grant = {"Identity": mailbox, "User": sp_id, "AccessRights": ["FullAccess"]}
-    assert "@adminapi.warnings" not in _invoke(sandbox, token, "Add-MailboxPermission", grant).json()
+    assert _invoke(sandbox, token, "Add-MailboxPermission", grant).json()["@adminapi.warnings"] == []
     again = _invoke(sandbox, token, "Add-MailboxPermission", grant).json()
     # A repeated grant succeeds with a warning: a list of strings beside the (empty) value.
     assert again["value"] == [] and all(isinstance(w, str) for w in again["@adminapi.warnings"])
