@@ -21,6 +21,8 @@ from sandbox.web import CALLER_KEY, make_app
 SERVER = "SANDBOX01MB0001.PROD.OUTLOOK.COM"
 NOT_FOUND = "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException"
 BINDING = "System.Management.Automation.ParameterBindingException"
+ODATA_EXCEPTION = "Microsoft.Exchange.Admin.OData.Core.ODataServiceException"
+INVALID_OPERATION = "Invalid Operation"
 ADMIN_ROLES = {catalog.EXCHANGE_ADMINISTRATOR, catalog.GLOBAL_ADMINISTRATOR}
 RECIPIENT_ROLES = ADMIN_ROLES | {catalog.EXCHANGE_RECIPIENT_ADMINISTRATOR}
 
@@ -32,20 +34,31 @@ class CmdletError(Exception):
 
 
 def exchange_error(status: int, code: str, exception_type: str, message: str) -> web.Response:
+    """Exchange's error envelope as captured (docs/sandbox-facts.md EX-3). A cmdlet's refusal (400)
+    says only "Invalid Operation" at the top; its text is in ``details[].message``
+    (``ExNNNNNN|Type|text``) and in ``innererror.internalexception`` (lower-case "e", as sent). Other
+    statuses carry the text in ``message`` and an ``innererror`` without an inner exception, as the
+    captured 401 does."""
+    if status != 400:
+        inner = {"message": message, "type": ODATA_EXCEPTION}
+        return web.json_response(
+            {"error": {"code": code, "message": message, "innererror": inner}}, status=status
+        )
     tag = "Ex" + secrets.token_hex(3).upper()
     return web.json_response(
         {
             "error": {
                 "code": code,
-                "message": f"|{exception_type}|{message}",
-                "details": [
-                    {"code": "Context", "target": "", "message": f"{tag}|{exception_type}|{message}"}
-                ],
+                "message": INVALID_OPERATION,
+                "details": [{"code": "Client", "target": "", "message": f"{tag}|{exception_type}|{message}"}],
                 "innererror": {
-                    "message": message,
-                    "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
-                    "internalException": {"message": message, "type": exception_type},
+                    "message": INVALID_OPERATION,
+                    "type": ODATA_EXCEPTION,
+                    "stacktrace": "",
+                    "internalexception": {"message": message, "type": exception_type, "stacktrace": ""},
                 },
+                "adminapi.warnings@odata.type": "#Collection(String)",
+                "@adminapi.warnings": [],
             }
         },
         status=status,

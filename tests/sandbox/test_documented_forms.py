@@ -347,7 +347,15 @@ def test_exchange_envelopes_value_warnings_and_error_details(
     missing = _invoke(sandbox, token, "Get-CASMailbox", {"Identity": f"nobody@{sandbox.state.domain}"})
     assert missing.status_code == 400
     error = missing.json()["error"]
-    assert {"code", "message", "details", "innererror"} <= set(error)
-    # CIPP-API reads error.details.message first, then innererror.internalException.message.
-    assert re.fullmatch(r"Ex[0-9A-F]{6}\|[\w.]+\|.+", error["details"][0]["message"])
-    assert error["innererror"]["internalException"]["message"]
+    # A captured cmdlet refusal: "Invalid Operation" on top, the text in details and the inner exception.
+    assert (error["code"], error["message"], error["innererror"]["message"]) == (
+        "BadRequest",
+        "Invalid Operation",
+        "Invalid Operation",
+    )
+    assert error["innererror"]["type"] == "Microsoft.Exchange.Admin.OData.Core.ODataServiceException"
+    detail = error["details"][0]
+    assert (detail["code"], detail["target"]) == ("Client", "")
+    text = error["innererror"]["internalexception"]["message"]
+    assert re.fullmatch(r"Ex[0-9A-F]{6}\|[\w.]+\|" + re.escape(text), detail["message"])
+    assert error["@adminapi.warnings"] == []
