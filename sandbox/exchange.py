@@ -122,16 +122,11 @@ class Exchange:
             if not header.lower().startswith("bearer "):
                 raise TokenError("no bearer token")
         except TokenError:
-            return web.json_response(
-                {
-                    "error": {
-                        "code": "Unauthorized",
-                        "message": "The access token is missing, invalid or expired.",
-                    }
-                },
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            response = exchange_error(
+                401, "Unauthorized", ODATA_EXCEPTION, "The access token is missing, invalid or expired."
             )
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
         call = Call(
             str(claims.get("appid", "")), str(claims.get("oid", "")), frozenset(claims.get("wids") or []), []
         )

@@ -359,3 +359,14 @@ def test_exchange_envelopes_value_warnings_and_error_details(
     text = error["innererror"]["internalexception"]["message"]
     assert re.fullmatch(r"Ex[0-9A-F]{6}\|[\w.]+\|" + re.escape(text), detail["message"])
     assert error["@adminapi.warnings"] == []
+
+
+def test_exchange_refusal_of_a_token_has_the_captured_401_shape(sandbox: Sandbox, mi_token) -> None:
+    refused = _invoke(sandbox, mi_token("graph"), "Get-CASMailbox", {})  # a Graph token, not Exchange's
+    assert refused.status_code == 401
+    error = refused.json()["error"]
+    assert set(error) == {"code", "message", "innererror"} and error["code"] == "Unauthorized"
+    assert error["innererror"] == {
+        "message": error["message"],
+        "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
+    }
