@@ -70,6 +70,7 @@ def _discovery(sandbox: Sandbox, tenant: str, v2: bool) -> dict:
 
 
 def test_app_only_token_has_exactly_the_documented_v1_claims(sandbox: Sandbox) -> None:
+    """docs/sandbox-facts.md EN-5 Access token claims."""
     app_id, sp_id, secret = sandbox.create_client_app("mail client", roles=["IMAP.AccessAsApp"])
     response = _client_token(sandbox, app_id, secret, sandbox.env["EXCHANGE_ENDPOINT"])
     token = response.json()["access_token"]
@@ -88,6 +89,7 @@ def test_app_only_token_has_exactly_the_documented_v1_claims(sandbox: Sandbox) -
 
 
 def test_token_response_of_the_v2_endpoint_has_the_documented_fields(sandbox: Sandbox) -> None:
+    """docs/sandbox-facts.md EN-4 Token response."""
     app_id, _, secret = sandbox.create_client_app("mail client", roles=["IMAP.AccessAsApp"])
     body = _client_token(sandbox, app_id, secret, sandbox.env["EXCHANGE_ENDPOINT"]).json()
     assert body["token_type"] == "Bearer"
@@ -96,6 +98,7 @@ def test_token_response_of_the_v2_endpoint_has_the_documented_fields(sandbox: Sa
 
 
 def test_managed_identity_response_is_the_app_service_2019_08_01_form(sandbox: Sandbox) -> None:
+    """docs/sandbox-facts.md MI-1 App Service identity endpoint."""
     response = httpx.get(
         sandbox.env["IDENTITY_ENDPOINT"],
         params={"api-version": "2019-08-01", "resource": sandbox.env["GRAPH_ENDPOINT"]},
@@ -112,6 +115,7 @@ def test_managed_identity_response_is_the_app_service_2019_08_01_form(sandbox: S
 
 
 def test_v2_discovery_document_has_entras_keys_and_values(sandbox: Sandbox) -> None:
+    """docs/sandbox-facts.md EN-6 OpenID discovery documents (v2.0)."""
     authority, tid = sandbox.env["ENTRA_AUTHORITY_HOST"], sandbox.tenant_id
     document = _discovery(sandbox, tid, v2=True)
     assert set(document) == V2_DISCOVERY_KEYS
@@ -123,6 +127,7 @@ def test_v2_discovery_document_has_entras_keys_and_values(sandbox: Sandbox) -> N
 
 
 def test_v1_discovery_document_names_the_v1_issuer_endpoints_and_keys(sandbox: Sandbox) -> None:
+    """docs/sandbox-facts.md EN-6 (v1) and EN-7 JWKS."""
     authority, tid = sandbox.env["ENTRA_AUTHORITY_HOST"], sandbox.tenant_id
     document = _discovery(sandbox, tid, v2=False)
     assert set(document) == V1_DISCOVERY_KEYS
@@ -139,6 +144,7 @@ def test_v1_discovery_document_names_the_v1_issuer_endpoints_and_keys(sandbox: S
 def test_common_authority_publishes_the_issuer_with_a_tenantid_placeholder(
     sandbox: Sandbox, v2: bool
 ) -> None:
+    """docs/sandbox-facts.md EN-6: the `{tenantid}` issuer of the multi-tenant documents."""
     authority = sandbox.env["ENTRA_AUTHORITY_HOST"]
     document = _discovery(sandbox, "common", v2=v2)
     expected = f"{authority}/{{tenantid}}/v2.0" if v2 else f"{authority}/{{tenantid}}/"
@@ -150,6 +156,7 @@ def test_common_authority_publishes_the_issuer_with_a_tenantid_placeholder(
 
 
 def test_token_endpoint_error_envelope_carries_the_aadsts_code_and_ids(sandbox: Sandbox) -> None:
+    """docs/sandbox-facts.md EN-1 Token endpoint error envelope."""
     app_id, _, _ = sandbox.create_client_app("mail client")
     response = _client_token(sandbox, app_id, "not-the-secret", sandbox.env["GRAPH_ENDPOINT"])
     body = response.json()
@@ -250,6 +257,7 @@ def mailbox(sandbox: Sandbox) -> str:
 
 
 def test_imap_greeting_capability_and_failure_read_like_exchange(sandbox: Sandbox, mailbox: str) -> None:
+    """docs/sandbox-facts.md MP-1, MP-2, MP-4 (IMAP)."""
     greeting, capability, answer = _imap_authenticate(
         sandbox, mailbox, _mail_token(sandbox, mailbox, grant=False)
     )
@@ -263,11 +271,13 @@ def test_imap_greeting_capability_and_failure_read_like_exchange(sandbox: Sandbo
 
 
 def test_imap_app_token_with_full_access_authenticates(sandbox: Sandbox, mailbox: str) -> None:
+    """docs/sandbox-facts.md MP-3 (IMAP)."""
     _, _, answer = _imap_authenticate(sandbox, mailbox, _mail_token(sandbox, mailbox, grant=True))
     assert _tagged(answer).startswith(b"a1 OK "), answer
 
 
 def test_pop_greeting_capa_and_failure_read_like_exchange(sandbox: Sandbox, mailbox: str) -> None:
+    """docs/sandbox-facts.md MP-1, MP-2, MP-4 (POP)."""
     greeting, capa, answer = _pop_authenticate(sandbox, mailbox, _mail_token(sandbox, mailbox, grant=False))
     assert greeting == b"+OK The Microsoft Exchange POP3 service is ready.\r\n" or greeting.startswith(
         b"+OK The Microsoft Exchange POP3 service is ready. ["
@@ -281,6 +291,7 @@ def test_pop_greeting_capa_and_failure_read_like_exchange(sandbox: Sandbox, mail
 
 
 def test_pop_app_token_with_full_access_authenticates(sandbox: Sandbox, mailbox: str) -> None:
+    """docs/sandbox-facts.md MP-3 (POP)."""
     _, _, answer = _pop_authenticate(sandbox, mailbox, _mail_token(sandbox, mailbox, grant=True))
     assert answer.startswith(b"+OK"), answer
 
@@ -289,6 +300,7 @@ def test_pop_app_token_with_full_access_authenticates(sandbox: Sandbox, mailbox:
 
 
 def test_graph_error_envelope_has_code_message_and_inner_error_ids(sandbox: Sandbox, mi_token) -> None:
+    """docs/sandbox-facts.md GR-1 Error envelope."""
     sent = "7b1f0c36-0000-4000-8000-00000000c1d1"
     response = httpx.get(
         f"{sandbox.env['GRAPH_ENDPOINT']}/v1.0/applications/00000000-0000-4000-8000-000000000404",
@@ -307,6 +319,7 @@ def test_graph_error_envelope_has_code_message_and_inner_error_ids(sandbox: Sand
 
 
 def test_graph_collection_envelope_has_odata_context_and_value(sandbox: Sandbox, mi_token) -> None:
+    """docs/sandbox-facts.md GR-2 Collections."""
     response = httpx.get(
         f"{sandbox.env['GRAPH_ENDPOINT']}/v1.0/servicePrincipals",
         headers={"Authorization": f"Bearer {mi_token('graph')}"},
@@ -329,6 +342,7 @@ def _invoke(sandbox: Sandbox, token: str, cmdlet: str, parameters: dict) -> http
 def test_exchange_envelopes_value_warnings_and_error_details(
     sandbox: Sandbox, mi_token, mailbox: str
 ) -> None:
+    """docs/sandbox-facts.md EX-2 Success envelope and EX-3 Error envelope."""
     token = mi_token("exchange")
     app_id, sp_id, _ = sandbox.create_client_app("mail")
     created = _invoke(sandbox, token, "New-ServicePrincipal", {"AppId": app_id, "ObjectId": sp_id})
@@ -362,6 +376,7 @@ def test_exchange_envelopes_value_warnings_and_error_details(
 
 
 def test_exchange_refusal_of_a_token_has_the_captured_401_shape(sandbox: Sandbox, mi_token) -> None:
+    """docs/sandbox-facts.md EX-4 401 and 403."""
     refused = _invoke(sandbox, mi_token("graph"), "Get-CASMailbox", {})  # a Graph token, not Exchange's
     assert refused.status_code == 401
     error = refused.json()["error"]
