@@ -7,7 +7,7 @@ import html
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -15,6 +15,19 @@ from sandbox.state import Application, ServicePrincipal, TenantState, same_secre
 from sandbox.web import CALLER_KEY, make_app
 
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
+# The tenant-independent authorities, whose metadata Entra ID also serves.
+MULTI_TENANT = {"common", "organizations"}
+# "claims_supported" of the published documents, in their order.
+V2_CLAIMS = [
+    *("sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name"),
+    *("msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name"),
+    *("tid", "ver", "at_hash", "c_hash", "email"),
+]
+V1_CLAIMS = [
+    *("sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name"),
+    *("msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "email", "given_name"),
+    *("family_name", "nickname"),
+]
 
 
 class EntraError(Exception):
@@ -24,13 +37,15 @@ class EntraError(Exception):
 
 
 def oauth_error(status: int, error: str, code: int, description: str) -> web.Response:
+    """The token endpoint's error envelope (docs/sandbox-facts.md, "Token endpoint error envelope"):
+    the description's trailer lines are CRLF-separated. ``error_uri`` is optional there and left out."""
     now = datetime.now(UTC)
     trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
     return web.json_response(
         {
             "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
-            f"Timestamp: {now:%Y-%m-%d %H:%M:%SZ}",
+            "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}"
+            f"\r\nTimestamp: {now:%Y-%m-%d %H:%M:%SZ}",
             "error_codes": [code],
             "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}",
             "trace_id": trace,
@@ -96,27 +111,66 @@ class Entra:
     # ------------------------------------------------------------ metadata
     async def openid_configuration(self, request: web.Request) -> web.Response:
         tenant = request.match_info["tenant"]
-        if not self._known_tenant(tenant):
+        if tenant.lower() in MULTI_TENANT:
+            # Multi-tenant metadata names no tenant: its issuer carries the literal "{tenantid}".
+            tid, issuer_tid = tenant, "{tenantid}"
+        elif self._known_tenant(tenant):
+            tid = issuer_tid = self.state.tenant_id
+        else:
             return self._unknown_tenant(tenant)
-        tid = self.state.tenant_id
+        v2 = "/v2.0/" in request.path
+        return web.json_response(self.discovery_document(tid, issuer_tid, v2=v2))
+
+    def discovery_document(self, tid: str, issuer_tid: str, *, v2: bool) -> dict[str, Any]:
+        """The OpenID metadata, key by key as Entra ID publishes it (docs/sandbox-facts.md, "OpenID
+        discovery documents"). The v1.0 document's issuer is the v1.0 tokens' ``iss``: the tenant's
+        STS URI with a trailing slash; this sandbox serves its STS from the authority's own host."""
         base = f"{self.authority}/{tid}"
-        return web.json_response(
-            {
-                "issuer": f"{base}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "jwks_uri": f"{base}/discovery/v2.0/keys",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "subject_types_supported": ["pairwise"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "tenant_region_scope": "EU",
-                "cloud_instance_name": "sandbox.local",
-            }
-        )
+        oauth = f"{base}/oauth2/v2.0" if v2 else f"{base}/oauth2"
+        authority_host = urlsplit(self.authority).netloc
+        graph_host = urlsplit(self.state.graph_resource).netloc
+        document: dict[str, Any] = {
+            "token_endpoint": f"{oauth}/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/discovery/v2.0/keys" if v2 else f"{base}/discovery/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"]
+            if v2
+            else ["code", "id_token", "code id_token", "token id_token", "token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"] if v2 else ["openid"],
+            "issuer": f"{self.authority}/{issuer_tid}/v2.0" if v2 else f"{self.authority}/{issuer_tid}/",
+        }
+        if v2:
+            document["request_uri_parameter_supported"] = False
+            document["userinfo_endpoint"] = f"{self.state.graph_resource}/oidc/userinfo"
+        else:
+            document["microsoft_multi_refresh_token"] = True
+        document |= {
+            "authorization_endpoint": f"{oauth}/authorize",
+            "device_authorization_endpoint": f"{oauth}/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{oauth}/logout",
+            "claims_supported": V2_CLAIMS if v2 else V1_CLAIMS,
+        }
+        if not v2:
+            document["check_session_iframe"] = f"{oauth}/checksession"
+            document["userinfo_endpoint"] = f"{base}/openid/userinfo"
+        document |= {
+            "kerberos_endpoint": f"{base}/kerberos",
+            "tenant_region_scope": None if issuer_tid == "{tenantid}" else "EU",
+            "cloud_instance_name": authority_host,
+            "cloud_graph_host_name": graph_host,
+            "msgraph_host": graph_host,
+            "rbac_url": self.authority,
+        }
+        return document
 
     async def keys(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.issuer.jwks())
@@ -217,10 +271,10 @@ class Entra:
                     7000229,
                     f"The client application {client_id} is missing service principal in the tenant {state.tenant_id}.",
                 )
-            return self._issue(app.app_id, sp, target, resource, app.display_name)
+            return self._issue(app.app_id, sp, target, resource)
 
     def _issue(
-        self, app_id: str, sp: ServicePrincipal, target: ServicePrincipal, resource: str, name: str
+        self, app_id: str, sp: ServicePrincipal, target: ServicePrincipal, resource: str
     ) -> dict[str, Any]:
         state = self.state
         token, exp = state.issuer.mint(
@@ -229,7 +283,6 @@ class Entra:
             object_id=sp.id,
             roles=state.role_values(sp.id, target),
             wids=sp.directory_roles,
-            app_display_name=name,
         )
         lifetime = int((exp - state.now()).total_seconds())
         return {
@@ -273,7 +326,7 @@ class Entra:
                     },
                     status=500,
                 )
-            body = self._issue(sp.app_id, sp, target, resource, sp.display_name)
+            body = self._issue(sp.app_id, sp, target, resource)
         return web.json_response(
             {
                 "access_token": body["access_token"],

@@ -21,6 +21,8 @@ from sandbox.web import CALLER_KEY, make_app
 SERVER = "SANDBOX01MB0001.PROD.OUTLOOK.COM"
 NOT_FOUND = "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException"
 BINDING = "System.Management.Automation.ParameterBindingException"
+ODATA_EXCEPTION = "Microsoft.Exchange.Admin.OData.Core.ODataServiceException"
+INVALID_OPERATION = "Invalid Operation"
 ADMIN_ROLES = {catalog.EXCHANGE_ADMINISTRATOR, catalog.GLOBAL_ADMINISTRATOR}
 RECIPIENT_ROLES = ADMIN_ROLES | {catalog.EXCHANGE_RECIPIENT_ADMINISTRATOR}
 
@@ -32,20 +34,31 @@ class CmdletError(Exception):
 
 
 def exchange_error(status: int, code: str, exception_type: str, message: str) -> web.Response:
+    """Exchange's error envelope as captured (docs/sandbox-facts.md EX-3). A cmdlet's refusal (400)
+    says only "Invalid Operation" at the top; its text is in ``details[].message``
+    (``ExNNNNNN|Type|text``) and in ``innererror.internalexception`` (lower-case "e", as sent). Other
+    statuses carry the text in ``message`` and an ``innererror`` without an inner exception, as the
+    captured 401 does."""
+    if status != 400:
+        inner = {"message": message, "type": ODATA_EXCEPTION}
+        return web.json_response(
+            {"error": {"code": code, "message": message, "innererror": inner}}, status=status
+        )
     tag = "Ex" + secrets.token_hex(3).upper()
     return web.json_response(
         {
             "error": {
                 "code": code,
-                "message": f"|{exception_type}|{message}",
-                "details": [
-                    {"code": "Context", "target": "", "message": f"{tag}|{exception_type}|{message}"}
-                ],
+                "message": INVALID_OPERATION,
+                "details": [{"code": "Client", "target": "", "message": f"{tag}|{exception_type}|{message}"}],
                 "innererror": {
-                    "message": message,
-                    "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
-                    "internalException": {"message": message, "type": exception_type},
+                    "message": INVALID_OPERATION,
+                    "type": ODATA_EXCEPTION,
+                    "stacktrace": "",
+                    "internalexception": {"message": message, "type": exception_type, "stacktrace": ""},
                 },
+                "adminapi.warnings@odata.type": "#Collection(String)",
+                "@adminapi.warnings": [],
             }
         },
         status=status,
@@ -118,16 +131,11 @@ class Exchange:
             if not header.lower().startswith("bearer "):
                 raise TokenError("no bearer token")
         except TokenError:
-            return web.json_response(
-                {
-                    "error": {
-                        "code": "Unauthorized",
-                        "message": "The access token is missing, invalid or expired.",
-                    }
-                },
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            response = exchange_error(
+                401, "Unauthorized", ODATA_EXCEPTION, "The access token is missing, invalid or expired."
             )
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
         call = Call(
             str(claims.get("appid", "")), str(claims.get("oid", "")), frozenset(claims.get("wids") or []), []
         )
@@ -182,17 +190,21 @@ class Exchange:
                     value = found[1](call, parameters)
             except CmdletError as exc:
                 return exchange_error(400, "BadRequest", exc.exception_type, exc.message)
-            body: dict[str, Any] = {
-                "@odata.context": f"{self.base}/adminapi/beta/{state.tenant_id}/$metadata#Collection(Exchange.GenericHashTable)",
-                "value": value,
-            }
-            if call.warnings:
-                body["@adminapi.warnings"] = call.warnings
-            return web.json_response(body)
+            return web.json_response(self.envelope(request.match_info["tenant"], value, call.warnings))
         finally:
             throttler.release(call.app_id)
 
     # ------------------------------------------------------------ helpers
+    def envelope(self, tenant: str, value: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+        """A successful InvokeCommand answer as Exchange sends it (docs/sandbox-facts.md EX-2): the
+        context names the tenant as the URL did, and the warnings list is always there, typed."""
+        return {
+            "@odata.context": f"{self.base}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)",
+            "adminapi.warnings@odata.type": "#Collection(String)",
+            "@adminapi.warnings": list(warnings),
+            "value": value,
+        }
+
     @staticmethod
     def _required(parameters: dict[str, Any], *names: str) -> list[str]:
         missing = [n for n in names if not str(parameters.get(n, "")).strip()]

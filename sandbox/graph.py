@@ -45,15 +45,26 @@ class GraphError(Exception):
 
 
 def odata_error(
-    status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+    client_request_id: str | None = None,
 ) -> web.Response:
+    """Graph's error envelope (docs/sandbox-facts.md, "Graph error envelope"). ``client-request-id``
+    echoes the one the client sent (msgraph-sdk sends one with every request), else repeats ours."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     request_id = str(uuid.uuid4())
+    client_id = client_request_id or request_id
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
-    error["innerError"] = {"date": now, "request-id": request_id, "client-request-id": request_id}
-    return web.json_response({"error": error}, status=status, headers={"request-id": request_id})
+    error["innerError"] = {"date": now, "request-id": request_id, "client-request-id": client_id}
+    return web.json_response(
+        {"error": error},
+        status=status,
+        headers={"request-id": request_id, "client-request-id": client_id},
+    )
 
 
 def no_backing_application(app_id: str) -> GraphError:
@@ -228,7 +239,9 @@ class Graph:
                 response: web.Response = handler(request, caller, params, body)
             return response
         except GraphError as exc:
-            return odata_error(exc.status, exc.code, exc.message, exc.details)
+            return odata_error(
+                exc.status, exc.code, exc.message, exc.details, request.headers.get("client-request-id")
+            )
 
     def _authenticate(self, request: web.Request) -> Caller:
         header = request.headers.get("Authorization", "")

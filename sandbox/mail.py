@@ -505,6 +505,9 @@ service anvil {{
 
 protocol imap {{
   login_greeting = The Microsoft Exchange IMAP4 service is ready.
+  # Exchange Online's list (docs/sandbox-facts.md MP-2) less AUTH=PLAIN, which is refused here;
+  # Dovecot adds LOGINDISABLED and the AUTH= mechanisms itself before login.
+  imap_capability = IMAP4 IMAP4rev1 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+
 }}
 protocol pop3 {{
   login_greeting = The Microsoft Exchange POP3 service is ready.

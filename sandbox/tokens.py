@@ -59,9 +59,13 @@ class TokenIssuer:
         object_id: str,
         roles: Iterable[str] = (),
         wids: Iterable[str] = (),
-        app_display_name: str | None = None,
     ) -> tuple[str, datetime]:
-        """An app-only (client credentials) access token, and when it expires."""
+        """An app-only (client credentials) v1.0 access token, and when it expires.
+
+        Exactly the claims Microsoft documents for a v1.0 app-only token (docs/sandbox-facts.md,
+        "Access token claims"): ``appid``/``appidacr`` rather than the v2.0 ``azp``/``azpacr``, and no
+        optional claim (``idtyp``, ``app_displayname``) the resource did not ask for, so nothing can
+        come to depend on a claim a real token may lack."""
         now = self.clock()
         exp = now + TOKEN_LIFETIME
         claims: dict[str, Any] = {
@@ -72,18 +76,15 @@ class TokenIssuer:
             "exp": int(exp.timestamp()),
             "aio": uuid.uuid4().hex,
             "appid": app_id,
-            "azp": app_id,
-            "appidacr": "1",
+            "appidacr": "1",  # 1: client id and secret
             "idp": self.issuer,
-            "idtyp": "app",
             "oid": object_id,
+            "rh": uuid.uuid4().hex,  # opaque to resources, like aio
             "sub": object_id,
             "tid": self.tenant_id,
             "uti": uuid.uuid4().hex[:22],
             "ver": "1.0",
         }
-        if app_display_name:
-            claims["app_displayname"] = app_display_name
         role_list = sorted(set(roles))
         if role_list:
             claims["roles"] = role_list

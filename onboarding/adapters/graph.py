@@ -127,6 +127,12 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
     return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).{said}", code=code)
 
 
+def _said(exc: OnboardingError) -> str:
+    """What Graph said, as ``graph_error`` already redacted and shortened it."""
+    text = exc.message
+    return text[text.index(" Graph said:") :] if " Graph said:" in text else ""
+
+
 def _header(headers: Any, name: str) -> str | None:
     getter = getattr(headers, "get", None)
     if getter is None:
@@ -387,10 +393,18 @@ class GraphDirectory:
             await self._call("remove a client secret from the app", lambda: builder.post(body))
         except NotFoundError:
             pass
-        except InvalidRequestError as exc:
-            # Graph answers 400 "No password credential found with keyId" for an unknown key.
-            if "keyid" not in str(exc).lower() and "key id" not in str(exc).lower():
+        except InvalidRequestError:
+            # Graph refuses an unknown key with a 400 whose words are not a contract (only real
+            # clients quote them: docs/sandbox-facts.md GR-8), so the app's own list decides.
+            if await self._has_password(object_id, key_id):
                 raise
+
+    async def _has_password(self, object_id: str, key_id: str) -> bool:
+        try:
+            held = await self.list_passwords(object_id)
+        except NotFoundError:
+            return False
+        return any(p.key_id.lower() == key_id.lower() for p in held)
 
     # --- the service principal and its app roles --------------------------------------------------
 
@@ -485,8 +499,18 @@ class GraphDirectory:
         try:
             await self._call("assign the app role", lambda: builder.post(body), permission=ASSIGN_PERMISSION)
         except InvalidRequestError as exc:
-            if "already exists" not in str(exc).lower():
-                raise
+            # A repeated grant is refused with a 400 whose words no public source documents
+            # (docs/sandbox-facts.md GR-9): it counts as done only if the assignment can be read back.
+            held = await self.list_app_role_assignments(service_principal_id)
+            if any(a.resource_id == resource_id and a.app_role_id == app_role_id for a in held):
+                return
+            raise TransientError(
+                "Microsoft Graph refused the app role assignment, and the app holds no such assignment "
+                f"(yet).{_said(exc)}",
+                fix="If this lasts, check that the app role exists on the resource and that the function "
+                f"app's identity has {ASSIGN_PERMISSION} and Application.Read.All.",
+                code=REPLICATION,
+            ) from None
 
     # --- mail -------------------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def test_client_secret_credential_gets_a_token_with_exactly_the_granted_roles(
     c = claims(token)
     assert c["aud"] == sandbox.env["EXCHANGE_ENDPOINT"]
     assert c["roles"] == ["IMAP.AccessAsApp"]
-    assert (c["appid"], c["azp"], c["oid"], c["tid"]) == (app_id, app_id, sp_id, sandbox.tenant_id)
+    assert (c["appid"], c["oid"], c["tid"]) == (app_id, sp_id, sandbox.tenant_id)
     assert c["exp"] > c["iat"] and c["ver"] == "1.0"
     assert token in sandbox.state.issued_tokens()
     graph_token = (

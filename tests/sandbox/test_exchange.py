@@ -46,7 +46,7 @@ class Exo:
         response = await self.raw(cmdlet, **parameters)
         assert response.status_code == 400, response.text
         error = response.json()["error"]
-        assert error["innererror"]["internalException"]["message"] in error["details"][0]["message"]
+        assert error["innererror"]["internalexception"]["message"] in error["details"][0]["message"]
         message: str = error["details"][0]["message"]
         return message
 
