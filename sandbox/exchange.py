@@ -31,7 +31,27 @@ class CmdletError(Exception):
         self.exception_type, self.message = exception_type, message
 
 
+ALREADY_EXISTS = "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException"
+# Exceptions whose ``details[].message`` captured bodies show as a JSON string rather than as
+# ``ExNNNN|Type|text``, with no ``internalException`` (docs/sandbox-facts.md, issue 15 item 4).
+JSON_DETAIL_TYPES = frozenset({NOT_FOUND, ALREADY_EXISTS})
+EXECUTING = "Error executing cmdlet"
+
+
 def exchange_error(status: int, code: str, exception_type: str, message: str) -> web.Response:
+    if exception_type in JSON_DETAIL_TYPES:
+        detail = {"Message": message, "TypeName": exception_type, "StackTrace": None, "InnerError": None}
+        return web.json_response(
+            {
+                "error": {
+                    "code": code,
+                    "message": EXECUTING,
+                    "details": [{"code": "Context", "target": "", "message": json.dumps(detail)}],
+                    "innererror": {"message": EXECUTING, "type": "ODataServiceException"},
+                }
+            },
+            status=status,
+        )
     tag = "Ex" + secrets.token_hex(3).upper()
     return web.json_response(
         {
@@ -205,14 +225,14 @@ class Exchange:
 
     @staticmethod
     def esp_json(esp: ExchangeServicePrincipal) -> dict[str, Any]:
+        # The documented output names only (docs/sandbox-facts.md): Identity is the Entra service
+        # principal's object id (what Add-MailboxPermission -User takes), ServiceId its older name.
+        # No ObjectId property: nothing public shows one, so the product must not need it.
         return {
             "AppId": esp.app_id,
-            "ObjectId": esp.object_id,
             "ServiceId": esp.object_id,
             "DisplayName": esp.display_name,
-            "Identity": esp.identity,
-            "Name": esp.identity,
-            "Id": esp.identity,
+            "Identity": esp.object_id,
             "Organization": "sandbox",
             "WhenCreatedUTC": esp.created_at.isoformat(),
         }
@@ -232,7 +252,7 @@ class Exchange:
             )
         if state.find_exchange_sp(object_id) is not None or state.find_exchange_sp(app_id) is not None:
             raise CmdletError(
-                "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException",
+                ALREADY_EXISTS,
                 f"A service principal with AppId '{app_id}' already exists.",
             )
         display = str(p.get("DisplayName") or sp.display_name)
