@@ -80,6 +80,7 @@ class Replication:
     application_s: float = 0.0  # POST /servicePrincipals for a new app fails meanwhile
     service_principal_s: float = 0.0  # a new service principal is not found meanwhile
     app_role_assignment_s: float = 0.0  # a new grant is neither listed nor in tokens meanwhile
+    application_read_s: float = 0.0  # /applications/{id} (GET, addPassword...) answers 404 meanwhile
 
 
 @dataclass
@@ -155,7 +156,10 @@ class Faults:
         application_s: float | None = None,
         service_principal_s: float | None = None,
         app_role_assignment_s: float | None = None,
+        application_read_s: float | None = None,
     ) -> None:
+        if application_read_s is not None:
+            self.replication.application_read_s = application_read_s
         if application_s is not None:
             self.replication.application_s = application_s
         if service_principal_s is not None:

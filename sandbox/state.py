@@ -170,6 +170,16 @@ class RequestLogEntry:
     fault: str | None = None
 
 
+@dataclass
+class AppManagementPolicy:
+    """The tenant's default app management policy, as far as client secrets go: ``block_passwords``
+    (restriction ``passwordAddition``) or ``password_max_lifetime`` (``passwordLifetime``). Off by default."""
+
+    block_passwords: bool = False
+    password_max_lifetime: timedelta | None = None
+    policy_id: str = "00000000-0000-0000-0000-00000000a9b1"
+
+
 class TenantState:
     """One tenant: directory objects, Exchange registrations and permissions, vault, outbox, log."""
 
@@ -182,6 +192,7 @@ class TenantState:
         self.clock = clock
         self.issuer = issuer
         self.faults = faults
+        self.app_policy = AppManagementPolicy()
         # Set by the composition once the ports are known.
         self.graph_resource = ""
         self.exchange_resource = ""

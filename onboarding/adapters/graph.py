@@ -38,6 +38,14 @@ APP_PERMISSION = "Application.ReadWrite.OwnedBy"
 ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All"
 MAIL_PERMISSION = "Mail.Send"
 REPLICATION = "replication"
+# Codes Graph answers addPassword with when the tenant's app management policy refuses the secret.
+APP_POLICY_CODES = ("CredentialTypeNotAllowedAsPerAppPolicy", "CredentialInvalidLifetimeAsPerAppPolicy")
+APP_POLICY_FIX = (
+    "Submit the onboarding again with a secretLifetimeDays within the policy's maximum password "
+    "lifetime, or have an admin exempt this app from the tenant's app management policy (an "
+    "appManagementPolicy assigned to the app); where the policy blocks secrets altogether, only a "
+    "policy exception or a certificate credential can work."
+)
 _REPLICATION_TEXT = ("does not exist or one of its queried reference-property objects are not present",)
 
 
@@ -116,6 +124,16 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
             code=code or "forbidden",
         )
     return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).{said}", code=code)
+
+
+def _not_readable_yet(object_id: str) -> TransientError:
+    """Graph answers 404 on /applications/{id} for a while after the app was created (replicas
+    catching up; docs/sandbox-facts.md): retry later rather than fail."""
+    return TransientError(
+        f"Microsoft Graph does not find app registration {object_id} yet (directory replication).",
+        fix="Usually resolves within minutes; if it persists, check that the app registration still exists.",
+        code=REPLICATION,
+    )
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -325,9 +343,18 @@ class GraphDirectory:
             )
         )
         builder = self._client.applications.by_application_id(object_id)
-        app = await self._call(
-            "read the app's client secrets", lambda: builder.get(request_configuration=config)
-        )
+
+        async def read() -> Any:
+            try:
+                return await self._call(
+                    "read the app's client secrets",
+                    lambda: builder.get(request_configuration=config),
+                    retry=False,
+                )
+            except NotFoundError:
+                raise _not_readable_yet(object_id) from None
+
+        app = await retrying(read, self._policy, sleep=self._sleep)
         if app is None:
             raise NotFoundError(f"App registration {object_id} not found.")
         return [
@@ -353,11 +380,24 @@ class GraphDirectory:
             options=[RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
         )
         builder = self._client.applications.by_application_id(object_id).add_password
-        new = await self._call(
-            "add a client secret to the app",
-            lambda: builder.post(body, request_configuration=config),
-            retry=False,
-        )
+        try:
+            new = await self._call(
+                "add a client secret to the app",
+                lambda: builder.post(body, request_configuration=config),
+                retry=False,
+            )
+        except NotFoundError:
+            # Nothing was minted; the next attempt (a new activity run) reads the credentials first.
+            raise _not_readable_yet(object_id) from None
+        except InvalidRequestError as exc:
+            if exc.code not in APP_POLICY_CODES:
+                raise
+            raise InvalidRequestError(
+                f"Microsoft Graph refused the client secret for app {object_id}: the tenant's app management "
+                f"policy does not allow it ({exc.code}).",
+                fix=APP_POLICY_FIX,
+                code="secret_refused_by_policy",
+            ) from None
         if new is None or not new.secret_text or not new.key_id:
             raise OnboardingError("Microsoft Graph returned no secret for the new client secret.")
         return NewPassword(
