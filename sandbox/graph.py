@@ -30,6 +30,8 @@ READ_APPS = {
     "Application.ReadWrite.OwnedBy",
     "Directory.Read.All",
 }
+# What POST /servicePrincipals/{id}/appRoleAssignedTo needs beside AppRoleAssignment.ReadWrite.All.
+ASSIGN_READ = {"Application.Read.All", "Directory.Read.All", "Application.ReadWrite.All", "Directory.ReadWrite.All"}
 INSUFFICIENT = "Insufficient privileges to complete the operation."
 APP_KEY = r"(?:/(?P<id>[^/()']+)|\(appId='(?P<appId>[^']*)'\)|\(uniqueName='(?P<uniqueName>[^']*)'\))"
 SP_KEY = r"(?:/(?P<id>[^/()']+)|\(appId='(?P<appId>[^']*)'\))"
@@ -641,7 +643,9 @@ class Graph:
     def create_assignment(
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
     ) -> web.Response:
-        if not caller.can("AppRoleAssignment.ReadWrite.All"):
+        # Documented as "AppRoleAssignment.ReadWrite.All and Application.Read.All" (or Directory.Read.All):
+        # the assigning permission alone cannot read the service principals it links.
+        if not (caller.can("AppRoleAssignment.ReadWrite.All") and caller.can(*ASSIGN_READ)):
             raise denied()
         body = body or {}
         sp = self._sp(params)

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 APP_PERMISSION = "Application.ReadWrite.OwnedBy"
-ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All"
+# POST /servicePrincipals/{id}/appRoleAssignedTo is documented with both (docs/sandbox-facts.md).
+ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All and Application.Read.All"
 MAIL_PERMISSION = "Mail.Send"
 REPLICATION = "replication"
 # Codes Graph answers addPassword with when the tenant's app management policy refuses the secret.

@@ -291,3 +291,19 @@ async def test_a_secret_the_app_management_policy_refuses_fails_once_with_the_fi
     assert "secretLifetimeDays" in caught.value.fix and "certificate" in caught.value.fix
     assert len(graph_requests(sb, "/addPassword")) == 1
     assert next(a for a in sb.state.applications() if a.id == app.object_id).passwords == []
+
+
+async def test_assigning_without_a_read_permission_names_both_documented_permissions(
+    sb: Sandbox, settings: Settings, credential: Any
+) -> None:
+    # The deployment used to grant AppRoleAssignment.ReadWrite.All alone for grant mode.
+    sb.set_identity_roles(graph=["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All"])
+    graph = GraphDirectory(settings, credential, sleep=RecordingSleep())
+    try:
+        resource, app = await register(graph)
+        sp = await graph.ensure_service_principal(app.app_id)
+        with pytest.raises(PermissionDeniedError) as caught:
+            await graph.assign_app_role(sp, resource.service_principal_id, resource.app_role_ids[ROLES[0]])
+    finally:
+        await graph.close()
+    assert "AppRoleAssignment.ReadWrite.All" in caught.value.fix and "Application.Read.All" in caught.value.fix

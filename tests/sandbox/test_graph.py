@@ -391,3 +391,22 @@ async def test_the_app_management_policy_refuses_secrets_with_graph_s_codes(
     assert (blocked.response_status_code, blocked.error.code) == (400, "CredentialTypeNotAllowedAsPerAppPolicy")
     assert blocked.error.message == f"Credential type not allowed as per assigned policy '{policy.policy_id}'."
     assert len(sandbox.state.password_credentials(app.id)) == 1
+
+
+async def test_assigning_an_app_role_needs_a_read_permission_beside_app_role_assignment(
+    graph: Any, sandbox: Sandbox
+) -> None:
+    app = await graph.applications_with_unique_name("ga").patch(
+        exchange_app("GA"), request_configuration=upsert_config()
+    )
+    sp = await graph.service_principals.post(ServicePrincipal(app_id=app.app_id))
+    exo = await graph.service_principals_with_app_id(EXCHANGE_APP_ID).get()
+    body = AppRoleAssignment(principal_id=sp.id, resource_id=exo.id, app_role_id=IMAP_ROLE)
+    assign = graph.service_principals.by_service_principal_id(exo.id).app_role_assigned_to
+    sandbox.set_identity_roles(graph=["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All"])
+    refused = await odata_error(lambda: assign.post(body))
+    assert (refused.response_status_code, refused.error.code) == (403, "Authorization_RequestDenied")
+    sandbox.set_identity_roles(
+        graph=["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All", "Application.Read.All"]
+    )
+    assert str((await assign.post(body)).app_role_id) == IMAP_ROLE
