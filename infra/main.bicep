@@ -24,11 +24,12 @@ param resourceGroupName string = ''
 @description('Mailbox (UPN or primary SMTP address) that sends consent and approval emails (MAIL_SENDER). The identity may send as this mailbox only: see mailSendScoping.')
 param mailSender string
 
-@description('Cloud preset of the tenant\'s Microsoft 365 endpoints (AZURE_CLOUD, see onboarding/clouds.json). Empty: the cloud this deployment runs in. Set it when they differ, e.g. a GCC tenant uses AzurePublicCloud endpoints.')
+@description('Cloud preset of the tenant\'s Microsoft 365 endpoints (AZURE_CLOUD, see onboarding/clouds.json). Empty: the cloud this deployment runs in. Set it when they differ: a GCC (moderate) tenant uses AzurePublicCloud endpoints, a DoD tenant AzureUSGovernmentDoD (its Azure cloud is AzureUSGovernment, whose preset is GCC High\'s).')
 @allowed([
   ''
   'AzurePublicCloud'
   'AzureUSGovernment'
+  'AzureUSGovernmentDoD'
   'AzureChinaCloud'
 ])
 param azureCloud string = ''
