@@ -81,6 +81,9 @@ class Replication:
     service_principal_s: float = 0.0  # a new service principal is not found meanwhile
     app_role_assignment_s: float = 0.0  # a new grant is neither listed nor in tokens meanwhile
     application_read_s: float = 0.0  # /applications/{id} (GET, addPassword...) answers 404 meanwhile
+    vault_role_s: float = 0.0  # a new Key Vault role assignment is not in effect (403 ForbiddenByRbac)
+    vault_delete_s: float = 0.0  # a deleted secret's name answers 409 ObjectIsBeingDeleted meanwhile
+    vault_recover_s: float = 0.0  # a recovered secret answers 409 ObjectIsBeingRecovered meanwhile
 
 
 @dataclass
@@ -157,9 +160,18 @@ class Faults:
         service_principal_s: float | None = None,
         app_role_assignment_s: float | None = None,
         application_read_s: float | None = None,
+        vault_role_s: float | None = None,
+        vault_delete_s: float | None = None,
+        vault_recover_s: float | None = None,
     ) -> None:
         if application_read_s is not None:
             self.replication.application_read_s = application_read_s
+        if vault_role_s is not None:
+            self.replication.vault_role_s = vault_role_s
+        if vault_delete_s is not None:
+            self.replication.vault_delete_s = vault_delete_s
+        if vault_recover_s is not None:
+            self.replication.vault_recover_s = vault_recover_s
         if application_s is not None:
             self.replication.application_s = application_s
         if service_principal_s is not None:

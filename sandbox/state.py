@@ -204,6 +204,7 @@ class TenantState:
         self._mailbox_permissions: list[MailboxPermission] = []
         self._mailboxes: dict[str, Mailbox] = {}
         self._vault_roles: dict[str, str] = {}  # principal object id -> RBAC role name
+        self._vault_role_since: dict[str, datetime] = {}  # when each principal's role was assigned
         self._secrets: dict[str, VaultSecret] = {}
         self._outbox: list[SentMail] = []
         self._log: list[RequestLogEntry] = []
@@ -281,9 +282,19 @@ class TenantState:
     def set_vault_role(self, principal_id: str, role: str | None) -> None:
         with self.lock:
             if role:
+                if self._vault_roles.get(principal_id) != role:
+                    self._vault_role_since[principal_id] = self.clock()
                 self._vault_roles[principal_id] = role
             else:
                 self._vault_roles.pop(principal_id, None)
+
+    def vault_role_in_effect(self, principal_id: str) -> str | None:
+        """The principal's vault role once Azure RBAC has propagated it (``replication.vault_role_s``)."""
+        with self.lock:
+            since = self._vault_role_since.get(principal_id)
+            if since is not None and not self._visible(since, self.faults.replication.vault_role_s):
+                return None
+            return self._vault_roles.get(principal_id)
 
     def vault_role(self, principal_id: str) -> str | None:
         with self.lock:
