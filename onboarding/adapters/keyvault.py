@@ -239,7 +239,13 @@ class CredentialVault:
         except ResourceNotFoundError:
             return
         except Exception as exc:
-            raise vault_error(exc, f"delete secret {name}") from None
+            error = vault_error(exc, f"delete secret {name}")
+            if error.code == "ForbiddenByRbac":
+                # Deleting undoes an onboarding that already failed (compensation): a refusal here
+                # is reported for an admin at once rather than waited on, so the other undo steps
+                # (deleting the app and its live credential) are not held up.
+                raise PermissionDeniedError(error.message, fix=ROLE_FIX, code=error.code) from None
+            raise error from None
 
     async def close(self) -> None:
         await self._client.close()
