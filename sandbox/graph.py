@@ -31,7 +31,12 @@ READ_APPS = {
     "Directory.Read.All",
 }
 # What POST /servicePrincipals/{id}/appRoleAssignedTo needs beside AppRoleAssignment.ReadWrite.All.
-ASSIGN_READ = {"Application.Read.All", "Directory.Read.All", "Application.ReadWrite.All", "Directory.ReadWrite.All"}
+ASSIGN_READ = {
+    "Application.Read.All",
+    "Directory.Read.All",
+    "Application.ReadWrite.All",
+    "Directory.ReadWrite.All",
+}
 INSUFFICIENT = "Insufficient privileges to complete the operation."
 APP_KEY = r"(?:/(?P<id>[^/()']+)|\(appId='(?P<appId>[^']*)'\)|\(uniqueName='(?P<uniqueName>[^']*)'\))"
 SP_KEY = r"(?:/(?P<id>[^/()']+)|\(appId='(?P<appId>[^']*)'\))"
@@ -480,7 +485,9 @@ class Graph:
         if policy.password_max_lifetime is None:
             return
         # Graph's default lifetime for a secret without endDateTime is two years.
-        lifetime = (end or (start or self.state.clock()) + timedelta(days=730)) - (start or self.state.clock())
+        lifetime = (end or (start or self.state.clock()) + timedelta(days=730)) - (
+            start or self.state.clock()
+        )
         if lifetime > policy.password_max_lifetime:
             raise GraphError(
                 400,

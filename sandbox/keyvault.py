@@ -78,7 +78,9 @@ class KeyVault:
         if secret is None:
             return
         now, lag = self.state.clock(), self.state.faults.replication
-        deleting = secret.deleted_at is not None and now < secret.deleted_at + timedelta(seconds=lag.vault_delete_s)
+        deleting = secret.deleted_at is not None and now < secret.deleted_at + timedelta(
+            seconds=lag.vault_delete_s
+        )
         began = self._recovered_at.get(secret.name)
         recovering = began is not None and now < began + timedelta(seconds=lag.vault_recover_s)
         if not (deleting or recovering):

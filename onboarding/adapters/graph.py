@@ -390,8 +390,9 @@ class GraphDirectory:
         except NotFoundError:
             # Nothing was minted; the next attempt (a new activity run) reads the credentials first.
             raise _not_readable_yet(object_id) from None
-        except InvalidRequestError as exc:
-            if exc.code not in APP_POLICY_CODES:
+        except OnboardingError as exc:
+            # Classified by Graph's code, whatever the status (captures show 400).
+            if exc.retryable or exc.code not in APP_POLICY_CODES:
                 raise
             raise InvalidRequestError(
                 f"Microsoft Graph refused the client secret for app {object_id}: the tenant's app management "

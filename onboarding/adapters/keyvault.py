@@ -196,7 +196,9 @@ class CredentialVault:
             if isinstance(error, PermissionDeniedError):
                 raise PermissionDeniedError(f"{message}.", fix=fix, code="secret_deleted") from None
             if error.code == "ForbiddenByRbac":
-                raise TransientError(f"{message} (yet).", fix=fix + RBAC_PROPAGATION, code=error.code) from None
+                raise TransientError(
+                    f"{message} (yet).", fix=fix + RBAC_PROPAGATION, code=error.code
+                ) from None
             raise error from None
 
     async def get(self, name: str, version: str | None = None) -> StoredSecret | None:

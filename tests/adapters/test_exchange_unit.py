@@ -240,7 +240,9 @@ def test_error_text_reads_both_forms_of_a_cmdlet_error_detail() -> None:
     }
     as_json = {"error": {"message": "Error executing cmdlet", "details": [{"message": json.dumps(detail)}]}}
     assert error_text(as_json) == "The object 'CN=x' already exists."
-    piped = {"error": {"details": [{"message": "Ex6F9304|Microsoft.Exchange.X|The object 'CN=x' already exists."}]}}
+    piped = {
+        "error": {"details": [{"message": "Ex6F9304|Microsoft.Exchange.X|The object 'CN=x' already exists."}]}
+    }
     assert error_text(piped) == "The object 'CN=x' already exists."
     # Not JSON after all, or JSON without a Message: the text stays as it came.
     assert error_text({"error": {"details": [{"message": "{not json"}]}}) == "{not json"

@@ -306,4 +306,6 @@ async def test_assigning_without_a_read_permission_names_both_documented_permiss
             await graph.assign_app_role(sp, resource.service_principal_id, resource.app_role_ids[ROLES[0]])
     finally:
         await graph.close()
-    assert "AppRoleAssignment.ReadWrite.All" in caught.value.fix and "Application.Read.All" in caught.value.fix
+    assert (
+        "AppRoleAssignment.ReadWrite.All" in caught.value.fix and "Application.Read.All" in caught.value.fix
+    )

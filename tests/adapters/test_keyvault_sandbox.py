@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from onboarding.adapters.keyvault import CredentialVault
-from onboarding.errors import PermissionDeniedError, TransientError
+from onboarding.errors import TransientError
 from onboarding.settings import Settings
 from sandbox import Sandbox, catalog
 from tests.adapters.conftest import RecordingSleep

@@ -350,7 +350,9 @@ async def test_a_new_app_addressed_by_id_answers_404_until_replicas_catch_up(
         exchange_app("RW"), request_configuration=upsert_config()
     )
     body = AddPasswordPostRequestBody(
-        password_credential=PasswordCredential(display_name="label", end_date_time=clock.now + timedelta(days=30))
+        password_credential=PasswordCredential(
+            display_name="label", end_date_time=clock.now + timedelta(days=30)
+        )
     )
     for call in (
         lambda: graph.applications.by_application_id(app.id).get(),
@@ -381,15 +383,23 @@ async def test_the_app_management_policy_refuses_secrets_with_graph_s_codes(
     add = graph.applications.by_application_id(app.id).add_password
     policy.password_max_lifetime = timedelta(days=90)
     too_long = await odata_error(lambda: add.post(secret(180)))
-    assert (too_long.response_status_code, too_long.error.code) == (400, "CredentialInvalidLifetimeAsPerAppPolicy")
+    assert (too_long.response_status_code, too_long.error.code) == (
+        400,
+        "CredentialInvalidLifetimeAsPerAppPolicy",
+    )
     assert too_long.error.message == (
         f"Credential lifetime exceeds the max value allowed as per assigned policy '{policy.policy_id}'."
     )
     assert (await add.post(secret(60))).secret_text
     policy.block_passwords = True
     blocked = await odata_error(lambda: add.post(secret(30)))
-    assert (blocked.response_status_code, blocked.error.code) == (400, "CredentialTypeNotAllowedAsPerAppPolicy")
-    assert blocked.error.message == f"Credential type not allowed as per assigned policy '{policy.policy_id}'."
+    assert (blocked.response_status_code, blocked.error.code) == (
+        400,
+        "CredentialTypeNotAllowedAsPerAppPolicy",
+    )
+    assert (
+        blocked.error.message == f"Credential type not allowed as per assigned policy '{policy.policy_id}'."
+    )
     assert len(sandbox.state.password_credentials(app.id)) == 1
 
 

@@ -124,7 +124,10 @@ def test_a_soft_delete_or_recovery_under_way_answers_409_with_its_inner_code(
     with pytest.raises(ResourceExistsError) as deleting:
         secrets.set_secret("onb-4", "again")
     error = deleting.value.error
-    assert error is not None and (error.code, error.message) == ("Conflict", "Secret is currently being deleted.")
+    assert error is not None and (error.code, error.message) == (
+        "Conflict",
+        "Secret is currently being deleted.",
+    )
     assert error.innererror == {"code": "ObjectIsBeingDeleted"}
     sandbox.faults.set_replication(vault_delete_s=0, vault_recover_s=3600)
     secrets.begin_recover_deleted_secret("onb-4")  # started; not waited for

@@ -99,7 +99,9 @@ def test_each_cloud_preset_resolves_every_endpoint(cloud: str) -> None:
 
 
 def test_the_presets_cover_gcc_high_dod_and_each_has_its_own_graph() -> None:
-    assert {"AzurePublicCloud", "AzureUSGovernment", "AzureUSGovernmentDoD", "AzureChinaCloud"} <= set(PRESETS)
+    assert {"AzurePublicCloud", "AzureUSGovernment", "AzureUSGovernmentDoD", "AzureChinaCloud"} <= set(
+        PRESETS
+    )
     graphs = [Settings.from_env({**BASE, "AZURE_CLOUD": c}).graph_endpoint for c in PRESETS]
     assert len(set(graphs)) == len(PRESETS)
 
