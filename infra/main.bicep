@@ -24,16 +24,17 @@ param resourceGroupName string = ''
 @description('Mailbox (UPN or primary SMTP address) that sends consent and approval emails (MAIL_SENDER). The identity may send as this mailbox only: see mailSendScoping.')
 param mailSender string
 
-@description('Cloud preset of the tenant\'s Microsoft 365 endpoints (AZURE_CLOUD, see onboarding/clouds.json). Empty: the cloud this deployment runs in. Set it when they differ, e.g. a GCC tenant uses AzurePublicCloud endpoints.')
+@description('Cloud preset of the tenant\'s Microsoft 365 endpoints (AZURE_CLOUD, see onboarding/clouds.json). Empty: the cloud this deployment runs in. Set it when they differ: a GCC (moderate) tenant uses AzurePublicCloud endpoints, a DoD tenant AzureUSGovernmentDoD (its Azure cloud is AzureUSGovernment, whose preset is GCC High\'s).')
 @allowed([
   ''
   'AzurePublicCloud'
   'AzureUSGovernment'
+  'AzureUSGovernmentDoD'
   'AzureChinaCloud'
 ])
 param azureCloud string = ''
 
-@description('Allow the "grant" consent mode, in which the workflow assigns IMAP/POP app roles itself after an admin approves. Grants the identity AppRoleAssignment.ReadWrite.All, a tenant-wide privilege; leave false if admins always consent in Entra ("consent" mode).')
+@description('Allow the "grant" consent mode, in which the workflow assigns IMAP/POP app roles itself after an admin approves. Grants the identity AppRoleAssignment.ReadWrite.All (a tenant-wide privilege) and Application.Read.All, which assigning an app role needs; leave false if admins always consent in Entra ("consent" mode).')
 param enableGrantMode bool = false
 
 @description('How the identity\'s permission to send mail is limited to mailSender. rbacForApplications: no Mail.Send in Entra; an Exchange admin assigns the "Application Mail.Send" role scoped to the mailbox (recommended). applicationAccessPolicy: Mail.Send is granted in Entra (tenant-wide until the admin adds an application access policy).')
@@ -84,7 +85,8 @@ var linkSigningKeySecretName = 'link-signing-key'
 // Least privilege per feature: creating and managing the apps it owns; assigning app roles only
 // when grant mode is on; Mail.Send in Entra only when an application access policy will scope it.
 var baseGraphAppRoles = ['Application.ReadWrite.OwnedBy']
-var grantModeAppRoles = enableGrantMode ? ['AppRoleAssignment.ReadWrite.All'] : []
+// Assigning an app role is documented with AppRoleAssignment.ReadWrite.All and Application.Read.All.
+var grantModeAppRoles = enableGrantMode ? ['AppRoleAssignment.ReadWrite.All', 'Application.Read.All'] : []
 var mailAppRoles = (mailSendScoping == 'applicationAccessPolicy') ? ['Mail.Send'] : []
 var graphAppRoles = concat(baseGraphAppRoles, grantModeAppRoles, mailAppRoles)
 var exchangeAppRoles = ['Exchange.ManageAsApp']

@@ -34,7 +34,12 @@ class SettingSpec:
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("TENANT_ID", "Directory (tenant) id this deployment onboards apps into.", required=True),
-    SettingSpec("AZURE_CLOUD", "Cloud preset giving the endpoint defaults.", "AzurePublicCloud"),
+    SettingSpec(
+        "AZURE_CLOUD",
+        "Cloud preset giving the endpoint defaults: AzurePublicCloud (also GCC moderate tenants), "
+        "AzureUSGovernment (GCC High), AzureUSGovernmentDoD (DoD), AzureChinaCloud.",
+        "AzurePublicCloud",
+    ),
     SettingSpec("AZURE_CLIENT_ID", "Client id of the function app's user-assigned managed identity."),
     SettingSpec("ENTRA_AUTHORITY_HOST", "Entra ID authority host, e.g. the public cloud's login host."),
     SettingSpec(

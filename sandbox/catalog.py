@@ -75,6 +75,7 @@ VAULT_ROLE_ACTIONS = {
 DEFAULT_IDENTITY_GRAPH_ROLES = (
     "Application.ReadWrite.OwnedBy",
     "AppRoleAssignment.ReadWrite.All",
+    "Application.Read.All",
     "Mail.Send",
 )
 DEFAULT_IDENTITY_EXCHANGE_ROLES = ("Exchange.ManageAsApp",)

@@ -33,12 +33,33 @@ class CmdletError(Exception):
         self.exception_type, self.message = exception_type, message
 
 
+ALREADY_EXISTS = "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException"
+# Exceptions whose ``details[].message`` captured bodies show as a JSON string rather than as
+# ``ExNNNN|Type|text``, with no ``internalException`` (docs/sandbox-facts.md, issue 15 item 4).
+JSON_DETAIL_TYPES = frozenset({NOT_FOUND, ALREADY_EXISTS})
+EXECUTING = "Error executing cmdlet"
+
+
 def exchange_error(status: int, code: str, exception_type: str, message: str) -> web.Response:
     """Exchange's error envelope as captured (docs/sandbox-facts.md EX-3). A cmdlet's refusal (400)
     says only "Invalid Operation" at the top; its text is in ``details[].message``
-    (``ExNNNNNN|Type|text``) and in ``innererror.internalexception`` (lower-case "e", as sent). Other
-    statuses carry the text in ``message`` and an ``innererror`` without an inner exception, as the
-    captured 401 does."""
+    (``ExNNNNNN|Type|text``) and in ``innererror.internalexception`` (lower-case "e", as sent), except
+    for the exceptions captured with a JSON-string detail and no inner exception (issue 15 item 4).
+    Other statuses carry the text in ``message`` and an ``innererror`` without an inner exception,
+    as the captured 401 does."""
+    if exception_type in JSON_DETAIL_TYPES:
+        detail = {"Message": message, "TypeName": exception_type, "StackTrace": None, "InnerError": None}
+        return web.json_response(
+            {
+                "error": {
+                    "code": code,
+                    "message": EXECUTING,
+                    "details": [{"code": "Context", "target": "", "message": json.dumps(detail)}],
+                    "innererror": {"message": EXECUTING, "type": "ODataServiceException"},
+                }
+            },
+            status=status,
+        )
     if status != 400:
         inner = {"message": message, "type": ODATA_EXCEPTION}
         return web.json_response(
@@ -229,14 +250,14 @@ class Exchange:
 
     @staticmethod
     def esp_json(esp: ExchangeServicePrincipal) -> dict[str, Any]:
+        # The documented output names only (docs/sandbox-facts.md): Identity is the Entra service
+        # principal's object id (what Add-MailboxPermission -User takes), ServiceId its older name.
+        # No ObjectId property: nothing public shows one, so the product must not need it.
         return {
             "AppId": esp.app_id,
-            "ObjectId": esp.object_id,
             "ServiceId": esp.object_id,
             "DisplayName": esp.display_name,
-            "Identity": esp.identity,
-            "Name": esp.identity,
-            "Id": esp.identity,
+            "Identity": esp.object_id,
             "Organization": "sandbox",
             "WhenCreatedUTC": esp.created_at.isoformat(),
         }
@@ -257,7 +278,7 @@ class Exchange:
             raise service_principal_not_found(object_id)
         if state.find_exchange_sp(object_id) is not None or state.find_exchange_sp(app_id) is not None:
             raise CmdletError(
-                "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException",
+                ALREADY_EXISTS,
                 f"A service principal with AppId '{app_id}' already exists.",
             )
         display = str(p.get("DisplayName") or sp.display_name)

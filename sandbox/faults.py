@@ -83,6 +83,10 @@ class Replication:
     # Exchange Online reads Entra through its own copy of the directory, which lags behind Graph:
     # New-ServicePrincipal answers AADServicePrincipalNotFound for a principal this young.
     exchange_service_principal_s: float = 0.0
+    application_read_s: float = 0.0  # /applications/{id} (GET, addPassword...) answers 404 meanwhile
+    vault_role_s: float = 0.0  # a new Key Vault role assignment is not in effect (403 ForbiddenByRbac)
+    vault_delete_s: float = 0.0  # a deleted secret's name answers 409 ObjectIsBeingDeleted meanwhile
+    vault_recover_s: float = 0.0  # a recovered secret answers 409 ObjectIsBeingRecovered meanwhile
 
 
 @dataclass
@@ -161,9 +165,21 @@ class Faults:
         service_principal_s: float | None = None,
         app_role_assignment_s: float | None = None,
         exchange_service_principal_s: float | None = None,
+        application_read_s: float | None = None,
+        vault_role_s: float | None = None,
+        vault_delete_s: float | None = None,
+        vault_recover_s: float | None = None,
     ) -> None:
         if exchange_service_principal_s is not None:
             self.replication.exchange_service_principal_s = exchange_service_principal_s
+        if application_read_s is not None:
+            self.replication.application_read_s = application_read_s
+        if vault_role_s is not None:
+            self.replication.vault_role_s = vault_role_s
+        if vault_delete_s is not None:
+            self.replication.vault_delete_s = vault_delete_s
+        if vault_recover_s is not None:
+            self.replication.vault_recover_s = vault_recover_s
         if application_s is not None:
             self.replication.application_s = application_s
         if service_principal_s is not None:

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +29,13 @@ READ_APPS = {
     "Application.ReadWrite.All",
     "Application.ReadWrite.OwnedBy",
     "Directory.Read.All",
+}
+# What POST /servicePrincipals/{id}/appRoleAssignedTo needs beside AppRoleAssignment.ReadWrite.All.
+ASSIGN_READ = {
+    "Application.Read.All",
+    "Directory.Read.All",
+    "Application.ReadWrite.All",
+    "Directory.ReadWrite.All",
 }
 INSUFFICIENT = "Insufficient privileges to complete the operation."
 APP_KEY = r"(?:/(?P<id>[^/()']+)|\(appId='(?P<appId>[^']*)'\)|\(uniqueName='(?P<uniqueName>[^']*)'\))"
@@ -390,9 +397,15 @@ class Graph:
 
     def _app(self, params: dict[str, str]) -> Application:
         app = self._find_app(params)
-        if app is None:
+        if app is None or ("id" in params and not self._readable(app)):
             raise not_found(next(iter(params.values())))
         return app
+
+    def _readable(self, app: Application) -> bool:
+        """Read-after-write: right after creation, requests addressing the new app by its object id
+        (GET, addPassword) reach replicas that do not have it yet and answer 404 (docs/sandbox-facts.md)."""
+        lag = timedelta(seconds=self.state.faults.replication.application_read_s)
+        return self.state.clock() >= app.created_at + lag
 
     def _require_read(self, caller: Caller) -> None:
         if not caller.can(*READ_APPS, "AppRoleAssignment.ReadWrite.All"):
@@ -469,6 +482,7 @@ class Graph:
             start, end = _parse_time(spec.get("startDateTime")), _parse_time(spec.get("endDateTime"))
         except ValueError:
             raise GraphError(400, "BadRequest", "Invalid date format in passwordCredential.") from None
+        self._enforce_app_policy(start, end)
         cred = self.state.add_password(app, spec.get("displayName"), start, end)
         return web.json_response(
             {
@@ -482,6 +496,28 @@ class Graph:
                 "startDateTime": _iso(cred.start),
             }
         )
+
+    def _enforce_app_policy(self, start: datetime | None, end: datetime | None) -> None:
+        """The tenant's app management policy refuses the secret as Graph does (docs/sandbox-facts.md)."""
+        policy = self.state.app_policy
+        if policy.block_passwords:
+            raise GraphError(
+                400,
+                "CredentialTypeNotAllowedAsPerAppPolicy",
+                f"Credential type not allowed as per assigned policy '{policy.policy_id}'.",
+            )
+        if policy.password_max_lifetime is None:
+            return
+        # Graph's default lifetime for a secret without endDateTime is two years.
+        lifetime = (end or (start or self.state.clock()) + timedelta(days=730)) - (
+            start or self.state.clock()
+        )
+        if lifetime > policy.password_max_lifetime:
+            raise GraphError(
+                400,
+                "CredentialInvalidLifetimeAsPerAppPolicy",
+                f"Credential lifetime exceeds the max value allowed as per assigned policy '{policy.policy_id}'.",
+            )
 
     def remove_password(
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
@@ -634,7 +670,9 @@ class Graph:
     def create_assignment(
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
     ) -> web.Response:
-        if not caller.can("AppRoleAssignment.ReadWrite.All"):
+        # Documented as "AppRoleAssignment.ReadWrite.All and Application.Read.All" (or Directory.Read.All):
+        # the assigning permission alone cannot read the service principals it links.
+        if not (caller.can("AppRoleAssignment.ReadWrite.All") and caller.can(*ASSIGN_READ)):
             raise denied()
         body = body or {}
         sp = self._sp(params)

@@ -54,11 +54,40 @@ def _not_found(name: str) -> VaultError:
     )
 
 
+def _being_deleted(name: str) -> VaultError:
+    return VaultError(409, "Conflict", "Secret is currently being deleted.", "ObjectIsBeingDeleted")
+
+
+def _being_recovered(name: str) -> VaultError:
+    # The code is sourced; the message text is not (docs/sandbox-facts.md): match the code only.
+    return VaultError(409, "Conflict", "Secret is currently being recovered.", "ObjectIsBeingRecovered")
+
+
 class KeyVault:
     def __init__(self, state: TenantState, *, vault_uri: str, authority: str) -> None:
         self.state = state
         self.uri = vault_uri.rstrip("/")
         self.authority = authority
+        self._recovered_at: dict[str, datetime] = {}  # name -> when its recovery began
+
+    def _transitions(self, name: str, action: str) -> None:
+        """Soft delete and recovery take a while (docs/sandbox-facts.md). Meanwhile writes to the name
+        answer 409 ObjectIsBeingDeleted / ObjectIsBeingRecovered, and reads 404 as the object is in
+        neither state yet (what the SDK's delete and recover pollers wait on)."""
+        secret = self.state.get_secret(name)
+        if secret is None:
+            return
+        now, lag = self.state.clock(), self.state.faults.replication
+        deleting = secret.deleted_at is not None and now < secret.deleted_at + timedelta(
+            seconds=lag.vault_delete_s
+        )
+        began = self._recovered_at.get(secret.name)
+        recovering = began is not None and now < began + timedelta(seconds=lag.vault_recover_s)
+        if not (deleting or recovering):
+            return
+        if action == "get":
+            raise _not_found(name)
+        raise _being_deleted(name) if deleting else _being_recovered(name)
 
     def app(self) -> web.Application:
         app = make_app("keyvault", self.state, self.state.faults.keyvault, _fault_body)
@@ -101,7 +130,7 @@ class KeyVault:
                 response.headers.update(challenge)
                 return response
             request[CALLER_KEY] = str(claims.get("appid", ""))
-            role = self.state.vault_role(str(claims.get("oid", "")))
+            role = self.state.vault_role_in_effect(str(claims.get("oid", "")))
             if role is None or action not in catalog.VAULT_ROLE_ACTIONS.get(role, frozenset()):
                 return vault_error(
                     403,
@@ -119,6 +148,8 @@ class KeyVault:
             try:
                 body = await self._body(request)
                 with self.state.lock:
+                    if name is not None and action != "list":
+                        self._transitions(name, action)
                     return self._call(handler, request, body)
             except VaultError as exc:
                 return vault_error(exc.status, exc.code, exc.message, exc.inner)
@@ -286,4 +317,5 @@ class KeyVault:
     def recover(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         secret = self._deleted(request.match_info["name"])
         secret.deleted_at = None
+        self._recovered_at[secret.name] = self.state.clock()
         return web.json_response(self._bundle(secret, secret.current, value=False))

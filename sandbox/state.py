@@ -171,6 +171,16 @@ class RequestLogEntry:
     fault: str | None = None
 
 
+@dataclass
+class AppManagementPolicy:
+    """The tenant's default app management policy, as far as client secrets go: ``block_passwords``
+    (restriction ``passwordAddition``) or ``password_max_lifetime`` (``passwordLifetime``). Off by default."""
+
+    block_passwords: bool = False
+    password_max_lifetime: timedelta | None = None
+    policy_id: str = "00000000-0000-0000-0000-00000000a9b1"
+
+
 class TenantState:
     """One tenant: directory objects, Exchange registrations and permissions, vault, outbox, log."""
 
@@ -183,6 +193,7 @@ class TenantState:
         self.clock = clock
         self.issuer = issuer
         self.faults = faults
+        self.app_policy = AppManagementPolicy()
         # Set by the composition once the ports are known.
         self.graph_resource = ""
         self.exchange_resource = ""
@@ -194,6 +205,7 @@ class TenantState:
         self._mailbox_permissions: list[MailboxPermission] = []
         self._mailboxes: dict[str, Mailbox] = {}
         self._vault_roles: dict[str, str] = {}  # principal object id -> RBAC role name
+        self._vault_role_since: dict[str, datetime] = {}  # when each principal's role was assigned
         self._secrets: dict[str, VaultSecret] = {}
         self._outbox: list[SentMail] = []
         self._log: list[RequestLogEntry] = []
@@ -271,9 +283,19 @@ class TenantState:
     def set_vault_role(self, principal_id: str, role: str | None) -> None:
         with self.lock:
             if role:
+                if self._vault_roles.get(principal_id) != role:
+                    self._vault_role_since[principal_id] = self.clock()
                 self._vault_roles[principal_id] = role
             else:
                 self._vault_roles.pop(principal_id, None)
+
+    def vault_role_in_effect(self, principal_id: str) -> str | None:
+        """The principal's vault role once Azure RBAC has propagated it (``replication.vault_role_s``)."""
+        with self.lock:
+            since = self._vault_role_since.get(principal_id)
+            if since is not None and not self._visible(since, self.faults.replication.vault_role_s):
+                return None
+            return self._vault_roles.get(principal_id)
 
     def vault_role(self, principal_id: str) -> str | None:
         with self.lock:

@@ -9,6 +9,7 @@ no faster. All cmdlets used here are safe to repeat, so every call is retried in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -76,9 +77,23 @@ class CmdletError(InvalidRequestError):
         return any(t in low for t in _ALREADY)
 
 
+def _detail_message(message: str) -> str:
+    """The text of one ``error.details[].message``. Exchange sends it in two forms: ``ExNNNN|Type|text``
+    and a JSON string ``{"Message": text, "TypeName": type, ...}`` (docs/sandbox-facts.md)."""
+    stripped = message.strip()
+    if stripped.startswith("{"):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, Mapping) and parsed.get("Message"):
+            return str(parsed["Message"])
+    return _DETAIL_PREFIX.sub("", message)
+
+
 def error_text(payload: Any) -> str:
-    """Exchange's error message: ``error.details[].message``, else the inner exception's message,
-    else ``error.message``. Redacted; the rest of the body is never kept."""
+    """Exchange's error message: the inner exception's message, else ``error.details[].message``
+    (either form), else ``error.message``. Redacted; the rest of the body is never kept."""
     if not isinstance(payload, Mapping):
         return ""
     error = payload.get("error")
@@ -92,8 +107,7 @@ def error_text(payload: Any) -> str:
     if not messages:
         for detail in error.get("details") or ():
             if isinstance(detail, Mapping) and detail.get("message"):
-                # "Ex1A2B3C|Exception.Type|text": keep the text.
-                messages.append(_DETAIL_PREFIX.sub("", str(detail["message"])))
+                messages.append(_detail_message(str(detail["message"])))
     if not messages and error.get("message"):
         messages.append(_DETAIL_PREFIX.sub("", str(error["message"])))
     return redact(" ".join(messages))
@@ -137,6 +151,18 @@ def map_response(cmdlet: str, status: int, payload: Any, retry_after: str | None
     if text:
         return CmdletError(cmdlet, text, status)
     return InvalidRequestError(f"Exchange Online refused {cmdlet} (HTTP {status}).", code="cmdlet_failed")
+
+
+# Where Get-ServicePrincipal output carries the Entra service principal's object id: Identity (Microsoft's
+# IMAP/POP OAuth guide passes it to Add-MailboxPermission -User), ServiceId (the cmdlets' older name for
+# it), ObjectId (the New-ServicePrincipal parameter). docs/sandbox-facts.md.
+_OBJECT_ID_PROPERTIES = ("ObjectId", "ServiceId", "Identity", "Id")
+
+
+def registered_object_ids(registration: Mapping[str, Any]) -> set[str]:
+    """The object ids an Exchange service principal registration names, lower-cased, whichever of its
+    properties carry them."""
+    return {str(registration[k]).strip().lower() for k in _OBJECT_ID_PROPERTIES if registration.get(k)}
 
 
 class ExchangeAdmin:
@@ -265,7 +291,7 @@ class ExchangeAdmin:
             )
         existing = await self._get_service_principal(app_id)
         if existing is not None:
-            if str(existing.get("ObjectId", "")).lower() == service_principal_id.lower():
+            if service_principal_id.lower() in registered_object_ids(existing):
                 return
             await self.remove_service_principal(app_id)
         try:

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 APP_PERMISSION = "Application.ReadWrite.OwnedBy"
-ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All"
+# POST /servicePrincipals/{id}/appRoleAssignedTo is documented with both (docs/sandbox-facts.md).
+ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All and Application.Read.All"
 MAIL_PERMISSION = "Mail.Send"
 REPLICATION = "replication"
 # Graph's answer to POST /servicePrincipals while the new app has not replicated to the replica that
@@ -43,6 +44,16 @@ REPLICATION = "replication"
 # classifier; the text is the fallback for a body without details. See docs/sandbox-facts.md.
 NO_BACKING_APPLICATION = "NoBackingApplicationObject"
 _NO_BACKING_TEXT = "does not reference a valid application object"
+
+# Codes Graph answers addPassword with when the tenant's app management policy refuses the secret.
+APP_POLICY_CODES = ("CredentialTypeNotAllowedAsPerAppPolicy", "CredentialInvalidLifetimeAsPerAppPolicy")
+APP_POLICY_FIX = (
+    "Submit the onboarding again with a secretLifetimeDays within the policy's maximum password "
+    "lifetime, or have an admin exempt this app from the tenant's app management policy (an "
+    "appManagementPolicy assigned to the app); where the policy blocks secrets altogether, only a "
+    "policy exception or a certificate credential can work."
+)
+_REPLICATION_TEXT = ("does not exist or one of its queried reference-property objects are not present",)
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,16 @@ def _said(exc: OnboardingError) -> str:
     """What Graph said, as ``graph_error`` already redacted and shortened it."""
     text = exc.message
     return text[text.index(" Graph said:") :] if " Graph said:" in text else ""
+
+
+def _not_readable_yet(object_id: str) -> TransientError:
+    """Graph answers 404 on /applications/{id} for a while after the app was created (replicas
+    catching up; docs/sandbox-facts.md): retry later rather than fail."""
+    return TransientError(
+        f"Microsoft Graph does not find app registration {object_id} yet (directory replication).",
+        fix="Usually resolves within minutes; if it persists, check that the app registration still exists.",
+        code=REPLICATION,
+    )
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -340,9 +361,18 @@ class GraphDirectory:
             )
         )
         builder = self._client.applications.by_application_id(object_id)
-        app = await self._call(
-            "read the app's client secrets", lambda: builder.get(request_configuration=config)
-        )
+
+        async def read() -> Any:
+            try:
+                return await self._call(
+                    "read the app's client secrets",
+                    lambda: builder.get(request_configuration=config),
+                    retry=False,
+                )
+            except NotFoundError:
+                raise _not_readable_yet(object_id) from None
+
+        app = await retrying(read, self._policy, sleep=self._sleep)
         if app is None:
             raise NotFoundError(f"App registration {object_id} not found.")
         return [
@@ -368,11 +398,25 @@ class GraphDirectory:
             options=[RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
         )
         builder = self._client.applications.by_application_id(object_id).add_password
-        new = await self._call(
-            "add a client secret to the app",
-            lambda: builder.post(body, request_configuration=config),
-            retry=False,
-        )
+        try:
+            new = await self._call(
+                "add a client secret to the app",
+                lambda: builder.post(body, request_configuration=config),
+                retry=False,
+            )
+        except NotFoundError:
+            # Nothing was minted; the next attempt (a new activity run) reads the credentials first.
+            raise _not_readable_yet(object_id) from None
+        except OnboardingError as exc:
+            # Classified by Graph's code, whatever the status (captures show 400).
+            if exc.retryable or exc.code not in APP_POLICY_CODES:
+                raise
+            raise InvalidRequestError(
+                f"Microsoft Graph refused the client secret for app {object_id}: the tenant's app management "
+                f"policy does not allow it ({exc.code}).",
+                fix=APP_POLICY_FIX,
+                code="secret_refused_by_policy",
+            ) from None
         if new is None or not new.secret_text or not new.key_id:
             raise OnboardingError("Microsoft Graph returned no secret for the new client secret.")
         return NewPassword(

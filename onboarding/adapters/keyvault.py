@@ -3,16 +3,22 @@ secret value on purpose; it hands the value to nobody but its caller.
 
 azure-core's retry policy retries throttling (honouring ``Retry-After``), 5xx and dropped
 connections for these calls; they are all safe to repeat (a repeated ``put`` adds an identical
-version, which is harmless)."""
+version, which is harmless). Two answers it does not retry are transient too (docs/sandbox-facts.md):
+409 while a secret is being deleted or recovered (seconds; ``put`` waits them out), and 403
+``ForbiddenByRbac`` while a new role assignment propagates (up to 10 minutes; Durable retries the step).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, retrying
 from onboarding.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -27,6 +33,18 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
 ROLE_FIX = "Give the function app's managed identity the role Key Vault Secrets Officer on the vault."
+RBAC_PROPAGATION = (
+    " Azure RBAC takes up to 10 minutes to apply a new role assignment: if the role was just assigned, "
+    "submit the request again after that."
+)
+# Inner error codes of a 409 that clears by itself once the vault finishes a soft delete or a recovery.
+IN_TRANSITION = ("ObjectIsBeingDeleted", "ObjectIsBeingRecovered")
+
+
+def _inner_code(exc: Any) -> str:
+    """Key Vault's ``error.innererror.code`` (e.g. ObjectIsDeletedButRecoverable), if any."""
+    inner = getattr(getattr(exc, "error", None), "innererror", None)
+    return str(inner.get("code", "")) if isinstance(inner, dict) else ""
 
 
 @dataclass(frozen=True)
@@ -77,12 +95,26 @@ def vault_error(exc: BaseException, action: str) -> OnboardingError:
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         code = str(getattr(exc.error, "code", "") or "")
-        detail = redact(str(getattr(exc.error, "message", "") or ""))[:200]
-        said = f" Key Vault said: {code}: {detail}" if code or detail else ""
+        inner = _inner_code(exc)
+        # One line: the orchestrator keeps the first line of a failure's text.
+        detail = re.sub(r"\s+", " ", redact(str(getattr(exc.error, "message", "") or "")))[:200]
+        said = f" Key Vault said: {inner or code}: {detail}" if code or detail else ""
         if status == 429 or status >= 500:
             return TransientError(
                 f"Key Vault is throttling or unavailable (HTTP {status}) while trying to {action}.",
                 retry_after=retry_after_of(exc.response),
+            )
+        if status == 409 and inner in IN_TRANSITION:
+            return TransientError(
+                f"Key Vault is still finishing a soft delete or recovery while trying to {action}.{said}",
+                fix="Try again shortly.",
+                code=inner,
+            )
+        if status == 403 and inner == "ForbiddenByRbac":
+            return TransientError(
+                f"The function app's identity may not {action} in Key Vault (yet).{said}",
+                fix=ROLE_FIX + RBAC_PROPAGATION,
+                code="ForbiddenByRbac",
             )
         if status in (401, 403):
             return PermissionDeniedError(
@@ -102,6 +134,8 @@ class CredentialVault:
         *,
         retry_total: int = 3,
         polling_interval: float = 2.0,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         from azure.keyvault.secrets.aio import SecretClient
 
@@ -109,6 +143,8 @@ class CredentialVault:
 
         self._uri = settings.key_vault_uri
         self._polling = polling_interval
+        self._policy = policy
+        self._sleep = sleep
         host = urlsplit(settings.key_vault_uri).hostname or ""
         self._client = SecretClient(
             vault_url=settings.key_vault_uri,
@@ -124,7 +160,8 @@ class CredentialVault:
         self, name: str, value: str, *, content_type: str, expires_on: datetime, tags: dict[str, str]
     ) -> str:
         """Store a new version; returns its version id. A name in the vault's recycle bin (soft
-        deleted, 409) is recovered first, then written."""
+        deleted, 409) is recovered first, then written; a name still being deleted or recovered is
+        waited for (retried with backoff)."""
         from azure.core.exceptions import ResourceExistsError
 
         async def set_it() -> Any:
@@ -132,16 +169,21 @@ class CredentialVault:
                 name, value, content_type=content_type, expires_on=expires_on, tags=tags
             )
 
-        try:
+        async def attempt() -> Any:
             try:
-                secret = await set_it()
-            except ResourceExistsError:
-                await self._recover(name)
-                secret = await set_it()
-        except OnboardingError:
-            raise
-        except Exception as exc:
-            raise vault_error(exc, f"store secret {name}") from None
+                try:
+                    return await set_it()
+                except ResourceExistsError as exc:
+                    if _inner_code(exc) in IN_TRANSITION:
+                        raise
+                    await self._recover(name)
+                    return await set_it()
+            except OnboardingError:
+                raise
+            except Exception as exc:
+                raise vault_error(exc, f"store secret {name}") from None
+
+        secret = await retrying(attempt, self._policy, sleep=self._sleep)
         return str(secret.properties.version)
 
     async def _recover(self, name: str) -> None:
@@ -149,11 +191,13 @@ class CredentialVault:
             await self._client.recover_deleted_secret(name, _polling_interval=self._polling)
         except Exception as exc:
             error = vault_error(exc, f"recover the deleted secret {name}")
+            fix = f"{ROLE_FIX} Or recover or purge the deleted secret {name} in the vault."
+            message = f"Secret {name} is deleted but recoverable, and the function app may not recover it"
             if isinstance(error, PermissionDeniedError):
-                raise PermissionDeniedError(
-                    f"Secret {name} is deleted but recoverable, and the function app may not recover it.",
-                    fix=f"{ROLE_FIX} Or recover or purge the deleted secret {name} in the vault.",
-                    code="secret_deleted",
+                raise PermissionDeniedError(f"{message}.", fix=fix, code="secret_deleted") from None
+            if error.code == "ForbiddenByRbac":
+                raise TransientError(
+                    f"{message} (yet).", fix=fix + RBAC_PROPAGATION, code=error.code
                 ) from None
             raise error from None
 
@@ -197,7 +241,13 @@ class CredentialVault:
         except ResourceNotFoundError:
             return
         except Exception as exc:
-            raise vault_error(exc, f"delete secret {name}") from None
+            error = vault_error(exc, f"delete secret {name}")
+            if error.code == "ForbiddenByRbac":
+                # Deleting undoes an onboarding that already failed (compensation): a refusal here
+                # is reported for an admin at once rather than waited on, so the other undo steps
+                # (deleting the app and its live credential) are not held up.
+                raise PermissionDeniedError(error.message, fix=ROLE_FIX, code=error.code) from None
+            raise error from None
 
     async def close(self) -> None:
         await self._client.close()

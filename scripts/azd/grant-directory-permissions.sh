@@ -77,6 +77,7 @@ graph="${graph%/}"
 why() {
   case "$1" in
     Application.ReadWrite.OwnedBy) echo "register the IMAP/POP apps, add their client secrets, create their service principals; limited to apps this identity owns" ;;
+    Application.Read.All) echo "'grant' consent mode: assigning an app role is documented with AppRoleAssignment.ReadWrite.All and Application.Read.All (read all app registrations and service principals; only with enableGrantMode)" ;;
     AppRoleAssignment.ReadWrite.All) echo "'grant' consent mode: assign IMAP.AccessAsApp/POP.AccessAsApp after an admin approves in the app (tenant-wide privilege; only with enableGrantMode)" ;;
     Mail.Send) echo "send consent and approval emails from $mail_sender (scope it with an application access policy, below)" ;;
     Exchange.ManageAsApp) echo "run Exchange Online admin cmdlets app-only: New-ServicePrincipal, Add-MailboxPermission, Get-CASMailbox" ;;

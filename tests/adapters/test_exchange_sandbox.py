@@ -171,3 +171,28 @@ async def test_grants_track_the_servers_concurrency_limit(
     assert len(throttled) <= len(mailboxes) // 4  # a fixed concurrency of 10 would be refused ~4 times in 5
     assert exchange.limiter.limit < 10 or exchange.limiter.rate is not None
     await exchange.close()
+
+
+async def test_a_registration_exchange_already_has_is_kept_whatever_property_names_its_object_id(
+    sb: Sandbox, exchange: ExchangeAdmin, client_app: tuple[str, str, str]
+) -> None:
+    # Get-ServicePrincipal names the object id Identity/ServiceId, not ObjectId: a rerun must see its
+    # own registration and leave it (and the mailbox permissions made for it) alone.
+    app_id, sp_id, _ = client_app
+    await exchange.ensure_service_principal(app_id, sp_id, "Mail client")
+    (first,) = sb.state.exchange_service_principals()
+    await exchange.grant_full_access(SUPPORT, sp_id)
+    await exchange.ensure_service_principal(app_id, sp_id, "Mail client")
+    (kept,) = sb.state.exchange_service_principals()
+    assert kept.identity == first.identity  # not removed and registered anew
+    assert len(sb.state.mailbox_permissions()) == 1
+
+
+async def test_a_json_form_cmdlet_error_reads_as_its_message(sb: Sandbox, exchange: ExchangeAdmin) -> None:
+    from onboarding.adapters.exchange import CmdletError
+
+    with pytest.raises(CmdletError) as caught:
+        await exchange.invoke("Get-ServicePrincipal", {"Identity": "no-such-app"})
+    assert caught.value.not_found
+    assert caught.value.text.startswith("The operation couldn't be performed because object 'no-such-app'")
+    assert "TypeName" not in str(caught.value) and "{" not in caught.value.text

@@ -226,3 +226,22 @@ async def test_the_settings_endpoint_is_used_not_a_cloud_literal() -> None:
     await ex.remove_service_principal("app-1")
     assert urls == ["https://exchange.test/adminapi/beta/t/InvokeCommand"]
     await ex.close()
+
+
+def test_error_text_reads_both_forms_of_a_cmdlet_error_detail() -> None:
+    import json
+
+    detail = {
+        "Message": "The object 'CN=x' already exists.",
+        "TypeName": "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException",
+        "StackTrace": None,
+        "InnerError": None,
+    }
+    as_json = {"error": {"message": "Error executing cmdlet", "details": [{"message": json.dumps(detail)}]}}
+    assert error_text(as_json) == "The object 'CN=x' already exists."
+    piped = {
+        "error": {"details": [{"message": "Ex6F9304|Microsoft.Exchange.X|The object 'CN=x' already exists."}]}
+    }
+    assert error_text(piped) == "The object 'CN=x' already exists."
+    # Not JSON after all, or JSON without a Message: the text stays as it came.
+    assert error_text({"error": {"details": [{"message": "{not json"}]}}) == "{not json"

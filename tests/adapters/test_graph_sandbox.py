@@ -231,3 +231,81 @@ async def test_send_mail(sb: Sandbox, settings: Settings, graph: GraphDirectory)
     with pytest.raises(NotFoundError) as caught:
         await graph.send_mail("nobody@sandbox.example", ["support@sandbox.example"], "s", "b")
     assert "MAIL_SENDER" in caught.value.fix
+
+
+async def test_a_new_app_not_readable_yet_is_retried_later_and_gets_exactly_one_secret(
+    sb: Sandbox, settings: Settings, credential: Any, graph: GraphDirectory
+) -> None:
+    # Right after creation, /applications/{id} answers 404 for a while (read-after-write). The
+    # secret step must wait it out as replication, and a retry must not mint a second secret.
+    from types import SimpleNamespace
+
+    from onboarding import steps
+    from onboarding.adapters.keyvault import CredentialVault
+
+    _, app = await register(graph)
+    sb.faults.set_replication(application_read_s=3600)
+    with pytest.raises(TransientError) as listing:
+        await graph.list_passwords(app.object_id)
+    assert listing.value.code == "replication"
+    with pytest.raises(TransientError) as adding:
+        await graph.add_password(app.object_id, "label", datetime.now(UTC) + timedelta(days=30))
+    assert adding.value.code == "replication"
+    assert len(graph_requests(sb, "/addPassword")) == 1  # addPassword is never resent in-process
+    vault = CredentialVault(settings, credential, polling_interval=0)
+    svc = SimpleNamespace(settings=settings, graph=graph, vault=vault)
+    try:
+        with pytest.raises(TransientError):
+            await steps.create_secret(
+                svc, onboarding_id="o1", tenant_id=sb.tenant_id, app=app, lifetime_days=30, protocols=["IMAP"]
+            )
+        sb.faults.set_replication(application_read_s=0)
+        ref = await steps.create_secret(
+            svc, onboarding_id="o1", tenant_id=sb.tenant_id, app=app, lifetime_days=30, protocols=["IMAP"]
+        )
+    finally:
+        await vault.close()
+    (stored,) = next(a for a in sb.state.applications() if a.id == app.object_id).passwords
+    assert stored.key_id == ref.key_id
+
+
+@pytest.mark.parametrize(
+    ("policy", "code"),
+    [
+        ({"block_passwords": True}, "CredentialTypeNotAllowedAsPerAppPolicy"),
+        ({"password_max_lifetime": timedelta(days=90)}, "CredentialInvalidLifetimeAsPerAppPolicy"),
+    ],
+)
+async def test_a_secret_the_app_management_policy_refuses_fails_once_with_the_fix(
+    sb: Sandbox, graph: GraphDirectory, policy: dict[str, Any], code: str
+) -> None:
+    from onboarding.errors import InvalidRequestError
+
+    _, app = await register(graph)
+    for name, value in policy.items():
+        setattr(sb.state.app_policy, name, value)
+    with pytest.raises(InvalidRequestError) as caught:
+        await graph.add_password(app.object_id, "label", datetime.now(UTC) + timedelta(days=180))
+    assert caught.value.code == "secret_refused_by_policy" and not caught.value.retryable
+    assert code in caught.value.message
+    assert "secretLifetimeDays" in caught.value.fix and "certificate" in caught.value.fix
+    assert len(graph_requests(sb, "/addPassword")) == 1
+    assert next(a for a in sb.state.applications() if a.id == app.object_id).passwords == []
+
+
+async def test_assigning_without_a_read_permission_names_both_documented_permissions(
+    sb: Sandbox, settings: Settings, credential: Any
+) -> None:
+    # The deployment used to grant AppRoleAssignment.ReadWrite.All alone for grant mode.
+    sb.set_identity_roles(graph=["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All"])
+    graph = GraphDirectory(settings, credential, sleep=RecordingSleep())
+    try:
+        resource, app = await register(graph)
+        sp = await graph.ensure_service_principal(app.app_id)
+        with pytest.raises(PermissionDeniedError) as caught:
+            await graph.assign_app_role(sp, resource.service_principal_id, resource.app_role_ids[ROLES[0]])
+    finally:
+        await graph.close()
+    assert (
+        "AppRoleAssignment.ReadWrite.All" in caught.value.fix and "Application.Read.All" in caught.value.fix
+    )

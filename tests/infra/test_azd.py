@@ -107,6 +107,7 @@ class Hooks:
                     {
                         "Application.ReadWrite.OwnedBy": "role-owned-by",
                         "AppRoleAssignment.ReadWrite.All": "role-assign",
+                        "Application.Read.All": "role-read-apps",
                         "Mail.Send": "role-mail-send",
                     },
                 ),
@@ -227,15 +228,15 @@ def test_admin_run_grants_everything_once(hooks: Hooks) -> None:
     assert "All Entra ID permissions are in place." in second.stdout
 
 
-def test_grant_mode_adds_only_app_role_assignment_permission(hooks: Hooks) -> None:
+def test_grant_mode_adds_only_the_app_role_assignment_permissions(hooks: Hooks) -> None:
     result = hooks.run(
         "grant-directory-permissions.sh",
         "--yes",
-        GRAPH_APP_ROLES="Application.ReadWrite.OwnedBy,AppRoleAssignment.ReadWrite.All",
+        GRAPH_APP_ROLES="Application.ReadWrite.OwnedBy,AppRoleAssignment.ReadWrite.All,Application.Read.All",
     )
     assert result.returncode == 0, result.stderr
     roles = {a["appRoleId"] for a in hooks.state["assignments"]}
-    assert roles == {"role-owned-by", "role-assign", "role-manage-as-app"}
+    assert roles == {"role-owned-by", "role-assign", "role-read-apps", "role-manage-as-app"}
 
 
 def test_permissions_no_longer_needed_are_reported_and_pruned_on_request(hooks: Hooks) -> None:

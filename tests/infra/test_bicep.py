@@ -154,7 +154,7 @@ def test_graph_permissions_follow_the_consent_modes(parsed: dict[str, Bicep]) ->
     grant = variables["grantModeAppRoles"]["value"]["operator"]["operands"]
     assert grant == {
         "condition": "enableGrantMode",
-        "true_value": ["AppRoleAssignment.ReadWrite.All"],
+        "true_value": ["AppRoleAssignment.ReadWrite.All", "Application.Read.All"],
         "false_value": [],
     }
     mail = variables["mailAppRoles"]["value"]["operator"]["operands"]

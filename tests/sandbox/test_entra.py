@@ -124,7 +124,12 @@ def test_managed_identity_credential_reads_the_app_service_settings(
 ) -> None:
     mi = ManagedIdentityCredential(client_id=sandbox_env["AZURE_CLIENT_ID"])
     graph = claims(mi.get_token(f"{sandbox_env['GRAPH_ENDPOINT']}/.default").token)
-    assert graph["roles"] == ["AppRoleAssignment.ReadWrite.All", "Application.ReadWrite.OwnedBy", "Mail.Send"]
+    assert graph["roles"] == [
+        "AppRoleAssignment.ReadWrite.All",
+        "Application.Read.All",
+        "Application.ReadWrite.OwnedBy",
+        "Mail.Send",
+    ]
     assert graph["oid"] == sandbox.identity.id and graph["appid"] == sandbox_env["AZURE_CLIENT_ID"]
     exchange = claims(mi.get_token(f"{sandbox_env['EXCHANGE_ENDPOINT']}/.default").token)
     assert exchange["roles"] == ["Exchange.ManageAsApp"] and exchange["wids"] == [EXCHANGE_ADMINISTRATOR]

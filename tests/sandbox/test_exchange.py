@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -46,8 +47,12 @@ class Exo:
         response = await self.raw(cmdlet, **parameters)
         assert response.status_code == 400, response.text
         error = response.json()["error"]
-        assert error["innererror"]["internalexception"]["message"] in error["details"][0]["message"]
         message: str = error["details"][0]["message"]
+        if message.startswith("{"):  # the JSON form: {"Message": text, "TypeName": type, ...}
+            detail = json.loads(message)
+            assert set(detail) >= {"Message", "TypeName"} and error["message"] == "Error executing cmdlet"
+            return f"{detail['TypeName']}|{detail['Message']}"
+        assert error["innererror"]["internalexception"]["message"] in message
         return message
 
 
@@ -65,7 +70,7 @@ async def test_new_service_principal_needs_the_enterprise_app_object_id(
     )
     assert f"AADServicePrincipalNotFound. No ServicePrincipal with Object Id '{app_object_id}'" in wrong
     created = await exo.ok("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id, DisplayName="Mail reader")
-    assert [(v["AppId"], v["ObjectId"]) for v in created["value"]] == [(app_id, sp_id)]
+    assert [(v["AppId"], v["Identity"]) for v in created["value"]] == [(app_id, sp_id)]
     assert "already exists" in await exo.error("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id)
     listed = await exo.ok("Get-ServicePrincipal", Identity=app_id)
     assert listed["value"][0]["DisplayName"] == "Mail reader"
@@ -172,3 +177,36 @@ async def test_concurrency_limit_per_caller(exo: Exo, sandbox: Sandbox) -> None:
     sandbox.faults.exchange.configure(latency_ms=300)
     responses = await asyncio.gather(*(exo.raw("Get-Mailbox") for _ in range(4)))
     assert sorted(r.status_code for r in responses) == [200, 200, 429, 429]
+
+
+async def test_get_service_principal_names_the_object_id_identity_and_service_id_never_object_id(
+    exo: Exo, client_app: tuple[str, str, str]
+) -> None:
+    app_id, sp_id, _ = client_app
+    await exo.ok("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id, DisplayName="Mail reader")
+    for identity in (app_id, sp_id):
+        [registration] = (await exo.ok("Get-ServicePrincipal", Identity=identity))["value"]
+        assert (registration["Identity"], registration["ServiceId"], registration["AppId"]) == (
+            sp_id,
+            sp_id,
+            app_id,
+        )
+        assert "ObjectId" not in registration
+
+
+async def test_not_found_and_already_exists_details_come_as_a_json_string(
+    exo: Exo, client_app: tuple[str, str, str]
+) -> None:
+    app_id, sp_id, _ = client_app
+    missing = await exo.raw("Get-ServicePrincipal", Identity=sp_id)
+    error = missing.json()["error"]
+    detail = json.loads(error["details"][0]["message"])
+    assert detail["TypeName"] == "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException"
+    assert "couldn't be found" in detail["Message"] and "internalException" not in error["innererror"]
+    await exo.ok("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id, DisplayName="Mail reader")
+    again = await exo.raw("New-ServicePrincipal", AppId=app_id, ObjectId=sp_id)
+    detail = json.loads(again.json()["error"]["details"][0]["message"])
+    assert detail["TypeName"] == "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException"
+    # Other refusals keep the ExNNNN|Type|text form.
+    wrong = await exo.raw("Add-MailboxPermission", Identity=MAILBOX, User=sp_id, AccessRights="SendAs")
+    assert wrong.json()["error"]["details"][0]["message"].startswith("Ex")

@@ -341,3 +341,83 @@ async def test_plain_create_owners_and_service_principal_removal(graph: Any, san
     assert [a.id for a in sandbox.state.applications()] == [app.id]
     exchange_sp = await odata_error(lambda: graph.service_principals.by_service_principal_id(exo.id).delete())
     assert exchange_sp.response_status_code == 403  # not the caller's to delete
+
+
+async def test_a_new_app_addressed_by_id_answers_404_until_replicas_catch_up(
+    graph: Any, sandbox: Sandbox, clock: Clock
+) -> None:
+    sandbox.faults.set_replication(application_read_s=20)
+    app = await graph.applications_with_unique_name("rw").patch(
+        exchange_app("RW"), request_configuration=upsert_config()
+    )
+    body = AddPasswordPostRequestBody(
+        password_credential=PasswordCredential(
+            display_name="label", end_date_time=clock.now + timedelta(days=30)
+        )
+    )
+    for call in (
+        lambda: graph.applications.by_application_id(app.id).get(),
+        lambda: graph.applications.by_application_id(app.id).add_password.post(body),
+    ):
+        early = await odata_error(call)
+        assert (early.response_status_code, early.error.code) == (404, "Request_ResourceNotFound")
+        assert early.error.message == (
+            f"Resource '{app.id}' does not exist or one of its queried reference-property objects are not present."
+        )
+    assert sandbox.state.password_credentials(app.id) == []  # the refused addPassword minted nothing
+    clock.advance(21)
+    assert (await graph.applications.by_application_id(app.id).add_password.post(body)).secret_text
+
+
+async def test_the_app_management_policy_refuses_secrets_with_graph_s_codes(
+    graph: Any, sandbox: Sandbox, clock: Clock
+) -> None:
+    app = await graph.applications_with_unique_name("pol").patch(
+        exchange_app("Pol"), request_configuration=upsert_config()
+    )
+    policy = sandbox.state.app_policy
+
+    def secret(days: int) -> AddPasswordPostRequestBody:
+        end = clock.now + timedelta(days=days)
+        return AddPasswordPostRequestBody(password_credential=PasswordCredential(end_date_time=end))
+
+    add = graph.applications.by_application_id(app.id).add_password
+    policy.password_max_lifetime = timedelta(days=90)
+    too_long = await odata_error(lambda: add.post(secret(180)))
+    assert (too_long.response_status_code, too_long.error.code) == (
+        400,
+        "CredentialInvalidLifetimeAsPerAppPolicy",
+    )
+    assert too_long.error.message == (
+        f"Credential lifetime exceeds the max value allowed as per assigned policy '{policy.policy_id}'."
+    )
+    assert (await add.post(secret(60))).secret_text
+    policy.block_passwords = True
+    blocked = await odata_error(lambda: add.post(secret(30)))
+    assert (blocked.response_status_code, blocked.error.code) == (
+        400,
+        "CredentialTypeNotAllowedAsPerAppPolicy",
+    )
+    assert (
+        blocked.error.message == f"Credential type not allowed as per assigned policy '{policy.policy_id}'."
+    )
+    assert len(sandbox.state.password_credentials(app.id)) == 1
+
+
+async def test_assigning_an_app_role_needs_a_read_permission_beside_app_role_assignment(
+    graph: Any, sandbox: Sandbox
+) -> None:
+    app = await graph.applications_with_unique_name("ga").patch(
+        exchange_app("GA"), request_configuration=upsert_config()
+    )
+    sp = await graph.service_principals.post(ServicePrincipal(app_id=app.app_id))
+    exo = await graph.service_principals_with_app_id(EXCHANGE_APP_ID).get()
+    body = AppRoleAssignment(principal_id=sp.id, resource_id=exo.id, app_role_id=IMAP_ROLE)
+    assign = graph.service_principals.by_service_principal_id(exo.id).app_role_assigned_to
+    sandbox.set_identity_roles(graph=["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All"])
+    refused = await odata_error(lambda: assign.post(body))
+    assert (refused.response_status_code, refused.error.code) == (403, "Authorization_RequestDenied")
+    sandbox.set_identity_roles(
+        graph=["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All", "Application.Read.All"]
+    )
+    assert str((await assign.post(body)).app_role_id) == IMAP_ROLE

@@ -113,3 +113,43 @@ async def test_async_client_round_trip(sandbox: Sandbox, sandbox_env: dict[str, 
         await client.purge_deleted_secret("onb-async")
         with pytest.raises(ResourceNotFoundError):
             await client.get_secret("onb-async")
+
+
+def test_a_soft_delete_or_recovery_under_way_answers_409_with_its_inner_code(
+    secrets: SecretClient, sandbox: Sandbox
+) -> None:
+    secrets.set_secret("onb-4", "value")
+    secrets.begin_delete_secret("onb-4").result()
+    sandbox.faults.set_replication(vault_delete_s=3600)
+    with pytest.raises(ResourceExistsError) as deleting:
+        secrets.set_secret("onb-4", "again")
+    error = deleting.value.error
+    assert error is not None and (error.code, error.message) == (
+        "Conflict",
+        "Secret is currently being deleted.",
+    )
+    assert error.innererror == {"code": "ObjectIsBeingDeleted"}
+    sandbox.faults.set_replication(vault_delete_s=0, vault_recover_s=3600)
+    secrets.begin_recover_deleted_secret("onb-4")  # started; not waited for
+    with pytest.raises(ResourceExistsError) as recovering:
+        secrets.set_secret("onb-4", "again")
+    assert recovering.value.error is not None
+    assert recovering.value.error.innererror == {"code": "ObjectIsBeingRecovered"}
+    with pytest.raises(ResourceNotFoundError):  # not readable until the recovery completes
+        secrets.get_secret("onb-4")
+    sandbox.faults.set_replication(vault_recover_s=0)
+    assert secrets.set_secret("onb-4", "again").value == "again"
+
+
+def test_a_new_vault_role_assignment_is_refused_until_it_propagates(
+    secrets: SecretClient, sandbox: Sandbox
+) -> None:
+    sandbox.faults.set_replication(vault_role_s=600)
+    sandbox.set_identity_roles(vault_role="")
+    sandbox.state.set_vault_role(sandbox.identity.id, "Key Vault Secrets Officer")
+    with pytest.raises(HttpResponseError) as refused:
+        secrets.set_secret("onb-5", "value")
+    assert refused.value.status_code == 403 and refused.value.error is not None
+    assert refused.value.error.innererror == {"code": "ForbiddenByRbac"}
+    sandbox.faults.set_replication(vault_role_s=0)
+    assert secrets.set_secret("onb-5", "value").value == "value"

@@ -1,4 +1,6 @@
+import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -78,3 +80,35 @@ def test_the_settings_reference_in_the_docs_is_current():
     assert Path("docs/settings.md").read_text(encoding="utf-8") == settings_table(), (
         "regenerate with: .venv/bin/python -m onboarding.settings > docs/settings.md"
     )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESETS = sorted(k for k in json.loads((ROOT / "onboarding" / "clouds.json").read_text()) if k[0] != "_")
+
+
+@pytest.mark.parametrize("cloud", PRESETS)
+def test_each_cloud_preset_resolves_every_endpoint(cloud: str) -> None:
+    settings = Settings.from_env({**BASE, "AZURE_CLOUD": cloud})
+    assert settings.cloud == cloud
+    for url in (settings.authority_host, settings.graph_endpoint, settings.exchange_endpoint):
+        assert url.startswith("https://") and urlsplit(url).hostname
+    exchange_host = urlsplit(settings.exchange_endpoint).hostname
+    assert settings.imap_host == settings.pop_host == exchange_host  # IMAP/POP ride the Exchange host
+    assert settings.exchange_scope == f"{settings.exchange_endpoint}/.default"
+    assert settings.token_endpoint("t").startswith(settings.authority_host)
+
+
+def test_the_presets_cover_gcc_high_dod_and_each_has_its_own_graph() -> None:
+    assert {"AzurePublicCloud", "AzureUSGovernment", "AzureUSGovernmentDoD", "AzureChinaCloud"} <= set(
+        PRESETS
+    )
+    graphs = [Settings.from_env({**BASE, "AZURE_CLOUD": c}).graph_endpoint for c in PRESETS]
+    assert len(set(graphs)) == len(PRESETS)
+
+
+def test_dod_differs_from_gcc_high_where_microsoft_365_does_and_only_there() -> None:
+    gcc_high = Settings.from_env({**BASE, "AZURE_CLOUD": "AzureUSGovernment"})
+    dod = Settings.from_env({**BASE, "AZURE_CLOUD": "AzureUSGovernmentDoD"})
+    assert dod.authority_host == gcc_high.authority_host  # one sign-in for both
+    for attr in ("graph_endpoint", "exchange_endpoint", "imap_host", "pop_host"):
+        assert getattr(dod, attr) != getattr(gcc_high, attr)
