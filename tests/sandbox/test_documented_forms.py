@@ -11,6 +11,7 @@ import base64
 import re
 import socket
 import ssl
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -363,7 +364,11 @@ def test_exchange_envelopes_value_warnings_and_error_details(
     again = _invoke(sandbox, token, "Add-MailboxPermission", grant).json()
     # A repeated grant succeeds with a warning: a list of strings beside the (empty) value.
     assert again["value"] == [] and all(isinstance(w, str) for w in again["@adminapi.warnings"])
-    missing = _invoke(sandbox, token, "Get-CASMailbox", {"Identity": f"nobody@{sandbox.state.domain}"})
+    # Not-found and already-exists refusals take the JSON-string detail form (docs/sandbox-facts.md,
+    # issue 15 item 4); any other refusal, such as an id Exchange does not know, takes this one.
+    missing = _invoke(
+        sandbox, token, "New-ServicePrincipal", {"AppId": app_id, "ObjectId": str(uuid.uuid4())}
+    )
     assert missing.status_code == 400
     error = missing.json()["error"]
     # A captured cmdlet refusal: "Invalid Operation" on top, the text in details and the inner exception.

@@ -92,7 +92,7 @@ async def test_new_service_principal_waits_for_exchanges_own_copy_of_the_directo
     assert state.exchange_service_principals() == []
     sandbox.faults.set_replication(exchange_service_principal_s=0)  # Exchange caught up
     created = await exo.ok("New-ServicePrincipal", AppId=app.app_id, ObjectId=sp.id)
-    assert created["value"][0]["ObjectId"] == sp.id
+    assert created["value"][0]["Identity"] == sp.id
 
 
 async def test_mailbox_permission_add_is_idempotent_get_and_remove(
