@@ -186,6 +186,8 @@ class Sandbox:
             "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
             "LINK_SIGNING_KEY": secrets.token_urlsafe(32),
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+            # The identity holds AppRoleAssignment.ReadWrite.All (as Bicep gives it with grant mode on).
+            "ENABLE_GRANT_MODE": "true",
             "IDENTITY_ENDPOINT": identity_url,
             "IDENTITY_HEADER": identity_header,
             "AZURE_CLIENT_ID": self.identity.app_id,
