@@ -170,7 +170,12 @@ def test_approval_page_shows_the_request_and_approve_continues(api: Api) -> None
     url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
     admin = api.signed_in()
     page = assert_page(admin.get(url), 200)
-    for shown in ("&lt;b&gt;Scanner&lt;/b&gt; &amp; co", "IMAP and POP", "FullAccess to 2 mailboxes", "CHG-7"):
+    for shown in (
+        "&lt;b&gt;Scanner&lt;/b&gt; &amp; co",
+        "IMAP and POP",
+        "FullAccess to 2 mailboxes",
+        "CHG-7",
+    ):
         assert shown in page
     assert "<li>invoices@contoso.com</li><li>orders@contoso.com</li>" in page
     assert "<b>Scanner" not in page

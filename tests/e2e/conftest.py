@@ -142,7 +142,9 @@ class Tenant:
     def admin_opens(self, link_id: str, mail: Any | None = None) -> Admin:
         mail = mail or self.mails_to_admin()[0]
         user = self.sandbox.people.users[ADMIN]
-        admin = Admin(self.sandbox.env["SSL_CERT_FILE"], login=user.user_principal_name, password=user.password)
+        admin = Admin(
+            self.sandbox.env["SSL_CERT_FILE"], login=user.user_principal_name, password=user.password
+        )
         admin.http.event_hooks["response"].append(self.evidence.response)
         self.admins.append(admin)
         admin.open(link_in(mail.html, link_id))
