@@ -103,6 +103,13 @@ class Api:
         self.sign_in(browser, login)
         return browser
 
+    def decide(self, path: str, params: dict[str, str] | None = None, **choice: str) -> httpx.Response:
+        """What a signed-in admin does: open the decision page, submit its form (plus ``choice``)."""
+        admin = self.signed_in()
+        page = admin.get(path, params=params)
+        [form] = [f for f in parse(page.text).forms if f.method == "post"]
+        return admin.post(path, data={**form.fields, **choice})
+
     def sign_in(self, browser: httpx.Client, login: str) -> httpx.Response:
         """Start at ``/api/signin``, fill in Entra's page, and follow the redirects back to the app."""
         response = browser.get("/api/signin", params={"next": "/api/consent/callback"})
