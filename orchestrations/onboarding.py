@@ -325,7 +325,8 @@ class Onboarding:
                 if event.error:
                     detail = f"The tenant admin declined consent in Entra ID ({event.error})."
                 raise Stopped(Outcome.REJECTED, detail)
-            self.mark("admin_consent", StepState.DONE, f"{event.decision.value} by {event.approver_name}")
+            # Who decided stays in the history (the event), not in the status the requester reads.
+            self.mark("admin_consent", StepState.DONE, f"{event.decision.value} by a signed-in tenant admin")
             if mode is ConsentMode.GRANT:
                 assert self.app.service_principal_id is not None
                 yield from self.call(
