@@ -143,6 +143,7 @@ def main() -> int:
         port = free_port()
         env = {**sandbox.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "POLL_INITIAL_SECONDS": "1"}
         os.environ.update(env)
+        sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])  # the sign-in app's redirect URI
         say("Starting the local Functions host on function_app.py ...")
         with LocalHost(ROOT, db_path=workdir / "hub.db", port=port) as host:
             http = httpx.Client(
@@ -165,11 +166,13 @@ def main() -> int:
             view = wait_until(http, location, progress, lambda v: v.get("waitingFor") is not None, 60)
             mail = wait_for_mail(sandbox, view["app"]["appId"])
             say(f"Email to {ADMIN}: {mail.subject!r}")
-            admin = Admin(env["SSL_CERT_FILE"])
+            user = sandbox.people.users[ADMIN]
+            admin = Admin(env["SSL_CERT_FILE"], login=user.user_principal_name, password=user.password)
             admin.open(link_in(mail.html, "consent-link"))
             say("  the admin opens the consent link: Entra's page lists the permissions; Accept")
             admin.press("accept")
-            say("  redirected to the project's consent callback page; Continue")
+            say("  redirected to the project's page: the admin signs in with Entra ID (Cloud Application")
+            say("  Administrator), sees every mailbox and confirms the list")
             admin.press("confirm")
             admin.close()
 

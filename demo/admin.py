@@ -1,5 +1,6 @@
 """A tenant admin, simulated over plain HTTP: reads the email in the sandbox outbox, follows its
-link, and submits the page's form as a browser would (the browser test does the same in Chromium).
+link, signs in on the (sandbox) Entra page when a decision page asks for it, and submits the page's
+form as a browser would (the browser test does the same in Chromium).
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def parse(html: str) -> _PageParser:
 class Admin:
     """Follows links and presses buttons; every page it lands on is kept in ``pages``."""
 
-    def __init__(self, ca_file: str) -> None:
+    def __init__(self, ca_file: str, *, login: str = "", password: str = "") -> None:
         self.http = httpx.Client(
             verify=ssl.create_default_context(cafile=ca_file), follow_redirects=False, timeout=30
         )
         self.pages: list[tuple[str, int, str]] = []
+        self.login, self.password = login, password  # empty: never signs in
 
     def close(self) -> None:
         self.http.close()
@@ -63,6 +65,34 @@ class Admin:
             url = urljoin(url, response.headers["location"])
             response = self.http.get(url)
         self.pages.append((url, response.status_code, response.text))
+        return self._signed_in_if_asked()
+
+    def _signed_in_if_asked(self) -> str:
+        """A decision page that offers ``#signin`` gets the admin's sign-in on Entra's page first."""
+        url, _, html = self.pages[-1]
+        link = parse(html).links.get("signin")
+        if not self.login or link is None:
+            return html
+        self.open_without_signing_in(urljoin(url, link))
+        return self.sign_in()
+
+    def open_without_signing_in(self, url: str) -> str:
+        login, self.login = self.login, ""
+        try:
+            return self.open(url)
+        finally:
+            self.login = login
+
+    def sign_in(self) -> str:
+        """Fill in Entra's sign-in page (the last page) and follow the redirects back."""
+        url, _, html = self.pages[-1]
+        form = next(f for f in parse(html).forms if "signin" in f.buttons)
+        target = urljoin(url, form.action or url)
+        response = self.http.post(target, data={**form.fields, "login": self.login, "passwd": self.password})
+        while response.is_redirect:
+            target = urljoin(target, response.headers["location"])
+            response = self.http.get(target)
+        self.pages.append((target, response.status_code, response.text))
         return response.text
 
     def press(self, button_id: str) -> str:
@@ -77,7 +107,7 @@ class Admin:
             target = urljoin(target, response.headers["location"])
             response = self.http.get(target)
         self.pages.append((target, response.status_code, response.text))
-        return response.text
+        return self._signed_in_if_asked()
 
     def last_status(self) -> int:
         return self.pages[-1][1]

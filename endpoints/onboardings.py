@@ -98,6 +98,7 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
             decode_json(body),
             tenant_id=settings.tenant_id,
             allow_private_callbacks=settings.callback_allow_private_networks,
+            allow_grant_mode=settings.enable_grant_mode,
         )
     except RequestRejected as rejected:
         return problem(

@@ -37,6 +37,12 @@ param azureCloud string = ''
 @description('Allow the "grant" consent mode, in which the workflow assigns IMAP/POP app roles itself after an admin approves. Grants the identity AppRoleAssignment.ReadWrite.All (a tenant-wide privilege) and Application.Read.All, which assigning an app role needs; leave false if admins always consent in Entra ("consent" mode).')
 param enableGrantMode bool = false
 
+@description('Client id of the app registration tenant admins sign in with before deciding (OpenID Connect, single tenant, web redirect URI <base URL>/api/signin/callback, optional claims: groupMembershipClaims DirectoryRole; see docs/deploy.md). Empty: no approval or consent confirmation can be made.')
+param signinClientId string = ''
+
+@description('Object id of a security group whose members alone may approve (on top of holding an approver role). Empty: any approver-role holder.')
+param approverGroupId string = ''
+
 @description('How the identity\'s permission to send mail is limited to mailSender. rbacForApplications: no Mail.Send in Entra; an Exchange admin assigns the "Application Mail.Send" role scoped to the mailbox (recommended). applicationAccessPolicy: Mail.Send is granted in Entra (tenant-wide until the admin adds an application access policy).')
 @allowed([
   'rbacForApplications'
@@ -81,6 +87,9 @@ var cloudName = !empty(azureCloud) ? azureCloud : ((environment().name == 'Azure
 var cloud = clouds[cloudName]
 
 var linkSigningKeySecretName = 'link-signing-key'
+// Created by an admin with the sign-in app registration's client secret (docs/deploy.md); until then
+// the reference does not resolve and the app refuses every decision.
+var signinClientSecretName = 'signin-client-secret'
 
 // Least privilege per feature: creating and managing the apps it owns; assigning app roles only
 // when grant mode is on; Mail.Send in Entra only when an application access policy will scope it.
@@ -146,6 +155,8 @@ module keyVault 'app/keyvault.bicep' = {
   }
 }
 
+var signinClientSecretUri = '${keyVault.outputs.uri}secrets/${signinClientSecretName}/'
+
 // Every setting onboarding/settings.py reads (SETTINGS), except PUBLIC_BASE_URL, which needs the
 // site's host name and is set in app/function.bicep. tests/infra checks the two lists agree.
 var appSettings = {
@@ -174,6 +185,10 @@ var appSettings = {
   ACTIVITY_RETRY_SECONDS: '15'
   CREDENTIAL_EXPIRY_WARNING_DAYS: '30'
   CALLBACK_ALLOW_PRIVATE_NETWORKS: 'false'
+  ENABLE_GRANT_MODE: enableGrantMode ? 'true' : 'false'
+  SIGNIN_CLIENT_ID: signinClientId
+  SIGNIN_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${signinClientSecretUri})'
+  APPROVER_GROUP_ID: approverGroupId
 }
 
 module function 'app/function.bicep' = {

@@ -191,6 +191,11 @@ class DecisionEvent(_Json):
     nonce: str  # the wait this decision answers; stale decisions are ignored
     error: str | None = None  # Entra's error code on decline, e.g. access_denied
     error_description: str | None = None
+    # The exact mailbox list the signed-in admin saw (onboarding.signin.mailbox_digest) and who they
+    # are (object id, name): a decision binds both, and the orchestration refuses another list.
+    mailbox_digest: str | None = None
+    approver: str | None = None
+    approver_name: str | None = None
 
     @classmethod
     def from_event(cls, payload: Any) -> Self | None:
@@ -213,6 +218,9 @@ class DecisionEvent(_Json):
             nonce=data["nonce"],
             error=data.get("error"),
             error_description=data.get("error_description"),
+            mailbox_digest=data.get("mailbox_digest"),
+            approver=data.get("approver"),
+            approver_name=data.get("approver_name"),
         )
 
 

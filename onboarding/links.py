@@ -168,6 +168,12 @@ def consent_url(settings: Settings, *, tenant_id: str, app_id: str, state: str) 
     return f"{settings.authority_host}/{tenant_id}/adminconsent?{query}"
 
 
+def mailbox_list_url(settings: Settings, consent_state: str) -> str:
+    """The page listing every mailbox of a consent-mode onboarding, where the signed-in admin confirms
+    the list (the consent callback page, opened without Entra's answer)."""
+    return f"{settings.public_base_url}/api/consent/callback?{urlencode({'state': consent_state})}"
+
+
 def approval_url(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url}/api/approvals/{token}"
 

@@ -63,6 +63,10 @@ def form_page(
     note: str = "",
 ) -> str:
     """A page offering one or more buttons that POST a form to ``action``."""
+    return _document(title, _body(title, paragraphs, details) + _form(action, hidden, buttons, note))
+
+
+def _form(action: str, hidden: Mapping[str, str], buttons: Iterable[Button], note: str) -> str:
     fields = "".join(
         f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
         for name, value in hidden.items()
@@ -75,7 +79,7 @@ def form_page(
     )
     form = f'<form method="post" action="{escape(action)}">{fields}{controls}</form>'
     extra = f'<p class="note">{escape(note)}</p>' if note else ""
-    return _document(title, _body(title, paragraphs, details) + form + extra)
+    return form + extra
 
 
 def _body(title: str, paragraphs: Iterable[str], details: Mapping[str, str] | None) -> str:
@@ -94,3 +98,55 @@ def _document(title: str, body: str) -> str:
         f'<meta name="robots" content="noindex, nofollow"><title>{escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body><main>{body}</main></body></html>"
     )
+
+
+# -- pages for the signed-in decision (onboarding/signin.py) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    id: str  # stable element id: signin, previous, next
+    label: str
+    href: str  # a path of this app
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of the mailbox list a decision binds."""
+
+    heading: str
+    items: tuple[str, ...]
+    first_number: int  # 1-based number of the first item
+    links: tuple[Link, ...] = ()
+
+
+def _links(links: Iterable[Link]) -> str:
+    shown = "".join(f'<a id="{escape(k.id)}" href="{escape(k.href)}">{escape(k.label)}</a> ' for k in links)
+    return f"<p>{shown.strip()}</p>" if shown else ""
+
+
+def link_page(
+    title: str, paragraphs: Iterable[str], *, links: Iterable[Link], details: Mapping[str, str] | None = None
+) -> str:
+    """A page whose way on is a link (a GET: signing in changes nothing but the browser's cookie)."""
+    return _document(title, _body(title, paragraphs, details) + _links(links))
+
+
+def review_page(
+    title: str,
+    paragraphs: Iterable[str],
+    *,
+    details: Mapping[str, str],
+    listing: Listing,
+    action: str,
+    hidden: Mapping[str, str],
+    buttons: Iterable[Button],
+    note: str = "",
+) -> str:
+    """The decision page: what is asked, one page of the mailbox list, and the form that decides."""
+    items = "".join(f"<li>{escape(item)}</li>" for item in listing.items)
+    listed = (
+        f"<h2>{escape(listing.heading)}</h2>"
+        f'<ol id="mailboxes" start="{listing.first_number}">{items}</ol>' + _links(listing.links)
+    )
+    return _document(title, _body(title, paragraphs, details) + listed + _form(action, hidden, buttons, note))

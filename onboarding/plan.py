@@ -35,9 +35,15 @@ def expected_decisions(mode: ConsentMode) -> frozenset[Decision]:
     return frozenset({Decision.APPROVED, Decision.REJECTED})
 
 
-def accepts(event: DecisionEvent, *, nonce: str, mode: ConsentMode) -> bool:
-    """Whether a decision answers the current wait: right link generation, right kind for the mode."""
-    return event.nonce == nonce and event.decision in expected_decisions(mode)
+def accepts(event: DecisionEvent, *, nonce: str, mode: ConsentMode, digest: str) -> bool:
+    """Whether a decision answers the current wait: right link generation, right kind for the mode,
+    made by a signed-in admin on exactly this mailbox list (``digest``)."""
+    return (
+        event.nonce == nonce
+        and event.decision in expected_decisions(mode)
+        and event.mailbox_digest == digest
+        and bool(event.approver)
+    )
 
 
 def is_go_ahead(decision: Decision) -> bool:

@@ -90,6 +90,26 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Allow completion callbacks to private/loopback addresses (sandbox only).",
         "false",
     ),
+    SettingSpec(
+        "ENABLE_GRANT_MODE",
+        'Accept consentMode "grant" (the identity then assigns app roles itself); else such requests get 422.',
+        "false",
+    ),
+    SettingSpec(
+        "SIGNIN_CLIENT_ID",
+        "Client id of the app registration approvers sign in with (OpenID Connect); empty: no decision "
+        "can be made.",
+    ),
+    SettingSpec(
+        "SIGNIN_CLIENT_SECRET",
+        "Client secret of that sign-in app registration.",
+        secret=True,
+    ),
+    SettingSpec(
+        "APPROVER_GROUP_ID",
+        "Object id of a security group approvers must also belong to (ID token groups claim); empty: "
+        "any admin holding one of the approver roles.",
+    ),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -130,6 +150,10 @@ class Settings:
     activity_retry_seconds: int = 15
     credential_expiry_warning_days: int = 30
     callback_allow_private_networks: bool = False
+    enable_grant_mode: bool = False
+    signin_client_id: str | None = None
+    signin_client_secret: str | None = field(default=None, repr=False)
+    approver_group_id: str | None = None
 
     def workflow_options(self) -> WorkflowOptions:
         """The part of the settings the orchestrator needs, passed in its input."""
@@ -229,6 +253,10 @@ class Settings:
             activity_retry_seconds=integer("ACTIVITY_RETRY_SECONDS", 1, 3600),
             credential_expiry_warning_days=integer("CREDENTIAL_EXPIRY_WARNING_DAYS", 1, 365),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
+            enable_grant_mode=flag("ENABLE_GRANT_MODE"),
+            signin_client_id=raw("SIGNIN_CLIENT_ID"),
+            signin_client_secret=_resolved_secret(raw("SIGNIN_CLIENT_SECRET")),
+            approver_group_id=raw("APPROVER_GROUP_ID"),
         )
         if settings.link_signing_key.startswith(b"@Microsoft.KeyVault("):
             # The platform passes the reference text itself when it cannot resolve it; signing with
@@ -242,6 +270,14 @@ class Settings:
         if problems:
             raise ConfigurationError(problems)
         return settings
+
+
+def _resolved_secret(value: str | None) -> str | None:
+    """A secret setting's value, or None when unset or when the platform passed an unresolved Key Vault
+    reference (its public text is no credential). Sign-in then stays off: decisions are refused."""
+    if value is None or value.startswith("@Microsoft.KeyVault("):
+        return None
+    return value
 
 
 def _is_https_or_loopback(url: str) -> bool:

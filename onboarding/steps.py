@@ -170,9 +170,12 @@ async def send_decision_email(
     if request.consent_mode is ConsentMode.CONSENT:
         state = signer.issue(onboarding_id, links.LinkPurpose.CONSENT, nonce, deadline)
         actions = {
-            "consent": links.consent_url(settings, tenant_id=request.tenant_id, app_id=app_id, state=state)
+            "consent": links.consent_url(settings, tenant_id=request.tenant_id, app_id=app_id, state=state),
+            # Every mailbox, for the signed-in admin, who confirms the list there after consenting.
+            "mailboxes": links.mailbox_list_url(settings, state),
         }
     else:
+        decide = signer.issue(onboarding_id, links.LinkPurpose.DECIDE, nonce, deadline)
         actions = {
             "approve": links.approval_url(
                 settings, signer.issue(onboarding_id, links.LinkPurpose.APPROVE, nonce, deadline)
@@ -180,6 +183,7 @@ async def send_decision_email(
             "reject": links.approval_url(
                 settings, signer.issue(onboarding_id, links.LinkPurpose.REJECT, nonce, deadline)
             ),
+            "mailboxes": links.approval_url(settings, decide),
         }
     message = emails.decision_request(
         request,

@@ -209,8 +209,13 @@ class _Errors:
         return list(self.items)
 
 
-def parse_request(data: Any, *, tenant_id: str, allow_private_callbacks: bool = False) -> OnboardingRequest:
-    """Validate a decoded JSON body against this deployment; raise ``RequestRejected`` with every problem."""
+def parse_request(
+    data: Any, *, tenant_id: str, allow_private_callbacks: bool = False, allow_grant_mode: bool = True
+) -> OnboardingRequest:
+    """Validate a decoded JSON body against this deployment; raise ``RequestRejected`` with every problem.
+
+    A well-formed request this deployment does not serve (another tenant; ``grant`` mode while
+    ``ENABLE_GRANT_MODE`` is off) is 422 when that is its only problem."""
     errors = _Errors()
     if not isinstance(data, dict):
         raise RequestRejected(
@@ -239,13 +244,19 @@ def parse_request(data: Any, *, tenant_id: str, allow_private_callbacks: bool = 
     reference = _text(data.get("externalReference"), "/externalReference", errors, MAX_EXTERNAL_REFERENCE)
     key = _idempotency_key(data.get("idempotencyKey"), errors)
 
-    if errors.total or wrong_tenant:
-        found = errors.final()
-        if wrong_tenant:
-            found.insert(0, FieldError("/tenantId", "is not the tenant this deployment serves"))
+    not_served = []
+    if wrong_tenant:
+        not_served.append(FieldError("/tenantId", "is not the tenant this deployment serves"))
+    if consent_mode is ConsentMode.GRANT and not allow_grant_mode:
+        not_served.append(
+            FieldError("/consentMode", 'grant mode is not enabled in this deployment; use "consent"')
+        )
+    if errors.total or not_served:
+        found = not_served + errors.final()
         if errors.total:
             raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid onboarding request", found)
-        raise RequestRejected(HTTPStatus.UNPROCESSABLE_ENTITY, "Tenant not served here", found)
+        title = "Tenant not served here" if wrong_tenant else "Grant mode is not enabled"
+        raise RequestRejected(HTTPStatus.UNPROCESSABLE_ENTITY, title, found)
 
     assert tenant is not None and display_name is not None
     return OnboardingRequest(

@@ -39,6 +39,7 @@ from onboarding.domain import (
     Waiting,
     WorkflowOptions,
 )
+from onboarding.signin import mailbox_digest
 
 blueprint = df.Blueprint()
 
@@ -65,12 +66,16 @@ class StepFailed(Exception):
 
 
 class Stopped(Exception):
-    """The admin rejected, the deadline passed, or the requester cancelled."""
+    """The admin rejected, the deadline passed, or the requester cancelled.
 
-    def __init__(self, outcome: Outcome, detail: str) -> None:
+    ``left`` says what is deliberately not undone (an app an admin consented to) instead of
+    compensating."""
+
+    def __init__(self, outcome: Outcome, detail: str, left: tuple[str, ...] = ()) -> None:
         super().__init__(detail)
         self.outcome = outcome
         self.detail = detail
+        self.left = left
 
 
 def call(
@@ -208,8 +213,8 @@ class Onboarding:
             return (yield from self.finish(Outcome.FAILED, error=failure.error, compensation=undone))
         except Stopped as stop:
             step = self.current_step
-            self.mark(step, StepState.COMPENSATED, stop.detail)
-            undone = yield from self.compensate()
+            self.mark(step, StepState.FAILED if stop.left else StepState.COMPENSATED, stop.detail)
+            undone = stop.left or (yield from self.compensate())
             error = StepError(step=step, message=stop.detail, code=stop.outcome.value)
             return (yield from self.finish(stop.outcome, error=error, compensation=undone))
 
@@ -257,11 +262,14 @@ class Onboarding:
         self.secret = SecretRef.from_json(secret)
 
     def obtain_consent(self, resource: ExchangeResource) -> Steps:
-        """Email the admins, then wait for their decision with reminders, until the deadline."""
+        """Email the admins, then wait for a signed-in admin's decision on this exact mailbox list,
+        with reminders, until the deadline. Consent given in Entra (or the portal) is looked up in
+        Graph at each reminder and at the deadline: a consented app is never deleted."""
         assert self.app is not None
         mode = self.request.consent_mode
         kind = "admin_consent" if mode is ConsentMode.CONSENT else "admin_approval"
         nonce = str(self.context.new_uuid())
+        digest = mailbox_digest(self.raw_request["mailboxes"])
         deadline = self.now + timedelta(hours=self.options.consent_deadline_hours)
         email = {
             "onboarding_id": self.job.onboarding_id,
@@ -277,13 +285,18 @@ class Onboarding:
         self.mark("admin_consent", StepState.WAITING, "Waiting for a tenant admin.")
         yield from self.call("admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
         reminders = 0
+        consented = False
         while True:
             if self.now >= deadline:
-                raise Stopped(Outcome.EXPIRED, "No decision arrived before the deadline.")
+                consented = consented or (yield from self.consented_in_entra(resource))
+                raise self.expired(consented)
             self.waiting = Waiting(
                 kind=kind, nonce=nonce, deadline=deadline.isoformat(), reminders_sent=reminders
             )
-            self.mark("admin_consent", StepState.WAITING, "Waiting for a tenant admin.")
+            detail = "Consented in Entra ID; waiting for a signed-in admin to confirm the mailboxes."
+            self.mark(
+                "admin_consent", StepState.WAITING, detail if consented else "Waiting for a tenant admin."
+            )
             wake = plan.next_wake(self.now, deadline, timedelta(hours=self.options.consent_reminder_hours))
             timer = self.context.create_timer(wake)
             decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
@@ -291,9 +304,12 @@ class Onboarding:
             winner = yield self.context.task_any([decision_wait, cancel_wait, timer])
             if winner is timer:
                 if self.now < deadline:
+                    consented = consented or (yield from self.consented_in_entra(resource))
                     reminders += 1
                     yield from self.call(
-                        "admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": reminders}
+                        "admin_consent",
+                        A.SEND_DECISION_EMAIL,
+                        {**email, "reminder": reminders, "consented_in_entra": consented},
                     )
                 continue
             timer.cancel()
@@ -301,15 +317,16 @@ class Onboarding:
                 self.waiting = None
                 raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
             event = DecisionEvent.from_event(decision_wait.result)
-            if event is None or not plan.accepts(event, nonce=nonce, mode=mode):
-                continue  # a stale or malformed decision changes nothing; keep waiting
+            if event is None or not plan.accepts(event, nonce=nonce, mode=mode, digest=digest):
+                continue  # stale, malformed, unsigned or for another mailbox list: changes nothing
             self.waiting = None
             if not plan.is_go_ahead(event.decision):
                 detail = "The tenant admin rejected the request."
                 if event.error:
                     detail = f"The tenant admin declined consent in Entra ID ({event.error})."
                 raise Stopped(Outcome.REJECTED, detail)
-            self.mark("admin_consent", StepState.DONE, f"{event.decision.value}")
+            # Who decided stays in the history (the event), not in the status the requester reads.
+            self.mark("admin_consent", StepState.DONE, f"{event.decision.value} by a signed-in tenant admin")
             if mode is ConsentMode.GRANT:
                 assert self.app.service_principal_id is not None
                 yield from self.call(
@@ -322,6 +339,41 @@ class Onboarding:
                     },
                 )
             return
+
+    def consented_in_entra(self, resource: ExchangeResource) -> Steps:
+        """Whether Graph shows the app's role assignments (consent given in Entra or the portal).
+        A lookup that fails counts as not consented: the next reminder or the deadline looks again."""
+        assert self.app is not None
+        try:
+            reply = yield from self.call(
+                "admin_consent",
+                A.CHECK_APP_ROLES,
+                {
+                    "service_principal_id": self.app.service_principal_id,
+                    "resource": resource.to_json(),
+                    "roles": list(self.request.app_roles),
+                },
+            )
+        except StepFailed:
+            return False
+        return "confirmed" in reply
+
+    def expired(self, consented: bool) -> Stopped:
+        """The deadline passed without a decision. An app an admin consented to stays (deleting it
+        would undo an admin's decision behind their back); no mailbox was given FullAccess."""
+        if not consented:
+            return Stopped(Outcome.EXPIRED, "No decision arrived before the deadline.")
+        assert self.app is not None and self.secret is not None
+        return Stopped(
+            Outcome.EXPIRED,
+            "Admin consent was granted in Entra ID, but no signed-in admin confirmed the mailbox list "
+            "before the deadline, so no mailbox was given FullAccess.",
+            left=(
+                f"App registration {self.app.app_id} is consented and was left in place; delete it in "
+                "Entra ID if it is not wanted, or submit the onboarding again.",
+                f"Key Vault secret {self.secret.name} was left in place with the app; delete it with the app.",
+            ),
+        )
 
     def confirm_permissions(self, resource: ExchangeResource) -> Steps:
         """Never trust the redirect: the app role assignments must exist in Graph."""

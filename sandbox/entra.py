@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from sandbox.signin import People, SigninFlow, SigninRefused
 from sandbox.state import Application, ServicePrincipal, TenantState, same_secret
 from sandbox.web import CALLER_KEY, make_app
 
@@ -73,6 +74,8 @@ class Entra:
         self.authority = authority
         self.identity_header = identity_header
         self.identity_sp = identity_sp
+        self.people = People()
+        self.signin = SigninFlow(state, self.people, authority=authority)
 
     # ------------------------------------------------------------ apps
     def login_app(self) -> web.Application:
@@ -86,6 +89,7 @@ class Entra:
         for path in ("/{tenant}/adminconsent", "/{tenant}/v2.0/adminconsent"):
             app.router.add_get(path, self.consent_page)
             app.router.add_post(path, self.consent_decision)
+        self.signin.routes(app)
         return app
 
     def identity_app(self) -> web.Application:
@@ -180,10 +184,21 @@ class Entra:
         tenant = request.match_info["tenant"]
         if not self._known_tenant(tenant):
             return self._unknown_tenant(tenant)
-        form = await request.post()
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if form.get("grant_type") == "authorization_code":
+            return self._authorization_code(form, request)
         try:
-            return web.json_response(self._client_credentials({k: str(v) for k, v in form.items()}, request))
+            return web.json_response(self._client_credentials(form, request))
         except EntraError as exc:
+            return oauth_error(exc.status, exc.error, exc.code, exc.description)
+
+    def _authorization_code(self, form: dict[str, str], request: web.Request) -> web.Response:
+        """A user's sign-in (sandbox/signin.py) redeemed by a confidential client."""
+        if form.get("client_id"):
+            request[CALLER_KEY] = form["client_id"]
+        try:
+            return web.json_response(self.signin.redeem(form))
+        except SigninRefused as exc:
             return oauth_error(exc.status, exc.error, exc.code, exc.description)
 
     def _client_credentials(self, form: dict[str, str], request: web.Request) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from sandbox.exchange import Exchange
 from sandbox.faults import Faults
 from sandbox.graph import Graph
 from sandbox.keyvault import KeyVault
-from sandbox.state import Mailbox, ServicePrincipal, TenantState
+from sandbox.signin import People
+from sandbox.state import Application, Mailbox, ServicePrincipal, TenantState
 from sandbox.tokens import TokenIssuer
 from sandbox.web import LoopThread, bind, serve
 
@@ -33,6 +34,11 @@ PORT_NAMES = ("entra", "graph", "exchange", "keyvault", "identity", "imap", "pop
 DOMAIN = "sandbox.example"
 DEFAULT_MAILBOXES = (f"support@{DOMAIN}", f"sales@{DOMAIN}")
 MAIL_SENDER = f"onboarding@{DOMAIN}"
+# Users who sign in on the sandbox's Entra page (sandbox/signin.py); passwords are made at start.
+ADMIN_USER = f"it-admin@{DOMAIN}"  # Cloud Application Administrator: may approve
+PLAIN_USER = f"helpdesk@{DOMAIN}"  # no directory role: may not
+OUTSIDER = "admin@fabrikam.example"  # a Global Administrator of another organisation
+SIGNIN_REDIRECT_PATH = "/api/signin/callback"
 
 
 def _utcnow() -> datetime:
@@ -70,6 +76,8 @@ class Sandbox:
         self.mail: Any = None
         self.state: TenantState
         self.identity: ServicePrincipal
+        self.people: People
+        self.signin_app: Application
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Self:
@@ -123,6 +131,8 @@ class Sandbox:
         identity_header = secrets.token_urlsafe(24)
 
         entra = Entra(state, authority=authority, identity_header=identity_header, identity_sp=self.identity)
+        self.people = entra.people
+        signin_client_id, signin_secret = self._seed_signin()
         apps = {
             "entra": entra.login_app(),
             "identity": entra.identity_app(),
@@ -176,13 +186,46 @@ class Sandbox:
             "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
             "LINK_SIGNING_KEY": secrets.token_urlsafe(32),
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+            # The identity holds AppRoleAssignment.ReadWrite.All (as Bicep gives it with grant mode on).
+            "ENABLE_GRANT_MODE": "true",
             "IDENTITY_ENDPOINT": identity_url,
             "IDENTITY_HEADER": identity_header,
             "AZURE_CLIENT_ID": self.identity.app_id,
+            "SIGNIN_CLIENT_ID": signin_client_id,
+            "SIGNIN_CLIENT_SECRET": signin_secret,
             "REQUESTS_CA_BUNDLE": str(self.ca_file),
             "SSL_CERT_FILE": str(self.ca_file),
             **cfg.extra_env,
         }
+
+    def _seed_signin(self) -> tuple[str, str]:
+        """The app registration approvers sign in with, and three users: an app admin, a user with no
+        directory role, and an admin of another organisation."""
+        state = self.state
+        app = state.create_application(
+            {"displayName": "Mail onboarding approvals", "web": {"redirectUris": []}}, None
+        )
+        self.signin_app = app
+        self.people.group_membership_claims[app.app_id] = "DirectoryRole"
+        secret = state.add_password(app, "approver sign-in", None, None).secret_text
+        self.people.add_user(
+            ADMIN_USER, display_name="IT Admin", directory_roles={catalog.CLOUD_APPLICATION_ADMINISTRATOR}
+        )
+        self.people.add_user(PLAIN_USER, display_name="Helpdesk")
+        self.people.add_user(
+            OUTSIDER,
+            display_name="Fabrikam Admin",
+            directory_roles={catalog.GLOBAL_ADMINISTRATOR},
+            tenant_id=str(uuid.uuid4()),
+        )
+        return app.app_id, secret
+
+    def allow_signin_redirect(self, public_base_url: str) -> None:
+        """Register ``<public_base_url>/api/signin/callback`` on the sign-in app (its web redirect URI)."""
+        uri = public_base_url.rstrip("/") + SIGNIN_REDIRECT_PATH
+        with self.state.lock:
+            if uri not in self.signin_app.redirect_uris:
+                self.signin_app.redirect_uris.append(uri)
 
     def _make_tls(self) -> tuple[Path, Path, Path]:
         tls = self.base_dir / "tls"

@@ -1,8 +1,14 @@
-"""The HTTP API through the local Functions host: the real triggers, a stand-in orchestration (app/)."""
+"""The HTTP API through the local Functions host: the real triggers, a stand-in orchestration (app/).
+
+Admins sign in on the sandbox's Entra ID (no mail server: only its sign-in matters here), so the
+host gets the sandbox's authority and sign-in app, and a fixed port for the redirect URI.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,32 +17,60 @@ from typing import Any
 import httpx
 import pytest
 
+from demo.admin import parse
 from funchost import LocalHost
 from funchost.pytest_plugin import local_host_factory
 from onboarding.links import LinkPurpose, LinkSigner
 from onboarding.settings import load_settings
+from sandbox import Sandbox, SandboxConfig
+from sandbox.tenant import ADMIN_USER
 
 __all__ = ["local_host_factory"]
 
 APP = Path(__file__).parent / "app"
 TENANT = "11111111-2222-3333-4444-555555555555"
 SIGNING_KEY = "test-link-signing-key-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PORT = _free_port()  # the host's: PUBLIC_BASE_URL, hence the sign-in redirect URI, names it
 ENV = {
     "TENANT_ID": TENANT,
     "KEY_VAULT_URI": "https://vault.example",
     "MAIL_SENDER": "noreply@contoso.com",
-    "PUBLIC_BASE_URL": "https://onboarding.example",
+    "PUBLIC_BASE_URL": f"http://127.0.0.1:{PORT}",
     "LINK_SIGNING_KEY": SIGNING_KEY,
     "CALLBACK_ALLOW_PRIVATE_NETWORKS": "false",
+    "ENABLE_GRANT_MODE": "true",
 }
+ENTRA_SETTINGS = (
+    "ENTRA_AUTHORITY_HOST",
+    "ENTRA_DISABLE_INSTANCE_DISCOVERY",
+    "SIGNIN_CLIENT_ID",
+    "SIGNIN_CLIENT_SECRET",
+    "REQUESTS_CA_BUNDLE",
+)
+
+
+@pytest.fixture(scope="module")
+def entra() -> Iterator[Sandbox]:
+    """The sandbox tenant, for its Entra ID sign-in only; its tenant id is the deployment's."""
+    with Sandbox(SandboxConfig(start_mail=False, tenant_id=TENANT)) as sandbox:
+        sandbox.allow_signin_redirect(ENV["PUBLIC_BASE_URL"])
+        yield sandbox
 
 
 @pytest.fixture(scope="module", autouse=True)
-def api_settings() -> Iterator[None]:
+def api_settings(entra: Sandbox) -> Iterator[None]:
     """The deployment's settings, as app settings (environment) read once by ``load_settings``; module
     scope so that they are gone (and the cached settings forgotten) before other folders' tests run."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in ENV.items():
+        for name, value in {**ENV, **{k: entra.env[k] for k in ENTRA_SETTINGS}}.items():
             patch.setenv(name, value)
         load_settings.cache_clear()
         yield
@@ -46,15 +80,49 @@ def api_settings() -> Iterator[None]:
 class Api:
     """The running host with a keyed client (requester) and an anonymous one (admin's browser)."""
 
-    def __init__(self, host: LocalHost) -> None:
+    def __init__(self, host: LocalHost, entra: Sandbox) -> None:
         self.host = host
+        self.entra = entra
         self.client = httpx.Client(base_url=host.base_url, headers={"x-functions-key": host.function_key})
         self.anonymous = httpx.Client(base_url=host.base_url)
         self.signer = LinkSigner(SIGNING_KEY.encode())
+        self.browsers: list[httpx.Client] = []
 
     def close(self) -> None:
         self.client.close()
         self.anonymous.close()
+        for browser in self.browsers:
+            browser.close()
+
+    def signed_in(self, login: str = ADMIN_USER) -> httpx.Client:
+        """A browser that signed in as ``login`` on the sandbox's Entra page (its cookie holds who)."""
+        browser = httpx.Client(
+            base_url=self.host.base_url, verify=ssl.create_default_context(cafile=str(self.entra.ca_file))
+        )
+        self.browsers.append(browser)
+        self.sign_in(browser, login)
+        return browser
+
+    def decide(self, path: str, params: dict[str, str] | None = None, **choice: str) -> httpx.Response:
+        """What a signed-in admin does: open the decision page, submit its form (plus ``choice``)."""
+        admin = self.signed_in()
+        page = admin.get(path, params=params)
+        [form] = [f for f in parse(page.text).forms if f.method == "post"]
+        return admin.post(path, data={**form.fields, **choice})
+
+    def sign_in(self, browser: httpx.Client, login: str) -> httpx.Response:
+        """Start at ``/api/signin``, fill in Entra's page, and follow the redirects back to the app."""
+        response = browser.get("/api/signin", params={"next": "/api/consent/callback"})
+        assert response.status_code == 302, response.text
+        page = browser.get(response.headers["location"])
+        [form] = parse(page.text).forms
+        password = self.entra.people.users[login].password
+        response = browser.post(
+            str(page.url.join(form.action)), data={**form.fields, "login": login, "passwd": password}
+        )
+        if response.status_code != 302:
+            return response  # Entra refused (wrong tenant, say)
+        return browser.get(response.headers["location"])  # the app's callback
 
     def start(self, **changes: Any) -> str:
         response = self.client.post("/api/onboardings", json=request_body(**changes))
@@ -119,7 +187,7 @@ def request_body(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def api(local_host_factory: Callable[..., LocalHost]) -> Iterator[Api]:
-    client = Api(local_host_factory(APP))
+def api(local_host_factory: Callable[..., LocalHost], entra: Sandbox) -> Iterator[Api]:
+    client = Api(local_host_factory(APP, port=PORT), entra)
     yield client
     client.close()

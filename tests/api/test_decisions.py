@@ -1,4 +1,7 @@
-"""Consent callback and approval pages: GET never acts; every bad link is refused with no state change."""
+"""Consent callback and approval pages: GET never acts; every bad link is refused with no state change.
+
+Deciding takes a signed-in admin (``api.signed_in()``); the sign-in rules themselves are in
+test_signin.py. Link refusals come first, so they read the same signed in or not."""
 
 from __future__ import annotations
 
@@ -50,12 +53,16 @@ def test_consent_callback_get_shows_a_page_and_post_continues_the_onboarding(api
     onboarding_id = api.start()
     state = api.token(onboarding_id, LinkPurpose.CONSENT)
     query = {"admin_consent": "True", "tenant": "evil-tenant", "state": state}
+    # Not signed in: what is asked, and the way to sign in; no form.
     page = assert_page(api.anonymous.get("/api/consent/callback", params=query), 200)
+    assert 'id="signin"' in page and 'id="confirm"' not in page
+    admin = api.signed_in()
+    page = assert_page(admin.get("/api/consent/callback", params=query), 200)
     assert 'id="confirm"' in page and 'method="post"' in page
-    assert hidden(page) == {"state": state}
+    assert set(hidden(page)) == {"state", "digest", "form_token"} and hidden(page)["state"] == state
     untouched(api, onboarding_id)  # a mail scanner following the link changes nothing
 
-    done = api.anonymous.post("/api/consent/callback", data=hidden(page))
+    done = admin.post("/api/consent/callback", data=hidden(page))
     assert_page(done, 200)
     assert [name for name, _ in api.events(onboarding_id)] == ["AdminDecision"]
     assert api.view(onboarding_id)["status"] == "succeeded"
@@ -70,11 +77,12 @@ def test_consent_declined_in_entra_is_reported_as_declined(api: Api) -> None:
         "error": "access_denied",
         "error_description": "AADSTS65004: User declined to consent <script>alert(1)</script>",
     }
-    page = assert_page(api.anonymous.get("/api/consent/callback", params=query), 200)
+    admin = api.signed_in()
+    page = assert_page(admin.get("/api/consent/callback", params=query), 200)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert hidden(page)["error"] == "access_denied"
     untouched(api, onboarding_id)
-    assert_page(api.anonymous.post("/api/consent/callback", data=hidden(page)), 200)
+    assert_page(admin.post("/api/consent/callback", data=hidden(page)), 200)
     view = api.view(onboarding_id)
     assert view["status"] == "rejected"
     assert "access_denied" in view["errors"][0]["message"]
@@ -134,10 +142,12 @@ def test_consent_callback_refuses_a_state_of_a_grant_mode_onboarding(api: Api) -
 
 def test_consent_link_is_single_use(api: Api) -> None:
     onboarding_id = api.start()
-    form = {"state": api.token(onboarding_id, LinkPurpose.CONSENT)}
-    assert_page(api.anonymous.post("/api/consent/callback", data=form), 200)
+    admin = api.signed_in()
+    query = {"state": api.token(onboarding_id, LinkPurpose.CONSENT)}
+    form = hidden(assert_page(admin.get("/api/consent/callback", params=query), 200))
+    assert_page(admin.post("/api/consent/callback", data=form), 200)
     api.host.idle()
-    page = assert_page(api.anonymous.post("/api/consent/callback", data=form), 410)
+    page = assert_page(admin.post("/api/consent/callback", data=form), 410)
     assert "already used or has expired" in page
     assert len(api.events(onboarding_id)) == 1
 
@@ -158,28 +168,37 @@ def test_approval_page_shows_the_request_and_approve_continues(api: Api) -> None
         consentMode="grant", displayName="<b>Scanner</b> & co", externalReference="CHG-7"
     )
     url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
-    page = assert_page(api.anonymous.get(url), 200)
-    for shown in ("&lt;b&gt;Scanner&lt;/b&gt; &amp; co", "IMAP, POP", "<dd>2</dd>", "CHG-7"):
+    admin = api.signed_in()
+    page = assert_page(admin.get(url), 200)
+    for shown in (
+        "&lt;b&gt;Scanner&lt;/b&gt; &amp; co",
+        "IMAP and POP",
+        "FullAccess to 2 mailboxes",
+        "CHG-7",
+    ):
         assert shown in page
+    assert "<li>invoices@contoso.com</li><li>orders@contoso.com</li>" in page
     assert "<b>Scanner" not in page
     assert 'id="approve"' in page and 'id="reject"' in page
     untouched(api, onboarding_id)
 
-    assert_page(api.anonymous.post(url, data={"decision": "approve"}), 200)
+    assert_page(admin.post(url, data={**hidden(page), "decision": "approve"}), 200)
     assert api.view(onboarding_id)["status"] == "succeeded"
 
 
 def test_reject_stops_the_onboarding(api: Api) -> None:
     onboarding_id = api.start(consentMode="grant")
     url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
-    assert_page(api.anonymous.post(url, data={"decision": "reject"}), 200)
+    admin = api.signed_in()
+    form = hidden(assert_page(admin.get(url), 200))
+    assert_page(admin.post(url, data={**form, "decision": "reject"}), 200)
     assert api.view(onboarding_id)["status"] == "rejected"
 
 
 def test_single_purpose_links_offer_and_allow_only_their_decision(api: Api) -> None:
     onboarding_id = api.start(consentMode="grant")
     reject_url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.REJECT)}"
-    page = assert_page(api.anonymous.get(reject_url), 200)
+    page = assert_page(api.signed_in().get(reject_url), 200)
     assert 'id="reject"' in page and 'id="approve"' not in page
     assert_page(api.anonymous.post(reject_url, data={"decision": "approve"}), 403)
     untouched(api, onboarding_id)
@@ -238,10 +257,12 @@ def test_approval_token_does_not_work_on_a_consent_mode_onboarding(api: Api) -> 
 def test_approval_link_is_single_use_and_dead_once_finished(api: Api) -> None:
     onboarding_id = api.start(consentMode="grant")
     url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
-    assert_page(api.anonymous.post(url, data={"decision": "approve"}), 200)
+    admin = api.signed_in()
+    form = hidden(assert_page(admin.get(url), 200))
+    assert_page(admin.post(url, data={**form, "decision": "approve"}), 200)
     api.host.idle()
-    assert "already used or has expired" in assert_page(api.anonymous.get(url), 410)
-    assert_page(api.anonymous.post(url, data={"decision": "reject"}), 410)
+    assert "already used or has expired" in assert_page(admin.get(url), 410)
+    assert_page(admin.post(url, data={**form, "decision": "reject"}), 410)
     assert len(api.events(onboarding_id)) == 1
     assert api.view(onboarding_id)["status"] == "succeeded"
 

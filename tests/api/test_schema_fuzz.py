@@ -96,13 +96,11 @@ def test_every_kind_of_status_view_conforms_to_the_document(api: Api) -> None:
     check_status(waiting, "waiting")
 
     consented = api.start()
-    api.anonymous.post("/api/consent/callback", data={"state": api.token(consented, LinkPurpose.CONSENT)})
+    api.decide("/api/consent/callback", {"state": api.token(consented, LinkPurpose.CONSENT)})
     check_status(consented, "succeeded")
 
     rejected = api.start(consentMode="grant")
-    api.anonymous.post(
-        f"/api/approvals/{api.token(rejected, LinkPurpose.DECIDE)}", data={"decision": "reject"}
-    )
+    api.decide(f"/api/approvals/{api.token(rejected, LinkPurpose.DECIDE)}", decision="reject")
     check_status(rejected, "rejected")
 
     cancelled = api.start()

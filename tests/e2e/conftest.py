@@ -160,7 +160,10 @@ class Tenant:
 
     def admin_opens(self, link_id: str, mail: Any | None = None) -> Admin:
         mail = mail or self.mails_to_admin()[0]
-        admin = Admin(self.sandbox.env["SSL_CERT_FILE"])
+        user = self.sandbox.people.users[ADMIN]
+        admin = Admin(
+            self.sandbox.env["SSL_CERT_FILE"], login=user.user_principal_name, password=user.password
+        )
         admin.http.event_hooks["response"].append(self.evidence.response)
         self.admins.append(admin)
         admin.open(link_in(mail.html, link_id))
@@ -220,6 +223,7 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])
         load_settings.cache_clear()
         clock = ManualClock(datetime.now(UTC)) if manual_clock else None
         host = LocalHost(ROOT, db_path=tmp_path / f"hub{len(made)}.db", port=port, clock=clock).start()

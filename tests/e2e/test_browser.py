@@ -1,7 +1,8 @@
 """The human part in a real browser: Debian's Chromium, driven by Playwright.
 
 The admin opens the consent email, follows its link to the (sandbox) Entra consent page, clicks
-Accept, lands on the project's callback page, clicks Continue, and the onboarding completes.
+Accept, lands on the project's callback page, signs in on Entra's sign-in page, sees every mailbox,
+confirms, and the onboarding completes.
 Chromium trusts the sandbox CA through its own NSS database, as a browser would trust a company CA;
 certificate checking stays on.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from sandbox.tenant import ADMIN_USER
 from tests.e2e.conftest import Tenant
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -68,10 +70,20 @@ def test_an_admin_consents_in_a_real_browser_and_the_onboarding_completes(
             assert "IMAP.AccessAsApp" in page.inner_text("#permissions")
             page.screenshot(path=str(shots / "consent.png"))
             page.click("#accept")
-            page.wait_for_selector("#confirm")
+            page.wait_for_selector("#signin")
             assert page.url.startswith(f"{tenant.host.base_url}/api/consent/callback")
+            page.click("#signin")  # the project's page asks who decides
+            page.wait_for_selector("#passwd")
+            user = tenant.sandbox.people.users[ADMIN_USER]
+            page.fill("#login", user.user_principal_name)
+            page.fill("#passwd", user.password)
+            page.screenshot(path=str(shots / "signin.png"))
+            page.click("#signin")
+            page.wait_for_selector("#confirm")
+            assert page.locator("#mailboxes li").all_inner_texts() == ["support@sandbox.example"]
             # Landing here changed nothing yet: a mail scanner's GET would stop at this page.
             assert tenant.status(location)["waitingFor"] is not None
+            page.screenshot(path=str(shots / "confirm.png"))
             page.click("#confirm")
             page.wait_for_load_state()
             body = page.inner_text("body")

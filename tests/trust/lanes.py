@@ -80,6 +80,7 @@ class Lane:
             **FAST,
             **self.extra_env,
         }
+        self.sandbox.allow_signin_redirect(self.env["PUBLIC_BASE_URL"])
         self.function_key = secrets.token_urlsafe(24)
         self.host: HostProcess | None = None
         self.http = httpx.Client(
@@ -163,7 +164,10 @@ class Lane:
         rate = entra.error_rate
         if self.pause_entra_faults_for_admin:
             entra.configure(error_rate=0.0)  # faults here are for the function app, not the admin
-        admin = Admin(self.sandbox.env["SSL_CERT_FILE"])
+        user = self.sandbox.people.users[ADMIN]
+        admin = Admin(
+            self.sandbox.env["SSL_CERT_FILE"], login=user.user_principal_name, password=user.password
+        )
         try:
             admin.open(link_in(mails[-1].html, "consent-link"))
             admin.press("accept")

@@ -25,11 +25,21 @@ def test_backoff_doubles_and_is_capped():
 
 
 def test_a_decision_counts_only_for_the_current_wait_and_mode():
-    consented = DecisionEvent(Decision.CONSENTED, nonce="n1")
-    assert plan.accepts(consented, nonce="n1", mode=ConsentMode.CONSENT)
-    assert not plan.accepts(consented, nonce="n0", mode=ConsentMode.CONSENT)
-    assert not plan.accepts(consented, nonce="n1", mode=ConsentMode.GRANT)
-    assert plan.accepts(DecisionEvent(Decision.REJECTED, nonce="n1"), nonce="n1", mode=ConsentMode.GRANT)
+    def event(decision: Decision, nonce: str = "n1") -> DecisionEvent:
+        return DecisionEvent(decision, nonce=nonce, mailbox_digest="d1", approver="oid-1")
+
+    consented = event(Decision.CONSENTED)
+    assert plan.accepts(consented, nonce="n1", mode=ConsentMode.CONSENT, digest="d1")
+    assert not plan.accepts(consented, nonce="n0", mode=ConsentMode.CONSENT, digest="d1")
+    assert not plan.accepts(consented, nonce="n1", mode=ConsentMode.GRANT, digest="d1")
+    assert plan.accepts(event(Decision.REJECTED), nonce="n1", mode=ConsentMode.GRANT, digest="d1")
+
+
+def test_a_decision_on_another_mailbox_list_or_by_nobody_is_not_accepted():
+    on_other_list = DecisionEvent(Decision.APPROVED, nonce="n1", mailbox_digest="d-other", approver="oid-1")
+    assert not plan.accepts(on_other_list, nonce="n1", mode=ConsentMode.GRANT, digest="d1")
+    unsigned = DecisionEvent(Decision.APPROVED, nonce="n1", mailbox_digest="d1")
+    assert not plan.accepts(unsigned, nonce="n1", mode=ConsentMode.GRANT, digest="d1")
 
 
 def test_outcome_is_success_only_when_every_mailbox_is_verified():
