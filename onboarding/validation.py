@@ -24,10 +24,10 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from ipaddress import IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
+from onboarding import netcheck
 from onboarding.domain import ConsentMode, OnboardingRequest, Protocol
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -67,7 +67,6 @@ _TLD = re.compile(r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})")
 # Unicode categories never allowed in text: control, format, surrogate, private use, unassigned,
 # line and paragraph separators.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_LOOPBACK_HOSTS = frozenset({"localhost"})
 
 
 @dataclass(frozen=True)
@@ -421,31 +420,21 @@ def callback_url_problem(url: str, *, allow_private: bool) -> str | None:
         return "must not have a fragment"
     if port == 0:
         return "has an invalid port"
-    loopback = host in _LOOPBACK_HOSTS or _is_loopback_ip(host)
+    loopback = netcheck.is_loopback_host(host)
     if parts.scheme == "http" and not (allow_private and loopback):
         return "must use https"
-    # Addresses written in the URL are checked here; names are resolved and checked when the callback
-    # is sent (onboarding.adapters.webhook pins the checked address), keeping DNS out of this request.
-    if not allow_private and (loopback or _is_internal_ip(host)):
-        return "must not point to a private, loopback, link-local or reserved address"
+    # Addresses written in the URL (in any notation) are checked here; names are resolved and checked
+    # when the callback is sent (onboarding.adapters.webhook pins the checked address), keeping DNS
+    # out of this request. The private-network switch admits loopback and nothing else.
+    ip = netcheck.host_address(host)
+    if loopback and not allow_private:
+        return "must not point to a loopback address"
+    if ip is not None and not netcheck.allowed(ip, allow_loopback=allow_private):
+        return (
+            "must not point to a private, loopback, link-local, site-local or reserved address "
+            "(also when written as an IPv6 transition form or a numeric IPv4 host)"
+        )
     return None
-
-
-def _is_internal_ip(host: str) -> bool:
-    try:
-        ip = ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
-def _is_loopback_ip(host: str) -> bool:
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _callback_url(value: Any, errors: _Errors, *, allow_private: bool) -> str | None:
