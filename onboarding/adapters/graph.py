@@ -25,6 +25,7 @@ from onboarding.errors import (
     OnboardingError,
     PermissionDeniedError,
     TransientError,
+    service_code,
 )
 from onboarding.redaction import redact
 from onboarding.settings import Settings
@@ -64,8 +65,9 @@ class RoleAssignment:
 
 def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMISSION) -> OnboardingError:
     """Map an msgraph-sdk/httpx failure to a project error. ``action`` says what was being done, in
-    words ("create the app registration"). Graph's own message is kept (redacted, shortened) because
-    it names the cause; the response body itself never is."""
+    words ("create the app registration"). Only the project's own text goes into the message; Graph's
+    message (redacted, shortened) stays on ``upstream`` for the callers' classification, and Graph's
+    error code goes into ``code`` (issue 14: "Insufficient privileges..." reached status and emails)."""
     import httpx
     from azure.core.exceptions import AzureError
     from kiota_abstractions.api_error import APIError
@@ -87,9 +89,14 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
     status = exc.response_status_code or 0
     headers = exc.response_headers or {}
     odata = getattr(exc, "error", None)
-    code = str(getattr(odata, "code", "") or "")
+    code = service_code(getattr(odata, "code", ""))
     detail = str(getattr(odata, "message", "") or "")
-    said = f" Graph said: {redact(detail)[:300]}" if detail else ""
+    error = _graph_error(status, headers, code, action, permission)
+    error.upstream = redact(detail)[:300]
+    return error
+
+
+def _graph_error(status: int, headers: Any, code: str, action: str, permission: str) -> OnboardingError:
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(_header(headers, "Retry-After"))
         what = "throttled" if status == 429 else f"answered HTTP {status}"
@@ -100,7 +107,7 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
             code="throttled" if status == 429 else "unavailable",
         )
     if status == 404:
-        return NotFoundError(f"Microsoft Graph found nothing to {action}.{said}", code=code or "not_found")
+        return NotFoundError(f"Microsoft Graph found nothing to {action}.", code=code or "not_found")
     if status == 401:
         return PermissionDeniedError(
             f"Microsoft Graph rejected the function app's token while trying to {action}.",
@@ -110,12 +117,12 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
         )
     if status == 403:
         return PermissionDeniedError(
-            f"The function app's identity may not {action}.{said}",
+            f"The function app's identity may not {action}.",
             fix=f"Grant the managed identity the Microsoft Graph application permission {permission} "
             "and admin-consent it.",
             code=code or "forbidden",
         )
-    return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).{said}", code=code)
+    return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).", code=code)
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -380,7 +387,7 @@ class GraphDirectory:
             pass
         except InvalidRequestError as exc:
             # Graph answers 400 "No password credential found with keyId" for an unknown key.
-            if "keyid" not in str(exc).lower() and "key id" not in str(exc).lower():
+            if "keyid" not in exc.upstream.lower() and "key id" not in exc.upstream.lower():
                 raise
 
     # --- the service principal and its app roles --------------------------------------------------
@@ -399,7 +406,7 @@ class GraphDirectory:
                 "create the app's service principal", lambda: self._client.service_principals.post(body)
             )
         except (NotFoundError, InvalidRequestError) as exc:
-            text = str(exc).lower()
+            text = exc.upstream.lower()
             if isinstance(exc, NotFoundError) or any(t in text for t in _REPLICATION_TEXT):
                 # Right after the app is created Graph may not see it yet (and says so this way).
                 raise TransientError(
@@ -472,7 +479,7 @@ class GraphDirectory:
         try:
             await self._call("assign the app role", lambda: builder.post(body), permission=ASSIGN_PERMISSION)
         except InvalidRequestError as exc:
-            if "already exists" not in str(exc).lower():
+            if "already exists" not in exc.upstream.lower():
                 raise
 
     # --- mail -------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from onboarding.errors import (
     OnboardingError,
     PermissionDeniedError,
     TransientError,
+    service_code,
 )
-from onboarding.redaction import redact
 from onboarding.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,9 +76,9 @@ def vault_error(exc: BaseException, action: str) -> OnboardingError:
         return map_identity_error(exc)  # the token itself could not be obtained
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
-        code = str(getattr(exc.error, "code", "") or "")
-        detail = redact(str(getattr(exc.error, "message", "") or ""))[:200]
-        said = f" Key Vault said: {code}: {detail}" if code or detail else ""
+        code = service_code(getattr(exc.error, "code", ""))
+        # Key Vault's own text stays out of the message (issue 14); its error code is kept.
+        said = f" (error code {code})" if code else ""
         if status == 429 or status >= 500:
             return TransientError(
                 f"Key Vault is throttling or unavailable (HTTP {status}) while trying to {action}.",
