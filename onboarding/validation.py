@@ -9,6 +9,8 @@ Rules worth knowing:
   nesting are rejected (parsers disagree about them, which is how request smuggling starts).
 - Text fields refuse control, format (bidi overrides, zero-width), private-use, surrogate and
   unassigned code points, so a display name cannot spoof what an admin reads in the consent email.
+  A display name that mixes scripts or folds to a Microsoft product name is refused too
+  (``onboarding.lookalike``).
 - Email addresses are ASCII dot-atom addresses (what Exchange accepts for primary SMTP addresses),
   compared and stored lower-case.
 - ``tenantId`` must name this deployment's tenant. A request whose only problem is another tenant is
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 
 from onboarding import netcheck
 from onboarding.domain import ConsentMode, OnboardingRequest, Protocol
+from onboarding.lookalike import display_name_problem
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_MAILBOXES = 10_000
@@ -228,7 +231,7 @@ def parse_request(data: Any, *, tenant_id: str, allow_private_callbacks: bool = 
     wrong_tenant = False
     if tenant is not None and tenant != tenant_id.lower():
         wrong_tenant = True
-    display_name = _text(data.get("displayName"), "/displayName", errors, MAX_DISPLAY_NAME, required=True)
+    display_name = _display_name(data.get("displayName"), errors)
     protocols = _protocols(data.get("protocols"), errors)
     mailboxes = _addresses(data.get("mailboxes"), "/mailboxes", errors, MAX_MAILBOXES)
     admin_emails = _addresses(data.get("adminEmails"), "/adminEmails", errors, MAX_ADMIN_EMAILS)
@@ -289,6 +292,17 @@ def _text(value: Any, pointer: str, errors: _Errors, limit: int, *, required: bo
     problem = text_problem(text, limit)
     if problem:
         errors.add(pointer, problem)
+        return None
+    return text
+
+
+def _display_name(value: Any, errors: _Errors) -> str | None:
+    """A one-line label that cannot pass for Microsoft's (onboarding.lookalike): the admin reads it in
+    an email from the tenant's own mailbox and in Entra's consent prompt."""
+    text = _text(value, "/displayName", errors, MAX_DISPLAY_NAME, required=True)
+    problem = display_name_problem(text) if text is not None else None
+    if problem:
+        errors.add("/displayName", problem)
         return None
     return text
 
