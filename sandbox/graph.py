@@ -185,6 +185,7 @@ class Graph:
                 "/servicePrincipals" + SP_KEY + "/" + relation + "/(?P<aid>[^/]+)",
                 self.delete_assignment,
             )
+        r.add("GET", "/domains", self.list_domains)
         r.add("POST", "/users/(?P<user>[^/]+)/sendMail", self.send_mail)
         r.add("GET", "/users/(?P<user>[^/]+)", self.get_user)
 
@@ -661,6 +662,16 @@ class Graph:
         a = self._assignment(sp, request, params["aid"])
         self.state.remove_assignment(a.id)
         return web.Response(status=204)
+
+    # ------------------------------------------------------------ domains
+    def list_domains(
+        self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
+    ) -> web.Response:
+        """GET /domains: least privileged application permission Domain.Read.All, also allowed by
+        Domain.ReadWrite.All and Directory.Read.All (learn.microsoft.com/graph/api/domain-list)."""
+        if not caller.can("Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"):
+            raise denied()
+        return self._collection(request, "domains", self.state.domains())
 
     # ------------------------------------------------------------ users and mail
     def get_user(

@@ -38,6 +38,7 @@ T = TypeVar("T")
 APP_PERMISSION = "Application.ReadWrite.OwnedBy"
 ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All"
 MAIL_PERMISSION = "Mail.Send"
+DOMAIN_PERMISSION = "Domain.Read.All"
 REPLICATION = "replication"
 _REPLICATION_TEXT = ("does not exist or one of its queried reference-property objects are not present",)
 
@@ -138,6 +139,47 @@ def _uuid(value: str, what: str) -> UUID:
         return UUID(value)
     except ValueError:
         raise InvalidRequestError(f"{what} {value!r} is not a GUID.") from None
+
+
+async def verified_domains(
+    settings: Settings, credential: AsyncTokenCredential, *, timeout: float = 15.0
+) -> frozenset[str]:
+    """The tenant's verified domain names, lower-case: ``GET /domains`` with Domain.Read.All, the
+    least privileged permission that reads them (learn.microsoft.com/graph/api/domain-list).
+
+    Plain httpx rather than msgraph-sdk: the API's request path calls this, and importing the SDK
+    there would cost every cold start seconds. Errors map as every Graph call's do."""
+    import httpx
+
+    from onboarding.adapters.identity import map_identity_error
+
+    action = "read the tenant's domains"
+    try:
+        token = (await credential.get_token(settings.graph_scope)).token
+    except Exception as exc:
+        raise map_identity_error(exc) from None
+    url: str | None = f"{settings.graph_endpoint}/v1.0/domains?$select=id,isVerified"
+    names: set[str] = set()
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        while url:
+            try:
+                response = await http.get(url, headers={"Authorization": f"Bearer {token}"})
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise graph_error(exc, action) from None
+            body = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
+            if response.status_code != 200:
+                error = body.get("error") if isinstance(body, dict) else None
+                code = service_code(error.get("code") if isinstance(error, dict) else "")
+                raise _graph_error(response.status_code, response.headers, code, action, DOMAIN_PERMISSION)
+            names.update(
+                str(d["id"]).lower() for d in body.get("value") or () if d.get("id") and d.get("isVerified")
+            )
+            url = body.get("@odata.nextLink")
+    return frozenset(names)
 
 
 class GraphDirectory:

@@ -28,6 +28,9 @@ ENV = {
     "PUBLIC_BASE_URL": "https://onboarding.example",
     "LINK_SIGNING_KEY": SIGNING_KEY,
     "CALLBACK_ALLOW_PRIVATE_NETWORKS": "false",
+    "ADMIN_EMAIL_DOMAINS": "contoso.com",  # no Graph here: the explicit allow-list stands in for it
+    "ONBOARDINGS_PER_REQUESTER_PER_HOUR": "100000",
+    "ONBOARDINGS_PER_HOUR": "100000",
 }
 
 
