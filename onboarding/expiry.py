@@ -68,6 +68,7 @@ async def warn_expiring(
             name=secret.name,
             expires_on=secret.expires_on,
             days_left=secret.days_left(now),
+            brand=emails.Brand.from_settings(svc.settings),
         )
         from onboarding.steps import send_email
 

@@ -59,7 +59,7 @@ async def send_email(svc: Services, to: Sequence[str], message: emails.Email) ->
             fix="Wait, or raise EMAILS_PER_HOUR if the volume is expected.",
             code="email_rate_limited",
         )
-    await svc.graph.send_mail(settings.mail_sender, to, message.subject, message.html)
+    await svc.graph.send_mail(settings.mail_sender, to, message.subject, message.html, message.text)
 
 
 async def resolve_exchange(svc: Services, roles: Sequence[str]) -> ExchangeResource:
@@ -208,6 +208,7 @@ async def send_decision_email(
         deadline=deadline,
         reminder=reminder,
         mailbox_count=mailbox_count,
+        brand=emails.Brand.from_settings(svc.settings),
     )
     await send_email(svc, request.admin_emails, message)
 
@@ -426,7 +427,7 @@ async def compensate(
 async def notify_outcome(
     svc: Services, *, request: OnboardingRequest, result: OnboardingResult, mailbox_count: int | None = None
 ) -> None:
-    message = emails.outcome(request, result, mailbox_count)
+    message = emails.outcome(request, result, mailbox_count, emails.Brand.from_settings(svc.settings))
     await send_email(svc, request.admin_emails, message)
 
 

@@ -154,6 +154,7 @@ class SentMail:
     content_type: str
     sent_at: datetime
     sent_by_app_id: str | None
+    text: str = ""  # the text/plain part of a multipart/alternative (MIME) message
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
@@ -201,8 +201,11 @@ class GraphDirectory:
         from msgraph_core import GraphClientFactory
 
         self._settings = settings
+        self._credential = credential
         self._policy = policy
         self._sleep = sleep
+        # For the one request msgraph-sdk cannot send: sendMail's MIME form (a text/plain body).
+        self._raw = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         base_url = f"{settings.graph_endpoint}/v1.0"
         host = urlsplit(settings.graph_endpoint).hostname or ""
         # Without the host in allowed_hosts the provider silently sends no Authorization header.
@@ -526,26 +529,30 @@ class GraphDirectory:
 
     # --- mail -------------------------------------------------------------------------------------
 
-    async def send_mail(self, sender: str, to: Sequence[str], subject: str, html_body: str) -> None:
-        """Send as ``sender``. Retried on throttling: a duplicate email is better than none."""
-        from msgraph.generated.models.body_type import BodyType
-        from msgraph.generated.models.email_address import EmailAddress
-        from msgraph.generated.models.item_body import ItemBody
-        from msgraph.generated.models.message import Message
-        from msgraph.generated.models.recipient import Recipient
-        from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+    async def send_mail(
+        self, sender: str, to: Sequence[str], subject: str, html_body: str, text_body: str = ""
+    ) -> None:
+        """Send as ``sender`` a ``multipart/alternative`` message (plain text and HTML). Graph's JSON
+        message has one body of one contentType, so the message goes in Graph's MIME form: the whole
+        MIME message base64-encoded, ``Content-Type: text/plain`` (learn.microsoft.com/graph/api/
+        user-sendmail, example 4). Retried on throttling: a duplicate email is better than none."""
+        import base64
+        from email.message import EmailMessage
 
-        body = SendMailPostRequestBody(
-            message=Message(
-                subject=subject,
-                body=ItemBody(content_type=BodyType.Html, content=html_body),
-                to_recipients=[Recipient(email_address=EmailAddress(address=a)) for a in to],
-            ),
-            save_to_sent_items=False,
-        )
-        builder = self._client.users.by_user_id(sender).send_mail
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = ", ".join(to)
+        message["Subject"] = subject
+        message.set_content(text_body or "This message is in HTML.")
+        message.add_alternative(html_body, subtype="html")
+        payload = base64.b64encode(message.as_bytes())
+        url = f"{self._settings.graph_endpoint}/v1.0/users/{quote(sender, safe='@')}/sendMail"
+
+        async def post() -> None:
+            await self._post_raw(url, payload, "text/plain", f"send mail as {sender}", MAIL_PERMISSION)
+
         try:
-            await self._call(f"send mail as {sender}", lambda: builder.post(body), permission=MAIL_PERMISSION)
+            await self._call(f"send mail as {sender}", post, permission=MAIL_PERMISSION)
         except NotFoundError:
             raise NotFoundError(
                 f"The sender mailbox {sender} does not exist.",
@@ -553,5 +560,36 @@ class GraphDirectory:
                 code="sender_not_found",
             ) from None
 
+    async def _post_raw(
+        self, url: str, content: bytes, content_type: str, action: str, permission: str
+    ) -> None:
+        """One POST of a non-JSON body with the identity's Graph token; errors mapped as every call's."""
+        import httpx
+
+        try:
+            token = (await self._credential.get_token(self._settings.graph_scope)).token
+        except Exception as exc:
+            from onboarding.adapters.identity import map_identity_error
+
+            raise map_identity_error(exc) from None
+        try:
+            response = await self._raw.post(
+                url,
+                content=content,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+            )
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise graph_error(exc, action, permission=permission) from None
+        if response.status_code in (200, 202, 204):
+            return
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        raise _graph_error(
+            response.status_code, response.headers, service_code(error.get("code")), action, permission
+        )
+
     async def close(self) -> None:
         await self._http.aclose()
+        await self._raw.aclose()

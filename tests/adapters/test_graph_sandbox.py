@@ -220,15 +220,22 @@ async def test_missing_graph_permissions_name_the_fix(
 
 async def test_send_mail(sb: Sandbox, settings: Settings, graph: GraphDirectory) -> None:
     await graph.send_mail(
-        settings.mail_sender, ["support@sandbox.example", "sales@sandbox.example"], "Consent", "<p>Hi</p>"
-    )
-    (mail,) = sb.state.outbox()
-    assert (mail.sender, mail.to, mail.subject, mail.html) == (
         settings.mail_sender,
         ["support@sandbox.example", "sales@sandbox.example"],
-        "Consent",
+        "Consent – café",
         "<p>Hi</p>",
+        "Hi",
     )
+    (mail,) = sb.state.outbox()
+    # Sent in Graph's MIME form: one multipart/alternative message with a plain-text part.
+    assert (mail.sender, mail.to, mail.subject, mail.html.strip(), mail.text.strip()) == (
+        settings.mail_sender,
+        ["support@sandbox.example", "sales@sandbox.example"],
+        "Consent – café",
+        "<p>Hi</p>",
+        "Hi",
+    )
+    assert mail.content_type == "multipart/alternative"
     with pytest.raises(NotFoundError) as caught:
         await graph.send_mail("nobody@sandbox.example", ["support@sandbox.example"], "s", "b")
     assert "MAIL_SENDER" in caught.value.fix
