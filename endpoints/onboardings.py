@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -22,7 +23,7 @@ from endpoints.http import (
     problem,
 )
 from endpoints.registry import blueprint
-from onboarding import status_view
+from onboarding import admission, status_view
 from onboarding.domain import (
     EVENT_CANCEL,
     ORCHESTRATOR,
@@ -30,7 +31,8 @@ from onboarding.domain import (
     OnboardingRequest,
     onboarding_id_for,
 )
-from onboarding.errors import ConfigurationError
+from onboarding.errors import ConfigurationError, OnboardingError
+from onboarding.services import Services
 from onboarding.settings import Settings, load_settings
 from onboarding.validation import (
     RequestRejected,
@@ -86,6 +88,65 @@ def _existing(onboarding_id: str, request: OnboardingRequest, status: dict[str, 
     return _accepted(onboarding_id, existing=True)
 
 
+def _requester(req: func.HttpRequest) -> str:
+    """Who is calling (see onboarding.admission): the function key's digest for now; an Entra caller's
+    ``oid`` when the API authenticates Entra tokens."""
+    return admission.requester_id(function_key=header(req, "x-functions-key") or req.params.get("code"))
+
+
+async def _admit_admins(settings: Settings, request: OnboardingRequest) -> func.HttpResponse | None:
+    """422 unless every admin address is in the tenant's verified domains (or the explicit allow-list):
+    checked before anything is created, so nothing is mailed outside the tenant."""
+    allowed = settings.admin_email_domains
+    if not allowed:
+
+        async def load() -> frozenset[str]:
+            from onboarding.adapters.graph import verified_domains
+
+            async with Services(settings) as services:
+                return await verified_domains(settings, services.credential)
+
+        try:
+            key = f"{settings.graph_endpoint} {settings.tenant_id}"
+            allowed = await admission.domain_cache().get(key, load)
+        except OnboardingError as exc:
+            log.error("could not read the tenant's verified domains (%s)", exc.code)
+            return problem(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "domains-unavailable",
+                "Could not check the admin addresses",
+                f"{exc.message} {exc.fix}".strip(),
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+    errors = admission.admin_domain_errors(request.admin_emails, allowed)
+    if not errors:
+        return None
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "admin-outside-tenant",
+        "Admin addresses outside the tenant",
+        "Consent and approval emails go only to addresses in this tenant's verified domains.",
+        errors,
+    )
+
+
+def _rate_limited(settings: Settings, requester: str) -> func.HttpResponse | None:
+    limits = admission.limits_for(
+        settings.onboardings_per_requester_per_hour, settings.onboardings_per_hour, settings.emails_per_hour
+    )
+    spent = limits.admit_onboarding(requester)
+    if spent is None:
+        return None
+    log.warning("onboarding refused: rate limit (%s)", requester)
+    return problem(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many onboardings",
+        f"Try again later: {spent}.",
+        headers={"Retry-After": "3600"},
+    )
+
+
 async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
@@ -109,6 +170,11 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
             rejected.errors,
         )
 
+    refused = await _admit_admins(settings, request)
+    if refused is not None:
+        return refused
+    request = replace(request, requested_by=_requester(req))
+
     if request.idempotency_key:
         onboarding_id = onboarding_id_for(request.tenant_id, request.idempotency_key)
         found = await fetch_status(client, onboarding_id, show_input=True)
@@ -117,6 +183,9 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
             return _existing(onboarding_id, request, found)
     else:
         onboarding_id = f"onb-{uuid.uuid4().hex}"
+    limited = _rate_limited(settings, request.requested_by or "")
+    if limited is not None:
+        return limited
 
     job = OnboardingInput(
         onboarding_id=onboarding_id,

@@ -56,6 +56,18 @@ param grantDirectoryPermissions bool = true
 @description('Public https base URL admins reach the app at, if not its default host name (custom domain, Front Door).')
 param publicBaseUrl string = ''
 
+@description('Comma-separated domains admin addresses may use (ADMIN_EMAIL_DOMAINS). Empty: the tenant\'s verified domains, read from Microsoft Graph with Domain.Read.All.')
+param adminEmailDomains string = ''
+
+@description('Organisation named as the sender in every email (BRAND_ORGANIZATION_NAME).')
+param brandOrganizationName string = 'Mail onboarding'
+
+@description('https URL of the logo shown in emails and pages (BRAND_LOGO_URL). Empty: no logo.')
+param brandLogoUrl string = ''
+
+@description('Who admins contact with questions: an email address or https URL (BRAND_SUPPORT_CONTACT).')
+param brandSupportContact string = ''
+
 @description('True when the link-signing key already exists in the vault (set by the preprovision hook); then it is left untouched.')
 param linkSigningKeyExists bool = false
 
@@ -96,8 +108,11 @@ var signinClientSecretName = 'signin-client-secret'
 var baseGraphAppRoles = ['Application.ReadWrite.OwnedBy']
 // Assigning an app role is documented with AppRoleAssignment.ReadWrite.All and Application.Read.All.
 var grantModeAppRoles = enableGrantMode ? ['AppRoleAssignment.ReadWrite.All', 'Application.Read.All'] : []
+// Admin addresses must be in the tenant's verified domains, read with Domain.Read.All, unless
+// adminEmailDomains lists the domains: the sender mailbox never mails outside on a requester's say.
+var domainAppRoles = empty(adminEmailDomains) ? ['Domain.Read.All'] : []
 var mailAppRoles = (mailSendScoping == 'applicationAccessPolicy') ? ['Mail.Send'] : []
-var graphAppRoles = concat(baseGraphAppRoles, grantModeAppRoles, mailAppRoles)
+var graphAppRoles = concat(baseGraphAppRoles, domainAppRoles, grantModeAppRoles, mailAppRoles)
 var exchangeAppRoles = ['Exchange.ManageAsApp']
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -189,6 +204,13 @@ var appSettings = {
   SIGNIN_CLIENT_ID: signinClientId
   SIGNIN_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${signinClientSecretUri})'
   APPROVER_GROUP_ID: approverGroupId
+  ADMIN_EMAIL_DOMAINS: adminEmailDomains
+  ONBOARDINGS_PER_REQUESTER_PER_HOUR: '10'
+  ONBOARDINGS_PER_HOUR: '50'
+  EMAILS_PER_HOUR: '200'
+  BRAND_ORGANIZATION_NAME: brandOrganizationName
+  BRAND_LOGO_URL: brandLogoUrl
+  BRAND_SUPPORT_CONTACT: brandSupportContact
 }
 
 module function 'app/function.bicep' = {

@@ -82,6 +82,9 @@ class OnboardingRequest(_Json):
     callback_url: str | None = None
     external_reference: str | None = None
     idempotency_key: str | None = None
+    # Who asked (onboarding.admission.requester_id), set by the API, never by the body: the emails
+    # name it so the admin knows where the request came from.
+    requested_by: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -96,6 +99,7 @@ class OnboardingRequest(_Json):
             callback_url=data.get("callback_url"),
             external_reference=data.get("external_reference"),
             idempotency_key=data.get("idempotency_key"),
+            requested_by=data.get("requested_by"),
         )
 
     @property

@@ -1,48 +1,134 @@
-"""The emails tenant admins receive. Plain, short HTML; every value escaped."""
+"""The emails tenant admins receive: one template (``templates/email.html`` and its plain-text twin)
+for every message, rendered by Jinja2 with autoescaping, sent as ``multipart/alternative``.
+
+Each email says plainly who asked, what (the app, the permissions, FullAccess on how many mailboxes,
+the first of them) and why (the requester's reference), with a link to the full list where a decision
+is asked for. Only the project's own texts and the request's values appear: no service's error text.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from html import escape
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from onboarding.domain import ConsentMode, OnboardingRequest, OnboardingResult, Outcome
+
+if TYPE_CHECKING:
+    from onboarding.settings import Settings
+
+# Mailboxes an email names; the others are counted. The orchestrator passes the email activities
+# only these (and the count): the whole list would be re-encoded on every replay.
+SHOWN_MAILBOXES = 5
+_TEMPLATES = Path(__file__).with_name("templates")
+_BLUE, _GREEN, _RED, _GREY = "#0f6cbd", "#107c10", "#c50f1f", "#605e5c"
 
 
 @dataclass(frozen=True)
 class Email:
     subject: str
     html: str
+    text: str = ""
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title></head>"
-        '<body style="font-family:Segoe UI,Arial,sans-serif;max-width:40em">'
-        f"<h1>{escape(title)}</h1>{body}</body></html>"
+@dataclass(frozen=True)
+class Brand:
+    """Who the emails come from (``BRAND_*`` settings)."""
+
+    organization: str = "Mail onboarding"
+    logo_url: str = ""
+    support: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Brand:
+        return cls(settings.brand_organization_name, settings.brand_logo_url, settings.brand_support_contact)
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str  # stable element id the tests and the admin helper find links by
+    label: str
+    url: str
+    color: str = _BLUE
+
+
+@dataclass(frozen=True)
+class Message:
+    """What one email says; the template lays it out."""
+
+    subject: str
+    heading: str
+    intro: Sequence[str]
+    why: str
+    accent: str = _BLUE
+    warning: str = ""
+    facts: Sequence[tuple[str, str]] = ()
+    mailboxes: Sequence[str] = ()
+    mailbox_count: int = 0
+    full_list_url: str = ""
+    lists: Sequence[tuple[str, Sequence[str]]] = ()
+    actions: Sequence[Action] = ()
+    notes: Sequence[str] = field(default_factory=tuple)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
 
 
-# Mailboxes an email names; the others are counted. The orchestrator passes the email activities
-# only these (and the count): the whole list would be re-encoded on every replay.
-SHOWN_MAILBOXES = 5
+def render(message: Message, brand: Brand | None = None) -> Email:
+    env = _environment()
+    context = {"m": message, "brand": brand or Brand()}
+    return Email(
+        message.subject,
+        env.get_template("email.html").render(context),
+        env.get_template("email.txt").render(context),
+    )
 
 
-def _summary(request: OnboardingRequest, app_id: str | None = None, mailbox_count: int | None = None) -> str:
-    count = len(request.mailboxes) if mailbox_count is None else mailbox_count
-    shown = request.mailboxes[:SHOWN_MAILBOXES]
+# -- what every email says about the request -----------------------------------------------------
+
+
+def _who_and_why(request: OnboardingRequest) -> str:
+    who = request.requested_by or "a caller of the onboarding API"
+    why = f" with the reference {request.external_reference!r}" if request.external_reference else ""
+    return (
+        f"You receive this because your address is listed as an approving admin in a request made "
+        f"through this tenant's mail onboarding API by {who}{why}."
+    )
+
+
+def _facts(request: OnboardingRequest, app_id: str | None, count: int) -> list[tuple[str, str]]:
     rows = [
         ("App", request.display_name),
-        ("Protocols", ", ".join(p.app_role for p in request.protocols)),
-        ("Mailboxes", f"{count}: " + ", ".join(shown) + (" ..." if count > len(shown) else "")),
+        ("Permissions", ", ".join(p.app_role for p in request.protocols) + " (Office 365 Exchange Online)"),
+        ("Mailbox access", f"FullAccess on {count} mailbox{'' if count == 1 else 'es'}"),
+        ("Client secret lifetime", f"{request.secret_lifetime_days} days"),
+        ("Requested by", request.requested_by or "a caller of the onboarding API"),
     ]
+    if request.external_reference:
+        rows.append(("Reason (requester's reference)", request.external_reference))
     if app_id:
         rows.append(("Application (client) id", app_id))
-    if request.external_reference:
-        rows.append(("Reference", request.external_reference))
-    cells = "".join(f"<tr><th align='left'>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
+    return rows
+
+
+def _full_access_warning(count: int) -> str:
+    return (
+        f"Approving gives this app FullAccess to {count} mailbox{'' if count == 1 else 'es'}: it can read, "
+        "change and delete every message in them over IMAP/POP, without anyone signing in. "
+        "Check the whole list before you decide."
+    )
 
 
 def decision_request(
@@ -53,30 +139,51 @@ def decision_request(
     deadline: datetime,
     reminder: int,
     mailbox_count: int | None = None,
+    brand: Brand | None = None,
 ) -> Email:
     """The consent request (or, in grant mode, the approval request), and its reminders."""
+    count = len(request.mailboxes) if mailbox_count is None else mailbox_count
     prefix = f"Reminder {reminder}: " if reminder else ""
-    when = escape(deadline.strftime("%Y-%m-%d %H:%M UTC"))
-    if request.consent_mode is ConsentMode.CONSENT:
+    when = deadline.strftime("%Y-%m-%d %H:%M UTC")
+    consent = request.consent_mode is ConsentMode.CONSENT
+    if consent:
         subject = f"{prefix}Admin consent needed: {request.display_name} (IMAP/POP mailbox access)"
-        body = (
-            "<p>An app registration was created for app-only IMAP/POP access to the mailboxes below. "
-            "It needs a tenant admin's consent for the Exchange Online permissions it requests.</p>"
-            f"{_summary(request, app_id, mailbox_count)}"
-            f'<p><a id="consent-link" href="{escape(actions["consent"])}">Review and grant admin consent</a></p>'
-            f"<p>If nobody decides by {when}, the app is deleted and nothing is granted.</p>"
-        )
+        intro = [
+            "An app registration was created for app-only IMAP/POP access to mailboxes in your tenant. "
+            "It needs a tenant admin's consent for the Exchange Online permissions it requests, and your "
+            "confirmation of the mailboxes it then gets FullAccess to.",
+        ]
+        buttons = [Action("consent-link", "Review and grant admin consent", actions["consent"])]
+        full_list = actions["consent"]
+        after = f"If nobody decides by {when}, the app is deleted and nothing is granted."
     else:
         subject = f"{prefix}Approval needed: {request.display_name} (IMAP/POP mailbox access)"
-        body = (
-            "<p>Approving grants the app the Exchange Online permissions below and FullAccess on the "
-            "listed mailboxes. Each link opens a page where you confirm; nothing happens on opening it.</p>"
-            f"{_summary(request, app_id, mailbox_count)}"
-            f'<p><a id="approve-link" href="{escape(actions["approve"])}">Approve</a> &middot; '
-            f'<a id="reject-link" href="{escape(actions["reject"])}">Reject</a></p>'
-            f"<p>If nobody decides by {when}, the request expires and the app is deleted.</p>"
-        )
-    return Email(subject, _page(subject, body))
+        intro = [
+            "Approving grants the app the Exchange Online permissions below and FullAccess on the listed "
+            "mailboxes. Each link opens a page where you sign in and confirm; nothing happens on opening it.",
+        ]
+        buttons = [
+            Action("approve-link", "Approve", actions["approve"], _GREEN),
+            Action("reject-link", "Reject", actions["reject"], _RED),
+        ]
+        full_list = actions["approve"]
+        after = f"If nobody decides by {when}, the request expires and the app is deleted."
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=intro,
+            why=_who_and_why(request),
+            warning=_full_access_warning(count),
+            facts=_facts(request, app_id, count),
+            mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
+            mailbox_count=count,
+            full_list_url=full_list,
+            actions=buttons,
+            notes=[after],
+        ),
+        brand,
+    )
 
 
 _OUTCOME_TEXT = {
@@ -87,45 +194,79 @@ _OUTCOME_TEXT = {
     Outcome.CANCELLED: "was cancelled; everything it created was removed",
     Outcome.FAILED: "failed",
 }
+_OUTCOME_ACCENT = {Outcome.SUCCEEDED: _GREEN, Outcome.PARTIAL: _BLUE, Outcome.FAILED: _RED}
 
 
-def outcome(request: OnboardingRequest, result: OnboardingResult, mailbox_count: int | None = None) -> Email:
+def outcome(
+    request: OnboardingRequest,
+    result: OnboardingResult,
+    mailbox_count: int | None = None,
+    brand: Brand | None = None,
+) -> Email:
+    count = len(request.mailboxes) if mailbox_count is None else mailbox_count
     subject = f"Mailbox onboarding {result.outcome.value}: {request.display_name}"
-    parts = [
-        f"<p>The onboarding of <b>{escape(request.display_name)}</b> {_OUTCOME_TEXT[result.outcome]}.</p>"
-    ]
-    parts.append(_summary(request, result.app.app_id if result.app else None, mailbox_count))
+    notes = []
     if result.error:
-        parts.append(f"<p><b>What happened:</b> {escape(result.error.message)}</p>")
+        notes.append(f"What happened: {result.error.message}")
         if result.error.fix:
-            parts.append(f"<p><b>Fix:</b> {escape(result.error.fix)}</p>")
+            notes.append(f"Fix: {result.error.fix}")
+    if result.secret:
+        notes.append(
+            f"The client secret is in Key Vault as {result.secret.name}, valid until {result.secret.expires_on}."
+        )
+    lists: list[tuple[str, Sequence[str]]] = []
     problems = list(result.attention)
     if problems:
-        items = "".join(f"<li>{escape(m.mailbox)}: {escape(m.detail)}</li>" for m in problems[:50])
-        more = f"<p>... and {len(problems) - 50} more.</p>" if len(problems) > 50 else ""
-        parts.append(f"<p>Mailboxes needing attention:</p><ul>{items}</ul>{more}")
-    if result.secret:
-        parts.append(
-            f"<p>The client secret is in Key Vault as <code>{escape(result.secret.name)}</code>, "
-            f"valid until {escape(result.secret.expires_on)}.</p>"
-        )
+        items = [f"{m.mailbox}: {m.detail}" for m in problems[:50]]
+        if len(problems) > 50:
+            items.append(f"... and {len(problems) - 50} more.")
+        lists.append(("Mailboxes needing attention", items))
     if result.compensation:
-        items = "".join(f"<li>{escape(line)}</li>" for line in result.compensation)
-        parts.append(f"<ul>{items}</ul>")
-    return Email(subject, _page(subject, "".join(parts)))
+        lists.append(("Clean-up", list(result.compensation)))
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=[f"The onboarding of {request.display_name} {_OUTCOME_TEXT[result.outcome]}."],
+            why=_who_and_why(request),
+            accent=_OUTCOME_ACCENT.get(result.outcome, _GREY),
+            facts=_facts(request, result.app.app_id if result.app else None, count),
+            mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
+            mailbox_count=count,
+            lists=lists,
+            notes=notes,
+        ),
+        brand,
+    )
 
 
 def secret_expiring(
-    request: OnboardingRequest, *, app_id: str, name: str, expires_on: datetime, days_left: int
+    request: OnboardingRequest,
+    *,
+    app_id: str,
+    name: str,
+    expires_on: datetime,
+    days_left: int,
+    brand: Brand | None = None,
 ) -> Email:
     when = expires_on.strftime("%Y-%m-%d")
     subject = f"Client secret of {request.display_name} expires {'today' if days_left == 0 else f'in {days_left} days'}"
-    body = (
-        f"<p>The client secret of <b>{escape(request.display_name)}</b> (application id "
-        f"{escape(app_id)}) expires on {escape(when)}. After that the mail product can no longer get "
-        "tokens (AADSTS7000222) and stops reading the mailboxes.</p>"
-        f"<p>The secret is in Key Vault as <code>{escape(name)}</code>. To rotate it, submit the onboarding "
-        "again with a new idempotency key, or add a new client secret to the app and update the vault.</p>"
-        f"{_summary(request, app_id)}"
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=[
+                f"The client secret of {request.display_name} (application id {app_id}) expires on {when}. "
+                "After that the mail product can no longer get tokens (AADSTS7000222) and stops reading "
+                "the mailboxes.",
+                f"The secret is in Key Vault as {name}. To rotate it, submit the onboarding again with a "
+                "new idempotency key, or add a new client secret to the app and update the vault.",
+            ],
+            why=_who_and_why(request),
+            accent=_RED if days_left <= 7 else _BLUE,
+            facts=_facts(request, app_id, len(request.mailboxes)),
+            mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
+            mailbox_count=len(request.mailboxes),
+        ),
+        brand,
     )
-    return Email(subject, _page(subject, body))

@@ -1,14 +1,19 @@
 """The project's own errors. Their messages are stored by Durable Functions and shown to admins:
-they say what failed and how to fix it, and never carry a secret, a token or a response body that
-might echo one."""
+they say what failed and how to fix it in the project's own words, and never carry a secret, a token,
+a response body or a service's own error text (which may echo input, and which the project cannot
+vouch for). A service's text stays on ``upstream``, for classifying the failure in the adapter that
+caught it; it is never stored, shown or logged (logs carry ``code``)."""
 
 from __future__ import annotations
+
+import re
 
 
 class OnboardingError(Exception):
     """A failure an admin can act on. ``retryable`` tells callers whether trying again may help."""
 
     retryable = False
+    upstream = ""  # the service's own (redacted) error text: for classification only, never shown
 
     def __init__(self, message: str, *, fix: str = "", code: str = "") -> None:
         super().__init__(message)
@@ -18,6 +23,15 @@ class OnboardingError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} Fix: {self.fix}" if self.fix else self.message
+
+
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,79}")
+
+
+def service_code(value: object) -> str:
+    """A service's error code, kept only if it looks like one (a code is stored; free text is not)."""
+    text = str(value or "")
+    return text if _CODE.fullmatch(text) else ""
 
 
 class TransientError(OnboardingError):

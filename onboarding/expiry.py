@@ -68,9 +68,10 @@ async def warn_expiring(
             name=secret.name,
             expires_on=secret.expires_on,
             days_left=secret.days_left(now),
+            brand=emails.Brand.from_settings(svc.settings),
         )
-        await svc.graph.send_mail(
-            svc.settings.mail_sender, request.admin_emails, message.subject, message.html
-        )
+        from onboarding.steps import send_email
+
+        await send_email(svc, request.admin_emails, message)
         warned.append(secret.name)
     return warned

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from onboarding.domain import WorkflowOptions
 from onboarding.errors import ConfigurationError
+from onboarding.validation import email_problem
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),
     SettingSpec(
         "CALLBACK_ALLOW_PRIVATE_NETWORKS",
-        "Allow completion callbacks to private/loopback addresses (sandbox only).",
+        "Allow completion callbacks to loopback addresses (sandbox only; other private ranges stay refused).",
         "false",
     ),
     SettingSpec(
@@ -109,6 +110,30 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "APPROVER_GROUP_ID",
         "Object id of a security group approvers must also belong to (ID token groups claim); empty: "
         "any admin holding one of the approver roles.",
+    ),
+    SettingSpec(
+        "ADMIN_EMAIL_DOMAINS",
+        "Comma-separated domains admin addresses may use. Empty: the tenant's verified domains, read from "
+        "Microsoft Graph (Domain.Read.All).",
+        "",
+    ),
+    SettingSpec(
+        "ONBOARDINGS_PER_REQUESTER_PER_HOUR",
+        "New onboardings one requester (function key or Entra caller) may start per hour, per instance.",
+        "10",
+    ),
+    SettingSpec(
+        "ONBOARDINGS_PER_HOUR", "New onboardings all requesters may start per hour, per instance.", "50"
+    ),
+    SettingSpec(
+        "EMAILS_PER_HOUR", "Email recipients the sender mailbox may address per hour, per instance.", "200"
+    ),
+    SettingSpec(
+        "BRAND_ORGANIZATION_NAME", "Organisation named as the sender in every email.", "Mail onboarding"
+    ),
+    SettingSpec("BRAND_LOGO_URL", "https URL of the logo shown in emails and pages. Empty: no logo.", ""),
+    SettingSpec(
+        "BRAND_SUPPORT_CONTACT", "Who admins contact with questions (an email address or https URL).", ""
     ),
 )
 
@@ -154,6 +179,13 @@ class Settings:
     signin_client_id: str | None = None
     signin_client_secret: str | None = field(default=None, repr=False)
     approver_group_id: str | None = None
+    admin_email_domains: frozenset[str] = frozenset()
+    onboardings_per_requester_per_hour: int = 10
+    onboardings_per_hour: int = 50
+    emails_per_hour: int = 200
+    brand_organization_name: str = "Mail onboarding"
+    brand_logo_url: str = ""
+    brand_support_contact: str = ""
 
     def workflow_options(self) -> WorkflowOptions:
         """The part of the settings the orchestrator needs, passed in its input."""
@@ -226,6 +258,19 @@ class Settings:
                 problems.append(f"{name}: {text!r} is not true or false")
             return text in {"true", "1", "yes"}
 
+        def optional_url(name: str) -> str:
+            value = get(name)
+            if value and not _is_https_or_loopback(value):
+                problems.append(f"{name}: must be an https URL (http only for loopback)")
+            return value
+
+        def domains(name: str) -> frozenset[str]:
+            names = frozenset(d.strip().lower() for d in get(name).split(",") if d.strip())
+            for domain in sorted(names):
+                if email_problem(f"admin@{domain}"):
+                    problems.append(f"{name}: {domain!r} is not a domain name")
+            return names
+
         settings = cls(
             tenant_id=get("TENANT_ID"),
             cloud=cloud,
@@ -257,6 +302,13 @@ class Settings:
             signin_client_id=raw("SIGNIN_CLIENT_ID"),
             signin_client_secret=_resolved_secret(raw("SIGNIN_CLIENT_SECRET")),
             approver_group_id=raw("APPROVER_GROUP_ID"),
+            admin_email_domains=domains("ADMIN_EMAIL_DOMAINS"),
+            onboardings_per_requester_per_hour=integer("ONBOARDINGS_PER_REQUESTER_PER_HOUR", 1, 1_000_000),
+            onboardings_per_hour=integer("ONBOARDINGS_PER_HOUR", 1, 1_000_000),
+            emails_per_hour=integer("EMAILS_PER_HOUR", 1, 1_000_000),
+            brand_organization_name=get("BRAND_ORGANIZATION_NAME"),
+            brand_logo_url=optional_url("BRAND_LOGO_URL"),
+            brand_support_contact=get("BRAND_SUPPORT_CONTACT"),
         )
         if settings.link_signing_key.startswith(b"@Microsoft.KeyVault("):
             # The platform passes the reference text itself when it cannot resolve it; signing with

@@ -42,6 +42,26 @@ def password_label(onboarding_id: str) -> str:
     return f"mail-onboarding {onboarding_id}"
 
 
+async def send_email(svc: Services, to: Sequence[str], message: emails.Email) -> None:
+    """Send as the sender mailbox within its hourly recipient budget (``EMAILS_PER_HOUR``): over it,
+    the email waits (a transient failure Durable retries) rather than going out."""
+    from onboarding import admission
+
+    settings = svc.settings
+    limits = admission.limits_for(
+        settings.onboardings_per_requester_per_hour, settings.onboardings_per_hour, settings.emails_per_hour
+    )
+    if not limits.admit_email(len(to)):
+        raise TransientError(
+            f"The sender mailbox has reached its budget of {settings.emails_per_hour} email recipients "
+            "per hour; the email will be sent later.",
+            retry_after=300,
+            fix="Wait, or raise EMAILS_PER_HOUR if the volume is expected.",
+            code="email_rate_limited",
+        )
+    await svc.graph.send_mail(settings.mail_sender, to, message.subject, message.html, message.text)
+
+
 async def resolve_exchange(svc: Services, roles: Sequence[str]) -> ExchangeResource:
     return await svc.graph.get_resource(EXCHANGE_ONLINE_APP_ID, roles)
 
@@ -192,8 +212,9 @@ async def send_decision_email(
         deadline=deadline,
         reminder=reminder,
         mailbox_count=mailbox_count,
+        brand=emails.Brand.from_settings(svc.settings),
     )
-    await svc.graph.send_mail(settings.mail_sender, request.admin_emails, message.subject, message.html)
+    await send_email(svc, request.admin_emails, message)
 
 
 async def grant_app_roles(
@@ -443,8 +464,8 @@ async def compensate(
 async def notify_outcome(
     svc: Services, *, request: OnboardingRequest, result: OnboardingResult, mailbox_count: int | None = None
 ) -> None:
-    message = emails.outcome(request, result, mailbox_count)
-    await svc.graph.send_mail(svc.settings.mail_sender, request.admin_emails, message.subject, message.html)
+    message = emails.outcome(request, result, mailbox_count, emails.Brand.from_settings(svc.settings))
+    await send_email(svc, request.admin_emails, message)
 
 
 async def post_callback(

@@ -9,6 +9,8 @@ Rules worth knowing:
   nesting are rejected (parsers disagree about them, which is how request smuggling starts).
 - Text fields refuse control, format (bidi overrides, zero-width), private-use, surrogate and
   unassigned code points, so a display name cannot spoof what an admin reads in the consent email.
+  A display name that mixes scripts or folds to a Microsoft product name is refused too
+  (``onboarding.lookalike``).
 - Email addresses are ASCII dot-atom addresses (what Exchange accepts for primary SMTP addresses),
   compared and stored lower-case.
 - ``tenantId`` must name this deployment's tenant. A request whose only problem is another tenant is
@@ -24,11 +26,12 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from ipaddress import IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
+from onboarding import netcheck
 from onboarding.domain import ConsentMode, OnboardingRequest, Protocol
+from onboarding.lookalike import display_name_problem
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_MAILBOXES = 10_000
@@ -67,7 +70,6 @@ _TLD = re.compile(r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})")
 # Unicode categories never allowed in text: control, format, surrogate, private use, unassigned,
 # line and paragraph separators.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_LOOPBACK_HOSTS = frozenset({"localhost"})
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ def parse_request(
     wrong_tenant = False
     if tenant is not None and tenant != tenant_id.lower():
         wrong_tenant = True
-    display_name = _text(data.get("displayName"), "/displayName", errors, MAX_DISPLAY_NAME, required=True)
+    display_name = _display_name(data.get("displayName"), errors)
     protocols = _protocols(data.get("protocols"), errors)
     mailboxes = _addresses(data.get("mailboxes"), "/mailboxes", errors, MAX_MAILBOXES)
     admin_emails = _addresses(data.get("adminEmails"), "/adminEmails", errors, MAX_ADMIN_EMAILS)
@@ -301,6 +303,17 @@ def _text(value: Any, pointer: str, errors: _Errors, limit: int, *, required: bo
     problem = text_problem(text, limit)
     if problem:
         errors.add(pointer, problem)
+        return None
+    return text
+
+
+def _display_name(value: Any, errors: _Errors) -> str | None:
+    """A one-line label that cannot pass for Microsoft's (onboarding.lookalike): the admin reads it in
+    an email from the tenant's own mailbox and in Entra's consent prompt."""
+    text = _text(value, "/displayName", errors, MAX_DISPLAY_NAME, required=True)
+    problem = display_name_problem(text) if text is not None else None
+    if problem:
+        errors.add("/displayName", problem)
         return None
     return text
 
@@ -432,31 +445,21 @@ def callback_url_problem(url: str, *, allow_private: bool) -> str | None:
         return "must not have a fragment"
     if port == 0:
         return "has an invalid port"
-    loopback = host in _LOOPBACK_HOSTS or _is_loopback_ip(host)
+    loopback = netcheck.is_loopback_host(host)
     if parts.scheme == "http" and not (allow_private and loopback):
         return "must use https"
-    # Addresses written in the URL are checked here; names are resolved and checked when the callback
-    # is sent (onboarding.adapters.webhook pins the checked address), keeping DNS out of this request.
-    if not allow_private and (loopback or _is_internal_ip(host)):
-        return "must not point to a private, loopback, link-local or reserved address"
+    # Addresses written in the URL (in any notation) are checked here; names are resolved and checked
+    # when the callback is sent (onboarding.adapters.webhook pins the checked address), keeping DNS
+    # out of this request. The private-network switch admits loopback and nothing else.
+    ip = netcheck.host_address(host)
+    if loopback and not allow_private:
+        return "must not point to a loopback address"
+    if ip is not None and not netcheck.allowed(ip, allow_loopback=allow_private):
+        return (
+            "must not point to a private, loopback, link-local, site-local or reserved address "
+            "(also when written as an IPv6 transition form or a numeric IPv4 host)"
+        )
     return None
-
-
-def _is_internal_ip(host: str) -> bool:
-    try:
-        ip = ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
-def _is_loopback_ip(host: str) -> bool:
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _callback_url(value: Any, errors: _Errors, *, allow_private: bool) -> str | None:

@@ -38,6 +38,7 @@ GRAPH_APP_ROLES: tuple[RoleDef, ...] = (
     RoleDef("b633e1c5-b582-4048-a93e-9f11b44c7e96", "Mail.Send", "Send mail as any user"),
     RoleDef("df021288-bdef-4463-88db-98f22de89214", "User.Read.All", "Read all users' full profiles"),
     RoleDef("7ab1d382-f21e-4acd-a863-ba3e13f7da61", "Directory.Read.All", "Read directory data"),
+    RoleDef("dbb9058a-0e50-45d7-ae91-66909b5d4664", "Domain.Read.All", "Read domains"),
 )
 GRAPH_DELEGATED_SCOPES: tuple[RoleDef, ...] = (
     RoleDef("e1fe6dd8-ba31-4d61-89e7-88639da4683d", "User.Read", "Sign in and read user profile"),
@@ -83,6 +84,7 @@ DEFAULT_IDENTITY_GRAPH_ROLES = (
     "AppRoleAssignment.ReadWrite.All",
     "Application.Read.All",
     "Mail.Send",
+    "Domain.Read.All",
 )
 DEFAULT_IDENTITY_EXCHANGE_ROLES = ("Exchange.ManageAsApp",)
 DEFAULT_IDENTITY_DIRECTORY_ROLES = ("Exchange Administrator",)

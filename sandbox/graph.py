@@ -181,6 +181,11 @@ def compile_filter(text: str | None) -> Callable[[dict[str, Any]], bool]:
 GraphHandler = Callable[[web.Request, Caller, dict[str, str], Any], web.Response]
 
 
+@dataclass(frozen=True)
+class _MimeBody:
+    raw: bytes
+
+
 class Graph:
     def __init__(self, state: TenantState, *, base_url: str) -> None:
         self.state = state
@@ -214,6 +219,7 @@ class Graph:
                 "/servicePrincipals" + SP_KEY + "/" + relation + "/(?P<aid>[^/]+)",
                 self.delete_assignment,
             )
+        r.add("GET", "/domains", self.list_domains)
         r.add("POST", "/users/(?P<user>[^/]+)/sendMail", self.send_mail)
         r.add("GET", "/users/(?P<user>[^/]+)", self.get_user)
 
@@ -238,10 +244,13 @@ class Graph:
             body: Any = None
             if request.method in {"POST", "PATCH"} and request.can_read_body:
                 raw = await request.read()
-                try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
+                if request.content_type == "text/plain":
+                    body = _MimeBody(raw)  # sendMail's MIME form: base64 text, not JSON
+                else:
+                    try:
+                        body = json.loads(raw) if raw else {}
+                    except ValueError:
+                        raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
             with self.state.lock:
                 response: web.Response = handler(request, caller, params, body)
             return response
@@ -720,6 +729,57 @@ class Graph:
         self.state.remove_assignment(a.id)
         return web.Response(status=204)
 
+    def _send_mime(self, sender: str, caller: Caller, body: _MimeBody) -> web.Response:
+        """sendMail with ``Content-Type: text/plain``: the body is a whole MIME message, base64-encoded;
+        malformed base64 is 400 ErrorMimeContentInvalidBase64String, success 202 with no body
+        (learn.microsoft.com/graph/api/user-sendmail, example 4)."""
+        import base64
+        import binascii
+        from email import message_from_bytes, policy
+        from email.message import EmailMessage
+
+        try:
+            mime = base64.b64decode(body.raw, validate=False)
+            if not mime.strip():
+                raise ValueError("empty")
+        except (binascii.Error, ValueError):
+            raise GraphError(
+                400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+            ) from None
+        parsed = message_from_bytes(mime, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        to = [a.addr_spec for h in parsed.get_all("To") or [] for a in h.addresses]
+        if not to:
+            raise GraphError(
+                400, "ErrorInvalidRecipients", "At least one recipient is not valid., Recipient is missing."
+            )
+        html = parsed.get_body(("html",))
+        text = parsed.get_body(("plain",))
+        self.state.send_mail(
+            SentMail(
+                sender=sender,
+                to=to,
+                cc=[a.addr_spec for h in parsed.get_all("Cc") or [] for a in h.addresses],
+                subject=str(parsed.get("Subject", "")),
+                html=html.get_content() if html is not None else "",
+                content_type=parsed.get_content_type(),
+                sent_at=self.state.now(),
+                sent_by_app_id=caller.app_id,
+                text=text.get_content() if text is not None else "",
+            )
+        )
+        return web.Response(status=202)
+
+    # ------------------------------------------------------------ domains
+    def list_domains(
+        self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
+    ) -> web.Response:
+        """GET /domains: least privileged application permission Domain.Read.All, also allowed by
+        Domain.ReadWrite.All and Directory.Read.All (learn.microsoft.com/graph/api/domain-list)."""
+        if not caller.can("Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"):
+            raise denied()
+        return self._collection(request, "domains", self.state.domains())
+
     # ------------------------------------------------------------ users and mail
     def get_user(
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
@@ -748,6 +808,8 @@ class Graph:
         box = self.state.find_mailbox(params["user"])
         if box is None:
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{params['user']}' is invalid.")
+        if isinstance(body, _MimeBody):
+            return self._send_mime(box.address, caller, body)
         message = _param(body, "message") or {}
 
         def addresses(key: str) -> list[str]:

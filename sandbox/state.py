@@ -155,6 +155,7 @@ class SentMail:
     content_type: str
     sent_at: datetime
     sent_by_app_id: str | None
+    text: str = ""  # the text/plain part of a multipart/alternative (MIME) message
 
 
 @dataclass
@@ -190,6 +191,7 @@ class TenantState:
         self.lock = threading.RLock()
         self.tenant_id = tenant_id
         self.domain = domain
+        self.unverified_domains: list[str] = [f"unverified.{domain}"]
         self.clock = clock
         self.issuer = issuer
         self.faults = faults
@@ -746,6 +748,25 @@ class TenantState:
         return list(self._secrets.values())
 
     # ---------------------------------------------------------------- outbox
+    def domains(self) -> list[dict[str, Any]]:
+        """The tenant's domains as Graph's domain resource shows them: the verified custom domain, the
+        initial onmicrosoft-style domain, and one added but not verified (isVerified false)."""
+        initial = f"{self.tenant_id.split('-')[0]}.onmicrosoft.example"
+        rows = [(self.domain, True, True, False), (initial, True, False, True)]
+        rows += [(name, False, False, False) for name in self.unverified_domains]
+        return [
+            {
+                "id": name,
+                "authenticationType": "Managed",
+                "isVerified": verified,
+                "isDefault": default,
+                "isInitial": first,
+                "isRoot": True,
+                "supportedServices": ["Email"] if verified else [],
+            }
+            for name, verified, default, first in rows
+        ]
+
     def send_mail(self, mail: SentMail) -> None:
         with self.lock:
             self._outbox.append(mail)

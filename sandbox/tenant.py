@@ -188,6 +188,10 @@ class Sandbox:
             "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
             # The identity holds AppRoleAssignment.ReadWrite.All (as Bicep gives it with grant mode on).
             "ENABLE_GRANT_MODE": "true",
+            # Benches and test suites start many onboardings in an hour; a test sets its own limits.
+            "ONBOARDINGS_PER_REQUESTER_PER_HOUR": "1000000",
+            "ONBOARDINGS_PER_HOUR": "1000000",
+            "EMAILS_PER_HOUR": "1000000",
             "IDENTITY_ENDPOINT": identity_url,
             "IDENTITY_HEADER": identity_header,
             "AZURE_CLIENT_ID": self.identity.app_id,

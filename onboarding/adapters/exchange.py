@@ -61,7 +61,9 @@ class CmdletError(InvalidRequestError):
     """A cmdlet failed; ``text`` is Exchange's error text (redacted) for classification."""
 
     def __init__(self, cmdlet: str, text: str, status: int) -> None:
-        super().__init__(f"Exchange Online refused {cmdlet}: {text[:300]}", code="cmdlet_failed")
+        # Exchange's text classifies the failure (``text``); the stored message is the project's own.
+        super().__init__(f"Exchange Online refused {cmdlet} (HTTP {status}).", code="cmdlet_failed")
+        self.upstream = text[:300]
         self.cmdlet = cmdlet
         self.text = text
         self.status = status

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
@@ -25,6 +25,7 @@ from onboarding.errors import (
     OnboardingError,
     PermissionDeniedError,
     TransientError,
+    service_code,
 )
 from onboarding.redaction import redact
 from onboarding.settings import Settings
@@ -38,11 +39,14 @@ APP_PERMISSION = "Application.ReadWrite.OwnedBy"
 # POST /servicePrincipals/{id}/appRoleAssignedTo is documented with both (docs/sandbox-facts.md).
 ASSIGN_PERMISSION = "AppRoleAssignment.ReadWrite.All and Application.Read.All"
 MAIL_PERMISSION = "Mail.Send"
+DOMAIN_PERMISSION = "Domain.Read.All"
 REPLICATION = "replication"
 # Graph's answer to POST /servicePrincipals while the new app has not replicated to the replica that
 # serves it (400 Request_BadRequest, details[].code NoBackingApplicationObject): the code is the
 # classifier; the text is the fallback for a body without details. See docs/sandbox-facts.md.
 NO_BACKING_APPLICATION = "NoBackingApplicationObject"
+# Graph's code for a second POST /servicePrincipals of the same appId (409; docs/sandbox-facts.md GR-7).
+ALREADY_IN_USE = "Request_MultipleObjectsWithSameKeyValue"
 _NO_BACKING_TEXT = "does not reference a valid application object"
 
 # Codes Graph answers addPassword with when the tenant's app management policy refuses the secret.
@@ -79,8 +83,9 @@ class RoleAssignment:
 
 def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMISSION) -> OnboardingError:
     """Map an msgraph-sdk/httpx failure to a project error. ``action`` says what was being done, in
-    words ("create the app registration"). Graph's own message is kept (redacted, shortened) because
-    it names the cause; the response body itself never is."""
+    words ("create the app registration"). Only the project's own text goes into the message; Graph's
+    message (redacted, shortened) stays on ``upstream`` for the callers' classification, and Graph's
+    error code goes into ``code`` (issue 14: "Insufficient privileges..." reached status and emails)."""
     import httpx
     from azure.core.exceptions import AzureError
     from kiota_abstractions.api_error import APIError
@@ -102,10 +107,20 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
     status = exc.response_status_code or 0
     headers = exc.response_headers or {}
     odata = getattr(exc, "error", None)
-    code = str(getattr(odata, "code", "") or "")
+    code = service_code(getattr(odata, "code", ""))
     detail = str(getattr(odata, "message", "") or "")
     detail_codes = {str(getattr(d, "code", "") or "") for d in getattr(odata, "details", None) or ()}
-    said = f" Graph said: {redact(detail)[:300]}" if detail else ""
+    if status == 400 and (NO_BACKING_APPLICATION in detail_codes or _NO_BACKING_TEXT in detail):
+        # Not transient here: replication takes minutes, so the caller turns it into a poll rather
+        # than an in-process retry. Classified by the documented details code; the text is the
+        # fallback for a body without details.
+        code = NO_BACKING_APPLICATION
+    error = _graph_error(status, headers, code, action, permission)
+    error.upstream = redact(detail)[:300]
+    return error
+
+
+def _graph_error(status: int, headers: Any, code: str, action: str, permission: str) -> OnboardingError:
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(_header(headers, "Retry-After"))
         what = "throttled" if status == 429 else f"answered HTTP {status}"
@@ -116,7 +131,7 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
             code="throttled" if status == 429 else "unavailable",
         )
     if status == 404:
-        return NotFoundError(f"Microsoft Graph found nothing to {action}.{said}", code=code or "not_found")
+        return NotFoundError(f"Microsoft Graph found nothing to {action}.", code=code or "not_found")
     if status == 401:
         return PermissionDeniedError(
             f"Microsoft Graph rejected the function app's token while trying to {action}.",
@@ -126,22 +141,12 @@ def graph_error(exc: BaseException, action: str, *, permission: str = APP_PERMIS
         )
     if status == 403:
         return PermissionDeniedError(
-            f"The function app's identity may not {action}.{said}",
+            f"The function app's identity may not {action}.",
             fix=f"Grant the managed identity the Microsoft Graph application permission {permission} "
             "and admin-consent it.",
             code=code or "forbidden",
         )
-    if NO_BACKING_APPLICATION in detail_codes or _NO_BACKING_TEXT in detail:
-        # Not transient here: replication takes minutes, so the caller turns it into a poll rather
-        # than an in-process retry.
-        code = NO_BACKING_APPLICATION
-    return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).{said}", code=code)
-
-
-def _said(exc: OnboardingError) -> str:
-    """What Graph said, as ``graph_error`` already redacted and shortened it."""
-    text = exc.message
-    return text[text.index(" Graph said:") :] if " Graph said:" in text else ""
+    return InvalidRequestError(f"Microsoft Graph refused to {action} (HTTP {status}).", code=code)
 
 
 def _not_readable_yet(object_id: str) -> TransientError:
@@ -169,6 +174,47 @@ def _uuid(value: str, what: str) -> UUID:
         raise InvalidRequestError(f"{what} {value!r} is not a GUID.") from None
 
 
+async def verified_domains(
+    settings: Settings, credential: AsyncTokenCredential, *, timeout: float = 15.0
+) -> frozenset[str]:
+    """The tenant's verified domain names, lower-case: ``GET /domains`` with Domain.Read.All, the
+    least privileged permission that reads them (learn.microsoft.com/graph/api/domain-list).
+
+    Plain httpx rather than msgraph-sdk: the API's request path calls this, and importing the SDK
+    there would cost every cold start seconds. Errors map as every Graph call's do."""
+    import httpx
+
+    from onboarding.adapters.identity import map_identity_error
+
+    action = "read the tenant's domains"
+    try:
+        token = (await credential.get_token(settings.graph_scope)).token
+    except Exception as exc:
+        raise map_identity_error(exc) from None
+    url: str | None = f"{settings.graph_endpoint}/v1.0/domains?$select=id,isVerified"
+    names: set[str] = set()
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        while url:
+            try:
+                response = await http.get(url, headers={"Authorization": f"Bearer {token}"})
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise graph_error(exc, action) from None
+            body = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
+            if response.status_code != 200:
+                error = body.get("error") if isinstance(body, dict) else None
+                code = service_code(error.get("code") if isinstance(error, dict) else "")
+                raise _graph_error(response.status_code, response.headers, code, action, DOMAIN_PERMISSION)
+            names.update(
+                str(d["id"]).lower() for d in body.get("value") or () if d.get("id") and d.get("isVerified")
+            )
+            url = body.get("@odata.nextLink")
+    return frozenset(names)
+
+
 class GraphDirectory:
     def __init__(
         self,
@@ -188,8 +234,11 @@ class GraphDirectory:
         from msgraph_core import GraphClientFactory
 
         self._settings = settings
+        self._credential = credential
         self._policy = policy
         self._sleep = sleep
+        # For the one request msgraph-sdk cannot send: sendMail's MIME form (a text/plain body).
+        self._raw = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         base_url = f"{settings.graph_endpoint}/v1.0"
         host = urlsplit(settings.graph_endpoint).hostname or ""
         # Without the host in allowed_hosts the provider silently sends no Authorization header.
@@ -466,7 +515,6 @@ class GraphDirectory:
                 "create the app's service principal", lambda: self._client.service_principals.post(body)
             )
         except (NotFoundError, InvalidRequestError) as exc:
-            text = str(exc).lower()
             if isinstance(exc, NotFoundError) or exc.code == NO_BACKING_APPLICATION:
                 # Right after the app is created Graph may not see it yet (NoBackingApplicationObject).
                 raise TransientError(
@@ -474,7 +522,7 @@ class GraphDirectory:
                     fix="Usually resolves within minutes; if it does not, check that the app still exists.",
                     code=REPLICATION,
                 ) from None
-            if "already" not in text:
+            if exc.code != ALREADY_IN_USE:
                 raise
             # Created by an earlier attempt (or concurrently): read it back.
             found = await self._find_service_principal(app_id)
@@ -542,7 +590,7 @@ class GraphDirectory:
         builder = self._client.service_principals.by_service_principal_id(resource_id).app_role_assigned_to
         try:
             await self._call("assign the app role", lambda: builder.post(body), permission=ASSIGN_PERMISSION)
-        except InvalidRequestError as exc:
+        except InvalidRequestError:
             # A repeated grant is refused with a 400 whose words no public source documents
             # (docs/sandbox-facts.md GR-9): it counts as done only if the assignment can be read back.
             held = await self.list_app_role_assignments(service_principal_id)
@@ -550,7 +598,7 @@ class GraphDirectory:
                 return
             raise TransientError(
                 "Microsoft Graph refused the app role assignment, and the app holds no such assignment "
-                f"(yet).{_said(exc)}",
+                "(yet).",
                 fix="If this lasts, check that the app role exists on the resource and that the function "
                 f"app's identity has {ASSIGN_PERMISSION} and Application.Read.All.",
                 code=REPLICATION,
@@ -558,26 +606,30 @@ class GraphDirectory:
 
     # --- mail -------------------------------------------------------------------------------------
 
-    async def send_mail(self, sender: str, to: Sequence[str], subject: str, html_body: str) -> None:
-        """Send as ``sender``. Retried on throttling: a duplicate email is better than none."""
-        from msgraph.generated.models.body_type import BodyType
-        from msgraph.generated.models.email_address import EmailAddress
-        from msgraph.generated.models.item_body import ItemBody
-        from msgraph.generated.models.message import Message
-        from msgraph.generated.models.recipient import Recipient
-        from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+    async def send_mail(
+        self, sender: str, to: Sequence[str], subject: str, html_body: str, text_body: str = ""
+    ) -> None:
+        """Send as ``sender`` a ``multipart/alternative`` message (plain text and HTML). Graph's JSON
+        message has one body of one contentType, so the message goes in Graph's MIME form: the whole
+        MIME message base64-encoded, ``Content-Type: text/plain`` (learn.microsoft.com/graph/api/
+        user-sendmail, example 4). Retried on throttling: a duplicate email is better than none."""
+        import base64
+        from email.message import EmailMessage
 
-        body = SendMailPostRequestBody(
-            message=Message(
-                subject=subject,
-                body=ItemBody(content_type=BodyType.Html, content=html_body),
-                to_recipients=[Recipient(email_address=EmailAddress(address=a)) for a in to],
-            ),
-            save_to_sent_items=False,
-        )
-        builder = self._client.users.by_user_id(sender).send_mail
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = ", ".join(to)
+        message["Subject"] = subject
+        message.set_content(text_body or "This message is in HTML.")
+        message.add_alternative(html_body, subtype="html")
+        payload = base64.b64encode(message.as_bytes())
+        url = f"{self._settings.graph_endpoint}/v1.0/users/{quote(sender, safe='@')}/sendMail"
+
+        async def post() -> None:
+            await self._post_raw(url, payload, "text/plain", f"send mail as {sender}", MAIL_PERMISSION)
+
         try:
-            await self._call(f"send mail as {sender}", lambda: builder.post(body), permission=MAIL_PERMISSION)
+            await self._call(f"send mail as {sender}", post, permission=MAIL_PERMISSION)
         except NotFoundError:
             raise NotFoundError(
                 f"The sender mailbox {sender} does not exist.",
@@ -585,5 +637,36 @@ class GraphDirectory:
                 code="sender_not_found",
             ) from None
 
+    async def _post_raw(
+        self, url: str, content: bytes, content_type: str, action: str, permission: str
+    ) -> None:
+        """One POST of a non-JSON body with the identity's Graph token; errors mapped as every call's."""
+        import httpx
+
+        try:
+            token = (await self._credential.get_token(self._settings.graph_scope)).token
+        except Exception as exc:
+            from onboarding.adapters.identity import map_identity_error
+
+            raise map_identity_error(exc) from None
+        try:
+            response = await self._raw.post(
+                url,
+                content=content,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+            )
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise graph_error(exc, action, permission=permission) from None
+        if response.status_code in (200, 202, 204):
+            return
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        raise _graph_error(
+            response.status_code, response.headers, service_code(error.get("code")), action, permission
+        )
+
     async def close(self) -> None:
         await self._http.aclose()
+        await self._raw.aclose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,8 +24,8 @@ from onboarding.errors import (
     OnboardingError,
     PermissionDeniedError,
     TransientError,
+    service_code,
 )
-from onboarding.redaction import redact
 from onboarding.settings import Settings
 
 if TYPE_CHECKING:
@@ -94,11 +93,10 @@ def vault_error(exc: BaseException, action: str) -> OnboardingError:
         return map_identity_error(exc)  # the token itself could not be obtained
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
-        code = str(getattr(exc.error, "code", "") or "")
-        inner = _inner_code(exc)
-        # One line: the orchestrator keeps the first line of a failure's text.
-        detail = re.sub(r"\s+", " ", redact(str(getattr(exc.error, "message", "") or "")))[:200]
-        said = f" Key Vault said: {inner or code}: {detail}" if code or detail else ""
+        code = service_code(getattr(exc.error, "code", ""))
+        inner = service_code(_inner_code(exc))
+        # Key Vault's own text stays out of the message (issue 14); its error codes are kept.
+        said = f" (error code {inner or code})" if inner or code else ""
         if status == 429 or status >= 500:
             return TransientError(
                 f"Key Vault is throttling or unavailable (HTTP {status}) while trying to {action}.",

@@ -16,18 +16,11 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from onboarding import netcheck
 from onboarding.adapters._retry import parse_retry_after
 from onboarding.errors import InvalidRequestError, TransientError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_LOOPBACK_NAMES = {"localhost"}
-
-
-def _is_public(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # is_global excludes private, loopback, link-local, shared (100.64/10), reserved and unspecified.
-    return ip.is_global and not ip.is_multicast
+IPAddress = netcheck.IPAddress
 
 
 def _parse(url: str, allow_private: bool) -> SplitResult:
@@ -43,22 +36,13 @@ def _parse(url: str, allow_private: bool) -> SplitResult:
         raise InvalidRequestError("The callback URL must not carry credentials.", code="callback_url")
     if parts.scheme == "https":
         return parts
-    if parts.scheme == "http" and allow_private and _is_loopback_name(host):
+    if parts.scheme == "http" and allow_private and netcheck.is_loopback_host(host):
         return parts
     raise InvalidRequestError(
         "The callback URL must use https.",
         fix="Give an https URL for the completion callback.",
         code="callback_url",
     )
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _resolve(parts: SplitResult) -> list[IPAddress]:
@@ -75,11 +59,10 @@ def _resolve(parts: SplitResult) -> list[IPAddress]:
 def _check_addresses(addresses: list[IPAddress], allow_private: bool) -> None:
     if not addresses:
         raise InvalidRequestError("The callback host has no address.", code="callback_url")
-    if allow_private:
-        return
-    if not all(_is_public(ip) for ip in addresses):
+    # The sandbox switch admits loopback only: every other private range stays refused.
+    if not all(netcheck.allowed(ip, allow_loopback=allow_private) for ip in addresses):
         raise InvalidRequestError(
-            "The callback URL points to a private, loopback, link-local or reserved address.",
+            "The callback URL points to a private, loopback, link-local, site-local or reserved address.",
             fix="Use a publicly reachable https URL.",
             code="callback_url",
         )

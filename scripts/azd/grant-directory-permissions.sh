@@ -79,6 +79,7 @@ why() {
     Application.ReadWrite.OwnedBy) echo "register the IMAP/POP apps, add their client secrets, create their service principals; limited to apps this identity owns" ;;
     Application.Read.All) echo "'grant' consent mode: assigning an app role is documented with AppRoleAssignment.ReadWrite.All and Application.Read.All (read all app registrations and service principals; only with enableGrantMode)" ;;
     AppRoleAssignment.ReadWrite.All) echo "'grant' consent mode: assign IMAP.AccessAsApp/POP.AccessAsApp after an admin approves in the app (tenant-wide privilege; only with enableGrantMode)" ;;
+    Domain.Read.All) echo "read the tenant's verified domains: admin addresses of a request must be in them" ;;
     Mail.Send) echo "send consent and approval emails from $mail_sender (scope it with an application access policy, below)" ;;
     Exchange.ManageAsApp) echo "run Exchange Online admin cmdlets app-only: New-ServicePrincipal, Add-MailboxPermission, Get-CASMailbox" ;;
     ExchangeAdministrator) echo "Exchange Online authorises app-only admin cmdlets by the app's Entra role; Exchange Administrator covers New-ServicePrincipal and mailbox permissions" ;;

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from onboarding.adapters._retry import RetryPolicy
-from onboarding.adapters.graph import GraphDirectory
+from onboarding.adapters.graph import GraphDirectory, verified_domains
+from onboarding.adapters.identity import function_credential
 from onboarding.domain import EXCHANGE_ONLINE_APP_ID, AppRegistration, ExchangeResource
 from onboarding.errors import NotFoundError, PermissionDeniedError, TransientError
 from onboarding.settings import Settings
@@ -219,15 +220,22 @@ async def test_missing_graph_permissions_name_the_fix(
 
 async def test_send_mail(sb: Sandbox, settings: Settings, graph: GraphDirectory) -> None:
     await graph.send_mail(
-        settings.mail_sender, ["support@sandbox.example", "sales@sandbox.example"], "Consent", "<p>Hi</p>"
-    )
-    (mail,) = sb.state.outbox()
-    assert (mail.sender, mail.to, mail.subject, mail.html) == (
         settings.mail_sender,
         ["support@sandbox.example", "sales@sandbox.example"],
-        "Consent",
+        "Consent – café",
         "<p>Hi</p>",
+        "Hi",
     )
+    (mail,) = sb.state.outbox()
+    # Sent in Graph's MIME form: one multipart/alternative message with a plain-text part.
+    assert (mail.sender, mail.to, mail.subject, mail.html.strip(), mail.text.strip()) == (
+        settings.mail_sender,
+        ["support@sandbox.example", "sales@sandbox.example"],
+        "Consent – café",
+        "<p>Hi</p>",
+        "Hi",
+    )
+    assert mail.content_type == "multipart/alternative"
     with pytest.raises(NotFoundError) as caught:
         await graph.send_mail("nobody@sandbox.example", ["support@sandbox.example"], "s", "b")
     assert "MAIL_SENDER" in caught.value.fix
@@ -309,3 +317,17 @@ async def test_assigning_without_a_read_permission_names_both_documented_permiss
     assert (
         "AppRoleAssignment.ReadWrite.All" in caught.value.fix and "Application.Read.All" in caught.value.fix
     )
+
+
+async def test_verified_domains_leave_out_unverified_ones_and_need_domain_read_all(
+    sb: Sandbox, settings: Settings, credential: Any
+) -> None:
+    domains = await verified_domains(settings, credential)
+    assert "sandbox.example" in domains and "unverified.sandbox.example" not in domains
+    sb.set_identity_roles(graph=["Application.ReadWrite.OwnedBy"])  # no Domain.Read.All
+    fresh = function_credential(settings)  # a new token, with the new roles
+    with pytest.raises(PermissionDeniedError) as caught:
+        await verified_domains(settings, fresh)
+    await fresh.close()
+    assert "Domain.Read.All" in caught.value.fix
+    assert caught.value.upstream == "" and "Insufficient" not in str(caught.value)

@@ -47,6 +47,9 @@ ENV = {
     "LINK_SIGNING_KEY": SIGNING_KEY,
     "CALLBACK_ALLOW_PRIVATE_NETWORKS": "false",
     "ENABLE_GRANT_MODE": "true",
+    "ADMIN_EMAIL_DOMAINS": "contoso.com",  # no Graph here: the explicit allow-list stands in for it
+    "ONBOARDINGS_PER_REQUESTER_PER_HOUR": "100000",
+    "ONBOARDINGS_PER_HOUR": "100000",
 }
 ENTRA_SETTINGS = (
     "ENTRA_AUTHORITY_HOST",

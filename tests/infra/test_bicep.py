@@ -162,6 +162,10 @@ def test_graph_permissions_follow_the_consent_modes(parsed: dict[str, Bicep]) ->
     assert "applicationAccessPolicy" in json.dumps(mail["condition"])
     assert variables["exchangeAppRoles"]["value"] == ["Exchange.ManageAsApp"]
     assert parsed["main.bicep"]["parameters"]["enableGrantMode"]["default"] is False
+    # Verified domains are read only when no explicit allow-list of admin domains is given.
+    domains = variables["domainAppRoles"]["value"]["operator"]["operands"]
+    assert domains["true_value"] == ["Domain.Read.All"] and domains["false_value"] == []
+    assert "adminEmailDomains" in json.dumps(domains["condition"])
 
 
 def test_graph_extension_is_configured(parsed: dict[str, Bicep]) -> None:

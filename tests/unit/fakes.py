@@ -71,8 +71,8 @@ class FakeGraph:
         if not any(a.resource_id == resource_id and a.app_role_id == role_id for a in held):
             held.append(Assignment(f"as-{next(_ids)}", resource_id, role_id))
 
-    async def send_mail(self, sender: str, to: Any, subject: str, html: str) -> None:
-        self.mail.append({"from": sender, "to": list(to), "subject": subject, "html": html})
+    async def send_mail(self, sender: str, to: Any, subject: str, html: str, text: str = "") -> None:
+        self.mail.append({"from": sender, "to": list(to), "subject": subject, "html": html, "text": text})
 
     async def delete_application(self, object_id: str) -> None:
         if object_id not in self.deleted:
