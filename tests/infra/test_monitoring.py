@@ -208,3 +208,14 @@ def test_every_query_file_is_used(parsed: dict[str, Bicep]) -> None:
     for path in ("app/alerts.bicep", "app/workbook.bicep"):
         used |= set(LOADED.findall((INFRA / path).read_text(encoding="utf-8")))
     assert {p.name for p in Path(QUERIES).glob("*.kql")} == used
+
+
+def test_host_json_keeps_durable_tracking_events_and_every_trace_the_alerts_count() -> None:
+    logging_config = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))["logging"]
+    levels = logging_config["logLevel"]
+    # Information keeps the extension's lifecycle tracking events; Warning would drop all but failures.
+    assert levels["Host.Triggers.DurableTask"] == "Information"
+    assert levels["DurableTask.Core"] == levels["DurableTask.AzureStorage"] == "Warning"
+    # The alert rules count trace lines: sampling must not drop one.
+    excluded = logging_config["applicationInsights"]["samplingSettings"]["excludedTypes"].split(";")
+    assert {"Request", "Exception", "Trace"} <= set(excluded)
