@@ -1,5 +1,7 @@
 """Composition root: the Durable Functions app, its blueprints, and the log redaction net."""
 
+import logging
+
 import azure.durable_functions as df
 import azure.functions as func
 
@@ -10,6 +12,9 @@ from orchestrations import blueprint as orchestrations
 from schedules import blueprint as schedules
 
 redaction.install()  # before any function runs: no token or secret reaches a log line
+# The Azure SDK logs every HTTP request and response at INFO; at the host's Information level
+# that is several lines per Key Vault or token call. Its warnings and errors still come through.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (endpoints, orchestrations, activities, schedules):

@@ -83,6 +83,24 @@ param linkSigningKeySeedA string = newGuid()
 @description('Second random seed for a new link-signing key. Leave the default.')
 param linkSigningKeySeedB string = newGuid()
 
+@minLength(3)
+@description('Address the alert rules\' action group emails (ALERT_EMAIL): an operators\' mailbox or distribution list. docs/operations.md says what each alert means.')
+param alertEmail string
+
+@description('Durable Functions backend. azureStorage: queues, tables and blobs in the host storage account (host.json). durableTaskScheduler: a managed Durable Task Scheduler and task hub. Choose once: a backend cannot be changed later without losing the instances in flight (docs/deploy.md).')
+@allowed([
+  'azureStorage'
+  'durableTaskScheduler'
+])
+param durableBackend string = 'azureStorage'
+
+@description('Billing SKU of the Durable Task Scheduler, when durableBackend is durableTaskScheduler.')
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+param durableTaskSchedulerSku string = 'Consumption'
+
 @description('Days a deleted Key Vault stays recoverable; purge protection keeps it for this long whatever happens.')
 @minValue(7)
 @maxValue(90)
@@ -102,6 +120,10 @@ var linkSigningKeySecretName = 'link-signing-key'
 // Created by an admin with the sign-in app registration's client secret (docs/deploy.md); until then
 // the reference does not resolve and the app refuses every decision.
 var signinClientSecretName = 'signin-client-secret'
+
+// host.json is the one source of the task hub's name; the scheduler's task hub takes the same.
+var durableTaskHubName = loadJsonContent('../host.json').extensions.durableTask.hubName
+var useScheduler = durableBackend == 'durableTaskScheduler'
 
 // Least privilege per feature: creating and managing the apps it owns; assigning app roles only
 // when grant mode is on; Mail.Send in Entra only when an application access policy will scope it.
@@ -172,6 +194,42 @@ module keyVault 'app/keyvault.bicep' = {
 
 var signinClientSecretUri = '${keyVault.outputs.uri}secrets/${signinClientSecretName}/'
 
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: resourceToken
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmail: alertEmail
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    displayName: 'Mailbox onboarding (${environmentName})'
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+module durableTask 'app/durabletask.bicep' = if (useScheduler) {
+  name: 'durabletask'
+  scope: rg
+  params: {
+    name: 'dts-${resourceToken}'
+    location: location
+    tags: tags
+    taskHubName: durableTaskHubName
+    principalId: identity.outputs.principalId
+    skuName: durableTaskSchedulerSku
+  }
+}
+
 // Every setting onboarding/settings.py reads (SETTINGS), except PUBLIC_BASE_URL, which needs the
 // site's host name and is set in app/function.bicep. tests/infra checks the two lists agree.
 var appSettings = {
@@ -231,6 +289,7 @@ module function 'app/function.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     appSettings: appSettings
     publicBaseUrl: publicBaseUrl
+    durableTaskSchedulerEndpoint: useScheduler ? durableTask.outputs.endpoint : ''
   }
 }
 
@@ -302,3 +361,9 @@ output MAIL_SEND_SCOPING string = mailSendScoping
 
 @description('Cloud preset in use (AZURE_CLOUD).')
 output AZURE_CLOUD_PRESET string = cloudName
+
+@description('Durable Functions backend in use (azureStorage or durableTaskScheduler).')
+output DURABLE_BACKEND string = durableBackend
+
+@description('Name of the Durable Task Scheduler (empty with the Azure Storage backend); its dashboard opens from this resource in the portal.')
+output DURABLE_TASK_SCHEDULER_NAME string = useScheduler ? durableTask.outputs.name : ''

@@ -8,16 +8,18 @@ the ones that need rotating and tells the admins who approved them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from onboarding import emails
+from onboarding import emails, opsevents
 from onboarding.domain import OnboardingRequest
 from onboarding.services import Services
 
 # Set by steps.create_secret on every secret it writes.
 CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
+log = logging.getLogger("onboarding.expiry")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,17 @@ async def warn_expiring(
     warned = []
     for secret in expiring(await svc.vault.list_secrets(), now=now, within=within):
         request = await request_of(secret.onboarding_id)
+        # One line per credential, told or not: the "credentials expiring" alert counts them.
+        opsevents.emit(
+            log,
+            opsevents.OpsEvent.CREDENTIAL_EXPIRING,
+            logging.WARNING,
+            onboarding_id=secret.onboarding_id,
+            app_id=secret.app_id,
+            expires_on=secret.expires_on.isoformat(),
+            days_left=secret.days_left(now),
+            admins_known=request is not None,
+        )
         if request is None:
             continue  # the onboarding's history was purged: nobody to tell but the vault's own alerts
         message = emails.secret_expiring(

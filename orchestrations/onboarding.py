@@ -7,6 +7,7 @@ Deterministic by construction: time comes from ``context.current_utc_datetime``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from onboarding import activity_names as A
-from onboarding import emails, plan
+from onboarding import emails, opsevents, plan
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -42,6 +43,7 @@ from onboarding.domain import (
 from onboarding.signin import mailbox_digest
 
 blueprint = df.Blueprint()
+log = logging.getLogger("onboarding.orchestrations")
 
 # Transient failures (throttling, 5xx, dropped connections) get a few durable retries; the adapters
 # have already retried in-process, honouring Retry-After, before an activity gives up.
@@ -139,6 +141,11 @@ class Onboarding:
         self.current_step = step
         self.steps[step] = {"state": state.value, "at": self.now.isoformat(), "detail": detail}
         self.publish()
+
+    def event(self, event: opsevents.OpsEvent, **fields: object) -> None:
+        """An operational event (onboarding/opsevents.py), logged once: not again on replay."""
+        if not self.context.is_replaying:
+            opsevents.emit(log, event, onboarding_id=self.job.onboarding_id, **fields)
 
     def publish(self) -> None:
         progress = Progress(
@@ -297,6 +304,8 @@ class Onboarding:
             self.mark(
                 "admin_consent", StepState.WAITING, detail if consented else "Waiting for a tenant admin."
             )
+            # Logged at each reminder too: the "waiting past deadline" alert needs a recent line.
+            self.event(opsevents.OpsEvent.ONBOARDING_WAITING, kind=kind, deadline=deadline.isoformat())
             wake = plan.next_wake(self.now, deadline, timedelta(hours=self.options.consent_reminder_hours))
             timer = self.context.create_timer(wake)
             decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
@@ -504,9 +513,18 @@ class Onboarding:
                 notes.append(
                     "The callback receiver refused the result." if "error" in reply else "Callback delivered."
                 )
+                if "error" in reply:
+                    self.event(opsevents.OpsEvent.CALLBACK_GIVEN_UP, reason="refused")
             except Exception:
                 notes.append("The completion callback could not be delivered.")
+                self.event(opsevents.OpsEvent.CALLBACK_GIVEN_UP, reason="undelivered")
         self.mark("finish", StepState.DONE, " ".join(notes))
+        self.event(
+            opsevents.OpsEvent.ONBOARDING_FINISHED,
+            outcome=outcome.value,
+            step=error.step if error else "finish",
+            mailbox_counts=counts or {},
+        )
         return summary
 
 

@@ -44,6 +44,9 @@ param appSettings object
 @description('Public https base URL admins reach the app at (a custom domain or Front Door). Empty: the app\'s default host name.')
 param publicBaseUrl string = ''
 
+@description('Endpoint of the Durable Task Scheduler the app uses as its Durable backend. Empty: the Azure Storage backend (host storage), as host.json configures it.')
+param durableTaskSchedulerEndpoint string = ''
+
 @description('Python version of the Flex Consumption runtime.')
 @allowed([
   '3.11'
@@ -162,6 +165,17 @@ var platformSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
 
+// The Durable backend. host.json configures the Azure Storage provider; with a Durable Task
+// Scheduler, app settings override host.json's storageProvider (AzureFunctionsJobHost__ + the
+// JSON path, '__' for each level: docs/deploy.md cites the rule) and name the connection setting.
+// The scheduler accepts Entra tokens only: ClientID picks the user-assigned identity.
+var schedulerSettings = {
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskSchedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
+}
+var backendSettings = empty(durableTaskSchedulerEndpoint) ? {} : schedulerSettings
+
 // Settings the code reads that depend on the site itself.
 var siteSettings = {
   PUBLIC_BASE_URL: empty(publicBaseUrl) ? 'https://${site.properties.defaultHostName}' : publicBaseUrl
@@ -181,7 +195,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: Not the 'web' config (see above); public access is discussed on the site resource.
   parent: site
   name: 'appsettings'
-  properties: union(platformSettings, appSettings, siteSettings)
+  properties: union(platformSettings, backendSettings, appSettings, siteSettings)
 }
 
 @description('Name of the function app.')

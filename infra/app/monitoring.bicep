@@ -70,3 +70,6 @@ output applicationInsightsName string = appInsights.name
 
 @description('Name of the Log Analytics workspace.')
 output logAnalyticsName string = workspace.name
+
+@description('Resource id of the Application Insights component (scope of the alert rules and the workbook).')
+output applicationInsightsId string = appInsights.id

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from onboarding import opsevents
 from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
 from onboarding.adapters._throttle import shared_limiter
 from onboarding.errors import (
@@ -229,6 +230,14 @@ class ExchangeAdmin:
             if response.status_code in (429, 503):
                 throttled = True
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                opsevents.emit(
+                    log,
+                    opsevents.OpsEvent.EXCHANGE_THROTTLED,
+                    logging.WARNING,
+                    cmdlet=cmdlet,
+                    status=response.status_code,
+                    retry_after_s=int(retry_after or 0),
+                )
             try:
                 payload = response.json()
             except ValueError:

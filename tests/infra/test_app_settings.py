@@ -14,7 +14,14 @@ from onboarding.settings import SETTINGS
 from tests.infra.conftest import INFRA, ROOT, Bicep
 
 # Settings the Functions platform reads, not our code (docs/deploy.md lists them).
-PLATFORM_PREFIXES = ("AzureWebJobsStorage__", "APPLICATIONINSIGHTS_", "FUNCTIONS_", "WEBSITE_")
+PLATFORM_PREFIXES = (
+    "AzureWebJobsStorage__",
+    "APPLICATIONINSIGHTS_",
+    "FUNCTIONS_",
+    "WEBSITE_",
+    "AzureFunctionsJobHost__",  # host.json overrides (the Durable backend choice)
+    "DURABLE_TASK_SCHEDULER_",  # the scheduler's connection, read by the Durable extension
+)
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=\$\{[^}]+\}\)$")
 # Settings whose value in main.bicep is a plain quoted literal: NAME: 'value'
 LITERAL = re.compile(r"^\s+([A-Z][A-Z0-9_]+): '([^'$]*)'\s*$", re.MULTILINE)
@@ -25,18 +32,23 @@ def _code_settings() -> dict[str, Any]:
 
 
 def _bicep_settings(parsed: dict[str, Bicep]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(settings for the code from main.bicep, site-derived ones, platform ones) as parsed values."""
+    """(settings for the code from main.bicep, site-derived ones, platform ones) as parsed values.
+
+    Platform settings include the Durable Task Scheduler ones, which only that backend sets.
+    """
     app = parsed["main.bicep"]["variables"]["appSettings"]["value"]
-    site = parsed["app/function.bicep"]["variables"]["siteSettings"]["value"]
-    platform = parsed["app/function.bicep"]["variables"]["platformSettings"]["value"]
+    function = parsed["app/function.bicep"]["variables"]
+    site = function["siteSettings"]["value"]
+    platform = {**function["platformSettings"]["value"], **function["schedulerSettings"]["value"]}
     return app, site, platform
 
 
-def test_function_app_gets_all_three_setting_groups(parsed: dict[str, Bicep]) -> None:
+def test_function_app_gets_every_setting_group(parsed: dict[str, Bicep]) -> None:
     union = parsed["app/function.bicep"]["resources"]["settings"]["config"]["properties"]
     assert union["function"]["type"] == "union"
     assert list(union["function"]["parameters"].values()) == [
         "platformSettings",
+        "backendSettings",
         "appSettings",
         "siteSettings",
     ]
