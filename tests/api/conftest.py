@@ -21,11 +21,12 @@ __all__ = ["local_host_factory"]
 APP = Path(__file__).parent / "app"
 TENANT = "11111111-2222-3333-4444-555555555555"
 SIGNING_KEY = "test-link-signing-key-0123456789abcdef"
+PUBLIC = "https://onboarding.example"  # PUBLIC_BASE_URL: every URL the API returns starts with it
 ENV = {
     "TENANT_ID": TENANT,
     "KEY_VAULT_URI": "https://vault.example",
     "MAIL_SENDER": "noreply@contoso.com",
-    "PUBLIC_BASE_URL": "https://onboarding.example",
+    "PUBLIC_BASE_URL": PUBLIC,
     "LINK_SIGNING_KEY": SIGNING_KEY,
     "CALLBACK_ALLOW_PRIVATE_NETWORKS": "false",
 }
@@ -97,6 +98,11 @@ class Api:
             nonce if nonce is not None else self.nonce(onboarding_id),
             datetime.now(UTC) + expires_in,
         )
+
+    def local(self, url: str) -> str:
+        """A URL the API returned (absolute, on PUBLIC_BASE_URL), as a path on the local host."""
+        assert url.startswith(PUBLIC + "/"), url
+        return url[len(PUBLIC) :]
 
     def view(self, onboarding_id: str) -> dict[str, Any]:
         self.host.idle()
