@@ -11,7 +11,6 @@ parts.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,8 +22,6 @@ from azure.durable_functions.models.RpcManagementOptions import RpcManagementOpt
 from endpoints.http import EngineUnavailable, log
 
 CONTINUATION_HEADER = "x-ms-continuation-token"
-# What a continuation token may contain before it is put in a header (the extension's are base64).
-TOKEN = re.compile(r"[A-Za-z0-9+/=_.:-]{1,4096}")
 _NULL_TOKEN = "bnVsbA=="  # noqa: S105 - base64 of "null", not a credential
 _TIMEOUT = aiohttp.ClientTimeout(total=60)
 

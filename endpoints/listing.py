@@ -12,23 +12,33 @@ refines that page:
 
 So a page may hold fewer items than ``pageSize`` (even none) while ``continuationToken`` says more
 may follow: clients follow the token until it is null.
+
+The ``continuationToken`` handed out wraps the engine's token with an HMAC over it and the filters
+(a key derived from ``LINK_SIGNING_KEY``): a forged, altered or reused-with-other-filters token is
+refused with 400 before the engine is asked, and no caller string reaches the engine's headers.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Rt
 
 from endpoints.http import ONBOARDING_ID
-from endpoints.instances import TOKEN, InstanceQuery, query_page
+from endpoints.instances import InstanceQuery, query_page
 from onboarding import status_view
 from onboarding.domain import reference_prefix
 from onboarding.validation import FieldError
 
+SEALED_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,4000}\.[0-9a-f]{64}")
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 _LIVE = (Rt.Pending, Rt.Running, Rt.ContinuedAsNew, Rt.Suspended)
@@ -53,6 +63,12 @@ class ListRequest:
     created_to: datetime | None
     page_size: int
     continuation_token: str | None
+
+    def filters(self) -> str:
+        """What a continuation token is bound to (everything but the page position)."""
+        return repr(
+            (self.statuses, self.external_reference, self.created_from, self.created_to, self.page_size)
+        )
 
     def query_with(self, token: str) -> dict[str, str]:
         """The query string of the next page: the same filters, the new token."""
@@ -95,7 +111,11 @@ def parse_list_request(params: Mapping[str, str]) -> ListRequest | list[FieldErr
                 FieldError(name, "must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T00:00:00Z")
             )
             return None
-        return value
+        if not 1970 <= value.year <= 9998:
+            errors.append(FieldError(name, "must be between the years 1970 and 9998"))
+            return None
+        # The SDK's query builder writes the time with a "Z" whatever its zone: give it UTC.
+        return value.astimezone(UTC)
 
     created_from, created_to = moment("createdFrom"), moment("createdTo")
     if created_from and created_to and created_from > created_to:
@@ -110,7 +130,7 @@ def parse_list_request(params: Mapping[str, str]) -> ListRequest | list[FieldErr
             page_size = int(text)
 
     token = params.get("continuationToken")
-    if token is not None and not TOKEN.fullmatch(token):
+    if token is not None and not SEALED_TOKEN.fullmatch(token):
         errors.append(FieldError("continuationToken", "is not a token this API returned"))
 
     if errors:
@@ -118,8 +138,41 @@ def parse_list_request(params: Mapping[str, str]) -> ListRequest | list[FieldErr
     return ListRequest(statuses, reference, created_from, created_to, page_size, token)
 
 
-async def list_onboardings(client: Any, request: ListRequest) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of status views matching the request, and the token of the next page."""
+def _token_key(signing_key: bytes) -> bytes:
+    return hmac.new(signing_key, b"mail-onboarding/continuation/v1", hashlib.sha256).digest()
+
+
+def seal(engine_token: str, request: ListRequest, signing_key: bytes) -> str:
+    body = base64.urlsafe_b64encode(engine_token.encode()).decode().rstrip("=")
+    mac = hmac.new(_token_key(signing_key), f"{request.filters()}\n{body}".encode(), hashlib.sha256)
+    return f"{body}.{mac.hexdigest()}"
+
+
+def unseal(token: str, request: ListRequest, signing_key: bytes) -> str | None:
+    """The engine's token inside ``token``, or None when this API did not issue it for these filters."""
+    body, _, given = token.partition(".")
+    mac = hmac.new(_token_key(signing_key), f"{request.filters()}\n{body}".encode(), hashlib.sha256)
+    if not hmac.compare_digest(mac.hexdigest(), given):
+        return None
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+class InvalidToken(Exception):
+    """The continuation token was not issued by this API for these filters."""
+
+
+async def list_onboardings(
+    client: Any, request: ListRequest, signing_key: bytes
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of status views matching the request, and the (sealed) token of the next page."""
+    engine_token = None
+    if request.continuation_token is not None:
+        engine_token = unseal(request.continuation_token, request, signing_key)
+        if engine_token is None:
+            raise InvalidToken
     runtime = {rt for s in request.statuses for rt in _RUNTIME_FOR_STATUS[s]}
     query = InstanceQuery(
         created_from=request.created_from,
@@ -129,7 +182,7 @@ async def list_onboardings(client: Any, request: ListRequest) -> tuple[list[dict
         if request.external_reference is not None
         else "onb-",
         top=request.page_size,
-        continuation_token=request.continuation_token,
+        continuation_token=engine_token,
     )
     page, token = await query_page(client, query)
     # Sub-orchestrations share their parent's id as a prefix: only onboardings themselves are listed.
@@ -144,7 +197,7 @@ async def list_onboardings(client: Any, request: ListRequest) -> tuple[list[dict
         if (not request.statuses or v["status"] in request.statuses)
         and (request.external_reference is None or v["externalReference"] == request.external_reference)
     ]
-    return views, token
+    return views, seal(token, request, signing_key) if token else None
 
 
 def summary(view: dict[str, Any]) -> dict[str, Any]:

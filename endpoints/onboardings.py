@@ -34,7 +34,7 @@ from endpoints.http import (
     not_found,
     problem,
 )
-from endpoints.listing import ListRequest, list_onboardings, parse_list_request, summary
+from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
 from onboarding import status_view
 from onboarding.domain import (
@@ -48,6 +48,7 @@ from onboarding.domain import (
 from onboarding.errors import ConfigurationError
 from onboarding.settings import Settings, load_settings
 from onboarding.validation import (
+    FieldError,
     RequestRejected,
     check_body_size,
     check_content_type,
@@ -263,7 +264,16 @@ async def _list(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
             "; ".join(f"{e.field}: {e.message}" for e in parsed),
             parsed,
         )
-    views, token = await list_onboardings(client, parsed)
+    try:
+        views, token = await list_onboardings(client, parsed, settings.link_signing_key)
+    except InvalidToken:
+        return problem(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            "Invalid listing request",
+            "continuationToken: is not a token this API returned for these filters; start again without it",
+            [FieldError("continuationToken", "is not a token this API returned for these filters")],
+        )
     next_link = links.collection(parsed.query_with(token)) if token else None
     return json_response(
         {

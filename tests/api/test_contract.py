@@ -166,6 +166,21 @@ def test_listing_filters_by_reference_through_the_id_prefix_without_scanning(api
     assert [i["id"] for p in listed for i in p["items"]] == [p["id"] for p in planted if p["ref"] == "CHG-3"]
 
 
+def test_a_continuation_token_works_only_with_the_filters_it_was_issued_for(api: Api) -> None:
+    plant(api, 100)
+    first = api.client.get(V1, params={"pageSize": "10", "status": "waiting"}).json()
+    token = first["continuationToken"]
+    assert (
+        token
+        and api.client.get(
+            V1, params={"pageSize": "10", "status": "waiting", "continuationToken": token}
+        ).status_code
+        == 200
+    )
+    other = api.client.get(V1, params={"pageSize": "10", "status": "failed", "continuationToken": token})
+    assert other.status_code == 400 and other.json()["errors"][0]["field"] == "continuationToken"
+
+
 def test_listing_filters_by_status_and_creation_window_together(api: Api) -> None:
     planted = plant(api, 1000)
     window = {"createdFrom": (BASE + timedelta(minutes=100)).isoformat(), "createdTo": "2026-11-01T04:59:00Z"}
@@ -186,6 +201,7 @@ def test_listing_filters_by_status_and_creation_window_together(api: Api) -> Non
         ({"createdFrom": "yesterday"}, "createdFrom"),
         ({"createdFrom": "2026-11-01T00:00:00"}, "createdFrom"),
         ({"continuationToken": "a\tb"}, "continuationToken"),
+        ({"continuationToken": "abc." + "0" * 64}, "continuationToken"),
     ],
 )
 def test_bad_listing_parameters_are_named(api: Api, params: dict[str, str], field: str) -> None:
