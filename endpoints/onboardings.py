@@ -158,7 +158,11 @@ def _existing(
 
 
 async def _start(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    version: ApiVersion,
+    *,
+    callback_required: bool = False,
 ) -> func.HttpResponse:
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
@@ -173,6 +177,12 @@ async def _start(
             tenant_id=settings.tenant_id,
             allow_private_callbacks=settings.callback_allow_private_networks,
         )
+        if callback_required and not request.callback_url:
+            raise RequestRejected(
+                HTTPStatus.BAD_REQUEST,
+                "Invalid onboarding request",
+                [FieldError("/callbackUrl", "required: the trigger is called back at this URL")],
+            )
     except RequestRejected as rejected:
         return problem(
             rejected.status,
@@ -348,6 +358,18 @@ async def start_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_start, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/trigger", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def start_onboarding_trigger_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """The connector's webhook trigger: an onboarding whose ``callbackUrl`` is the flow's own URL."""
+    try:
+        return await _start(req, client, V1, callback_required=True)
+    except EngineUnavailable:
+        return engine_unavailable()
 
 
 @blueprint.route(route="v1/onboardings", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

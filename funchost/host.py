@@ -132,7 +132,8 @@ class LocalHost:
         for function in self.app.http:
             for path in _aiohttp_route(function.route):
                 by_path.setdefault("/" + "/".join(p for p in (prefix, path) if p), []).append(function)
-        for full, functions in by_path.items():
+        # Literal segments win over parameters, as in ASP.NET Core routing: register them first.
+        for full, functions in sorted(by_path.items(), key=lambda item: "{" in item[0]):
             public.router.add_route("*", full, method_dispatch(self, functions))
         public.add_routes(durable_routes(self, "/runtime/webhooks/durabletask", self._system_authorized))
         self._runner = web.AppRunner(public, access_log=None)

@@ -208,3 +208,12 @@ def test_bad_listing_parameters_are_named(api: Api, params: dict[str, str], fiel
     response = api.client.get(V1, params=params)
     assert response.status_code == 400
     assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_the_connector_trigger_needs_the_flows_callback_url(api: Api) -> None:
+    missing = api.client.post(f"{V1}/trigger", json=request_body())
+    assert missing.status_code == 400
+    assert [e["field"] for e in missing.json()["errors"]] == ["/callbackUrl"]
+    assert api.host.instances() == []
+    started = api.client.post(f"{V1}/trigger", json=request_body(callbackUrl="https://flow.example/hook"))
+    assert started.status_code == 202 and started.headers["Location"].startswith(f"{PUBLIC}{V1}/onb-")
