@@ -386,7 +386,8 @@ class Engine:
         Returns the page and the position after its last row when more rows may follow: the extension
         pages the same way (``top``, default 100, and a continuation token for the rest).
         """
-        where, params = ["1=1"], []
+        where: list[str] = ["1=1"]
+        params: list[object] = []
         if created_from:
             where.append("created >= ?")
             params.append(fmt_time(created_from.astimezone(UTC)))
