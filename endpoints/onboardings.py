@@ -1,12 +1,24 @@
-"""The requester's API: start an onboarding, read its status, cancel it (function key required)."""
+"""The requester's API: start an onboarding, read its status, list and cancel (function key required).
+
+Two versions share the handlers (see docs/api.md, "Versions"):
+
+- ``/api/v1/onboardings``: the asynchronous request-reply contract Logic Apps follows. GET on an
+  onboarding answers 202 with ``Retry-After`` and the same ``Location`` while it is not final, and 200
+  with the final view once it is, whatever the outcome (``?view=current`` always answers 200).
+- ``/api/onboardings``: the first, unversioned paths, kept for existing callers: GET always answers 200
+  with the current view.
+
+Every URL returned is absolute, built from ``PUBLIC_BASE_URL``.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -22,6 +34,7 @@ from endpoints.http import (
     not_found,
     problem,
 )
+from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
 from onboarding import admission, status_view
 from onboarding.domain import (
@@ -29,12 +42,14 @@ from onboarding.domain import (
     ORCHESTRATOR,
     OnboardingInput,
     OnboardingRequest,
+    new_onboarding_id,
     onboarding_id_for,
 )
 from onboarding.errors import ConfigurationError, OnboardingError
 from onboarding.services import Services
 from onboarding.settings import Settings, load_settings
 from onboarding.validation import (
+    FieldError,
     RequestRejected,
     check_body_size,
     check_content_type,
@@ -51,6 +66,55 @@ _SLUGS = {
 }
 
 
+@dataclass(frozen=True)
+class ApiVersion:
+    root: str  # the collection's path, e.g. /api/v1/onboardings
+    async_status: bool  # GET answers 202 while the onboarding is not final
+
+
+V1 = ApiVersion("/api/v1/onboardings", async_status=True)
+UNVERSIONED = ApiVersion("/api/onboardings", async_status=False)
+
+
+@dataclass(frozen=True)
+class Links:
+    """The absolute URLs this request's answers carry.
+
+    ``polling`` is the status URL for ``Location``: when the caller authenticated with the ``code``
+    query parameter it carries that same parameter, because a poller follows ``Location`` as it is
+    (the key goes back only to the caller that put it in its own URL, as the Durable extension's
+    ``statusQueryGetUri`` does). URLs in bodies never carry a key.
+    """
+
+    base: str
+    version: ApiVersion
+    code: str | None
+
+    @classmethod
+    def of(cls, req: func.HttpRequest, settings: Settings, version: ApiVersion) -> Links:
+        code = req.params.get("code") if not header(req, "x-functions-key") else None
+        return cls(settings.public_base_url, version, code or None)
+
+    def collection(self, query: dict[str, str] | None = None) -> str:
+        url = f"{self.base}{self.version.root}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def status(self, onboarding_id: str) -> str:
+        return f"{self.collection()}/{onboarding_id}"
+
+    def cancel(self, onboarding_id: str) -> str:
+        return f"{self.status(onboarding_id)}/cancel"
+
+    def polling(self, onboarding_id: str) -> str:
+        url = self.status(onboarding_id)
+        return f"{url}?{urlencode({'code': self.code})}" if self.code else url
+
+    def view(self, view: dict[str, Any]) -> dict[str, Any]:
+        """The status view with its links made absolute."""
+        onboarding_id = str(view["id"])
+        return {**view, "links": {"self": self.status(onboarding_id), "cancel": self.cancel(onboarding_id)}}
+
+
 def _settings() -> Settings | func.HttpResponse:
     try:
         return load_settings()
@@ -64,16 +128,22 @@ def _settings() -> Settings | func.HttpResponse:
         )
 
 
-def _accepted(onboarding_id: str, *, existing: bool) -> func.HttpResponse:
-    url = status_view.status_url(onboarding_id)
+def _accepted(links: Links, onboarding_id: str, *, existing: bool) -> func.HttpResponse:
     return json_response(
-        {"id": onboarding_id, "statusUrl": url, "cancelUrl": f"{url}/cancel", "existing": existing},
+        {
+            "id": onboarding_id,
+            "statusUrl": links.status(onboarding_id),
+            "cancelUrl": links.cancel(onboarding_id),
+            "existing": existing,
+        },
         HTTPStatus.ACCEPTED,
-        headers={"Location": url, "Retry-After": RETRY_AFTER_SECONDS},
+        headers={"Location": links.polling(onboarding_id), "Retry-After": RETRY_AFTER_SECONDS},
     )
 
 
-def _existing(onboarding_id: str, request: OnboardingRequest, status: dict[str, Any]) -> func.HttpResponse:
+def _existing(
+    links: Links, onboarding_id: str, request: OnboardingRequest, status: dict[str, Any]
+) -> func.HttpResponse:
     """A resubmission with a known idempotency key: the same onboarding, unless the request differs."""
     stored = status_view.stored_request(status)
     if stored is not None and stored.to_json() != request.to_json():
@@ -83,9 +153,9 @@ def _existing(onboarding_id: str, request: OnboardingRequest, status: dict[str, 
             "Idempotency key already used",
             "An onboarding with this idempotencyKey exists with a different request. "
             "Use a new idempotencyKey for a different request.",
-            headers={"Location": status_view.status_url(onboarding_id)},
+            headers={"Location": links.polling(onboarding_id)},
         )
-    return _accepted(onboarding_id, existing=True)
+    return _accepted(links, onboarding_id, existing=True)
 
 
 def _requester(req: func.HttpRequest) -> str:
@@ -147,10 +217,17 @@ def _rate_limited(settings: Settings, requester: str) -> func.HttpResponse | Non
     )
 
 
-async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def _start(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    version: ApiVersion,
+    *,
+    callback_required: bool = False,
+) -> func.HttpResponse:
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
         return settings
+    links = Links.of(req, settings, version)
     try:
         body = req.get_body() or b""
         check_body_size(body, header(req, "Content-Length"))
@@ -161,6 +238,12 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
             allow_private_callbacks=settings.callback_allow_private_networks,
             allow_grant_mode=settings.enable_grant_mode,
         )
+        if callback_required and not request.callback_url:
+            raise RequestRejected(
+                HTTPStatus.BAD_REQUEST,
+                "Invalid onboarding request",
+                [FieldError("/callbackUrl", "required: the trigger is called back at this URL")],
+            )
     except RequestRejected as rejected:
         return problem(
             rejected.status,
@@ -176,13 +259,15 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
     request = replace(request, requested_by=_requester(req))
 
     if request.idempotency_key:
-        onboarding_id = onboarding_id_for(request.tenant_id, request.idempotency_key)
+        onboarding_id = onboarding_id_for(
+            request.tenant_id, request.idempotency_key, request.external_reference
+        )
         found = await fetch_status(client, onboarding_id, show_input=True)
         if found:
             # Never start again: the extension would silently overwrite even a completed instance.
-            return _existing(onboarding_id, request, found)
+            return _existing(links, onboarding_id, request, found)
     else:
-        onboarding_id = f"onb-{uuid.uuid4().hex}"
+        onboarding_id = new_onboarding_id(request.external_reference, uuid.uuid4().hex)
     limited = _rate_limited(settings, request.requested_by or "")
     if limited is not None:
         return limited
@@ -199,7 +284,7 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         # Most likely a concurrent duplicate won the race and the extension refused a second start.
         found = await fetch_status(client, onboarding_id, show_input=True)
         if found and request.idempotency_key:
-            return _existing(onboarding_id, request, found)
+            return _existing(links, onboarding_id, request, found)
         log.error("could not start onboarding %s", onboarding_id)
         return problem(
             HTTPStatus.SERVICE_UNAVAILABLE,
@@ -210,22 +295,81 @@ async def _start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     log.info("onboarding %s started", onboarding_id)
-    return _accepted(onboarding_id, existing=False)
+    return _accepted(links, onboarding_id, existing=False)
 
 
-async def _status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def _status(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    settings = _settings()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    links = Links.of(req, settings, version)
     onboarding_id = req.route_params.get("id", "")
     if not ONBOARDING_ID.fullmatch(onboarding_id):
         return not_found(onboarding_id)
+    current = req.params.get("view")
+    if current not in (None, "current"):
+        return problem(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            "Invalid view",
+            "The query parameter view accepts only 'current' (always 200 with the current view).",
+        )
     status = await fetch_status(client, onboarding_id, show_input=True)
     if not status:
         return not_found(onboarding_id)
-    view = status_view.build_view(status)
-    headers = {} if status_view.outcome_is_final(view) else {"Retry-After": RETRY_AFTER_SECONDS}
-    return json_response(view, HTTPStatus.OK, headers=headers)
+    view = links.view(status_view.build_view(status))
+    if status_view.outcome_is_final(view):
+        # Every outcome is 200: the poll succeeded, and the outcome is in the body (docs/api.md).
+        return json_response(view, HTTPStatus.OK)
+    if version.async_status and current is None:
+        headers = {"Location": links.polling(onboarding_id), "Retry-After": RETRY_AFTER_SECONDS}
+        return json_response(view, HTTPStatus.ACCEPTED, headers=headers)
+    return json_response(view, HTTPStatus.OK, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-async def _cancel(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def _list(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    settings = _settings()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    links = Links.of(req, settings, V1)
+    parsed = parse_list_request(req.params)
+    if not isinstance(parsed, ListRequest):
+        return problem(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            "Invalid listing request",
+            "; ".join(f"{e.field}: {e.message}" for e in parsed),
+            parsed,
+        )
+    try:
+        views, token = await list_onboardings(client, parsed, settings.link_signing_key)
+    except InvalidToken:
+        return problem(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            "Invalid listing request",
+            "continuationToken: is not a token this API returned for these filters; start again without it",
+            [FieldError("continuationToken", "is not a token this API returned for these filters")],
+        )
+    next_link = links.collection(parsed.query_with(token)) if token else None
+    return json_response(
+        {
+            "items": [summary(links.view(view)) for view in views],
+            "continuationToken": token,
+            "nextLink": next_link,
+        }
+    )
+
+
+async def _cancel(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    settings = _settings()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    links = Links.of(req, settings, version)
     onboarding_id = req.route_params.get("id", "")
     if not ONBOARDING_ID.fullmatch(onboarding_id):
         return not_found(onboarding_id)
@@ -238,7 +382,7 @@ async def _cancel(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
             "already-finished",
             "Onboarding already finished",
             "The onboarding has finished; there is nothing to cancel. Read its status for the outcome.",
-            headers={"Location": status_view.status_url(onboarding_id)},
+            headers={"Location": links.polling(onboarding_id)},
         )
     try:
         await client.raise_event(onboarding_id, EVENT_CANCEL, {})
@@ -261,31 +405,76 @@ async def _cancel(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     log.info("onboarding %s: cancellation requested", onboarding_id)
-    url = status_view.status_url(onboarding_id)
     return json_response(
-        {"id": onboarding_id, "statusUrl": url, "cancellation": "requested"},
+        {"id": onboarding_id, "statusUrl": links.status(onboarding_id), "cancellation": "requested"},
         HTTPStatus.ACCEPTED,
-        headers={"Location": url, "Retry-After": RETRY_AFTER_SECONDS},
+        headers={"Location": links.polling(onboarding_id), "Retry-After": RETRY_AFTER_SECONDS},
     )
 
 
 # The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
+async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
+    try:
+        response: func.HttpResponse = await handler(*args)
+    except EngineUnavailable:
+        return engine_unavailable()
+    return response
+
+
+@blueprint.route(route="v1/onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def start_onboarding_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_start, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/trigger", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def start_onboarding_trigger_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """The connector's webhook trigger: an onboarding whose ``callbackUrl`` is the flow's own URL."""
+    try:
+        return await _start(req, client, V1, callback_required=True)
+    except EngineUnavailable:
+        return engine_unavailable()
+
+
+@blueprint.route(route="v1/onboardings", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def list_onboardings_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_list, req, client)
+
+
+@blueprint.route(route="v1/onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def get_onboarding_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_status, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.durable_client_input(client_name="client")
+async def cancel_onboarding_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_cancel, req, client, V1)
+
+
 @blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @blueprint.durable_client_input(client_name="client")
 async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    try:
-        return await _start(req, client)
-    except EngineUnavailable:
-        return engine_unavailable()
+    return await _guarded(_start, req, client, UNVERSIONED)
 
 
 @blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @blueprint.durable_client_input(client_name="client")
 async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    try:
-        return await _status(req, client)
-    except EngineUnavailable:
-        return engine_unavailable()
+    return await _guarded(_status, req, client, UNVERSIONED)
 
 
 @blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -293,7 +482,4 @@ async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationC
 async def cancel_onboarding(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    try:
-        return await _cancel(req, client)
-    except EngineUnavailable:
-        return engine_unavailable()
+    return await _guarded(_cancel, req, client, UNVERSIONED)

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dateutil.parser import isoparse
@@ -41,6 +41,8 @@ CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT = 4, 5, 6
 COMPOUND_ACTIONS = (11, 12)
 
 TERMINAL = ("Completed", "Failed", "Terminated")
+# The extension's page size when a query names no ``top`` (OrchestrationStatusQueryCondition.PageSize).
+DEFAULT_PAGE_SIZE = 100
 OUT_OF_PROC_MARKER = "$OutOfProcData$:"
 
 # The real host's defaults for Azure Storage: timers longer than 6 days are split into 3-day timers.
@@ -367,6 +369,53 @@ class Engine:
             if status_dict:
                 found.append(status_dict)
         return found
+
+    def query_page(
+        self,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        statuses: list[str] | None = None,
+        prefix: str | None = None,
+        *,
+        top: int = DEFAULT_PAGE_SIZE,
+        after: tuple[str, str] | None = None,
+        show_input: bool = True,
+    ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+        """One page of the instance query, filtered in SQL (no scan), in (created, id) order.
+
+        Returns the page and the position after its last row when more rows may follow: the extension
+        pages the same way (``top``, default 100, and a continuation token for the rest).
+        """
+        where: list[str] = ["1=1"]
+        params: list[object] = []
+        if created_from:
+            where.append("created >= ?")
+            params.append(fmt_time(created_from.astimezone(UTC)))
+        if created_to:
+            where.append("created <= ?")
+            params.append(fmt_time(created_to.astimezone(UTC)))
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            params.extend([len(prefix), prefix])
+        if after:
+            where.append("(created > ? OR (created = ? AND instance_id > ?))")
+            params.extend([after[0], after[0], after[1]])
+        rows = self.store.query(
+            # Only the fixed clauses above are joined; every value is a parameter.
+            f"SELECT instance_id, created FROM instances WHERE {' AND '.join(where)}"  # noqa: S608
+            " ORDER BY created, instance_id LIMIT ?",
+            (*params, top + 1),
+        )
+        page = []
+        for instance_id, _created in rows[:top]:
+            status = self.get_status(str(instance_id), show_input=show_input)
+            if status:
+                page.append(status)
+        more = len(rows) > top
+        return page, (str(rows[top - 1][1]), str(rows[top - 1][0])) if more else None
 
     # ------------------------------------------------------------------ scheduling queries
     def ready_instances(self) -> list[str]:

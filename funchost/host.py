@@ -20,11 +20,18 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from azure.functions.timer import TimerRequest
 
 from ._loop import shared_loop
-from .app_loader import FunctionApp, load_app
+from .app_loader import FunctionApp, HttpFunction, load_app
 from .clock import Clock, RealClock
 from .cron import CronSchedule
 from .engine import TERMINAL, Engine, EpisodeStats
-from .http_api import _aiohttp_route, _key_matches, durable_routes, invoke, request_key, trigger_handler
+from .http_api import (
+    _aiohttp_route,
+    _key_matches,
+    durable_routes,
+    invoke,
+    method_dispatch,
+    request_key,
+)
 from .store import Store
 
 log = logging.getLogger("funchost")
@@ -120,11 +127,14 @@ class LocalHost:
 
         public = web.Application()
         prefix = self.app.route_prefix
+        # Azure lets several functions share a route with different methods: dispatch per path.
+        by_path: dict[str, list[HttpFunction]] = {}
         for function in self.app.http:
-            handler = trigger_handler(self, function)
             for path in _aiohttp_route(function.route):
-                full = "/" + "/".join(p for p in (prefix, path) if p)
-                public.router.add_route("*", full, handler)
+                by_path.setdefault("/" + "/".join(p for p in (prefix, path) if p), []).append(function)
+        # Literal segments win over parameters, as in ASP.NET Core routing: register them first.
+        for full, functions in sorted(by_path.items(), key=lambda item: "{" in item[0]):
+            public.router.add_route("*", full, method_dispatch(self, functions))
         public.add_routes(durable_routes(self, "/runtime/webhooks/durabletask", self._system_authorized))
         self._runner = web.AppRunner(public, access_log=None)
         await self._runner.setup()

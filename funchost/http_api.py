@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import inspect
 import json
@@ -17,11 +18,13 @@ from aiohttp import web
 from dateutil.parser import isoparse
 
 from .app_loader import HttpFunction
+from .engine import DEFAULT_PAGE_SIZE
 
 if TYPE_CHECKING:
     from .host import LocalHost
 
 log = logging.getLogger("funchost")
+CONTINUATION_HEADER = "x-ms-continuation-token"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -111,6 +114,19 @@ def trigger_handler(host: LocalHost, function: HttpFunction) -> Handler:
     return handle
 
 
+def method_dispatch(host: LocalHost, functions: list[HttpFunction]) -> Handler:
+    """The handler of one path: the function whose methods include the request's (405 if none)."""
+    handlers = [(function, trigger_handler(host, function)) for function in functions]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        for function, handler in handlers:
+            if not function.methods or request.method in function.methods:
+                return await handler(request)
+        return web.Response(status=405)
+
+    return handle
+
+
 def _json(status: int, payload: Any) -> web.Response:
     return web.Response(status=status, text=json.dumps(payload), content_type="application/json")
 
@@ -118,6 +134,21 @@ def _json(status: int, payload: Any) -> web.Response:
 def _time_arg(request: web.Request, name: str) -> datetime | None:
     value = request.query.get(name)
     return isoparse(value) if value else None
+
+
+def _encode_token(position: tuple[str, str]) -> str:
+    """Opaque to clients, like the extension's (base64 of the position after the page's last row)."""
+    return base64.urlsafe_b64encode(json.dumps(list(position)).encode()).decode()
+
+
+def _decode_token(token: str | None) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        created, instance_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid continuation token") from exc
+    return str(created), str(instance_id)
 
 
 def _statuses(request: web.Request) -> list[str]:
@@ -188,13 +219,28 @@ def durable_routes(host: LocalHost, prefix: str, guard: Callable[[web.Request], 
         return _json(code, result)
 
     async def query(request: web.Request) -> web.StreamResponse:
-        found = engine.query(
+        """Get all instances status: pages of ``top`` (default 100) with ``x-ms-continuation-token``
+        in the response while more may follow, sent back as a request header for the next page."""
+        try:
+            top = int(request.query.get("top") or DEFAULT_PAGE_SIZE)
+            after = _decode_token(request.headers.get(CONTINUATION_HEADER))
+        except ValueError:
+            return _json(400, {"Message": "Invalid top or continuation token"})
+        if top < 1:
+            return _json(400, {"Message": "top must be positive"})
+        page, more = engine.query_page(
             _time_arg(request, "createdTimeFrom"),
             _time_arg(request, "createdTimeTo"),
             _statuses(request),
             request.query.get("instanceIdPrefix"),
+            top=top,
+            after=after,
+            show_input=request.query.get("showInput", "true").lower() != "false",
         )
-        return _json(200, found)
+        response = _json(200, page)
+        if more:
+            response.headers[CONTINUATION_HEADER] = _encode_token(more)
+        return response
 
     async def raise_event(request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":
@@ -238,4 +284,12 @@ def request_key(request: web.Request) -> str | None:
     return request.headers.get("x-functions-key") or request.query.get("code")
 
 
-__all__ = ["_aiohttp_route", "_key_matches", "durable_routes", "invoke", "request_key", "trigger_handler"]
+__all__ = [
+    "_aiohttp_route",
+    "_key_matches",
+    "durable_routes",
+    "invoke",
+    "method_dispatch",
+    "request_key",
+    "trigger_handler",
+]

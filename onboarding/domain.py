@@ -107,10 +107,24 @@ class OnboardingRequest(_Json):
         return tuple(p.app_role for p in self.protocols)
 
 
-def onboarding_id_for(tenant_id: str, idempotency_key: str) -> str:
-    """Deterministic instance id: the same key (per tenant) always names the same onboarding."""
+def reference_prefix(external_reference: str | None) -> str:
+    """The id prefix shared by every onboarding with this ``externalReference``: listing filters by it
+    with the Durable instance query's ``instanceIdPrefix`` (the query has no filter on input or custom
+    status). 32 bits; the listing confirms the exact reference, so a collision only costs a row."""
+    digest = hashlib.sha256(f"ref\n{external_reference or ''}".encode()).hexdigest()
+    return f"onb-{digest[:8]}"
+
+
+def onboarding_id_for(tenant_id: str, idempotency_key: str, external_reference: str | None = None) -> str:
+    """Deterministic instance id: the same key (per tenant and reference) always names the same
+    onboarding. ``onb-``, 8 hex digits of the reference, 24 of the key."""
     digest = hashlib.sha256(f"{tenant_id.lower()}\n{idempotency_key}".encode()).hexdigest()
-    return f"onb-{digest[:32]}"
+    return f"{reference_prefix(external_reference)}{digest[:24]}"
+
+
+def new_onboarding_id(external_reference: str | None, random_hex: str) -> str:
+    """A fresh instance id (no idempotency key), under its reference's prefix."""
+    return f"{reference_prefix(external_reference)}{random_hex[:24]}"
 
 
 def app_unique_name(onboarding_id: str) -> str:

@@ -39,11 +39,12 @@ def _free_port() -> int:
 
 
 PORT = _free_port()  # the host's: PUBLIC_BASE_URL, hence the sign-in redirect URI, names it
+PUBLIC = f"http://127.0.0.1:{PORT}"  # PUBLIC_BASE_URL: every URL the API returns starts with it
 ENV = {
     "TENANT_ID": TENANT,
     "KEY_VAULT_URI": "https://vault.example",
     "MAIL_SENDER": "noreply@contoso.com",
-    "PUBLIC_BASE_URL": f"http://127.0.0.1:{PORT}",
+    "PUBLIC_BASE_URL": PUBLIC,
     "LINK_SIGNING_KEY": SIGNING_KEY,
     "CALLBACK_ALLOW_PRIVATE_NETWORKS": "false",
     "ENABLE_GRANT_MODE": "true",
@@ -168,6 +169,11 @@ class Api:
             nonce if nonce is not None else self.nonce(onboarding_id),
             datetime.now(UTC) + expires_in,
         )
+
+    def local(self, url: str) -> str:
+        """A URL the API returned (absolute, on PUBLIC_BASE_URL), as a path on the local host."""
+        assert url.startswith(PUBLIC + "/"), url
+        return url[len(PUBLIC) :]
 
     def view(self, onboarding_id: str) -> dict[str, Any]:
         self.host.idle()

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from .conftest import TENANT, Api, request_body
+from .conftest import PUBLIC, TENANT, Api, request_body
 
 ID = "onb-" + "0" * 32
 
@@ -30,26 +30,29 @@ def test_requester_endpoints_need_a_function_key(api: Api, method: str, path: st
     assert api.host.instances() == []
 
 
-def test_start_answers_202_with_location_and_the_status_says_what_it_waits_for(api: Api) -> None:
+def test_start_answers_202_with_absolute_urls_and_the_status_says_what_it_waits_for(api: Api) -> None:
     response = api.client.post("/api/onboardings", json=request_body())
     assert response.status_code == 202
     onboarding_id = response.json()["id"]
-    assert response.headers["Location"] == f"/api/onboardings/{onboarding_id}"
+    status_url = f"{PUBLIC}/api/onboardings/{onboarding_id}"
+    assert response.headers["Location"] == status_url
     assert response.headers["Retry-After"] == "10"
     assert response.json() == {
         "id": onboarding_id,
-        "statusUrl": f"/api/onboardings/{onboarding_id}",
-        "cancelUrl": f"/api/onboardings/{onboarding_id}/cancel",
+        "statusUrl": status_url,
+        "cancelUrl": f"{status_url}/cancel",
         "existing": False,
     }
     api.host.idle()
-    status = api.client.get(response.headers["Location"])
+    # The unversioned path keeps answering 200 with the current view while it runs.
+    status = api.client.get(api.local(response.headers["Location"]))
     assert status.status_code == 200 and status.headers["Retry-After"] == "10"
     view = status.json()
     assert view["status"] == "waiting"
     assert view["waitingFor"]["kind"] == "admin_consent"
     assert view["externalReference"] == "CHG-1001"
     assert view["mailboxes"]["total"] == 2
+    assert view["links"] == {"self": status_url, "cancel": f"{status_url}/cancel"}
     text = status.text
     assert "webhooks" not in text and api.host.system_key not in text and api.nonce(onboarding_id) not in text
 
@@ -166,7 +169,7 @@ def test_cancel_stops_a_running_onboarding_and_then_conflicts(api: Api) -> None:
     onboarding_id = api.start()
     response = api.client.post(f"/api/onboardings/{onboarding_id}/cancel")
     assert response.status_code == 202
-    assert response.headers["Location"] == f"/api/onboardings/{onboarding_id}"
+    assert response.headers["Location"] == f"{PUBLIC}/api/onboardings/{onboarding_id}"
     view = api.view(onboarding_id)
     assert view["status"] == "cancelled"
     assert view["errors"][0]["fix"]

@@ -112,3 +112,48 @@ def test_check_status_links_raise_events_and_terminate(samples: LocalHost) -> No
     assert httpx.post(second["terminatePostUri"].replace("{text}", "enough")).status_code == 202
     assert samples.wait_for(second["id"])["runtimeStatus"] == "Terminated"
     assert httpx.delete(second["purgeHistoryDeleteUri"]).json() == {"instancesDeleted": 1}
+
+
+def test_the_instance_query_pages_with_top_and_a_continuation_token(samples: LocalHost) -> None:
+    """As the extension's "Get all instances status": ``top`` (default 100) rows per page and an
+    ``x-ms-continuation-token`` response header, sent back as a request header, while more may follow."""
+    with samples.store.transaction() as db:
+        for i in range(250):
+            db.execute(
+                "INSERT INTO instances (instance_id, name, execution_id, status, created, updated)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    f"i{i:03}",
+                    "chain",
+                    "e",
+                    "Completed" if i % 2 else "Running",
+                    f"2030-01-0{1 + i // 100}T00:00:{i % 60:02}.000000Z",
+                    "2030-01-09T00:00:00.000000Z",
+                ),
+            )
+    url = f"{samples.base_url}/runtime/webhooks/durabletask/instances"
+    key = {"code": samples.system_key}
+
+    def every_page(**params: str) -> list[list[str]]:
+        pages, headers = [], {}
+        while True:
+            response = httpx.get(url, params={**key, **params}, headers=headers)
+            assert response.status_code == 200
+            pages.append([s["instanceId"] for s in response.json()])
+            token = response.headers.get("x-ms-continuation-token")
+            if token is None:
+                return pages
+            headers = {"x-ms-continuation-token": token}
+
+    default = every_page()
+    assert [len(p) for p in default] == [100, 100, 50]
+    assert sorted(i for p in default for i in p) == [f"i{i:03}" for i in range(250)]
+    running = every_page(top="40", runtimeStatus="Running", instanceIdPrefix="i1")
+    assert [len(p) for p in running] == [40, 10]
+    assert {i for p in running for i in p} == {f"i{i:03}" for i in range(100, 200, 2)}
+    # The SDK's get_status_by sends no top and follows no token: the first 100 only, as in Azure
+    # (azure-functions-durable-python#580).
+    client = df.DurableOrchestrationClient(samples.client_binding_json())
+    assert len(on_host_loop(samples, client.get_status_by())) == 100
+    assert httpx.get(url, params={**key, "top": "0"}).status_code == 400
+    assert httpx.get(url, params=key, headers={"x-ms-continuation-token": "not-a-token"}).status_code == 400

@@ -128,6 +128,7 @@ def test_managed_identity_credential_reads_the_app_service_settings(
         "AppRoleAssignment.ReadWrite.All",
         "Application.Read.All",
         "Application.ReadWrite.OwnedBy",
+        "Domain.Read.All",
         "Mail.Send",
     ]
     assert graph["oid"] == sandbox.identity.id and graph["appid"] == sandbox_env["AZURE_CLIENT_ID"]
