@@ -21,6 +21,7 @@ from endpoints.http import (
     not_found,
     problem,
 )
+from endpoints import callbacks
 from endpoints.registry import blueprint
 from onboarding import status_view
 from onboarding.domain import (
@@ -151,6 +152,7 @@ async def _status(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     if not status:
         return not_found(onboarding_id)
     view = status_view.build_view(status)
+    view["callbackDelivery"] = await callbacks.delivery_view(client, onboarding_id)
     headers = {} if status_view.outcome_is_final(view) else {"Retry-After": RETRY_AFTER_SECONDS}
     return json_response(view, HTTPStatus.OK, headers=headers)
 
