@@ -65,8 +65,17 @@ def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any] | func.Htt
     return data
 
 
-def _callback_url(data: dict[str, Any]) -> str | func.HttpResponse:
-    errors = [FieldError(f"/{k}", "unknown field") for k in data if k != "callbackUrl"]
+def _sequence(data: dict[str, Any], errors: list[FieldError]) -> int | None:
+    start = data.get("fromSequence")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 1_000_000):
+        errors.append(FieldError("/fromSequence", "must be an integer from 1 to 1000000"))
+        return None
+    return start
+
+
+def _callback_url(data: dict[str, Any], also: tuple[str, ...] = ()) -> str | func.HttpResponse:
+    errors = [FieldError(f"/{k}", "unknown field") for k in data if k not in ("callbackUrl", *also)]
+    _sequence(data, errors)
     url = data.get("callbackUrl")
     if not isinstance(url, str):
         errors.append(FieldError("/callbackUrl", "is required and must be a string"))
@@ -117,11 +126,14 @@ async def _subscribe(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     data = _body(req, optional=False)
     if isinstance(data, func.HttpResponse):
         return data
-    url = _callback_url(data)
+    url = _callback_url(data, also=("fromSequence",))
     if isinstance(url, func.HttpResponse):
         return url
     sub_id = subscription_id(found, url)
-    await _control(client, found, {"op": "subscribe", "subscriptionId": sub_id, "url": url})
+    control = {"op": "subscribe", "subscriptionId": sub_id, "url": url}
+    if data.get("fromSequence") is not None:
+        control["fromSequence"] = data["fromSequence"]
+    await _control(client, found, control)
     links = _links(found, sub_id)
     return json_response(
         {"id": sub_id, "onboardingId": found, "links": links},
@@ -174,9 +186,7 @@ async def _redeliver(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     if isinstance(data, func.HttpResponse):
         return data
     errors = [FieldError(f"/{k}", "unknown field") for k in data if k not in ("fromSequence", "subscriptionId")]
-    start = data.get("fromSequence", 1)
-    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 1_000_000:
-        errors.append(FieldError("/fromSequence", "must be an integer from 1"))
+    start = _sequence(data, errors) or 1
     only = data.get("subscriptionId")
     if only is not None and (not isinstance(only, str) or not SUBSCRIPTION_ID.fullmatch(only)):
         errors.append(FieldError("/subscriptionId", "is not a subscription id (sub- and 32 hex digits)"))

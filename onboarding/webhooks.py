@@ -153,10 +153,12 @@ class DeliveryState:
         if event.get("sequence") == self.next_event:  # anything else is a duplicate
             self.events.append(event)
 
-    def subscribe(self, url: str, sub_id: str) -> None:
+    def subscribe(self, url: str, sub_id: str, from_sequence: int | None = None) -> None:
         # A late subscriber (a Logic Apps HTTP Webhook action subscribing after the end) still gets
-        # the outcome; otherwise it starts with the next event.
+        # the outcome; otherwise it starts with the next event, or where it asked.
         start = len(self.events) if self.final else self.next_event
+        if from_sequence is not None:
+            start = max(1, min(from_sequence, start))
         for sub in self.subscriptions:
             if sub.id == sub_id:
                 if sub.state != SubscriptionState.ACTIVE.value:
@@ -183,7 +185,7 @@ class DeliveryState:
         self.next_control += 1
         kind = control.get("op")
         if kind == "subscribe":
-            self.subscribe(control["url"], control["subscriptionId"])
+            self.subscribe(control["url"], control["subscriptionId"], control.get("fromSequence"))
         elif kind == "unsubscribe":
             self.unsubscribe(control["subscriptionId"])
         elif kind == "redeliver":

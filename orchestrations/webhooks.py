@@ -16,6 +16,7 @@ from collections.abc import Generator
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskState
 
 from onboarding import activity_names as A
 from onboarding.webhooks import (
@@ -25,6 +26,7 @@ from onboarding.webhooks import (
     WORK_PER_EXECUTION,
     DeliveryState,
     Subscription,
+    SubscriptionState,
 )
 
 blueprint = df.Blueprint()
@@ -49,32 +51,54 @@ def _attempt(context: df.DurableOrchestrationContext, sub: Subscription, event: 
     return ""
 
 
-def _take(state: DeliveryState, event_task: Any, control_task: Any, winner: Any) -> None:
-    if winner is event_task:
-        state.add_event(_payload(event_task.result))
-    elif winner is control_task:
-        state.apply_control(_payload(control_task.result))
+class Inbox:
+    """The two waits of the orchestration: the next event and the next control.
+
+    A wait is kept until its message is taken, never made again while it is open: the Python SDK
+    gives a raised event to the oldest open wait of that name, so a wait left behind by a lost
+    ``task_any`` would swallow the message meant for a newer one."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, state: DeliveryState) -> None:
+        self.context = context
+        self.state = state
+        self.event: Any = None
+        self.control: Any = None
+
+    def tasks(self) -> list[Any]:
+        if self.event is None:
+            self.event = self.context.wait_for_external_event(f"{EVENT_PREFIX}{self.state.next_event}")
+        if self.control is None:
+            self.control = self.context.wait_for_external_event(f"{CONTROL_PREFIX}{self.state.next_control}")
+        return [self.event, self.control]
+
+    def take(self, winner: Any) -> bool:
+        """Apply ``winner`` if it is one of the waits; a message is taken exactly once."""
+        if winner is not None and winner is self.event:
+            self.event = None
+            self.state.add_event(_payload(winner.result))
+            return True
+        if winner is not None and winner is self.control:
+            self.control = None
+            self.state.apply_control(_payload(winner.result))
+            return True
+        return False
+
+    def take_arrived(self) -> bool:
+        """Take a message that arrived in the same episode as the task that won."""
+        arrived = [t for t in (self.event, self.control) if t is not None and t.state is TaskState.SUCCEEDED]
+        return any([self.take(task) for task in arrived])
 
 
-def _waits(context: df.DurableOrchestrationContext, state: DeliveryState) -> tuple[Any, Any]:
-    return (
-        context.wait_for_external_event(f"{EVENT_PREFIX}{state.next_event}"),
-        context.wait_for_external_event(f"{CONTROL_PREFIX}{state.next_control}"),
-    )
-
-
-def _drain(context: df.DurableOrchestrationContext, state: DeliveryState) -> Steps:
+def _drain(inbox: Inbox) -> Steps:
     """Take every message already raised (a timer due now loses to an event already received)."""
     took = False
     while True:
-        event_task, control_task = _waits(context, state)
-        timer = context.create_timer(context.current_utc_datetime)
-        winner = yield context.task_any([event_task, control_task, timer])
+        timer = inbox.context.create_timer(inbox.context.current_utc_datetime)
+        winner = yield inbox.context.task_any([*inbox.tasks(), timer])
         if winner is timer:
-            return took
+            return inbox.take_arrived() or took
         timer.cancel()
-        _take(state, event_task, control_task, winner)
-        took = True
+        took = inbox.take(winner) or took
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=DELIVERY_ORCHESTRATOR)
@@ -83,10 +107,11 @@ def webhook_delivery_orchestrator(context: df.DurableOrchestrationContext) -> St
     for control in state.inbox:
         state.apply_control(control)
     state.inbox = []
+    inbox = Inbox(context, state)
     work = 0
     while True:
         for sub in state.due(context.current_utc_datetime):
-            while sub.next <= len(state.events) and sub.state == "active":
+            while sub.next <= len(state.events) and sub.state == SubscriptionState.ACTIVE.value:
                 error = yield from _attempt(context, sub, state.event_for(sub))
                 work += 1
                 if error:
@@ -95,19 +120,16 @@ def webhook_delivery_orchestrator(context: df.DurableOrchestrationContext) -> St
                 state.delivered(sub)
         context.set_custom_status(state.summary())
         if state.done() or work >= WORK_PER_EXECUTION:
-            if (yield from _drain(context, state)):
+            if (yield from _drain(inbox)):
                 continue
             if state.done():
-                context.set_custom_status(state.summary())
                 return state.to_json()
             context.continue_as_new(state.to_json())
             return None
-        event_task, control_task = _waits(context, state)
         wake = state.next_wake()
-        waits = [event_task, control_task]
         timer = context.create_timer(wake) if wake else None
-        winner = yield context.task_any(waits + [timer] if timer else waits)
+        winner = yield context.task_any(inbox.tasks() + ([timer] if timer else []))
         if timer is not None and winner is not timer:
             timer.cancel()
-        _take(state, event_task, control_task, winner)
+        inbox.take(winner) or inbox.take_arrived()
         work += 1

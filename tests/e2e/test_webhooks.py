@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from onboarding.links import callback_key, verify_callback
-from onboarding.webhooks import EventType
+from onboarding.webhooks import WORK_PER_EXECUTION, EventType, delivery_instance_id, envelope
 from tests.e2e.conftest import Tenant
 from tests.trust.receiver import CallbackReceiver, Delivery
 
@@ -110,9 +110,7 @@ def test_events_survive_a_receiver_down_for_two_hours_each_once_and_in_order(
     assert outcome["outcome"] == "succeeded" and len(outcome["mailboxes"]) == 3
     # Event times come from the orchestration: the outcome is stamped when it happened, not when
     # the receiver came back two hours later.
-    assert received[-1]["occurredAt"] < outage_started.isoformat() or received[-1]["occurredAt"] <= (
-        outage_started.isoformat()
-    )
+    assert datetime.fromisoformat(received[-1]["occurredAt"]) <= outage_started
     [sub] = delivery(tenant, location)["subscriptions"]
     assert sub["deliveredThrough"] == 5 and sub["failures"] == 0
 
@@ -146,8 +144,10 @@ def test_a_logic_apps_webhook_subscriber_gets_events_until_it_unsubscribes(
 ) -> None:
     with CallbackReceiver() as logic_app:
         callback = logic_app.url + "?api-version=2016-10-01&sp=%2Ftriggers%2Fmanual%2Frun&sig=abc123"
-        location = tenant.submit()  # no callbackUrl: the Logic App subscribes itself
-        subscribed = tenant.http.post(f"{location}/subscriptions", json={"callbackUrl": callback})
+        location = tenant.submit()  # no callbackUrl: the Logic App subscribes itself, from the start
+        subscribed = tenant.http.post(
+            f"{location}/subscriptions", json={"callbackUrl": callback, "fromSequence": 1}
+        )
         assert subscribed.status_code == 201, subscribed.text
         sub_id = subscribed.json()["id"]
         assert "sig=" not in subscribed.text
@@ -182,6 +182,10 @@ def test_a_logic_apps_webhook_subscriber_gets_events_until_it_unsubscribes(
         late_id = late.json()["id"]
         assert tenant.http.delete(f"{location}/subscriptions/{late_id}").status_code == 204
         assert len(logic_app.received()) == 2
+        # The callback URL's signature is a capability (it runs the workflow): never in a log line.
+        logged = [text for where, text in tenant.evidence.texts if where.startswith("log")]
+        assert any("/hooks/onboarding" in text for text in logged)
+        assert not any("abc123" in text for text in logged)
 
 
 def test_subscribing_refuses_a_bad_callback_url_and_an_unknown_onboarding(tenant: Tenant) -> None:
@@ -194,3 +198,56 @@ def test_subscribing_refuses_a_bad_callback_url_and_an_unknown_onboarding(tenant
     assert unknown.status_code == 404
     missing = tenant.http.delete(f"{location}/subscriptions/sub-" + "1" * 32)
     assert missing.status_code == 404
+
+
+def test_a_day_long_outage_with_many_events_keeps_the_history_short_then_gives_up_with_a_record(
+    tenant_factory: Callable[..., Tenant], receiver: CallbackReceiver
+) -> None:
+    tenant = tenant_factory(manual_clock=True)
+    assert tenant.clock is not None
+    receiver.down = True
+    location = tenant.submit()
+    tenant.wait_for_decision(location)  # events 1 and 2 are out, to nobody
+    oid = onboarding_id(location)
+    subscribe = {"callbackUrl": receiver.url, "fromSequence": 1}
+    assert tenant.http.post(f"{location}/subscriptions", json=subscribe).status_code == 201
+    instance = delivery_instance_id(oid)
+    lengths = []
+
+    def history_length() -> int:
+        status = tenant.host.get_status(instance, show_history=True)
+        assert status is not None
+        return len(status["historyEvents"])
+
+    # 40 more events while the receiver stays down (raised as the onboarding raises them).
+    for sequence in range(3, 43):
+        data = envelope(oid, sequence, EventType.MAILBOX_PROGRESS.value, tenant.clock.now().isoformat(), {})
+        assert tenant.host.engine.raise_event(instance, f"WebhookEvent-{sequence}", json.dumps(data)) == "ok"
+        tenant.host.idle(10)
+        tenant.clock.advance(timedelta(minutes=10))
+        lengths.append(history_length())
+    advance_until(
+        tenant,
+        lambda: (lengths.append(history_length()), delivery(tenant, location)["state"] == "given_up")[1],
+        timedelta(minutes=30),
+    )
+    # Continued as new along the way: the history never held the whole outage.
+    assert max(lengths) < 4 * WORK_PER_EXECUTION
+    assert any(later < earlier for earlier, later in zip(lengths, lengths[1:], strict=False))
+    [sub] = delivery(tenant, location)["subscriptions"]
+    assert sub["state"] == "given_up" and sub["deliveredThrough"] == 0 and "503" in sub["lastError"]
+    outage = datetime.fromisoformat(sub["gaveUpAt"]) - datetime.fromisoformat(sub["failingSince"])
+    assert timedelta(hours=24) <= outage < timedelta(hours=26)
+    assert receiver.received() == []
+
+    # The receiver is back; the requester asks for redelivery: every event, once, in order.
+    receiver.down = False
+    assert tenant.http.post(f"{location}/callbacks/redeliver").status_code == 202
+    advance_until(
+        tenant,
+        lambda: delivery(tenant, location)["subscriptions"][0]["deliveredThrough"] == 42,
+        timedelta(minutes=1),
+    )
+    received = events(tenant, receiver.received())
+    assert [e["sequence"] for e in received] == list(range(1, 43))
+    assert len({e["id"] for e in received}) == 42
