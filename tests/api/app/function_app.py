@@ -14,7 +14,9 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
+from orchestrations.webhooks import blueprint as webhook_delivery
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -35,6 +37,9 @@ from onboarding.domain import (
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(endpoints)
+# The real webhook delivery orchestration, which the subscription and redelivery routes talk to.
+app.register_functions(webhook_delivery)
+app.register_functions(webhook_activities)
 
 
 @app.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
