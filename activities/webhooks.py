@@ -39,9 +39,13 @@ def event_data(payload: dict[str, Any]) -> Any:
 
 @blueprint.activity_trigger(input_name="payload", activity=A.EMIT_WEBHOOK_EVENT)
 @blueprint.durable_client_input(client_name="client")
-async def emit_webhook_event(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> dict[str, Any]:
+async def emit_webhook_event(
+    payload: dict[str, Any], client: df.DurableOrchestrationClient
+) -> dict[str, Any]:
     onboarding_id = payload["onboarding_id"]
-    event = envelope(onboarding_id, payload["sequence"], payload["type"], payload["occurred_at"], event_data(payload))
+    event = envelope(
+        onboarding_id, payload["sequence"], payload["type"], payload["occurred_at"], event_data(payload)
+    )
     url = payload.get("callback_url")
     try:
         if url:  # the request's callbackUrl is the first subscription, in place before event 1
@@ -49,7 +53,11 @@ async def emit_webhook_event(payload: dict[str, Any], client: df.DurableOrchestr
             await webhook_hub.send_control(client, onboarding_id, control)
         await webhook_hub.send_event(client, onboarding_id, event)
     except Exception as exc:  # the SDK's messages can carry the Durable API's URLs: type only
-        log.warning("activity %s: could not reach the delivery orchestration (%s)", A.EMIT_WEBHOOK_EVENT, type(exc).__name__)
+        log.warning(
+            "activity %s: could not reach the delivery orchestration (%s)",
+            A.EMIT_WEBHOOK_EVENT,
+            type(exc).__name__,
+        )
         raise ActivityFailed("The webhook event could not be handed to its delivery orchestration.") from None
     return {"ok": {"id": event["id"]}}
 

@@ -67,7 +67,9 @@ def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any] | func.Htt
 
 def _sequence(data: dict[str, Any], errors: list[FieldError]) -> int | None:
     start = data.get("fromSequence")
-    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 1_000_000):
+    if start is not None and (
+        isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 1_000_000
+    ):
         errors.append(FieldError("/fromSequence", "must be an integer from 1 to 1000000"))
         return None
     return start
@@ -185,7 +187,9 @@ async def _redeliver(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     data = _body(req, optional=True)
     if isinstance(data, func.HttpResponse):
         return data
-    errors = [FieldError(f"/{k}", "unknown field") for k in data if k not in ("fromSequence", "subscriptionId")]
+    errors = [
+        FieldError(f"/{k}", "unknown field") for k in data if k not in ("fromSequence", "subscriptionId")
+    ]
     start = _sequence(data, errors) or 1
     only = data.get("subscriptionId")
     if only is not None and (not isinstance(only, str) or not SUBSCRIPTION_ID.fullmatch(only)):
@@ -229,7 +233,9 @@ async def _guarded(work: Any, req: func.HttpRequest, client: Any) -> func.HttpRe
 
 @blueprint.route(route="onboardings/{id}/subscriptions", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @blueprint.durable_client_input(client_name="client")
-async def subscribe_callbacks(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def subscribe_callbacks(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _guarded(_subscribe, req, client)
 
 
@@ -244,10 +250,14 @@ async def unsubscribe_callback_url(
 
 
 @blueprint.route(
-    route="onboardings/{id}/subscriptions/{subscriptionId}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION
+    route="onboardings/{id}/subscriptions/{subscriptionId}",
+    methods=["DELETE"],
+    auth_level=func.AuthLevel.FUNCTION,
 )
 @blueprint.durable_client_input(client_name="client")
-async def unsubscribe_callbacks(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def unsubscribe_callbacks(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _guarded(_delete, req, client)
 
 
@@ -255,11 +265,15 @@ async def unsubscribe_callbacks(req: func.HttpRequest, client: df.DurableOrchest
     route="onboardings/{id}/callbacks/redeliver", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
 )
 @blueprint.durable_client_input(client_name="client")
-async def redeliver_callbacks(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def redeliver_callbacks(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _guarded(_redeliver, req, client)
 
 
 @blueprint.route(route="onboardings/{id}/callbacks", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @blueprint.durable_client_input(client_name="client")
-async def callback_deliveries(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def callback_deliveries(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _guarded(_deliveries, req, client)

@@ -10,6 +10,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from endpoints import callbacks
 from endpoints.http import (
     ONBOARDING_ID,
     EngineUnavailable,
@@ -21,7 +22,6 @@ from endpoints.http import (
     not_found,
     problem,
 )
-from endpoints import callbacks
 from endpoints.registry import blueprint
 from onboarding import status_view
 from onboarding.domain import (

@@ -150,9 +150,7 @@ def _index(app: FunctionApp, function: Any) -> None:
         app.orchestrators[trigger.orchestration or name] = fn
     elif trigger.type == "activityTrigger":
         real = inspect.unwrap(fn)
-        activity = ActivityFunction(
-            name, trigger.name, fn, inspect.iscoroutinefunction(real), client_param
-        )
+        activity = ActivityFunction(name, trigger.name, fn, inspect.iscoroutinefunction(real), client_param)
         app.activities[name] = activity
         if trigger.activity and trigger.activity != name:
             app.activities[trigger.activity] = activity

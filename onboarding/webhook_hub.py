@@ -51,7 +51,9 @@ async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> 
     instance_id = delivery_instance_id(onboarding_id)
     status = await client.get_status(instance_id)
     if _runtime(status) not in _LIVE:
-        await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, _last_state(status, onboarding_id).to_json())
+        await client.start_new(
+            DELIVERY_ORCHESTRATOR, instance_id, _last_state(status, onboarding_id).to_json()
+        )
     await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
 
 

@@ -16,7 +16,6 @@ import azure.durable_functions as df
 
 from onboarding import activity_names as A
 from onboarding import emails, plan
-from onboarding.webhooks import EventType
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -40,6 +39,7 @@ from onboarding.domain import (
     Waiting,
     WorkflowOptions,
 )
+from onboarding.webhooks import EventType
 
 blueprint = df.Blueprint()
 

@@ -132,7 +132,9 @@ def test_subscription_and_redelivery_answers_conform_to_the_document(api: Api) -
     deliveries = api.client.get(f"{base}/callbacks")
     check("/api/onboardings/{id}/callbacks", "GET", deliveries)
     assert [s["id"] for s in deliveries.json()["subscriptions"]] == [sub_id]
-    redeliver = api.client.post(f"{base}/callbacks/redeliver", json={"fromSequence": 1, "subscriptionId": sub_id})
+    redeliver = api.client.post(
+        f"{base}/callbacks/redeliver", json={"fromSequence": 1, "subscriptionId": sub_id}
+    )
     check("/api/onboardings/{id}/callbacks/redeliver", "POST", redeliver)
     assert redeliver.status_code == 202
     api.host.idle()

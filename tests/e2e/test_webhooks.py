@@ -3,6 +3,7 @@ receiver outage; redelivery; subscribe and unsubscribe as a Logic Apps HTTP Webh
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -152,7 +153,10 @@ def test_a_logic_apps_webhook_subscriber_gets_events_until_it_unsubscribes(
         sub_id = subscribed.json()["id"]
         assert "sig=" not in subscribed.text
         # Subscribing again (a retried call) is the same subscription.
-        assert tenant.http.post(f"{location}/subscriptions", json={"callbackUrl": callback}).json()["id"] == sub_id
+        assert (
+            tenant.http.post(f"{location}/subscriptions", json={"callbackUrl": callback}).json()["id"]
+            == sub_id
+        )
         tenant.wait_for_decision(location)
         give_up = time.monotonic() + 30
         while len(logic_app.received()) < 2:  # accepted, waiting for the admin
@@ -233,7 +237,7 @@ def test_a_day_long_outage_with_many_events_keeps_the_history_short_then_gives_u
     )
     # Continued as new along the way: the history never held the whole outage.
     assert max(lengths) < 4 * WORK_PER_EXECUTION
-    assert any(later < earlier for earlier, later in zip(lengths, lengths[1:], strict=False))
+    assert any(later < earlier for earlier, later in itertools.pairwise(lengths))
     [sub] = delivery(tenant, location)["subscriptions"]
     assert sub["state"] == "given_up" and sub["deliveredThrough"] == 0 and "503" in sub["lastError"]
     outage = datetime.fromisoformat(sub["gaveUpAt"]) - datetime.fromisoformat(sub["failingSince"])

@@ -16,7 +16,6 @@ import azure.functions as func
 
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
-from orchestrations.webhooks import blueprint as webhook_delivery
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -34,6 +33,7 @@ from onboarding.domain import (
     StepError,
     Waiting,
 )
+from orchestrations.webhooks import blueprint as webhook_delivery
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(endpoints)
