@@ -39,7 +39,7 @@ from onboarding.validation import (
     check_content_type,
     decode_json,
 )
-from onboarding.webhooks import DeliveryStatus, subscription_id
+from onboarding.webhooks import MAX_SUBSCRIPTIONS, DeliveryStatus, subscription_id
 
 SUBSCRIPTION_ID = re.compile(r"sub-[0-9a-f]{32}")
 
@@ -132,6 +132,16 @@ async def _subscribe(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     if isinstance(url, func.HttpResponse):
         return url
     sub_id = subscription_id(found, url)
+    live = [
+        s["id"] for s in (await delivery_view(client, found))["subscriptions"] if s["state"] != "unsubscribed"
+    ]
+    if len(live) >= MAX_SUBSCRIPTIONS and sub_id not in live:
+        return problem(
+            HTTPStatus.CONFLICT,
+            "too-many-subscriptions",
+            "Too many subscriptions",
+            f"An onboarding has at most {MAX_SUBSCRIPTIONS} live subscriptions. Unsubscribe one first.",
+        )
     control = {"op": "subscribe", "subscriptionId": sub_id, "url": url}
     if data.get("fromSequence") is not None:
         control["fromSequence"] = data["fromSequence"]

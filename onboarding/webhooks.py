@@ -30,6 +30,8 @@ GIVE_UP_AFTER = timedelta(hours=24)
 # Attempts and waits one execution of the delivery orchestration takes before it continues as new,
 # so a long outage with many events never grows a history without bound.
 WORK_PER_EXECUTION = 40
+# Live subscriptions per onboarding: each is POSTed every event, so a key holder may not add without end.
+MAX_SUBSCRIPTIONS = 10
 
 
 class EventType(StrEnum):
@@ -181,8 +183,12 @@ class DeliveryState:
             sub.gave_up_at = None
             self._reset(sub)
 
-    def apply_control(self, control: dict[str, Any]) -> None:
-        self.next_control += 1
+    def apply_control(self, control: dict[str, Any], *, raised: bool = True) -> None:
+        """Apply a subscribe, unsubscribe or redeliver. A raised control moves the number on; one given
+        in the input (a start or restart) does not, so senders that read the number before the new
+        execution published it still use the number it waits for."""
+        if raised:
+            self.next_control += 1
         kind = control.get("op")
         if kind == "subscribe":
             self.subscribe(control["url"], control["subscriptionId"], control.get("fromSequence"))

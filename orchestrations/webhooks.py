@@ -105,7 +105,7 @@ def _drain(inbox: Inbox) -> Steps:
 def webhook_delivery_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     state = DeliveryState.from_json(context.get_input())
     for control in state.inbox:
-        state.apply_control(control)
+        state.apply_control(control, raised=False)
     state.inbox = []
     inbox = Inbox(context, state)
     work = 0

@@ -151,3 +151,13 @@ def test_subscription_and_redelivery_answers_conform_to_the_document(api: Api) -
     view = api.client.get(base)
     check("/api/onboardings/{id}", "GET", view)
     assert view.json()["callbackDelivery"]["state"] == "none"
+    # At most ten live subscriptions.
+    for n in range(10):
+        made = api.client.post(
+            f"{base}/subscriptions", json={"callbackUrl": f"https://hooks.example.net/{n}"}
+        )
+        assert made.status_code == 201, made.text
+        api.host.idle()
+    refused = api.client.post(f"{base}/subscriptions", json={"callbackUrl": "https://hooks.example.net/x"})
+    check("/api/onboardings/{id}/subscriptions", "POST", refused)
+    assert refused.status_code == 409

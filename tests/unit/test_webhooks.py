@@ -116,3 +116,15 @@ def test_the_summary_never_shows_a_callback_url() -> None:
     state.add_event(event(1))
     state.failed(state.subscriptions[0], "down", T0)
     assert "SECRETSIG" not in str(state.summary()) and "hooks.example" not in str(state.summary())
+
+
+def test_a_control_given_at_a_restart_keeps_the_number_senders_read() -> None:
+    """A finished delivery orchestration started again with a subscribe in its input still waits for
+    the control number its last status showed, so a control raised meanwhile is not lost."""
+    state = subscribed("https://a.example/")
+    state.apply_control({"op": "redeliver", "fromSequence": 1})
+    shown = state.summary()["nextControl"]
+    state.apply_control(
+        {"op": "subscribe", "subscriptionId": "sub-x", "url": "https://b.example/"}, raised=False
+    )
+    assert state.next_control == shown == 1 and len(state.subscriptions) == 2
