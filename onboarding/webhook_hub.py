@@ -46,32 +46,51 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
     return _last_state(status, onboarding_id).summary()
 
 
+# A start can lose a race with another sender (the onboarding's first event and a subscribe call
+# arriving together); the engine refuses to start a running instance, so read again and raise instead.
+_ATTEMPTS = 3
+
+
 async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> None:
     """Give event ``event["sequence"]`` to the delivery orchestration, starting it if needed."""
     instance_id = delivery_instance_id(onboarding_id)
-    status = await client.get_status(instance_id)
-    if _runtime(status) not in _LIVE:
-        await client.start_new(
-            DELIVERY_ORCHESTRATOR, instance_id, _last_state(status, onboarding_id).to_json()
-        )
-    await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
+    for attempt in range(_ATTEMPTS):
+        status = await client.get_status(instance_id)
+        if _runtime(status) not in _LIVE:
+            try:
+                state = _last_state(status, onboarding_id)
+                await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+            except Exception:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+        await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
+        return
 
 
 async def send_control(client: Any, onboarding_id: str, control: dict[str, Any]) -> None:
     """Subscribe, unsubscribe or redeliver: raised as the next control number, or given in the input
     when the delivery orchestration has to be started (again)."""
     instance_id = delivery_instance_id(onboarding_id)
-    status = await client.get_status(instance_id, show_input=True)
-    runtime = _runtime(status)
-    if runtime in _LIVE:
-        custom = status.custom_status if isinstance(status.custom_status, dict) else None
-        if custom is not None:
-            number = int(custom["nextControl"])
-        else:  # not started yet: its input says which control it waits for first
-            raw = status.input_
-            number = int((json.loads(raw) if isinstance(raw, str) else raw or {}).get("next_control", 0))
-        await client.raise_event(instance_id, f"{CONTROL_PREFIX}{number}", control)
-        return
-    state = _last_state(status, onboarding_id)
-    state.inbox.append(control)
-    await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+    for attempt in range(_ATTEMPTS):
+        status = await client.get_status(instance_id, show_input=True)
+        if _runtime(status) in _LIVE:
+            await client.raise_event(instance_id, f"{CONTROL_PREFIX}{_control_number(status)}", control)
+            return
+        state = _last_state(status, onboarding_id)
+        state.inbox.append(control)
+        try:
+            await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+            return
+        except Exception:
+            if attempt == _ATTEMPTS - 1:
+                raise
+
+
+def _control_number(status: Any) -> int:
+    custom = status.custom_status if isinstance(status.custom_status, dict) else None
+    if custom is not None:
+        return int(custom["nextControl"])
+    # Not started yet: its input says which control it waits for first.
+    raw = status.input_
+    return int((json.loads(raw) if isinstance(raw, str) else raw or {}).get("next_control", 0))

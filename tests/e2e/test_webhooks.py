@@ -194,6 +194,7 @@ def test_a_logic_apps_webhook_subscriber_gets_events_until_it_unsubscribes(
 
 def test_subscribing_refuses_a_bad_callback_url_and_an_unknown_onboarding(tenant: Tenant) -> None:
     location = tenant.submit()
+    tenant.wait_for_decision(location)  # the workflow has used the tenant (the secret scan needs that)
     bad = tenant.http.post(f"{location}/subscriptions", json={"callbackUrl": "ftp://example.com/x"})
     assert bad.status_code == 400 and "/callbackUrl" in bad.text
     unknown = tenant.http.post(
