@@ -167,12 +167,3 @@ activity(
         mailbox_count=p.get("mailbox_count"),
     ),
 )
-activity(
-    A.POST_CALLBACK,
-    lambda s, p: steps.post_callback(
-        s,
-        url=p["url"],
-        request=OnboardingRequest.from_json(p["request"]),
-        result=OnboardingResult.from_json(p["result"]),
-    ),
-)

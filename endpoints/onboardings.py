@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import azure.durable_functions as df
 import azure.functions as func
 
+from endpoints import callbacks
 from endpoints.http import (
     ONBOARDING_ID,
     EngineUnavailable,
@@ -320,6 +321,7 @@ async def _status(
     if not status:
         return not_found(onboarding_id)
     view = links.view(status_view.build_view(status))
+    view["callbackDelivery"] = await callbacks.delivery_view(client, onboarding_id)
     if status_view.outcome_is_final(view):
         # Every outcome is 200: the poll succeeded, and the outcome is in the body (docs/api.md).
         return json_response(view, HTTPStatus.OK)

@@ -41,6 +41,7 @@ class ActivityFunction:
     input_param: str
     fn: Callable[..., Any]
     is_async: bool
+    client_param: str | None = None  # a durable client input binding, as on any function
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _index(app: FunctionApp, function: Any) -> None:
         app.orchestrators[trigger.orchestration or name] = fn
     elif trigger.type == "activityTrigger":
         real = inspect.unwrap(fn)
-        activity = ActivityFunction(name, trigger.name, fn, inspect.iscoroutinefunction(real))
+        activity = ActivityFunction(name, trigger.name, fn, inspect.iscoroutinefunction(real), client_param)
         app.activities[name] = activity
         if trigger.activity and trigger.activity != name:
             app.activities[trigger.activity] = activity

@@ -318,7 +318,10 @@ class LocalHost:
                 )
                 raise LookupError(name)
             value = ActivityTriggerConverter.decode(meta.Datum(input_text, "json"), trigger_metadata=None)
-            result = await invoke(self, activity.fn, name, {activity.input_param: value})
+            kwargs: dict[str, Any] = {activity.input_param: value}
+            if activity.client_param:
+                kwargs[activity.client_param] = self.client_binding_json()
+            result = await invoke(self, activity.fn, name, kwargs)
             result_text = ActivityTriggerConverter.encode(result, expected_type=None).value
             log.info("Executed 'Functions.%s' (instance=%s, Succeeded)", name, instance_id)
         except Exception as exc:

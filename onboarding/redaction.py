@@ -24,6 +24,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         rf"\1{REDACTED}",
     ),
+    # A SAS signature in a URL's query, e.g. a Logic Apps callback URL (listCallbackUrl()) that httpx
+    # logs with each webhook delivery: whoever holds it can run the workflow.
+    (re.compile(r"(?i)([?&]sig=)[^&\s\"'#]+"), rf"\1{REDACTED}"),
     # SASL XOAUTH2 initial responses (base64 of "user=...\x01auth=Bearer ...").
     (re.compile(r"dXNlcj[A-Za-z0-9+/=]{20,}"), REDACTED),
 )

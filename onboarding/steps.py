@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -466,26 +465,3 @@ async def notify_outcome(
 ) -> None:
     message = emails.outcome(request, result, mailbox_count, emails.Brand.from_settings(svc.settings))
     await send_email(svc, request.admin_emails, message)
-
-
-async def post_callback(
-    svc: Services, *, url: str, request: OnboardingRequest, result: OnboardingResult
-) -> int:
-    """POST the (secret-free) result to the requester, signed so the receiver can trust it.
-
-    The receiver gets every mailbox's result, spelled out here rather than in the orchestration."""
-    from onboarding.adapters.webhook import post_callback as send
-    from onboarding.links import sign_callback
-
-    data = {**result.to_json(), "mailboxes": [m.to_json() for m in result.mailbox_results(request)]}
-    body = json.dumps({"type": "onboarding.completed", "data": data}, separators=(",", ":")).encode()
-    signature = sign_callback(svc.settings.link_signing_key, body, int(time.time()))
-    status = await send(
-        url,
-        body,
-        {"Content-Type": "application/json", "X-Onboarding-Signature": signature},
-        allow_private=svc.settings.callback_allow_private_networks,
-    )
-    if status >= 400:
-        raise OnboardingError(f"The callback receiver answered HTTP {status}.", fix="Check the receiver.")
-    return status

@@ -41,6 +41,7 @@ from onboarding.domain import (
     WorkflowOptions,
 )
 from onboarding.signin import mailbox_digest
+from onboarding.webhooks import EventType
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.orchestrations")
@@ -48,7 +49,6 @@ log = logging.getLogger("onboarding.orchestrations")
 # Transient failures (throttling, 5xx, dropped connections) get a few durable retries; the adapters
 # have already retried in-process, honouring Retry-After, before an activity gives up.
 ATTEMPTS = 5
-CALLBACK_ATTEMPTS = 6
 
 
 def retry_policy(options: WorkflowOptions, attempts: int = ATTEMPTS) -> df.RetryOptions:
@@ -131,6 +131,7 @@ class Onboarding:
         self.exchange_registered = False
         self.current_step = STEPS[0][0]
         self.retry = retry_policy(self.options)
+        self.events_sent = 0  # the last webhook event's sequence number
 
     # -- progress ------------------------------------------------------------------------------
     @property
@@ -164,6 +165,30 @@ class Onboarding:
         result = yield from self.call(step, name, payload)
         self.mark(step, StepState.DONE)
         return result
+
+    def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
+        """Hand webhook event n+1 to the delivery orchestration; never wait for its delivery.
+
+        The number only moves on once the activity succeeded, so the delivery orchestration, which
+        takes the events in order, is never left waiting for a number that was not sent. Progress
+        events are a courtesy: one that cannot be handed over does not stop the onboarding."""
+        payload: dict[str, Any] = {
+            "onboarding_id": self.job.onboarding_id,
+            "sequence": self.events_sent + 1,
+            "type": event_type.value,
+            "occurred_at": self.now.isoformat(),
+            "data": data,
+        }
+        if self.events_sent == 0 and self.request.callback_url:
+            payload["callback_url"] = self.request.callback_url  # the first subscription
+        if event_type is EventType.COMPLETED:
+            payload["request"] = self.raw_request  # to name every mailbox's result
+        try:
+            yield self.context.call_activity_with_retry(A.EMIT_WEBHOOK_EVENT, self.retry, payload)
+        except Exception:
+            return False
+        self.events_sent += 1
+        return True
 
     # -- waiting -------------------------------------------------------------------------------
     def sleep(self, until: datetime, waiting: Waiting) -> Steps:
@@ -205,6 +230,14 @@ class Onboarding:
 
     # -- the procedure ---------------------------------------------------------------------------
     def run(self) -> Steps:
+        yield from self.emit(
+            EventType.ACCEPTED,
+            {
+                "externalReference": self.request.external_reference,
+                "mailboxCount": self.mailbox_count,
+                "consentMode": self.request.consent_mode.value,
+            },
+        )
         try:
             resource = yield from self.resolve_exchange()
             yield from self.register_app(resource)
@@ -291,6 +324,7 @@ class Onboarding:
         self.waiting = Waiting(kind=kind, nonce=nonce, deadline=deadline.isoformat())
         self.mark("admin_consent", StepState.WAITING, "Waiting for a tenant admin.")
         yield from self.call("admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
+        yield from self.emit(EventType.WAITING_FOR_ADMIN, {"kind": kind, "deadline": deadline.isoformat()})
         reminders = 0
         consented = False
         while True:
@@ -336,6 +370,10 @@ class Onboarding:
                 raise Stopped(Outcome.REJECTED, detail)
             # Who decided stays in the history (the event), not in the status the requester reads.
             self.mark("admin_consent", StepState.DONE, f"{event.decision.value} by a signed-in tenant admin")
+            yield from self.emit(
+                EventType.APPROVED if mode is ConsentMode.GRANT else EventType.CONSENT_GRANTED,
+                {"decision": event.decision.value},
+            )
             if mode is ConsentMode.GRANT:
                 assert self.app.service_principal_id is not None
                 yield from self.call(
@@ -432,9 +470,7 @@ class Onboarding:
             "protocols": [p.value for p in self.request.protocols],
             "options": self.options.to_json(),
         }
-        summary = yield from mailbox_tree(
-            self.context, shared, self.raw_request["mailboxes"], 0, self.options
-        )
+        summary = yield from self.mailbox_children(shared)
         counts: dict[str, int] = summary["counts"]
         # Kept as the batches' JSON: decoding and re-encoding them on every replay is wasted work.
         attention: list[dict[str, Any]] = summary["attention"]
@@ -445,6 +481,33 @@ class Onboarding:
         self.mark("mailbox_permissions", StepState.DONE, text)
         self.mark("verify_login", state, text)
         return counts, attention
+
+    def mailbox_children(self, shared: dict[str, Any]) -> Steps:
+        """The parent's level of ``mailbox_tree``, taking the children as they finish: one progress
+        event per child (a batch, or a group of batches when there are more than the fanout)."""
+        children = tree_children(self.context, shared, self.raw_request["mailboxes"], 0, self.options)
+        total = sum(n for _, n in children)
+        batches = dict(children)
+        replies: list[dict[str, Any]] = []
+        pending = [task for task, _ in children]
+        done = 0
+        while pending:
+            finished = yield self.context.task_any(pending)
+            pending.remove(finished)
+            replies.append(finished.result)
+            done += batches[finished]
+            counts = plan.merge_counts(reply["counts"] for reply in replies)
+            yield from self.emit(
+                EventType.MAILBOX_PROGRESS,
+                {
+                    "batchesDone": done,
+                    "batchesTotal": total,
+                    "mailboxesDone": sum(counts.values()),
+                    "mailboxesTotal": self.mailbox_count,
+                    "counts": counts,
+                },
+            )
+        return merge_replies(replies)
 
     def compensate(self) -> Steps:
         """Undo what was made, and say what was undone (or what an admin must remove)."""
@@ -503,21 +566,10 @@ class Onboarding:
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
             notes.append("The summary email could not be sent.")
-        if self.request.callback_url:
-            try:
-                reply = yield self.context.call_activity_with_retry(
-                    A.POST_CALLBACK,
-                    retry_policy(self.options, CALLBACK_ATTEMPTS),
-                    {"url": self.request.callback_url, "request": self.raw_request, "result": summary},
-                )
-                notes.append(
-                    "The callback receiver refused the result." if "error" in reply else "Callback delivered."
-                )
-                if "error" in reply:
-                    self.event(opsevents.OpsEvent.CALLBACK_GIVEN_UP, reason="refused")
-            except Exception:
-                notes.append("The completion callback could not be delivered.")
-                self.event(opsevents.OpsEvent.CALLBACK_GIVEN_UP, reason="undelivered")
+        if not (yield from self.emit(EventType.COMPLETED, summary)):
+            notes.append("The completion event could not be queued for delivery.")
+        elif self.request.callback_url:
+            notes.append("Completion event queued for delivery.")
         self.mark("finish", StepState.DONE, " ".join(notes))
         self.event(
             opsevents.OpsEvent.ONBOARDING_FINISHED,
@@ -533,14 +585,14 @@ def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     return (yield from Onboarding(context).run())
 
 
-def mailbox_tree(
+def tree_children(
     context: df.DurableOrchestrationContext,
     shared: dict[str, Any],
     mailboxes: list[str],
     first_batch: int,
     options: WorkflowOptions,
-) -> Steps:
-    """Run ``mailboxes`` as batches numbered from ``first_batch`` and sum up their answers.
+) -> list[tuple[Any, int]]:
+    """Start ``mailboxes`` as batches numbered from ``first_batch``: each child task with its batch count.
 
     At most ``mailbox_fanout`` children: the batches themselves when there are that few, else groups
     of consecutive batches, each a sub-orchestration doing this one level down. A history holds a
@@ -549,7 +601,7 @@ def mailbox_tree(
     depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``."""
     size = options.mailbox_batch_size
     root = shared["onboarding_id"]
-    tasks = []
+    children = []
     for start, stop in plan.groups(-(-len(mailboxes) // size), options.mailbox_fanout):
         part = mailboxes[start * size : stop * size]
         first, last = first_batch + start, first_batch + stop - 1
@@ -562,12 +614,29 @@ def mailbox_tree(
         else:
             name, instance_id = MAILBOX_GROUP_ORCHESTRATOR, f"{root}:mailboxes:{first}-{last}"
             job = {**shared, "mailboxes": part, "first_batch": first}
-        tasks.append(context.call_sub_orchestrator(name, job, instance_id))
-    replies = yield context.task_all(tasks)
+        children.append((context.call_sub_orchestrator(name, job, instance_id), stop - start))
+    return children
+
+
+def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    replies = list(replies)
     return {
         "counts": plan.merge_counts(reply["counts"] for reply in replies),
         "attention": [item for reply in replies for item in reply["attention"]],
     }
+
+
+def mailbox_tree(
+    context: df.DurableOrchestrationContext,
+    shared: dict[str, Any],
+    mailboxes: list[str],
+    first_batch: int,
+    options: WorkflowOptions,
+) -> Steps:
+    """Run ``mailboxes`` as batches numbered from ``first_batch`` and sum up their answers."""
+    children = tree_children(context, shared, mailboxes, first_batch, options)
+    replies = yield context.task_all([task for task, _ in children])
+    return merge_replies(replies)
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_GROUP_ORCHESTRATOR)

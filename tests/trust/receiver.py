@@ -20,6 +20,8 @@ class Delivery:
 class CallbackReceiver:
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
+        self.down = False  # answer 503 and keep nothing, as a receiver in an outage
+        self.refused = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -28,6 +30,11 @@ class CallbackReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
+                    if receiver.down:
+                        receiver.refused += 1
+                        self.send_response(503)
+                        self.end_headers()
+                        return
                     receiver.deliveries.append(Delivery(self.path, dict(self.headers.items()), body))
                 self.send_response(204)
                 self.end_headers()

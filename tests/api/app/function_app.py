@@ -14,6 +14,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
 from onboarding.domain import (
     EVENT_CANCEL,
@@ -32,9 +33,13 @@ from onboarding.domain import (
     StepError,
     Waiting,
 )
+from orchestrations.webhooks import blueprint as webhook_delivery
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(endpoints)
+# The real webhook delivery orchestration, which the subscription and redelivery routes talk to.
+app.register_functions(webhook_delivery)
+app.register_functions(webhook_activities)
 
 
 @app.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)

@@ -1,0 +1,87 @@
+"""The webhook activities: hand an event to the delivery orchestration, and POST one event.
+
+Both run at least once. Emitting twice raises ``WebhookEvent-<n>`` twice, which the delivery
+orchestration reads once; delivering twice POSTs the same body with the same event id, on which
+receivers de-duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import ActivityFailed, _run
+from onboarding import activity_names as A
+from onboarding import webhook_hub
+from onboarding.domain import OnboardingRequest, OnboardingResult
+from onboarding.errors import OnboardingError
+from onboarding.services import Services
+from onboarding.webhooks import EventType, envelope, subscription_id
+
+blueprint = df.Blueprint()
+log = logging.getLogger("onboarding.activities")
+
+
+def event_data(payload: dict[str, Any]) -> Any:
+    """The completion event names every requested mailbox's result; the orchestration keeps only
+    counts and the mailboxes that need an admin, so the list is spelled out here."""
+    data = payload["data"]
+    if payload["type"] == EventType.COMPLETED.value and "request" in payload:
+        result = OnboardingResult.from_json(data)
+        request = OnboardingRequest.from_json(payload["request"])
+        data = {**data, "mailboxes": [m.to_json() for m in result.mailbox_results(request)]}
+    return data
+
+
+@blueprint.activity_trigger(input_name="payload", activity=A.EMIT_WEBHOOK_EVENT)
+@blueprint.durable_client_input(client_name="client")
+async def emit_webhook_event(
+    payload: dict[str, Any], client: df.DurableOrchestrationClient
+) -> dict[str, Any]:
+    onboarding_id = payload["onboarding_id"]
+    event = envelope(
+        onboarding_id, payload["sequence"], payload["type"], payload["occurred_at"], event_data(payload)
+    )
+    url = payload.get("callback_url")
+    try:
+        if url:  # the request's callbackUrl is the first subscription, in place before event 1
+            control = {"op": "subscribe", "subscriptionId": subscription_id(onboarding_id, url), "url": url}
+            await webhook_hub.send_control(client, onboarding_id, control)
+        await webhook_hub.send_event(client, onboarding_id, event)
+    except Exception as exc:  # the SDK's messages can carry the Durable API's URLs: type only
+        log.warning(
+            "activity %s: could not reach the delivery orchestration (%s)",
+            A.EMIT_WEBHOOK_EVENT,
+            type(exc).__name__,
+        )
+        raise ActivityFailed("The webhook event could not be handed to its delivery orchestration.") from None
+    return {"ok": {"id": event["id"]}}
+
+
+async def _deliver(services: Services, payload: dict[str, Any]) -> int:
+    from onboarding.adapters.webhook import post_callback
+    from onboarding.links import sign_callback
+
+    event = payload["event"]
+    body = json.dumps(event, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Onboarding-Signature": sign_callback(services.settings.link_signing_key, body, int(time.time())),
+        "X-Onboarding-Event-Id": event["id"],
+        "X-Onboarding-Event-Type": event["type"],
+    }
+    status = await post_callback(
+        payload["url"], body, headers, allow_private=services.settings.callback_allow_private_networks
+    )
+    if status >= 400:
+        raise OnboardingError(f"The callback receiver answered HTTP {status}.", fix="Check the receiver.")
+    return status
+
+
+@blueprint.activity_trigger(input_name="payload", activity=A.DELIVER_WEBHOOK)
+async def deliver_webhook(payload: dict[str, Any]) -> dict[str, Any]:
+    return await _run(A.DELIVER_WEBHOOK, lambda services: _deliver(services, payload))

@@ -1,0 +1,96 @@
+"""Messages to an onboarding's delivery orchestration (``<id>:webhook``), through a Durable client.
+
+Durable Functions drops an event raised to an instance that does not exist ("If the target
+orchestration doesn't exist, the event will be silently dropped", TaskOrchestrationContext.SendEvent
+on Microsoft Learn), so every sender first reads the instance's status and starts it when it is
+missing. A finished delivery orchestration (the outcome was delivered) is started again from its
+last state (its output), with the message in that state, since an event to it would be refused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from onboarding.webhooks import (
+    CONTROL_PREFIX,
+    DELIVERY_ORCHESTRATOR,
+    EVENT_PREFIX,
+    DeliveryState,
+    delivery_instance_id,
+)
+
+_LIVE = {"Running", "Pending", "ContinuedAsNew"}
+
+
+def _runtime(status: Any) -> str | None:
+    runtime = getattr(status, "runtime_status", None) if status else None
+    return runtime.name if runtime is not None else None
+
+
+def _last_state(status: Any, onboarding_id: str) -> DeliveryState:
+    output = getattr(status, "output", None) if status else None
+    if isinstance(output, dict) and output.get("onboarding_id") == onboarding_id:
+        return DeliveryState.from_json(output)
+    return DeliveryState(onboarding_id)
+
+
+async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | None:
+    """The delivery orchestration's summary (``DeliveryState.summary``), None when it never ran."""
+    status = await client.get_status(delivery_instance_id(onboarding_id))
+    runtime = _runtime(status)
+    if runtime is None:
+        return None
+    if runtime in _LIVE and isinstance(status.custom_status, dict):
+        return dict(status.custom_status)
+    return _last_state(status, onboarding_id).summary()
+
+
+# A start can lose a race with another sender (the onboarding's first event and a subscribe call
+# arriving together); the engine refuses to start a running instance, so read again and raise instead.
+_ATTEMPTS = 3
+
+
+async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> None:
+    """Give event ``event["sequence"]`` to the delivery orchestration, starting it if needed."""
+    instance_id = delivery_instance_id(onboarding_id)
+    for attempt in range(_ATTEMPTS):
+        status = await client.get_status(instance_id)
+        if _runtime(status) not in _LIVE:
+            try:
+                state = _last_state(status, onboarding_id)
+                await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+            except Exception:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+        await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
+        return
+
+
+async def send_control(client: Any, onboarding_id: str, control: dict[str, Any]) -> None:
+    """Subscribe, unsubscribe or redeliver: raised as the next control number, or given in the input
+    when the delivery orchestration has to be started (again)."""
+    instance_id = delivery_instance_id(onboarding_id)
+    for attempt in range(_ATTEMPTS):
+        status = await client.get_status(instance_id, show_input=True)
+        if _runtime(status) in _LIVE:
+            await client.raise_event(instance_id, f"{CONTROL_PREFIX}{_control_number(status)}", control)
+            return
+        state = _last_state(status, onboarding_id)
+        state.inbox.append(control)
+        try:
+            await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+            return
+        except Exception:
+            if attempt == _ATTEMPTS - 1:
+                raise
+
+
+def _control_number(status: Any) -> int:
+    custom = status.custom_status if isinstance(status.custom_status, dict) else None
+    if custom is not None:
+        return int(custom["nextControl"])
+    # Not started yet: its input says which control it waits for first.
+    raw = status.input_
+    return int((json.loads(raw) if isinstance(raw, str) else raw or {}).get("next_control", 0))

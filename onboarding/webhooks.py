@@ -1,0 +1,264 @@
+"""Webhook events of one onboarding and the state of their delivery (pure: no I/O, no clock).
+
+The onboarding orchestration numbers its events 1, 2, 3 ... and raises event ``n`` to the delivery
+orchestration ``<id>:webhook`` under the name ``WebhookEvent-<n>``; requester controls (subscribe,
+unsubscribe, redeliver) arrive as ``WebhookControl-<k>``, ``k`` read from the delivery orchestration's
+custom status. Every name is raised once: the Durable Python SDK keeps one buffered event per name,
+and several buffered events of one name break its replay, so names are never reused.
+
+The event id is ``<onboarding id>:<sequence>``: a replay or a re-run activity sends the same number,
+so it never makes a new id, and receivers de-duplicate on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+DELIVERY_ORCHESTRATOR = "webhook_delivery_orchestrator"
+EVENT_PREFIX = "WebhookEvent-"
+CONTROL_PREFIX = "WebhookControl-"
+
+# Retry schedule of a failing receiver: 30 s, 1 min, 2 min ... capped at 1 h between attempts; a
+# subscription is given up once its receiver has failed without a success for 24 h (about 30 attempts).
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=1)
+GIVE_UP_AFTER = timedelta(hours=24)
+# Attempts and waits one execution of the delivery orchestration takes before it continues as new,
+# so a long outage with many events never grows a history without bound.
+WORK_PER_EXECUTION = 40
+# Live subscriptions per onboarding: each is POSTed every event, so a key holder may not add without end.
+MAX_SUBSCRIPTIONS = 10
+
+
+class EventType(StrEnum):
+    ACCEPTED = "onboarding.accepted"
+    WAITING_FOR_ADMIN = "onboarding.waiting_for_admin"
+    CONSENT_GRANTED = "onboarding.consent_granted"
+    APPROVED = "onboarding.approved"
+    MAILBOX_PROGRESS = "onboarding.mailbox_progress"
+    COMPLETED = "onboarding.completed"
+
+
+class SubscriptionState(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    GIVEN_UP = "given_up"
+
+
+class DeliveryStatus(StrEnum):
+    """The ``callbackDelivery`` of the status view."""
+
+    NONE = "none"  # nobody subscribed
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    GIVEN_UP = "given_up"
+
+
+def delivery_instance_id(onboarding_id: str) -> str:
+    return f"{onboarding_id}:webhook"
+
+
+def event_id(onboarding_id: str, sequence: int) -> str:
+    return f"{onboarding_id}:{sequence}"
+
+
+def subscription_id(onboarding_id: str, url: str) -> str:
+    """The same URL subscribed twice is one subscription (a retried subscribe call changes nothing)."""
+    return "sub-" + hashlib.sha256(f"{onboarding_id}\n{url}".encode()).hexdigest()[:32]
+
+
+def envelope(onboarding_id: str, sequence: int, type_: str, occurred_at: str, data: Any) -> dict[str, Any]:
+    """The JSON body a receiver gets (signed as a whole)."""
+    return {
+        "id": event_id(onboarding_id, sequence),
+        "type": type_,
+        "sequence": sequence,
+        "onboardingId": onboarding_id,
+        "occurredAt": occurred_at,
+        "data": data,
+    }
+
+
+def retry_delay(failures: int) -> timedelta:
+    """Wait after the ``failures``-th failure in a row (1-based): 30 s, 1 min, 2 min ... at most 1 h."""
+    return min(FIRST_RETRY * (2 ** min(max(failures - 1, 0), 20)), MAX_RETRY)
+
+
+@dataclass
+class Subscription:
+    id: str
+    url: str
+    next: int  # sequence of the next event to deliver
+    state: str = SubscriptionState.ACTIVE.value
+    failures: int = 0  # in a row, since ``failing_since``
+    failing_since: str | None = None
+    retry_at: str | None = None
+    gave_up_at: str | None = None
+    last_error: str = ""
+
+    def public(self) -> dict[str, Any]:
+        """What the status view shows: never the URL (it may carry a signature, e.g. Logic Apps')."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "deliveredThrough": self.next - 1,
+            "failures": self.failures,
+            "failingSince": self.failing_since,
+            "nextAttemptAt": self.retry_at,
+            "gaveUpAt": self.gave_up_at,
+            "lastError": self.last_error,
+        }
+
+
+@dataclass
+class DeliveryState:
+    onboarding_id: str
+    events: list[dict[str, Any]] = field(default_factory=list)  # envelopes, events[i] has sequence i+1
+    subscriptions: list[Subscription] = field(default_factory=list)
+    next_control: int = 0
+    inbox: list[dict[str, Any]] = field(default_factory=list)  # controls given when (re)starting
+
+    # -- JSON (the orchestration's input, continue-as-new input and output) ----------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "events": self.events,
+            "subscriptions": [asdict(s) for s in self.subscriptions],
+            "next_control": self.next_control,
+            "inbox": self.inbox,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeliveryState:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            events=list(data.get("events", [])),
+            subscriptions=[Subscription(**s) for s in data.get("subscriptions", [])],
+            next_control=int(data.get("next_control", 0)),
+            inbox=list(data.get("inbox", [])),
+        )
+
+    # -- incoming --------------------------------------------------------------------------------
+    @property
+    def next_event(self) -> int:
+        return len(self.events) + 1
+
+    @property
+    def final(self) -> bool:
+        return bool(self.events) and self.events[-1]["type"] == EventType.COMPLETED.value
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        if event.get("sequence") == self.next_event:  # anything else is a duplicate
+            self.events.append(event)
+
+    def subscribe(self, url: str, sub_id: str, from_sequence: int | None = None) -> None:
+        # A late subscriber (a Logic Apps HTTP Webhook action subscribing after the end) still gets
+        # the outcome; otherwise it starts with the next event, or where it asked.
+        start = len(self.events) if self.final else self.next_event
+        if from_sequence is not None:
+            start = max(1, min(from_sequence, start))
+        for sub in self.subscriptions:
+            if sub.id == sub_id:
+                if sub.state != SubscriptionState.ACTIVE.value:
+                    sub.state, sub.next = SubscriptionState.ACTIVE.value, start
+                    self._reset(sub)
+                return
+        self.subscriptions.append(Subscription(id=sub_id, url=url, next=start))
+
+    def unsubscribe(self, sub_id: str) -> None:
+        for sub in self.subscriptions:
+            if sub.id == sub_id:
+                sub.state = SubscriptionState.UNSUBSCRIBED.value
+                sub.retry_at = None
+
+    def redeliver(self, from_sequence: int, sub_id: str | None = None) -> None:
+        for sub in self.subscriptions:
+            if sub.state == SubscriptionState.UNSUBSCRIBED.value or (sub_id and sub.id != sub_id):
+                continue
+            sub.state, sub.next = SubscriptionState.ACTIVE.value, max(1, from_sequence)
+            sub.gave_up_at = None
+            self._reset(sub)
+
+    def apply_control(self, control: dict[str, Any], *, raised: bool = True) -> None:
+        """Apply a subscribe, unsubscribe or redeliver. A raised control moves the number on; one given
+        in the input (a start or restart) does not, so senders that read the number before the new
+        execution published it still use the number it waits for."""
+        if raised:
+            self.next_control += 1
+        kind = control.get("op")
+        if kind == "subscribe":
+            self.subscribe(control["url"], control["subscriptionId"], control.get("fromSequence"))
+        elif kind == "unsubscribe":
+            self.unsubscribe(control["subscriptionId"])
+        elif kind == "redeliver":
+            self.redeliver(int(control.get("fromSequence") or 1), control.get("subscriptionId"))
+
+    # -- delivering ------------------------------------------------------------------------------
+    def due(self, now: datetime) -> list[Subscription]:
+        return [
+            s
+            for s in self.subscriptions
+            if s.state == SubscriptionState.ACTIVE.value
+            and s.next <= len(self.events)
+            and (s.retry_at is None or datetime.fromisoformat(s.retry_at) <= now)
+        ]
+
+    def event_for(self, sub: Subscription) -> dict[str, Any]:
+        return self.events[sub.next - 1]
+
+    def delivered(self, sub: Subscription) -> None:
+        sub.next += 1
+        self._reset(sub)
+
+    def failed(self, sub: Subscription, error: str, now: datetime) -> None:
+        sub.failures += 1
+        sub.last_error = error[:300]
+        if sub.failing_since is None:
+            sub.failing_since = now.isoformat()
+        if now - datetime.fromisoformat(sub.failing_since) >= GIVE_UP_AFTER:
+            sub.state, sub.gave_up_at, sub.retry_at = SubscriptionState.GIVEN_UP.value, now.isoformat(), None
+        else:
+            sub.retry_at = (now + retry_delay(sub.failures)).isoformat()
+
+    def next_wake(self) -> datetime | None:
+        """When the earliest waiting retry is due (None: nothing to retry, wait for news only)."""
+        times = [
+            datetime.fromisoformat(s.retry_at)
+            for s in self.subscriptions
+            if s.state == SubscriptionState.ACTIVE.value and s.retry_at and s.next <= len(self.events)
+        ]
+        return min(times) if times else None
+
+    def done(self) -> bool:
+        """The outcome is known and no active subscription has anything left to deliver."""
+        return self.final and all(
+            s.state != SubscriptionState.ACTIVE.value or s.next > len(self.events) for s in self.subscriptions
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The custom status: what the status view shows as ``callbackDelivery`` (no URL)."""
+        return {
+            "state": self.status().value,
+            "events": len(self.events),
+            "final": self.final,
+            "nextControl": self.next_control,
+            "subscriptions": [s.public() for s in self.subscriptions],
+        }
+
+    def status(self) -> DeliveryStatus:
+        live = [s for s in self.subscriptions if s.state != SubscriptionState.UNSUBSCRIBED.value]
+        if not live:
+            return DeliveryStatus.NONE
+        if any(s.state == SubscriptionState.GIVEN_UP.value for s in live):
+            return DeliveryStatus.GIVEN_UP
+        if any(s.next <= len(self.events) for s in live) or not self.final:
+            return DeliveryStatus.PENDING
+        return DeliveryStatus.DELIVERED
+
+    @staticmethod
+    def _reset(sub: Subscription) -> None:
+        sub.failures, sub.failing_since, sub.retry_at, sub.last_error = 0, None, None, ""
