@@ -472,7 +472,15 @@ class GraphDirectory:
         try:
             await self._call("assign the app role", lambda: builder.post(body), permission=ASSIGN_PERMISSION)
         except InvalidRequestError as exc:
-            if "already exists" not in str(exc).lower():
+            text = str(exc).lower()
+            if any(t in text for t in _REPLICATION_TEXT):
+                # An admin can approve before the new service principal reaches every replica.
+                raise TransientError(
+                    "Microsoft Graph does not see the app's service principal yet (directory replication).",
+                    fix="Usually resolves within minutes; if it does not, check that the app still exists.",
+                    code=REPLICATION,
+                ) from None
+            if "already exists" not in text:
                 raise
 
     # --- mail -------------------------------------------------------------------------------------
