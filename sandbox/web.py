@@ -30,6 +30,8 @@ CALLER_KEY = web.RequestKey("caller_app_id", str)
 OWN_LATENCY_KEY = web.AppKey("handles_latency", bool)
 UNMODELLED = "unmodelled"  # the request log's ``fault`` of a request the sandbox does not model
 UNMODELLED_CODE = "NotModelledBySandbox"
+# What a browser asks for on its own (the consent page is opened in Chromium): not the product's doing.
+BROWSER_REQUESTS = {("GET", "/favicon.ico")}
 
 
 class Unmodelled(Exception):
@@ -58,7 +60,7 @@ def check_modelled(
 ) -> None:
     """Raise ``Unmodelled`` for an unknown route or method, an OData system query option ($...) outside
     ``query_options``, or a header in ``semantic_headers`` (headers that change what a request means)."""
-    if isinstance(request.match_info, MatchInfoError):
+    if isinstance(request.match_info, MatchInfoError) and (request.method, request.path) not in BROWSER_REQUESTS:
         raise Unmodelled(f"{request.method} {request.path}")
     unknown = sorted(k for k in request.query if k.startswith("$") and k not in query_options)
     if unknown:
