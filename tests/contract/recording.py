@@ -139,9 +139,12 @@ class Recorder:
         self.directory = directory
         self.endpoints = {name: url.rstrip("/") for name, url in endpoints.items() if url}
         self.redactor = redactor
+        for name, base in self.endpoints.items():  # scopes and links name the endpoints: keep them portable
+            redactor.aliases.setdefault(base, "{" + name + "}")
         self._lock = threading.Lock()
         self._count = 0
         self._sessions: dict[int, tuple[str, list[dict[str, str]]]] = {}
+        self._exchanges: list[tuple[Any, ...]] = []
 
     # -- what is saved ---------------------------------------------------------------------------
     def service_of(self, url: str) -> tuple[str, str] | None:
@@ -160,10 +163,19 @@ class Recorder:
         status: int,
         response_headers: Mapping[str, str],
         response_body: bytes,
-    ) -> Path | None:
+    ) -> None:
+        """Keep an exchange with a recorded service; it is redacted when written (``flush``), once the
+        scenario knows every id and secret it made."""
+        if self.service_of(url) is None:
+            return
+        raw = (method, url, dict(request_headers), request_body, status, dict(response_headers), response_body)
+        with self._lock:
+            self._exchanges.append(raw)
+
+    def _http_fixture(self, raw: tuple[Any, ...]) -> tuple[str, str, dict[str, Any]]:
+        method, url, request_headers, request_body, status, response_headers, response_body = raw
         found = self.service_of(url)
-        if found is None:
-            return None
+        assert found is not None
         service, path = found
         r = self.redactor
         if service == "keyvault":
@@ -185,21 +197,25 @@ class Recorder:
                 "body": r.body(response_body, _content_type(response_headers)),
             },
         }
-        return self._write(service, f"{method.lower()}{path}", fixture)
+        return service, f"{method.lower()}{r.text(path)}", fixture
 
     def record_line(self, session: object, service: str, direction: str, line: bytes | str) -> None:
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         with self._lock:
             _, lines = self._sessions.setdefault(id(session), (service, []))
-            for part in text.splitlines() or [""]:
-                lines.append({direction: self.redactor.line(part)})
+            lines.extend({direction: part} for part in text.splitlines() or [""])
 
-    def flush_sessions(self) -> None:
+    def flush(self) -> list[Path]:
+        """Redact and write everything recorded so far, in the order it happened."""
         with self._lock:
+            exchanges, self._exchanges = self._exchanges, []
             sessions, self._sessions = self._sessions, {}
+        written = [self._write(*self._http_fixture(raw)) for raw in exchanges]
         for service, lines in sessions.values():
-            if lines:
-                self._write(service, "session", {"origin": RECORDED, "service": service, "transcript": lines})
+            transcript = [{d: self.redactor.line(text) for d, text in line.items()} for line in lines]
+            fixture = {"origin": RECORDED, "service": service, "transcript": transcript}
+            written.append(self._write(service, "session", fixture))
+        return written
 
     def _write(self, service: str, name: str, fixture: dict[str, Any]) -> Path:
         with self._lock:
@@ -214,7 +230,7 @@ class Recorder:
     # -- where it is captured ----------------------------------------------------------------------
     @contextmanager
     def install(self) -> Iterator[Recorder]:
-        """Hook every transport the product's adapters use; undo on exit and write IMAP/POP sessions."""
+        """Hook every transport the product's adapters use; undo on exit and write what was recorded."""
         patches: list[tuple[Any, str, Any]] = []
 
         def patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
@@ -229,7 +245,7 @@ class Recorder:
         finally:
             for owner, name, original in reversed(patches):
                 setattr(owner, name, original)
-            self.flush_sessions()
+            self.flush()
 
     def _hooks(self) -> list[tuple[Any, str, Callable[[Any], Any]]]:
         import httpx
