@@ -37,13 +37,19 @@ class DelayRange:
 
 REALISTIC_DELAYS: dict[str, DelayRange] = {
     # A new application is not yet seen by the replica that serves POST /servicePrincipals.
-    "application_s": DelayRange(2, 90, "Entra eventual consistency (devblogs); Q&A NoBackingApplicationObject"),
+    "application_s": DelayRange(
+        2, 90, "Entra eventual consistency (devblogs); Q&A NoBackingApplicationObject"
+    ),
     # A new service principal is not found by reads on other replicas.
-    "service_principal_s": DelayRange(2, 90, "Entra eventual consistency (devblogs); aaddevsup 404 after create"),
+    "service_principal_s": DelayRange(
+        2, 90, "Entra eventual consistency (devblogs); aaddevsup 404 after create"
+    ),
     # A new app role assignment is neither listed nor in newly issued tokens.
     "app_role_assignment_s": DelayRange(30, 300, "microsoft-graph-docs#15855 (30-60 s), #4765 (retries)"),
     # Exchange's copy of the directory does not know a new service principal (f15-fixes adds the knob).
-    "exchange_service_principal_s": DelayRange(60, 900, "issue 15 item 2: AADServicePrincipalNotFound for minutes"),
+    "exchange_service_principal_s": DelayRange(
+        60, 900, "issue 15 item 2: AADServicePrincipalNotFound for minutes"
+    ),
     # FullAccess does not let the app open the mailbox yet.
     MAILBOX_PERMISSION: DelayRange(300, 3600, "Learn: give mailbox permissions, up to 60 minutes"),
 }
@@ -55,7 +61,9 @@ def profile_from_env() -> str:
     """The profile the scenario suites run under: ``SANDBOX_PROFILE`` or ``fast``."""
     name = os.environ.get(PROFILE_ENV, "").strip() or FAST
     if name not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={name!r} is not a sandbox profile; expected one of {sorted(PROFILES)}")
+        raise ValueError(
+            f"{PROFILE_ENV}={name!r} is not a sandbox profile; expected one of {sorted(PROFILES)}"
+        )
     return name
 
 

@@ -24,8 +24,8 @@ from sandbox.entra import Entra
 from sandbox.exchange import Exchange
 from sandbox.faults import Faults
 from sandbox.graph import Graph
-from sandbox.profiles import FAST, AppliedProfile, apply_profile
 from sandbox.keyvault import KeyVault
+from sandbox.profiles import FAST, AppliedProfile, apply_profile
 from sandbox.state import Mailbox, RequestLogEntry, ServicePrincipal, TenantState
 from sandbox.tokens import TokenIssuer
 from sandbox.web import UNMODELLED, LoopThread, bind, serve

@@ -60,7 +60,10 @@ def check_modelled(
 ) -> None:
     """Raise ``Unmodelled`` for an unknown route or method, an OData system query option ($...) outside
     ``query_options``, or a header in ``semantic_headers`` (headers that change what a request means)."""
-    if isinstance(request.match_info, MatchInfoError) and (request.method, request.path) not in BROWSER_REQUESTS:
+    if (
+        isinstance(request.match_info, MatchInfoError)
+        and (request.method, request.path) not in BROWSER_REQUESTS
+    ):
         raise Unmodelled(f"{request.method} {request.path}")
     unknown = sorted(k for k in request.query if k.startswith("$") and k not in query_options)
     if unknown:
@@ -134,7 +137,9 @@ def make_app(
                     caller_app_id=request.get(CALLER_KEY),
                     retry_after=retry_after,
                     latency_ms=round((time.monotonic() - started) * 1000, 2),
-                    fault=f"{UNMODELLED}: {unmodelled}" if unmodelled else (None if fault is None else str(fault)),
+                    fault=f"{UNMODELLED}: {unmodelled}"
+                    if unmodelled
+                    else (None if fault is None else str(fault)),
                 )
             )
 

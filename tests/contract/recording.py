@@ -168,7 +168,15 @@ class Recorder:
         scenario knows every id and secret it made."""
         if self.service_of(url) is None:
             return
-        raw = (method, url, dict(request_headers), request_body, status, dict(response_headers), response_body)
+        raw = (
+            method,
+            url,
+            dict(request_headers),
+            request_body,
+            status,
+            dict(response_headers),
+            response_body,
+        )
         with self._lock:
             self._exchanges.append(raw)
 
@@ -187,7 +195,9 @@ class Recorder:
             "request": {
                 "method": method.upper(),
                 "path": r.text(path),
-                "query": r.data({k: (REDACTED if k.lower() in SECRET_FIELDS else v) for k, v in query.items()}),
+                "query": r.data(
+                    {k: (REDACTED if k.lower() in SECRET_FIELDS else v) for k, v in query.items()}
+                ),
                 "headers": r.headers(request_headers),
                 "body": r.body(request_body, _content_type(request_headers)),
             },

@@ -136,7 +136,9 @@ async def _onboard(
     )
     for role in ROLES:
         await patiently(
-            lambda r=role: graph.assign_app_role(made.sp_id, resource.service_principal_id, resource.app_role_ids[r]),
+            lambda r=role: graph.assign_app_role(
+                made.sp_id, resource.service_principal_id, resource.app_role_ids[r]
+            ),
             patience_s,
             step_s,
         )

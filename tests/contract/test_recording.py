@@ -17,7 +17,9 @@ from tests.contract.replay import check, fresh_sandbox
 
 
 @pytest.fixture
-async def recorded(sandbox: Sandbox, sandbox_env: dict[str, str], tmp_path: Path) -> tuple[Path, scenario.Made]:
+async def recorded(
+    sandbox: Sandbox, sandbox_env: dict[str, str], tmp_path: Path
+) -> tuple[Path, scenario.Made]:
     settings = Settings.from_env(sandbox.env)
     made = scenario.Made(tenant_id=sandbox.tenant_id, mailbox="support@sandbox.example")
     redactor = Redactor()
@@ -78,7 +80,9 @@ async def test_no_secret_token_or_real_id_of_the_scenario_reaches_a_fixture(reco
         "identity header": sandbox.env["IDENTITY_HEADER"],
     }
     assert len(needles) > 4
-    leaks = [(what, name) for name, text in texts(directory).items() for what, n in needles.items() if n in text]
+    leaks = [
+        (what, name) for name, text in texts(directory).items() for what, n in needles.items() if n in text
+    ]
     assert leaks == []
     assert any("{app_id}" in text for text in texts(directory).values())
 
@@ -103,5 +107,7 @@ def test_an_authenticate_line_and_a_bare_sasl_response_are_redacted():
     assert redactor.line(f"A01 AUTHENTICATE XOAUTH2 {payload}\r\n") == f"A01 AUTHENTICATE XOAUTH2 {REDACTED}"
     assert redactor.line(payload) == REDACTED
     assert redactor.line("A01 OK AUTHENTICATE completed.") == "A01 OK AUTHENTICATE completed."
-    body = redactor.body(json.dumps({"access_token": "x", "error": {"code": "E"}}).encode(), "application/json")
+    body = redactor.body(
+        json.dumps({"access_token": "x", "error": {"code": "E"}}).encode(), "application/json"
+    )
     assert body == {"access_token": REDACTED, "error": {"code": "E"}}

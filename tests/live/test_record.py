@@ -5,7 +5,7 @@ Runs only with ``LIVE_RECORD_DIR`` set, besides the live suite's own settings. T
 function app would, with an app registration holding the managed identity's permissions
 (``LIVE_CLIENT_ID`` / ``LIVE_CLIENT_SECRET``: Graph Application.ReadWrite.OwnedBy,
 AppRoleAssignment.ReadWrite.All and Application.Read.All, Exchange.ManageAsApp with the Exchange
-Recipient Administrator role, Key Vault Secrets Officer on ``LIVE_KEY_VAULT_URI``). The scenario makes
+Administrator Entra role, Key Vault Secrets Officer on ``LIVE_KEY_VAULT_URI``; docs/deploy.md). The scenario makes
 one app, grants it IMAP/POP and FullAccess on the first of ``LIVE_MAILBOXES``, logs in, and removes it
 all again; waits for replication and propagation up to ``LIVE_RECORD_PATIENCE_MINUTES`` (default 90).
 """
@@ -41,7 +41,9 @@ def live_settings() -> Settings:
     return Settings.from_env(env)
 
 
-@pytest.mark.skipif(bool(MISSING), reason=f"recording mode is off ({', '.join(MISSING)} unset; docs/recordings.md)")
+@pytest.mark.skipif(
+    bool(MISSING), reason=f"recording mode is off ({', '.join(MISSING)} unset; docs/recordings.md)"
+)
 async def test_record_one_onboardings_traffic_with_the_real_services():
     from azure.identity.aio import ClientSecretCredential
 
@@ -74,7 +76,12 @@ async def test_record_one_onboardings_traffic_with_the_real_services():
     try:
         with recorder.install():
             await scenario.run(
-                settings, credential, made, suffix=secrets.token_hex(4), patience_s=patience, on_progress=learn
+                settings,
+                credential,
+                made,
+                suffix=secrets.token_hex(4),
+                patience_s=patience,
+                on_progress=learn,
             )
     finally:
         await credential.close()

@@ -42,7 +42,7 @@ def test_a_profile_range_for_a_delay_not_modelled_yet_is_reported_not_applied():
 
 
 def test_an_unknown_profile_is_refused_naming_the_choices(monkeypatch: pytest.MonkeyPatch):
-    with pytest.raises(ValueError, match="'slow'.*fast.*realistic"):
+    with pytest.raises(ValueError, match=r"'slow'.*fast.*realistic"):
         apply_profile(Faults(0), "slow", seed=0)
     monkeypatch.setenv("SANDBOX_PROFILE", "slow")
     with pytest.raises(ValueError, match="SANDBOX_PROFILE='slow'"):
