@@ -145,6 +145,7 @@ class Recorder:
         self._count = 0
         self._sessions: dict[int, tuple[str, list[dict[str, str]]]] = {}
         self._exchanges: list[tuple[Any, ...]] = []
+        self._partial: dict[int, str] = {}  # client bytes sent without their CRLF yet
 
     # -- what is saved ---------------------------------------------------------------------------
     def service_of(self, url: str) -> tuple[str, str] | None:
@@ -210,10 +211,18 @@ class Recorder:
         return service, f"{method.lower()}{r.text(path)}", fixture
 
     def record_line(self, session: object, service: str, direction: str, line: bytes | str) -> None:
+        """A server line as read, or client bytes as sent (imaplib sends a line's CRLF on its own)."""
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         with self._lock:
             _, lines = self._sessions.setdefault(id(session), (service, []))
-            lines.extend({direction: part} for part in text.splitlines() or [""])
+            if direction == "server":
+                lines.append({direction: text.rstrip("\r\n")})
+                return
+            pending = self._partial.pop(id(session), "") + text
+            *complete, rest = pending.split("\r\n")
+            lines.extend({direction: part} for part in complete)
+            if rest:
+                self._partial[id(session)] = rest
 
     def flush(self) -> list[Path]:
         """Redact and write everything recorded so far, in the order it happened."""
@@ -351,7 +360,8 @@ class Recorder:
         def line_out(service: str) -> Callable[[Any], Any]:
             def make(original: Any) -> Any:
                 def send(client: Any, data: bytes, *args: Any) -> Any:
-                    rec.record_line(client, service, "client", data)
+                    # imaplib sends bytes with their CRLF (sometimes apart); poplib hands a bare line.
+                    rec.record_line(client, service, "client", data if service == "imap" else data + b"\r\n")
                     return original(client, data, *args)
 
                 return send

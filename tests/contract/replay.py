@@ -9,7 +9,10 @@ top are not reported: documented examples are shortened ("truncated" in the Grap
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,14 +173,101 @@ def check(fixture: dict[str, Any], sandbox: Sandbox) -> list[str]:
     """Replay one fixture on this sandbox; the differences not accepted in the fixture after review,
     and accepted ones that no longer occur (so the acceptance list stays true)."""
     target = Target.build(sandbox)
-    for step in fixture.get("setup", []):  # earlier exchanges the fixture's request depends on
-        replay(step, target)
-    found = differences(fixture["response"], replay(fixture, target))
+    if "transcript" in fixture:
+        found = replay_session(fixture, target)
+    else:
+        found = differences(fixture["response"], replay(fixture, target))
     accepted = {a["difference"] for a in fixture.get("accepted_differences", [])}
     report = [d for d in found if d not in accepted]
     report += [f"accepted difference no longer occurs: {a}" for a in sorted(accepted - set(found))]
     return report
 
 
-def fresh_sandbox(base_dir: Any) -> Sandbox:
-    return Sandbox(SandboxConfig(base_dir=base_dir, start_mail=False)).start()
+def fresh_sandbox(base_dir: Any, *, mail: bool = False) -> Sandbox:
+    return Sandbox(SandboxConfig(base_dir=base_dir, start_mail=mail)).start()
+
+
+# -- IMAP and POP sessions -------------------------------------------------------------------------
+IMAP_STATUS = re.compile(r"^(\S+) (OK|NO|BAD|PREAUTH|BYE)\b", re.IGNORECASE)
+
+
+def status_word(service: str, line: str, *, greeting: bool = False) -> str | None:
+    """What a server line says: IMAP's tagged OK/NO/BAD (and the greeting's status), a continuation
+    "+", POP's +OK/-ERR. None for data lines (untagged IMAP data, POP listings): servers differ there."""
+    if service == "pop":
+        if line.startswith(("+OK", "-ERR")):
+            return line.split(" ", 1)[0].upper()
+        return "+" if line.rstrip() == "+" else None
+    if line.startswith("+"):
+        return "+"
+    m = IMAP_STATUS.match(line)
+    if m is None or (m.group(1) == "*" and not greeting):
+        return None
+    return m.group(2).upper()
+
+
+def sasl_response(target: Target) -> str:
+    """What the redacted XOAUTH2 response stood for: the client app's token for Exchange."""
+    sandbox = target.sandbox
+    state = sandbox.state
+    app_id, sp_id = target.values["{app_id}"], target.values["{sp_id}"]
+    with state.lock:  # the app may log in: roles, registered in Exchange, FullAccess on the mailbox
+        exchange = state.find_service_principal(EXCHANGE_APP_ID)
+        assert exchange is not None
+        for role in ("IMAP.AccessAsApp", "POP.AccessAsApp"):
+            if state.find_assignment(sp_id, exchange.id, state.role_by_value(exchange, role).id) is None:
+                state.add_assignment(sp_id, exchange, state.role_by_value(exchange, role).id)
+        esp = next((e for e in state.exchange_sps() if e.object_id == sp_id), None)
+        esp = esp or state.add_exchange_sp(app_id, sp_id, CLIENT_APP)
+        box = state.find_mailbox(MAILBOX)
+        assert box is not None
+        state.add_mailbox_permission(box, esp, auto_mapping=False)
+    token = sandbox.mint_token_for_tests(
+        resource="exchange", roles=["IMAP.AccessAsApp", "POP.AccessAsApp"], app_id=app_id, object_id=sp_id
+    )
+    return base64.b64encode(f"user={MAILBOX}\x01auth=Bearer {token}\x01\x01".encode()).decode()
+
+
+def replay_session(fixture: dict[str, Any], target: Target) -> list[str]:
+    """Send the recorded client lines to the sandbox's Dovecot; compare the status of each answer."""
+    service = fixture["service"]
+    port = target.sandbox.ports[service]
+    context = target.sandbox.client_ssl_context()
+    found: list[str] = []
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        reader = tls.makefile("rb")
+        # Every server greets first; a transcript may start with the greeting or leave it out.
+        greeting: str | None = reader.readline().decode("utf-8", "replace").rstrip("\r\n")
+        for index, entry in enumerate(fixture["transcript"]):
+            if "client" in entry:
+                greeting = None
+                line = entry["client"]
+                if REDACTED in line:
+                    line = line.replace(REDACTED, sasl_response(target))
+                tls.sendall(target.fill(line).encode() + b"\r\n")
+                continue
+            is_greeting = greeting is not None
+            want = status_word(service, entry["server"], greeting=is_greeting)
+            if want is None:
+                continue  # data lines differ by server and are not compared
+            got_line = greeting if is_greeting else _next_status_line(service, reader)
+            greeting = None
+            got = None if got_line is None else status_word(service, got_line, greeting=is_greeting)
+            if got != want:
+                found.append(
+                    f"line {index}: recorded {want} ({entry['server']!r}), sandbox {got} ({got_line!r})"
+                )
+    return found
+
+
+def _next_status_line(service: str, reader: Any) -> str | None:
+    while True:
+        raw = reader.readline()
+        if not raw:
+            return None
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if status_word(service, line) is not None:
+            return line

@@ -111,3 +111,11 @@ def test_an_authenticate_line_and_a_bare_sasl_response_are_redacted():
         json.dumps({"access_token": "x", "error": {"code": "E"}}).encode(), "application/json"
     )
     assert body == {"access_token": REDACTED, "error": {"code": "E"}}
+
+
+async def test_recorded_imap_and_pop_sessions_replay_on_a_fresh_sandbox(recorded, tmp_path: Path):
+    directory, _ = recorded
+    sessions = [f for _, f in load_fixtures(directory) if "transcript" in f]
+    assert {f["service"] for f in sessions} == {"imap", "pop"}
+    with fresh_sandbox(tmp_path / "replay", mail=True) as sandbox:
+        assert [check(f, sandbox) for f in sessions] == [[], []]

@@ -19,6 +19,7 @@ from tests.contract.replay import check, fresh_sandbox
 RECORDINGS = Path(__file__).parent / "recordings"
 FIXTURES = load_fixtures(RECORDINGS)
 HTTP = [(p, f) for p, f in FIXTURES if "request" in f]
+SESSIONS = [(p, f) for p, f in FIXTURES if "transcript" in f]
 
 
 def test_every_fixture_says_honestly_where_it_comes_from():
@@ -37,6 +38,26 @@ def test_the_sandbox_answers_as_recorded(fixture: dict[str, Any], tmp_path: Path
     with fresh_sandbox(tmp_path) as sandbox:
         assert check(fixture, sandbox) == []
         sandbox.assert_all_modelled()
+
+
+def test_every_fixture_is_replayed():
+    assert len(HTTP) + len(SESSIONS) == len(FIXTURES), "a fixture is neither an HTTP exchange nor a session"
+
+
+@pytest.mark.parametrize("fixture", [f for _, f in SESSIONS], ids=[p.stem for p, _ in SESSIONS])
+def test_dovecot_answers_the_session_as_recorded(fixture: dict[str, Any], tmp_path: Path):
+    with fresh_sandbox(tmp_path, mail=True) as sandbox:
+        assert check(fixture, sandbox) == []
+
+
+def test_a_refusal_planted_in_a_session_is_reported(tmp_path: Path):
+    [fixture] = [
+        copy.deepcopy(f) for p, f in SESSIONS if p.name == "documented-imap-authenticate-xoauth2.json"
+    ]
+    fixture["transcript"][-1]["server"] = "A01 NO AUTHENTICATE failed."
+    with fresh_sandbox(tmp_path, mail=True) as sandbox:
+        [difference] = check(fixture, sandbox)
+    assert difference.startswith("line 4: recorded NO") and "sandbox OK" in difference
 
 
 def planted(name: str, change: Any) -> dict[str, Any]:
