@@ -16,8 +16,11 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# The end-to-end scenarios run twice: as part of the suite (fast sandbox profile), then under the
+# realistic profile's replication and propagation delays on a moved clock (docs/sandbox.md, "Profiles").
 test: setup lint
 	$(PY) -m pytest
+	SANDBOX_PROFILE=realistic $(PY) -m pytest tests/e2e
 
 bench: setup
 	$(PY) -m bench

@@ -6,6 +6,10 @@
   the test, for code that reads the environment (``ManagedIdentityCredential``, ``Settings.from_env``),
   and the sandbox CA trusted by in-process aiohttp clients (see ``Sandbox.trust_in_process``).
 - ``sandbox_session``: one tenant shared by a whole session, for read-only or self-isolating tests.
+
+Strictness: a test whose requests reached something the sandbox does not model (answered 501, see
+sandbox/web.py) fails at teardown, naming what was asked; ``sandbox.acknowledge_unmodelled()`` is for a
+test that does so on purpose.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def sandbox_config(tmp_path: Path) -> SandboxConfig:
 def sandbox(sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
     with Sandbox(sandbox_config) as sb:
         yield sb
+        sb.assert_all_modelled()
 
 
 @pytest.fixture

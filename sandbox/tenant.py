@@ -25,10 +25,11 @@ from sandbox.exchange import Exchange
 from sandbox.faults import Faults
 from sandbox.graph import Graph
 from sandbox.keyvault import KeyVault
+from sandbox.profiles import FAST, AppliedProfile, apply_profile
 from sandbox.signin import People
-from sandbox.state import Application, Mailbox, ServicePrincipal, TenantState
+from sandbox.state import Application, Mailbox, RequestLogEntry, ServicePrincipal, TenantState
 from sandbox.tokens import TokenIssuer
-from sandbox.web import LoopThread, bind, serve
+from sandbox.web import UNMODELLED, LoopThread, bind, serve
 
 PORT_NAMES = ("entra", "graph", "exchange", "keyvault", "identity", "imap", "pop")
 DOMAIN = "sandbox.example"
@@ -59,6 +60,9 @@ class SandboxConfig:
     identity_directory_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_DIRECTORY_ROLES
     identity_vault_role: str | None = catalog.VAULT_SECRETS_OFFICER
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Replication and propagation delays (sandbox/profiles.py): "fast" has none; "realistic" draws them
+    # from documented ranges, on the tenant clock, so give it a clock the test moves.
+    profile: str = FAST
 
 
 class Sandbox:
@@ -67,12 +71,14 @@ class Sandbox:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self.faults = Faults(self.config.seed)
+        self.profile: AppliedProfile = apply_profile(self.faults, self.config.profile, seed=self.config.seed)
         self.env: dict[str, str] = {}
         self.ports: dict[str, int] = {}
         self._clock = self.config.clock or _utcnow
         self._loop: LoopThread | None = None
         self._runners: list[web.AppRunner] = []
         self._tmp: str | None = None
+        self._unmodelled_seen = 0  # requests acknowledged by ``acknowledge_unmodelled``
         self.mail: Any = None
         self.state: TenantState
         self.identity: ServicePrincipal
@@ -273,6 +279,25 @@ class Sandbox:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    # ------------------------------------------------------------ strictness
+    def unmodelled_requests(self) -> list[RequestLogEntry]:
+        """Requests answered 501 because the sandbox does not model them, not yet acknowledged.
+        The test fixtures fail a test that leaves any (sandbox/pytest_plugin.py, tests/e2e)."""
+        found = [e for e in self.state.request_log() if (e.fault or "").startswith(UNMODELLED)]
+        return found[self._unmodelled_seen :]
+
+    def acknowledge_unmodelled(self) -> list[RequestLogEntry]:
+        """For a test that makes unmodelled requests on purpose: returns them and clears the record."""
+        found = self.unmodelled_requests()
+        self._unmodelled_seen += len(found)
+        return found
+
+    def assert_all_modelled(self) -> None:
+        found = self.unmodelled_requests()
+        if found:
+            asked = "; ".join(f"{e.service}: {(e.fault or '').split(': ', 1)[-1]}" for e in found)
+            raise AssertionError(f"requests the sandbox does not model (answered 501): {asked}")
 
     # ------------------------------------------------------------ conveniences for tests
     @property

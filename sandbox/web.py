@@ -1,19 +1,22 @@
 """Plumbing shared by the stand-in services: fault injection and request logging around every request,
-a small path router (Graph's ``applications(uniqueName='x')`` paths are not aiohttp route templates),
-and the background event-loop thread the servers run in."""
+strictness (a request the sandbox does not model is answered 501 and recorded, so the test that made it
+fails), a small path router (Graph's ``applications(uniqueName='x')`` paths are not aiohttp route
+templates), and the background event-loop thread the servers run in."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import MatchInfoError
 
 from sandbox.faults import DROP, ServiceFaults
 from sandbox.state import RequestLogEntry, TenantState
@@ -25,6 +28,49 @@ H = TypeVar("H")
 
 CALLER_KEY = web.RequestKey("caller_app_id", str)
 OWN_LATENCY_KEY = web.AppKey("handles_latency", bool)
+UNMODELLED = "unmodelled"  # the request log's ``fault`` of a request the sandbox does not model
+UNMODELLED_CODE = "NotModelledBySandbox"
+# What a browser asks for on its own (the consent page is opened in Chromium): not the product's doing.
+BROWSER_REQUESTS = {("GET", "/favicon.ico")}
+
+
+class Unmodelled(Exception):
+    """Raised by a service for a request it does not model: a path, method, query option, header or
+    $filter form. The middleware answers 501 naming it and records it; the test fixtures fail the test."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def unmodelled_response(request: web.Request, what: str) -> web.Response:
+    """501 with a JSON body naming what was asked (never the query's values: they may hold credentials)."""
+    body = {
+        "error": {
+            "code": UNMODELLED_CODE,
+            "message": f"The sandbox does not model {what}. Model it (with its public source) or change the caller.",
+            "request": {"method": request.method, "path": request.path, "query": sorted(request.query)},
+        }
+    }
+    return web.Response(status=501, text=json.dumps(body), content_type="application/json")
+
+
+def check_modelled(
+    request: web.Request, query_options: Collection[str], semantic_headers: Collection[str]
+) -> None:
+    """Raise ``Unmodelled`` for an unknown route or method, an OData system query option ($...) outside
+    ``query_options``, or a header in ``semantic_headers`` (headers that change what a request means)."""
+    if (
+        isinstance(request.match_info, MatchInfoError)
+        and (request.method, request.path) not in BROWSER_REQUESTS
+    ):
+        raise Unmodelled(f"{request.method} {request.path}")
+    unknown = sorted(k for k in request.query if k.startswith("$") and k not in query_options)
+    if unknown:
+        raise Unmodelled(f"the query option(s) {', '.join(unknown)} on {request.method} {request.path}")
+    present = sorted(h for h in semantic_headers if h in request.headers)
+    if present:
+        raise Unmodelled(f"the header(s) {', '.join(present)} on {request.method} {request.path}")
 
 
 def make_app(
@@ -34,11 +80,15 @@ def make_app(
     error_body: ErrorBody,
     *,
     handles_latency: bool = False,
+    query_options: Collection[str] = (),
+    semantic_headers: Collection[str] = (),
 ) -> web.Application:
     """An aiohttp application whose every request is logged and may be delayed or failed on demand.
 
     With ``handles_latency`` the service sleeps the configured latency itself (Exchange does, inside
-    its throttling window, so that concurrent calls really overlap).
+    its throttling window, so that concurrent calls really overlap). ``query_options`` lists the OData
+    system query options ($...) the service models; ``semantic_headers`` the request headers that would
+    change the answer and are not modelled.
     """
 
     @web.middleware
@@ -47,6 +97,7 @@ def make_app(
         fault = faults.draw()
         status = 500
         retry_after: str | None = None
+        unmodelled: str | None = None
         try:
             if not handles_latency and faults.latency_ms > 0:
                 await asyncio.sleep(faults.latency_ms / 1000)
@@ -62,7 +113,11 @@ def make_app(
                     response.headers["Retry-After"] = _seconds(faults.retry_after)
             else:
                 try:
+                    check_modelled(request, query_options, semantic_headers)
                     response = await handler(request)
+                except Unmodelled as exc:
+                    unmodelled = exc.what
+                    response = unmodelled_response(request, exc.what)
                 except web.HTTPException as exc:
                     response = exc
             status = response.status
@@ -82,7 +137,9 @@ def make_app(
                     caller_app_id=request.get(CALLER_KEY),
                     retry_after=retry_after,
                     latency_ms=round((time.monotonic() - started) * 1000, 2),
-                    fault=None if fault is None else str(fault),
+                    fault=f"{UNMODELLED}: {unmodelled}"
+                    if unmodelled
+                    else (None if fault is None else str(fault)),
                 )
             )
 
@@ -116,6 +173,14 @@ class Router(Generic[H]):
             if route_method == method:
                 return handler, {k: v for k, v in m.groupdict().items() if v is not None}
         return False if known_path else None
+
+    def resolve(self, method: str, path: str) -> tuple[H, dict[str, str]]:
+        """The handler and path parameters; ``Unmodelled`` for a path or method the routes lack."""
+        found = self.match(method, path)
+        if found is None or found is False:
+            raise Unmodelled(f"{method} {path}")
+        assert not isinstance(found, bool)
+        return found
 
 
 class LoopThread:

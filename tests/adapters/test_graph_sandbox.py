@@ -198,6 +198,21 @@ async def test_app_roles_are_assigned_once_and_listed(sb: Sandbox, graph: GraphD
     assert {a.resource_id for a in assignments} == {resource.service_principal_id}
 
 
+async def test_assigning_a_role_to_a_principal_still_replicating_is_a_wait(
+    sb: Sandbox, graph: GraphDirectory
+) -> None:
+    # Found by the realistic profile: in grant mode an admin can approve before the new service
+    # principal has reached the replica that serves appRoleAssignedTo.
+    resource, app = await register(graph)
+    sp = await graph.ensure_service_principal(app.app_id)
+    sb.faults.set_replication(service_principal_s=3600)
+    with pytest.raises(TransientError) as caught:
+        await graph.assign_app_role(sp, resource.service_principal_id, resource.app_role_ids[ROLES[0]])
+    assert caught.value.code == "replication"
+    sb.faults.set_replication(service_principal_s=0)
+    await graph.assign_app_role(sp, resource.service_principal_id, resource.app_role_ids[ROLES[0]])
+
+
 async def test_missing_graph_permissions_name_the_fix(
     sb: Sandbox, settings: Settings, credential: Any
 ) -> None:

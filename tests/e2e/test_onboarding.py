@@ -13,7 +13,7 @@ from tests.e2e.conftest import ADMIN, MAILBOXES, Tenant, TenantClock, step_state
 
 def exchange_roles(tenant: Tenant, app_id: str) -> set[str]:
     state = tenant.sandbox.state
-    sp = state.find_service_principal(app_id)
+    sp = state.find_service_principal(app_id, visible_only=False)  # what exists, replicated or not
     assert sp is not None
     exo = state.find_service_principal(EXCHANGE_ONLINE_APP_ID)
     assert exo is not None
