@@ -110,7 +110,7 @@ async def test_upsert_by_unique_name_creates_once_then_updates(graph: Any, sandb
         Application(display_name="One, renamed"), request_configuration=upsert_config()
     )
     assert again is None  # 204 on update
-    apps = sandbox.state.applications()
+    apps = [a for a in sandbox.state.applications() if a.id != sandbox.signin_app.id]  # seeded: sign-in
     assert [(a.display_name, a.owners) for a in apps] == [("One, renamed", {sandbox.identity.id})]
     log = [(e.method, e.raw_path, e.status) for e in sandbox.state.request_log() if e.service == "graph"]
     assert log == [
