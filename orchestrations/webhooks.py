@@ -12,6 +12,7 @@ events left unread at continue-as-new are discarded.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -19,6 +20,8 @@ import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskState
 
 from onboarding import activity_names as A
+from onboarding import opsevents
+from onboarding.opsevents import OpsEvent
 from onboarding.webhooks import (
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
@@ -31,6 +34,9 @@ from onboarding.webhooks import (
 
 blueprint = df.Blueprint()
 Steps = Generator[Any, Any, Any]
+
+
+log = logging.getLogger("onboarding.orchestrations")
 
 
 def _payload(raw: Any) -> dict[str, Any]:
@@ -116,6 +122,14 @@ def webhook_delivery_orchestrator(context: df.DurableOrchestrationContext) -> St
                 work += 1
                 if error:
                     state.failed(sub, error, context.current_utc_datetime)
+                    if sub.state == SubscriptionState.GIVEN_UP.value and not context.is_replaying:
+                        # The "callbacks given up" alert counts these (infra/app/queries).
+                        opsevents.emit(
+                            log,
+                            OpsEvent.CALLBACK_GIVEN_UP,
+                            onboarding_id=state.onboarding_id,
+                            reason="undelivered",
+                        )
                     break
                 state.delivered(sub)
         context.set_custom_status(state.summary())

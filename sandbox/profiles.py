@@ -50,6 +50,13 @@ REALISTIC_DELAYS: dict[str, DelayRange] = {
     "exchange_service_principal_s": DelayRange(
         60, 900, "issue 15 item 2: AADServicePrincipalNotFound for minutes"
     ),
+    # /applications/{id} answers 404 right after creation (GET, addPassword); no published duration.
+    "application_read_s": DelayRange(2, 60, "msgraph-sdk-javascript#1999 (404 on addPassword after create)"),
+    # Key Vault: a soft delete or recovery still under way answers 409; no published duration.
+    "vault_delete_s": DelayRange(1, 20, "terraform-provider-azurerm#10454 (409 'currently being deleted')"),
+    "vault_recover_s": DelayRange(1, 20, "azure-sdk-for-net#31581 (ObjectIsBeingRecovered after recovery)"),
+    # A new Key Vault role assignment takes effect within 10 minutes.
+    "vault_role_s": DelayRange(60, 600, "Learn: Key Vault RBAC, up to 10 minutes after an assignment"),
     # FullAccess does not let the app open the mailbox yet.
     MAILBOX_PERMISSION: DelayRange(300, 3600, "Learn: give mailbox permissions, up to 60 minutes"),
 }

@@ -593,7 +593,10 @@ class GraphDirectory:
         except InvalidRequestError:
             # A repeated grant is refused with a 400 whose words no public source documents
             # (docs/sandbox-facts.md GR-9): it counts as done only if the assignment can be read back.
-            held = await self.list_app_role_assignments(service_principal_id)
+            try:
+                held = await self.list_app_role_assignments(service_principal_id)
+            except NotFoundError:  # the principal itself has not replicated to this replica yet
+                held = []
             if any(a.resource_id == resource_id and a.app_role_id == app_role_id for a in held):
                 return
             raise TransientError(

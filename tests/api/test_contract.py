@@ -42,7 +42,8 @@ def test_v1_status_is_202_with_the_same_location_until_final_then_200(api: Api) 
     assert polled.headers["Location"] == location and polled.headers["Retry-After"] == "10"
     assert polled.json()["status"] == "waiting"
 
-    api.anonymous.post("/api/consent/callback", data={"state": api.token(onboarding_id, LinkPurpose.CONSENT)})
+    state = api.token(onboarding_id, LinkPurpose.CONSENT)
+    api.decide("/api/consent/callback", {"admin_consent": "True", "state": state})
     api.host.idle()
     final = api.client.get(api.local(location))
     assert final.status_code == 200 and "Retry-After" not in final.headers
@@ -64,7 +65,7 @@ def test_every_final_outcome_answers_200_so_a_logic_app_goes_on_to_record_it(api
     onboarding_id = start_v1(api, consentMode="grant").json()["id"]
     if outcome == "rejected":
         token = api.token(onboarding_id, LinkPurpose.DECIDE)
-        api.anonymous.post(f"/api/approvals/{token}", data={"decision": "reject"})
+        api.decide(f"/api/approvals/{token}", decision="reject")
     else:
         assert api.client.post(f"{V1}/{onboarding_id}/cancel").status_code == 202
     api.host.idle()

@@ -20,7 +20,8 @@ from sandbox.tenant import OUTSIDER, PLAIN_USER
 from .conftest import TENANT, Api
 from .test_decisions import assert_page, hidden, untouched
 
-ATTACKER = {"adminEmails": ["attacker@evil.example"]}
+# The key holder names a mailbox of the tenant it reads (outside addresses are refused: test_sender_abuse).
+ATTACKER = {"adminEmails": ["attacker@contoso.com"]}
 FIFTY = [f"box{n:02}@contoso.com" for n in range(1, 50)] + ["ceo@contoso.com"]
 
 
