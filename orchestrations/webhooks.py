@@ -21,7 +21,6 @@ from azure.durable_functions.models.Task import TaskState
 
 from onboarding import activity_names as A
 from onboarding import opsevents
-from onboarding.opsevents import OpsEvent
 from onboarding.webhooks import (
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
