@@ -125,7 +125,7 @@ def webhook_delivery_orchestrator(context: df.DurableOrchestrationContext) -> St
                         # The "callbacks given up" alert counts these (infra/app/queries).
                         opsevents.emit(
                             log,
-                            OpsEvent.CALLBACK_GIVEN_UP,
+                            opsevents.OpsEvent.CALLBACK_GIVEN_UP,
                             onboarding_id=state.onboarding_id,
                             reason="undelivered",
                         )
