@@ -1,4 +1,6 @@
-"""The requester's API: start an onboarding, read its status, list and cancel (function key required).
+"""The requester's API: start an onboarding, read its status, list and cancel.
+
+Every trigger is ``api_access``: a function key or an Entra token with the app role (docs/security.md).
 
 Two versions share the handlers (see docs/api.md, "Versions"):
 
@@ -25,6 +27,7 @@ import azure.functions as func
 
 from endpoints.http import (
     ONBOARDING_ID,
+    api_access,
     EngineUnavailable,
     engine_unavailable,
     fetch_status,
@@ -37,6 +40,7 @@ from endpoints.http import (
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
 from onboarding import status_view
+from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
     ORCHESTRATOR,
@@ -352,16 +356,18 @@ async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
     return response
 
 
-@blueprint.route(route="v1/onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def start_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_start, req, client, V1)
 
 
-@blueprint.route(route="v1/onboardings/trigger", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings/trigger", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def start_onboarding_trigger_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -372,44 +378,50 @@ async def start_onboarding_trigger_v1(
         return engine_unavailable()
 
 
-@blueprint.route(route="v1/onboardings", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ)
 async def list_onboardings_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_list, req, client)
 
 
-@blueprint.route(route="v1/onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ)
 async def get_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_status, req, client, V1)
 
 
-@blueprint.route(route="v1/onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def cancel_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_cancel, req, client, V1)
 
 
-@blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _guarded(_start, req, client, UNVERSIONED)
 
 
-@blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ)
 async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _guarded(_status, req, client, UNVERSIONED)
 
 
-@blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def cancel_onboarding(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:

@@ -21,6 +21,9 @@ __all__ = ["local_host_factory"]
 APP = Path(__file__).parent / "app"
 TENANT = "11111111-2222-3333-4444-555555555555"
 SIGNING_KEY = "test-link-signing-key-0123456789abcdef"
+# The deployment creates one key both as the host's function key and as the API_FUNCTION_KEY setting
+# (docs/deploy.md); the API's triggers are anonymous at the host and the app checks the setting.
+FUNCTION_KEY = "test-api-function-key-0123456789abcdef"
 PUBLIC = "https://onboarding.example"  # PUBLIC_BASE_URL: every URL the API returns starts with it
 ENV = {
     "TENANT_ID": TENANT,
@@ -29,6 +32,7 @@ ENV = {
     "PUBLIC_BASE_URL": PUBLIC,
     "LINK_SIGNING_KEY": SIGNING_KEY,
     "CALLBACK_ALLOW_PRIVATE_NETWORKS": "false",
+    "API_FUNCTION_KEY": FUNCTION_KEY,
 }
 
 
@@ -126,6 +130,6 @@ def request_body(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def api(local_host_factory: Callable[..., LocalHost]) -> Iterator[Api]:
-    client = Api(local_host_factory(APP))
+    client = Api(local_host_factory(APP, function_key=FUNCTION_KEY))
     yield client
     client.close()
