@@ -20,7 +20,7 @@ import trustme
 from aiohttp import web
 
 from sandbox import catalog
-from sandbox.entra import Entra
+from sandbox.entra import ApiCaller, Entra, register_api_caller, register_function_api
 from sandbox.exchange import Exchange
 from sandbox.faults import Faults
 from sandbox.graph import Graph
@@ -114,6 +114,7 @@ class Sandbox:
             url["keyvault"],
         )
         self.identity = state.seed_managed_identity("func-mail-onboarding (managed identity)")
+        self.function_api = register_function_api(state)
         self.set_identity_roles(
             graph=cfg.identity_graph_roles,
             exchange=cfg.identity_exchange_roles,
@@ -181,6 +182,12 @@ class Sandbox:
             "AZURE_CLIENT_ID": self.identity.app_id,
             "REQUESTS_CA_BUNDLE": str(self.ca_file),
             "SSL_CERT_FILE": str(self.ca_file),
+            # The requester's API: the key the deployment would create, and Entra tokens for the API's
+            # app registration, which the sandbox issues in the v1.0 form with its own issuer host.
+            "API_FUNCTION_KEY": secrets.token_urlsafe(32),
+            "API_CLIENT_ID": self.function_api.app_id,
+            "API_ACCESS_TOKEN_VERSION": "1",
+            "ENTRA_TOKEN_ISSUER_V1_HOST": authority,
             **cfg.extra_env,
         }
 
@@ -258,6 +265,10 @@ class Sandbox:
 
     def set_protocols(self, address: str, *, imap: bool | None = None, pop: bool | None = None) -> None:
         self.state.set_protocols(address, imap=imap, pop=pop)
+
+    def api_caller(self, *roles: str, display_name: str = "ticketing system") -> ApiCaller:
+        """A caller application of the function app's API holding ``roles`` (client credentials)."""
+        return register_api_caller(self.state, self.function_api, roles, display_name)
 
     def set_identity_roles(
         self,

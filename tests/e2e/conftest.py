@@ -202,7 +202,13 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             monkeypatch.setenv(name, value)
         load_settings.cache_clear()
         clock = ManualClock(datetime.now(UTC)) if manual_clock else None
-        host = LocalHost(ROOT, db_path=tmp_path / f"hub{len(made)}.db", port=port, clock=clock).start()
+        host = LocalHost(
+            ROOT,
+            db_path=tmp_path / f"hub{len(made)}.db",
+            port=port,
+            clock=clock,
+            function_key=env["API_FUNCTION_KEY"],  # the deployment makes them one key (docs/deploy.md)
+        ).start()
         http = httpx.Client(
             base_url=host.base_url,
             headers={"x-functions-key": host.function_key},
