@@ -81,8 +81,10 @@ class TokenValidator:
     """Validates tokens against the keys the tenant publishes; the keys are cached and refetched when a
     token names a key id that is not in the cache (PyJWKClient does both)."""
 
-    def __init__(self, config: TokenConfig) -> None:
+    def __init__(self, config: TokenConfig, *, refetch_cooldown_seconds: float = 30) -> None:
         self.config = config
+        # An unknown kid refetches the keys at most this often, so forged kids cannot hammer the tenant.
+        self.refetch_cooldown_seconds = refetch_cooldown_seconds
         self._lock = threading.Lock()
         self._jwks: jwt.PyJWKClient | None = None
 
@@ -95,6 +97,7 @@ class TokenValidator:
                     lifespan=24 * 3600,
                     timeout=_DISCOVERY_TIMEOUT,
                     ssl_context=ssl.create_default_context(),
+                    cooldown_duration=self.refetch_cooldown_seconds,
                 )
             return self._jwks
 
