@@ -36,6 +36,7 @@ from endpoints.http import (
     log,
     not_found,
     problem,
+    requester,
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
@@ -212,6 +213,7 @@ async def _start(
         request=request,
         options=settings.workflow_options(),
         submitted_at=datetime.now(UTC).isoformat(),
+        requested_by=requester().to_json(),
     )
     try:
         await client.start_new(ORCHESTRATOR, onboarding_id, job.to_json())

@@ -6,6 +6,7 @@ sends it as a bearer token; the app checks it against the tenant's signing keys 
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,22 @@ def test_caller_with_the_read_write_role_starts_polls_lists_and_cancels(api: Api
     assert [item["id"] for item in listed.json()["items"]] == [started.json()["id"]]
     cancelled = api.anonymous.post(f"{location}/cancel", headers=bearer(token))
     assert cancelled.status_code == 202, cancelled.text
+
+
+def test_the_onboarding_records_which_caller_asked_and_never_its_token(api: Api, tenant: Sandbox) -> None:
+    caller = tenant.api_caller(READ_WRITE)
+    token = token_for(tenant, caller)
+    by_token = api.anonymous.post(V1, json=request_body(idempotencyKey="t"), headers=bearer(token)).json()["id"]
+    by_key = api.client.post(V1, json=request_body(idempotencyKey="k")).json()["id"]
+    stored = {i: api.durable(i)["input"] for i in (by_token, by_key)}
+    stored = {i: json.loads(v) if isinstance(v, str) else v for i, v in stored.items()}
+    assert stored[by_token]["requested_by"] == {
+        "kind": "entra",
+        "objectId": caller.object_id,
+        "appId": caller.client_id,
+    }
+    assert stored[by_key]["requested_by"] == {"kind": "function-key"}
+    assert token not in json.dumps(stored) and api.host.function_key not in json.dumps(stored)
 
 
 def test_caller_with_the_read_role_reads_but_cannot_start(api: Api, tenant: Sandbox) -> None:
