@@ -27,8 +27,8 @@ import azure.functions as func
 
 from endpoints.http import (
     ONBOARDING_ID,
-    api_access,
     EngineUnavailable,
+    api_access,
     engine_unavailable,
     fetch_status,
     header,

@@ -41,6 +41,13 @@ class Role(StrEnum):
         return self in granted or (self is Role.READ and Role.READ_WRITE in granted)
 
 
+class TokenVersion(StrEnum):
+    """The API app registration's ``requestedAccessTokenVersion`` (null in the manifest means 1)."""
+
+    V1 = "1"
+    V2 = "2"
+
+
 class InvalidToken(Exception):
     """The token is missing, malformed, badly signed, expired or not for this API (401)."""
 
@@ -54,12 +61,12 @@ class TokenConfig:
     tenant_id: str
     authority_host: str
     audiences: tuple[str, ...]
-    token_version: str  # "1" or "2", as the API app registration's requestedAccessTokenVersion
+    token_version: TokenVersion
     v1_issuer_host: str
 
     @property
     def issuer(self) -> str:
-        if self.token_version == "1":
+        if self.token_version is TokenVersion.V1:
             return f"{self.v1_issuer_host}/{self.tenant_id}/"
         return f"{self.authority_host}/{self.tenant_id}/v2.0"
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from onboarding.access_tokens import TokenConfig
+from onboarding.access_tokens import TokenConfig, TokenVersion
 from onboarding.domain import WorkflowOptions
 from onboarding.errors import ConfigurationError
 
@@ -149,7 +149,7 @@ class Settings:
     callback_allow_private_networks: bool = False
     api_function_key: bytes = field(default=b"", repr=False)
     api_audiences: tuple[str, ...] = ()
-    api_access_token_version: str = "2"
+    api_access_token_version: TokenVersion = TokenVersion.V2
     token_issuer_v1_host: str = ""
 
     def token_config(self) -> TokenConfig | None:
@@ -264,12 +264,11 @@ class Settings:
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
             api_function_key=(raw("API_FUNCTION_KEY") or "").encode(),
             api_audiences=tuple(a for a in (raw("API_APP_ID_URI"), raw("API_CLIENT_ID")) if a),
-            api_access_token_version=get("API_ACCESS_TOKEN_VERSION"),
-            token_issuer_v1_host=(raw("ENTRA_TOKEN_ISSUER_V1_HOST") or preset.get("ENTRA_TOKEN_ISSUER_V1_HOST", ""))
-            .rstrip("/"),
+            api_access_token_version=_token_version(get("API_ACCESS_TOKEN_VERSION"), problems),
+            token_issuer_v1_host=(
+                raw("ENTRA_TOKEN_ISSUER_V1_HOST") or preset.get("ENTRA_TOKEN_ISSUER_V1_HOST", "")
+            ).rstrip("/"),
         )
-        if settings.api_access_token_version not in {"1", "2"}:
-            problems.append("API_ACCESS_TOKEN_VERSION: must be 1 or 2 (the app registration's token version)")
         if settings.api_function_key.startswith(b"@Microsoft.KeyVault("):
             problems.append(
                 "API_FUNCTION_KEY: the Key Vault reference did not resolve; "
@@ -289,6 +288,14 @@ class Settings:
         if problems:
             raise ConfigurationError(problems)
         return settings
+
+
+def _token_version(text: str, problems: list[str]) -> TokenVersion:
+    try:
+        return TokenVersion(text)
+    except ValueError:
+        problems.append("API_ACCESS_TOKEN_VERSION: must be 1 or 2 (the app registration's token version)")
+        return TokenVersion.V2
 
 
 def _is_https_or_loopback(url: str) -> bool:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from sandbox.state import AppRole, Application, ServicePrincipal, TenantState, same_secret
+from sandbox.state import Application, AppRole, ServicePrincipal, TenantState, same_secret
 from sandbox.web import CALLER_KEY, make_app
 
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
@@ -431,7 +431,12 @@ def register_function_api(state: TenantState, display_name: str = "mail-onboardi
     sp = state.create_service_principal(app, owner=None)
     with state.lock:
         sp.app_roles = [
-            AppRole(id=str(uuid.uuid5(uuid.NAMESPACE_OID, value)), value=value, display_name=value, description=text)
+            AppRole(
+                id=str(uuid.uuid5(uuid.NAMESPACE_OID, value)),
+                value=value,
+                display_name=value,
+                description=text,
+            )
             for value, text in API_ROLES.items()
         ]
     return sp

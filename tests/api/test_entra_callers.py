@@ -117,7 +117,9 @@ def test_caller_with_the_read_write_role_starts_polls_lists_and_cancels(api: Api
 def test_the_onboarding_records_which_caller_asked_and_never_its_token(api: Api, tenant: Sandbox) -> None:
     caller = tenant.api_caller(READ_WRITE)
     token = token_for(tenant, caller)
-    by_token = api.anonymous.post(V1, json=request_body(idempotencyKey="t"), headers=bearer(token)).json()["id"]
+    by_token = api.anonymous.post(V1, json=request_body(idempotencyKey="t"), headers=bearer(token)).json()[
+        "id"
+    ]
     by_key = api.client.post(V1, json=request_body(idempotencyKey="k")).json()["id"]
     stored = {i: api.durable(i)["input"] for i in (by_token, by_key)}
     stored = {i: json.loads(v) if isinstance(v, str) else v for i, v in stored.items()}
@@ -143,7 +145,9 @@ def test_caller_with_the_read_role_reads_but_cannot_start(api: Api, tenant: Sand
 
 def test_caller_without_a_role_is_forbidden(api: Api, tenant: Sandbox) -> None:
     token = token_for(tenant, tenant.api_caller())
-    refusal(api.anonymous.get(V1, headers=bearer(token)), 403, "insufficient_scope", "Onboardings.Read", token)
+    refusal(
+        api.anonymous.get(V1, headers=bearer(token)), 403, "insufficient_scope", "Onboardings.Read", token
+    )
 
 
 def test_token_for_another_resource_is_refused_as_wrong_audience(api: Api, tenant: Sandbox) -> None:
@@ -157,9 +161,13 @@ def test_token_from_another_issuer_or_tenant_is_refused(api: Api, tenant: Sandbo
     token = token_for(tenant, tenant.api_caller(READ_WRITE))
     other = "99999999-8888-7777-6666-555555555555"
     foreign_issuer = resigned(tenant, token, iss=f"{tenant.env['ENTRA_AUTHORITY_HOST']}/{other}/")
-    refusal(api.anonymous.get(V1, headers=bearer(foreign_issuer)), 401, "invalid_token", "issuer", foreign_issuer)
+    refusal(
+        api.anonymous.get(V1, headers=bearer(foreign_issuer)), 401, "invalid_token", "issuer", foreign_issuer
+    )
     foreign_tenant = resigned(tenant, token, tid=other)
-    refusal(api.anonymous.get(V1, headers=bearer(foreign_tenant)), 401, "invalid_token", "tenant", foreign_tenant)
+    refusal(
+        api.anonymous.get(V1, headers=bearer(foreign_tenant)), 401, "invalid_token", "tenant", foreign_tenant
+    )
 
 
 def test_expired_token_is_refused(api: Api, tenant: Sandbox, clock: TenantClock) -> None:

@@ -13,7 +13,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from onboarding.access_tokens import InvalidToken, MissingRole, Role, TokenConfig, TokenValidator
+from onboarding.access_tokens import (
+    InvalidToken,
+    MissingRole,
+    Role,
+    TokenConfig,
+    TokenValidator,
+    TokenVersion,
+)
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -29,7 +36,7 @@ class Tenant:
         tenant = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+            def do_GET(self) -> None:
                 if self.path.endswith("/openid-configuration"):
                     body = {"jwks_uri": f"{tenant.authority}/{TENANT}/discovery/v2.0/keys"}
                 else:
@@ -50,7 +57,9 @@ class Tenant:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def rotate(self) -> None:
-        self.keys = [(f"key{len(self.keys) + 1}", rsa.generate_private_key(public_exponent=65537, key_size=2048))]
+        self.keys = [
+            (f"key{len(self.keys) + 1}", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        ]
 
     @staticmethod
     def jwk(kid: str, key: Any) -> dict[str, Any]:
@@ -71,9 +80,11 @@ class Tenant:
             "exp": now + 3600,
             **claims,
         }
-        return jwt.encode({k: v for k, v in body.items() if v is not None}, key, "RS256", headers={"kid": kid})
+        return jwt.encode(
+            {k: v for k, v in body.items() if v is not None}, key, "RS256", headers={"kid": kid}
+        )
 
-    def validator(self, version: str = "2", cooldown: float = 30) -> TokenValidator:
+    def validator(self, version: TokenVersion = TokenVersion.V2, cooldown: float = 30) -> TokenValidator:
         config = TokenConfig(TENANT, self.authority, (CLIENT_ID,), version, "http://sts.example")
         return TokenValidator(config, refetch_cooldown_seconds=cooldown)
 
@@ -97,8 +108,10 @@ def test_v2_token_for_the_api_is_accepted_and_names_the_calling_app(tenant: Tena
 
 
 def test_v1_issuer_form_is_refused_when_the_api_asks_for_v2_tokens(tenant: Tenant) -> None:
-    refused(tenant.validator("2"), tenant.token(iss=f"http://sts.example/{TENANT}/"), "issuer")
-    assert tenant.validator("1").validate(tenant.token(iss=f"http://sts.example/{TENANT}/"), Role.READ)
+    refused(tenant.validator(TokenVersion.V2), tenant.token(iss=f"http://sts.example/{TENANT}/"), "issuer")
+    assert tenant.validator(TokenVersion.V1).validate(
+        tenant.token(iss=f"http://sts.example/{TENANT}/"), Role.READ
+    )
 
 
 def test_keys_are_cached_and_fetched_again_for_an_unknown_key_id(tenant: Tenant) -> None:
@@ -138,7 +151,7 @@ def test_unsigned_token_is_refused(tenant: Tenant) -> None:
 def test_read_write_role_allows_reading_but_read_does_not_allow_writing(tenant: Tenant) -> None:
     validator = tenant.validator()
     assert validator.validate(tenant.token(roles=[Role.READ_WRITE.value]), Role.READ)
-    with pytest.raises(MissingRole, match="Onboardings.ReadWrite"):
+    with pytest.raises(MissingRole, match=r"Onboardings\.ReadWrite"):
         validator.validate(tenant.token(roles=[Role.READ.value]), Role.READ_WRITE)
     with pytest.raises(MissingRole):
         validator.validate(tenant.token(roles=None, scp="Onboardings.ReadWrite"), Role.READ)
