@@ -425,9 +425,17 @@ class ApiCaller:
     object_id: str
 
 
-def register_function_api(state: TenantState, display_name: str = "mail-onboarding API") -> ServicePrincipal:
-    """The function app's API application and service principal, with the API's app roles."""
+def register_function_api(
+    state: TenantState, app_id: str, display_name: str = "mail-onboarding API"
+) -> ServicePrincipal:
+    """The function app's API application (client id ``app_id``) and service principal, with the API's
+    app roles; registered once (later calls return the same service principal)."""
+    existing = state.find_service_principal(app_id, visible_only=False)
+    if existing is not None:
+        return existing
     app = state.create_application({"displayName": display_name}, owner=None)
+    with state.lock:
+        app.app_id = app_id  # the client id the app's settings already name (sb.env API_CLIENT_ID)
     sp = state.create_service_principal(app, owner=None)
     with state.lock:
         sp.app_roles = [

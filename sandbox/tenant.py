@@ -114,7 +114,9 @@ class Sandbox:
             url["keyvault"],
         )
         self.identity = state.seed_managed_identity("func-mail-onboarding (managed identity)")
-        self.function_api = register_function_api(state)
+        # The API's app registration is made on first use (api_caller), so a tenant starts with an
+        # empty directory; its client id is fixed now for the app's settings.
+        self.function_api_client_id = str(uuid.uuid4())
         self.set_identity_roles(
             graph=cfg.identity_graph_roles,
             exchange=cfg.identity_exchange_roles,
@@ -185,7 +187,7 @@ class Sandbox:
             # The requester's API: the key the deployment would create, and Entra tokens for the API's
             # app registration, which the sandbox issues in the v1.0 form with its own issuer host.
             "API_FUNCTION_KEY": secrets.token_urlsafe(32),
-            "API_CLIENT_ID": self.function_api.app_id,
+            "API_CLIENT_ID": self.function_api_client_id,
             "API_ACCESS_TOKEN_VERSION": "1",
             "ENTRA_TOKEN_ISSUER_V1_HOST": authority,
             **cfg.extra_env,
@@ -268,7 +270,8 @@ class Sandbox:
 
     def api_caller(self, *roles: str, display_name: str = "ticketing system") -> ApiCaller:
         """A caller application of the function app's API holding ``roles`` (client credentials)."""
-        return register_api_caller(self.state, self.function_api, roles, display_name)
+        api = register_function_api(self.state, self.function_api_client_id)
+        return register_api_caller(self.state, api, roles, display_name)
 
     def set_identity_roles(
         self,

@@ -183,7 +183,7 @@ def test_expired_token_is_refused(api: Api, tenant: Sandbox, clock: TenantClock)
 def test_token_not_signed_by_the_tenant_is_refused(api: Api, tenant: Sandbox) -> None:
     token = token_for(tenant, tenant.api_caller(READ_WRITE))
     claims = jwt.decode(token, options={"verify_signature": False})
-    forged = jwt.encode(claims, "a guessed secret", algorithm="HS256")
+    forged = jwt.encode(claims, "a guessed secret of at least thirty-two bytes", algorithm="HS256")
     refusal(api.anonymous.get(V1, headers=bearer(forged)), 401, "invalid_token", "RS256", forged)
     assert api.anonymous.get(V1, headers=bearer("not-a-jwt")).status_code == 401
 
