@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -133,21 +134,25 @@ def status_json(status: Any) -> dict[str, Any]:
 # checks keys before the app runs and an App Service Authentication identity does not satisfy the
 # "function" level (Azure/azure-functions-host#11394), so these triggers are anonymous at the host and
 # `api_access` checks both, the key as strictly as the host does (constant time, from a setting).
+class RequesterKind(StrEnum):
+    ENTRA = "entra"
+    FUNCTION_KEY = "function-key"
+
+
 @dataclass(frozen=True)
 class Requester:
     """Who called: an Entra application (its service principal's ``oid`` and its app id) or a key."""
 
-    kind: str  # "entra" or "function-key"
+    kind: RequesterKind
     object_id: str = ""
     app_id: str = ""
 
     def to_json(self) -> dict[str, str]:
-        if self.kind == FUNCTION_KEY:
-            return {"kind": FUNCTION_KEY}
-        return {"kind": ENTRA, "objectId": self.object_id, "appId": self.app_id}
+        if self.kind is RequesterKind.FUNCTION_KEY:
+            return {"kind": self.kind.value}
+        return {"kind": self.kind.value, "objectId": self.object_id, "appId": self.app_id}
 
 
-FUNCTION_KEY, ENTRA = "function-key", "entra"
 _REQUESTER: ContextVar[Requester | None] = ContextVar("requester", default=None)
 _VALIDATORS: dict[TokenConfig, TokenValidator] = {}
 
@@ -201,7 +206,7 @@ async def authenticate(req: func.HttpRequest, role: Role) -> Requester | func.Ht
         except MissingRole as exc:
             log.info("bearer token of app %s refused: %s", _app_id_of(token), exc)
             return _bearer_refusal(HTTPStatus.FORBIDDEN, "insufficient_scope", str(exc))
-        return Requester(ENTRA, caller.object_id, caller.app_id)
+        return Requester(RequesterKind.ENTRA, caller.object_id, caller.app_id)
     key = header(req, "x-functions-key") or req.params.get("code")
     if key is None:
         # RFC 6750 section 3.1: no error code when the request carries no credentials at all.
@@ -211,7 +216,7 @@ async def authenticate(req: func.HttpRequest, role: Role) -> Requester | func.Ht
     expected = settings.api_function_key
     if not expected or not hmac.compare_digest(key.encode(), expected):
         return _bearer_refusal(HTTPStatus.UNAUTHORIZED, "", "the function key is not valid")
-    return Requester(FUNCTION_KEY)
+    return Requester(RequesterKind.FUNCTION_KEY)
 
 
 def _app_id_of(token: str) -> str:
