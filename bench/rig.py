@@ -283,6 +283,7 @@ def rig(
             log_path=workdir / "host.log",
             episode_log=workdir / "episodes.jsonl",
             max_activity_workers=max_activity_workers,
+            function_key=env["API_FUNCTION_KEY"],  # host key and setting are one (docs/deploy.md)
         ).start()
         http = httpx.Client(
             base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=60

@@ -168,8 +168,11 @@ def _signed_in(req: func.HttpRequest, settings: Settings) -> Approver | None:
 
 
 def _requested_by(status: dict[str, Any]) -> str | None:
-    """The requester's own object id, when a signed-in user (not a function key) asked."""
-    value = (status.get("input") or {}).get("requested_by") if isinstance(status.get("input"), dict) else None
+    """The requester's own object id, when an Entra caller (not a function key) asked: a user holding
+    the API's role must not approve the request it made (OnboardingInput.requested_by)."""
+    given = status.get("input")
+    asked = given.get("requested_by") if isinstance(given, dict) else None
+    value = asked.get("objectId") if isinstance(asked, dict) else None
     return value if isinstance(value, str) and value else None
 
 

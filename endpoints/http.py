@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hmac
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
 import azure.functions as func
+import jwt
 
 from onboarding import pages
+from onboarding.access_tokens import InvalidToken, MissingRole, Role, TokenConfig, TokenValidator
+from onboarding.errors import ConfigurationError
+from onboarding.settings import load_settings
 from onboarding.validation import FieldError
 
 log = logging.getLogger("endpoints")
@@ -117,3 +127,125 @@ def status_json(status: Any) -> dict[str, Any]:
         "output": status.output,
         "input": status.input_,
     }
+
+
+# ---------------------------------------------------------------------------------------------- callers
+# The requester's API accepts a function key or a Microsoft Entra access token. The Functions host
+# checks keys before the app runs and an App Service Authentication identity does not satisfy the
+# "function" level (Azure/azure-functions-host#11394), so these triggers are anonymous at the host and
+# `api_access` checks both, the key as strictly as the host does (constant time, from a setting).
+class RequesterKind(StrEnum):
+    ENTRA = "entra"
+    FUNCTION_KEY = "function-key"
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who called: an Entra application (its service principal's ``oid`` and its app id) or a key."""
+
+    kind: RequesterKind
+    object_id: str = ""
+    app_id: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        if self.kind is RequesterKind.FUNCTION_KEY:
+            return {"kind": self.kind.value}
+        return {"kind": self.kind.value, "objectId": self.object_id, "appId": self.app_id}
+
+
+_REQUESTER: ContextVar[Requester | None] = ContextVar("requester", default=None)
+_VALIDATORS: dict[TokenConfig, TokenValidator] = {}
+
+
+def requester() -> Requester:
+    """The authenticated caller of the API request being handled (set by ``api_access``)."""
+    current = _REQUESTER.get()
+    if current is None:
+        raise RuntimeError("requester() outside an api_access trigger")
+    return current
+
+
+def _bearer_refusal(status: int, error: str, description: str) -> func.HttpResponse:
+    """RFC 6750 section 3: the challenge names the error; section 3.1: invalid_token is 401,
+    insufficient_scope 403. The description is ours and never quotes the token."""
+    challenge = "Bearer" if not error else f'Bearer error="{error}", error_description="{description}"'
+    title = "Forbidden" if status == HTTPStatus.FORBIDDEN else "Unauthorized"
+    slug = "insufficient-scope" if status == HTTPStatus.FORBIDDEN else "unauthorized"
+    return problem(status, slug, title, description, headers={"WWW-Authenticate": challenge})
+
+
+def _validator(config: TokenConfig) -> TokenValidator:
+    # One per configuration, so the tenant's keys are fetched once per process (and on an unknown kid).
+    return _VALIDATORS.setdefault(config, TokenValidator(config))
+
+
+async def authenticate(req: func.HttpRequest, role: Role) -> Requester | func.HttpResponse:
+    """The caller, or the 401/403/503 answer that refuses it."""
+    try:
+        settings = load_settings()
+    except ConfigurationError:
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "misconfigured",
+            "Service misconfigured",
+            "The function app's settings are incomplete; an operator must fix them.",
+        )
+    authorization = header(req, "Authorization") or ""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        config = settings.token_config()
+        if config is None:
+            return _bearer_refusal(
+                HTTPStatus.UNAUTHORIZED, "invalid_token", "this API does not accept Entra tokens"
+            )
+        try:
+            caller = await asyncio.to_thread(_validator(config).validate, token.strip(), role)
+        except InvalidToken as exc:
+            log.info("bearer token refused: %s", exc)
+            return _bearer_refusal(HTTPStatus.UNAUTHORIZED, "invalid_token", str(exc))
+        except MissingRole as exc:
+            log.info("bearer token of app %s refused: %s", _app_id_of(token), exc)
+            return _bearer_refusal(HTTPStatus.FORBIDDEN, "insufficient_scope", str(exc))
+        return Requester(RequesterKind.ENTRA, caller.object_id, caller.app_id)
+    key = header(req, "x-functions-key") or req.params.get("code")
+    if key is None:
+        # RFC 6750 section 3.1: no error code when the request carries no credentials at all.
+        return _bearer_refusal(
+            HTTPStatus.UNAUTHORIZED, "", "send a function key (x-functions-key) or an Entra bearer token"
+        )
+    expected = settings.api_function_key
+    if not expected or not hmac.compare_digest(key.encode(), expected):
+        return _bearer_refusal(HTTPStatus.UNAUTHORIZED, "", "the function key is not valid")
+    return Requester(RequesterKind.FUNCTION_KEY)
+
+
+def _app_id_of(token: str) -> str:
+    """The app id of a token already validated (for the log line only)."""
+    try:
+        return str(jwt.decode(token, options={"verify_signature": False}).get("appid", "?"))
+    except jwt.PyJWTError:
+        return "?"
+
+
+Trigger = Callable[..., Awaitable[func.HttpResponse]]
+
+
+def api_access(role: Role) -> Callable[[Trigger], Trigger]:
+    """Every requester API trigger: authenticate (key or token with ``role``), then run with the caller
+    available through ``requester()``."""
+
+    def decorate(trigger: Trigger) -> Trigger:
+        @functools.wraps(trigger)
+        async def guarded(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
+            caller = await authenticate(req, role)
+            if isinstance(caller, func.HttpResponse):
+                return caller
+            reset = _REQUESTER.set(caller)
+            try:
+                return await trigger(req, *args, **kwargs)
+            finally:
+                _REQUESTER.reset(reset)
+
+        return guarded
+
+    return decorate

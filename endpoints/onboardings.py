@@ -1,4 +1,6 @@
-"""The requester's API: start an onboarding, read its status, list and cancel (function key required).
+"""The requester's API: start an onboarding, read its status, list and cancel.
+
+Every trigger is ``api_access``: a function key or an Entra token with the app role (docs/security.md).
 
 Two versions share the handlers (see docs/api.md, "Versions"):
 
@@ -27,6 +29,8 @@ from endpoints import callbacks
 from endpoints.http import (
     ONBOARDING_ID,
     EngineUnavailable,
+    RequesterKind,
+    api_access,
     engine_unavailable,
     fetch_status,
     header,
@@ -34,10 +38,12 @@ from endpoints.http import (
     log,
     not_found,
     problem,
+    requester,
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
 from onboarding import admission, status_view
+from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
     ORCHESTRATOR,
@@ -160,8 +166,11 @@ def _existing(
 
 
 def _requester(req: func.HttpRequest) -> str:
-    """Who is calling (see onboarding.admission): the function key's digest for now; an Entra caller's
-    ``oid`` when the API authenticates Entra tokens."""
+    """Who is calling, as the emails and the rate limits name it (onboarding.admission): the Entra
+    caller's ``oid`` that ``api_access`` authenticated, else the function key's digest."""
+    caller = requester()
+    if caller.kind is RequesterKind.ENTRA:
+        return admission.requester_id(entra_object_id=caller.object_id)
     return admission.requester_id(function_key=header(req, "x-functions-key") or req.params.get("code"))
 
 
@@ -278,6 +287,7 @@ async def _start(
         request=request,
         options=settings.workflow_options(),
         submitted_at=datetime.now(UTC).isoformat(),
+        requested_by=requester().to_json(),
     )
     try:
         await client.start_new(ORCHESTRATOR, onboarding_id, job.to_json())
@@ -423,16 +433,18 @@ async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
     return response
 
 
-@blueprint.route(route="v1/onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def start_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_start, req, client, V1)
 
 
-@blueprint.route(route="v1/onboardings/trigger", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings/trigger", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def start_onboarding_trigger_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -443,44 +455,50 @@ async def start_onboarding_trigger_v1(
         return engine_unavailable()
 
 
-@blueprint.route(route="v1/onboardings", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ)
 async def list_onboardings_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_list, req, client)
 
 
-@blueprint.route(route="v1/onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ)
 async def get_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_status, req, client, V1)
 
 
-@blueprint.route(route="v1/onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="v1/onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def cancel_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_cancel, req, client, V1)
 
 
-@blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def start_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _guarded(_start, req, client, UNVERSIONED)
 
 
-@blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="onboardings/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ)
 async def get_onboarding(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _guarded(_status, req, client, UNVERSIONED)
 
 
-@blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="onboardings/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
 async def cancel_onboarding(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:

@@ -101,6 +101,32 @@ param durableBackend string = 'azureStorage'
 ])
 param durableTaskSchedulerSku string = 'Consumption'
 
+@description('True when the API function key already exists in the vault (set by the preprovision hook); then it is left untouched.')
+param apiFunctionKeyExists bool = false
+
+// checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value on every deployment, not a hardcoded one; a parameter default is the only place Bicep allows newGuid().
+@secure()
+@description('Random seed for a new API function key. Leave the default.')
+param apiFunctionKeySeedA string = newGuid()
+
+// checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value on every deployment, not a hardcoded one.
+@secure()
+@description('Second random seed for a new API function key. Leave the default.')
+param apiFunctionKeySeedB string = newGuid()
+
+@description('Application ID URI of the API\'s app registration (API_APP_ID_URI), e.g. api://<client id>. Empty together with apiClientId: Entra access tokens are not accepted, function keys only (docs/deploy.md, "The API\'s app registration").')
+param apiAppIdUri string = ''
+
+@description('Client (application) id of the API\'s app registration (API_CLIENT_ID): v2.0 access tokens carry it as their audience.')
+param apiClientId string = ''
+
+@description('Access token version the API\'s app registration requests (its manifest\'s requestedAccessTokenVersion; null there means 1).')
+@allowed([
+  '1'
+  '2'
+])
+param apiAccessVersion string = '2'
+
 @description('Days a deleted Key Vault stays recoverable; purge protection keeps it for this long whatever happens.')
 @minValue(7)
 @maxValue(90)
@@ -124,6 +150,8 @@ var signinClientSecretName = 'signin-client-secret'
 // host.json is the one source of the task hub's name; the scheduler's task hub takes the same.
 var durableTaskHubName = loadJsonContent('../host.json').extensions.durableTask.hubName
 var useScheduler = durableBackend == 'durableTaskScheduler'
+
+var apiFunctionKeySecretName = 'api-function-key'
 
 // Least privilege per feature: creating and managing the apps it owns; assigning app roles only
 // when grant mode is on; Mail.Send in Entra only when an application access policy will scope it.
@@ -189,6 +217,9 @@ module keyVault 'app/keyvault.bicep' = {
     linkSigningKeySecretName: linkSigningKeySecretName
     linkSigningKeyExists: linkSigningKeyExists
     linkSigningKey: '${replace(linkSigningKeySeedA, '-', '')}${replace(linkSigningKeySeedB, '-', '')}'
+    apiFunctionKeySecretName: apiFunctionKeySecretName
+    apiFunctionKeyExists: apiFunctionKeyExists
+    apiFunctionKey: '${replace(apiFunctionKeySeedA, '-', '')}${replace(apiFunctionKeySeedB, '-', '')}'
   }
 }
 
@@ -238,6 +269,7 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   ENTRA_AUTHORITY_HOST: cloud.ENTRA_AUTHORITY_HOST
   ENTRA_DISABLE_INSTANCE_DISCOVERY: 'false'
+  ENTRA_TOKEN_ISSUER_V1_HOST: cloud.ENTRA_TOKEN_ISSUER_V1_HOST
   GRAPH_ENDPOINT: cloud.GRAPH_ENDPOINT
   EXCHANGE_ENDPOINT: cloud.EXCHANGE_ENDPOINT
   IMAP_HOST: cloud.IMAP_HOST
@@ -247,6 +279,11 @@ var appSettings = {
   KEY_VAULT_URI: keyVault.outputs.uri
   MAIL_SENDER: mailSender
   LINK_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.linkSigningKeySecretUri})'
+  // The requester's API: a key the app checks itself, and Entra tokens for the API's app registration.
+  API_FUNCTION_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.apiFunctionKeySecretUri})'
+  API_APP_ID_URI: apiAppIdUri
+  API_CLIENT_ID: apiClientId
+  API_ACCESS_TOKEN_VERSION: apiAccessVersion
   MAILBOX_BATCH_SIZE: '200'
   MAILBOX_FANOUT: '10'
   MAILBOX_CONCURRENCY: '10'
@@ -334,6 +371,9 @@ output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 
 @description('Name of the secret holding the link-signing key.')
 output LINK_SIGNING_KEY_SECRET_NAME string = linkSigningKeySecretName
+
+@description('Name of the secret holding the API function key (callers send it as x-functions-key).')
+output API_FUNCTION_KEY_SECRET_NAME string = apiFunctionKeySecretName
 
 @description('Name of the managed identity the app runs as.')
 output MANAGED_IDENTITY_NAME string = identity.outputs.name

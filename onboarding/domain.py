@@ -161,6 +161,9 @@ class OnboardingInput(_Json):
     request: OnboardingRequest
     options: WorkflowOptions = field(default_factory=WorkflowOptions)
     submitted_at: str = ""  # ISO 8601, set by the HTTP trigger
+    # Who asked (endpoints.http.Requester.to_json: the Entra caller's ids, or "function-key"); never a
+    # credential.
+    requested_by: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -169,6 +172,7 @@ class OnboardingInput(_Json):
             request=OnboardingRequest.from_json(data["request"]),
             options=WorkflowOptions.from_json(data.get("options", {})),
             submitted_at=data.get("submitted_at", ""),
+            requested_by=dict(data.get("requested_by", {})),
         )
 
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from onboarding.access_tokens import TokenConfig, TokenVersion
 from onboarding.domain import WorkflowOptions
 from onboarding.errors import ConfigurationError
 from onboarding.validation import email_problem
@@ -46,6 +47,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "ENTRA_DISABLE_INSTANCE_DISCOVERY", "Skip MSAL authority validation (private hosts).", "false"
     ),
+    SettingSpec(
+        "ENTRA_TOKEN_ISSUER_V1_HOST",
+        "Issuer host of v1.0 access tokens for this app's API (iss is {host}/{tenant}/).",
+    ),
     SettingSpec("GRAPH_ENDPOINT", "Microsoft Graph base URL (no version)."),
     SettingSpec("EXCHANGE_ENDPOINT", "Exchange Online base URL: admin API and the IMAP/POP token resource."),
     SettingSpec("IMAP_HOST", "IMAP host the mail client connects to."),
@@ -64,6 +69,23 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Key that signs approval links and completion callbacks.",
         required=True,
         secret=True,
+    ),
+    SettingSpec(
+        "API_FUNCTION_KEY",
+        "Function key the requester's API accepts (the same value as the host key the deployment creates); "
+        "empty: no key is accepted.",
+        secret=True,
+    ),
+    SettingSpec(
+        "API_APP_ID_URI",
+        "Application ID URI of this API's app registration: an accepted token audience; empty (with "
+        "API_CLIENT_ID) turns Entra tokens off.",
+    ),
+    SettingSpec("API_CLIENT_ID", "Client id of this API's app registration: an accepted token audience."),
+    SettingSpec(
+        "API_ACCESS_TOKEN_VERSION",
+        "Access token version the API's app registration requests (requestedAccessTokenVersion): 1 or 2.",
+        "2",
     ),
     SettingSpec("MAILBOX_BATCH_SIZE", "Mailboxes handled by one batch activity.", "200"),
     SettingSpec(
@@ -186,6 +208,22 @@ class Settings:
     brand_organization_name: str = "Mail onboarding"
     brand_logo_url: str = ""
     brand_support_contact: str = ""
+    api_function_key: bytes = field(default=b"", repr=False)
+    api_audiences: tuple[str, ...] = ()
+    api_access_token_version: TokenVersion = TokenVersion.V2
+    token_issuer_v1_host: str = ""
+
+    def token_config(self) -> TokenConfig | None:
+        """How Entra tokens for this API are validated; ``None`` when no audience is configured."""
+        if not self.api_audiences:
+            return None
+        return TokenConfig(
+            tenant_id=self.tenant_id,
+            authority_host=self.authority_host,
+            audiences=self.api_audiences,
+            token_version=self.api_access_token_version,
+            v1_issuer_host=self.token_issuer_v1_host,
+        )
 
     def workflow_options(self) -> WorkflowOptions:
         """The part of the settings the orchestrator needs, passed in its input."""
@@ -309,7 +347,20 @@ class Settings:
             brand_organization_name=get("BRAND_ORGANIZATION_NAME"),
             brand_logo_url=optional_url("BRAND_LOGO_URL"),
             brand_support_contact=get("BRAND_SUPPORT_CONTACT"),
+            api_function_key=(raw("API_FUNCTION_KEY") or "").encode(),
+            api_audiences=tuple(a for a in (raw("API_APP_ID_URI"), raw("API_CLIENT_ID")) if a),
+            api_access_token_version=_token_version(get("API_ACCESS_TOKEN_VERSION"), problems),
+            token_issuer_v1_host=(
+                raw("ENTRA_TOKEN_ISSUER_V1_HOST") or preset.get("ENTRA_TOKEN_ISSUER_V1_HOST", "")
+            ).rstrip("/"),
         )
+        if settings.api_function_key.startswith(b"@Microsoft.KeyVault("):
+            problems.append(
+                "API_FUNCTION_KEY: the Key Vault reference did not resolve; "
+                "check the identity's access to the vault (keyVaultReferenceIdentity)"
+            )
+        elif settings.api_function_key and len(settings.api_function_key) < 32:
+            problems.append("API_FUNCTION_KEY: must be at least 32 characters")
         if settings.link_signing_key.startswith(b"@Microsoft.KeyVault("):
             # The platform passes the reference text itself when it cannot resolve it; signing with
             # that public string would let anyone who reads app settings forge approval links.
@@ -330,6 +381,14 @@ def _resolved_secret(value: str | None) -> str | None:
     if value is None or value.startswith("@Microsoft.KeyVault("):
         return None
     return value
+
+
+def _token_version(text: str, problems: list[str]) -> TokenVersion:
+    try:
+        return TokenVersion(text)
+    except ValueError:
+        problems.append("API_ACCESS_TOKEN_VERSION: must be 1 or 2 (the app registration's token version)")
+        return TokenVersion.V2
 
 
 def _is_https_or_loopback(url: str) -> bool:

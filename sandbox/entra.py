@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -12,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from sandbox.signin import People, SigninFlow, SigninRefused
-from sandbox.state import Application, ServicePrincipal, TenantState, same_secret
+from sandbox.state import Application, AppRole, ServicePrincipal, TenantState, same_secret
 from sandbox.web import CALLER_KEY, make_app
 
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
@@ -470,3 +472,62 @@ def _error_page(code: str, message: str) -> web.Response:
 <body><h1>Sorry, but we're having trouble signing you in.</h1>
 <p id="error">{html.escape(code)}: {html.escape(message)}</p></body></html>"""
     return web.Response(text=page, content_type="text/html", status=400)
+
+
+# ---------------------------------------------------------------- the function app's own API
+# The requester's API accepts access tokens for its own app registration (docs/deploy.md, "The API's
+# app registration"): an application whose appRoles are the API's roles, its service principal as the
+# token resource, and caller applications holding app role assignments on it.
+API_ROLES = {
+    "Onboardings.Read": "Read onboardings: their status and the listing.",
+    "Onboardings.ReadWrite": "Start and cancel onboardings, and read them.",
+}
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """An application that calls the API with client credentials (its secret is the sandbox's to give)."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    object_id: str
+
+
+def register_function_api(
+    state: TenantState, app_id: str, display_name: str = "mail-onboarding API"
+) -> ServicePrincipal:
+    """The function app's API application (client id ``app_id``) and service principal, with the API's
+    app roles; registered once (later calls return the same service principal)."""
+    existing = state.find_service_principal(app_id, visible_only=False)
+    if existing is not None:
+        return existing
+    app = state.create_application({"displayName": display_name}, owner=None)
+    with state.lock:
+        app.app_id = app_id  # the client id the app's settings already name (sb.env API_CLIENT_ID)
+    sp = state.create_service_principal(app, owner=None)
+    with state.lock:
+        sp.app_roles = [
+            AppRole(
+                id=str(uuid.uuid5(uuid.NAMESPACE_OID, value)),
+                value=value,
+                display_name=value,
+                description=text,
+            )
+            for value, text in API_ROLES.items()
+        ]
+    return sp
+
+
+def register_api_caller(
+    state: TenantState, api: ServicePrincipal, roles: Iterable[str], display_name: str = "ticketing system"
+) -> ApiCaller:
+    """A caller application with a client secret and (already replicated) assignments of ``roles``."""
+    app = state.create_application({"displayName": display_name}, owner=None)
+    sp = state.create_service_principal(app, owner=None)
+    secret = state.add_password(app, "api caller", None, None).secret_text
+    by_value = {role.value: role.id for role in api.app_roles}
+    with state.lock:
+        for value in roles:
+            # Backdated like the managed identity's grants: made long before the test.
+            state._add_assignment(sp.id, api, by_value[value], datetime(2020, 1, 1, tzinfo=UTC))
+    return ApiCaller(app.app_id, secret, sp.id)

@@ -20,7 +20,7 @@ import trustme
 from aiohttp import web
 
 from sandbox import catalog
-from sandbox.entra import Entra
+from sandbox.entra import ApiCaller, Entra, register_api_caller, register_function_api
 from sandbox.exchange import Exchange
 from sandbox.faults import Faults
 from sandbox.graph import Graph
@@ -128,6 +128,9 @@ class Sandbox:
             url["keyvault"],
         )
         self.identity = state.seed_managed_identity("func-mail-onboarding (managed identity)")
+        # The API's app registration is made on first use (api_caller), so a tenant starts with an
+        # empty directory; its client id is fixed now for the app's settings.
+        self.function_api_client_id = str(uuid.uuid4())
         self.set_identity_roles(
             graph=cfg.identity_graph_roles,
             exchange=cfg.identity_exchange_roles,
@@ -205,6 +208,12 @@ class Sandbox:
             "SIGNIN_CLIENT_SECRET": signin_secret,
             "REQUESTS_CA_BUNDLE": str(self.ca_file),
             "SSL_CERT_FILE": str(self.ca_file),
+            # The requester's API: the key the deployment would create, and Entra tokens for the API's
+            # app registration, which the sandbox issues in the v1.0 form with its own issuer host.
+            "API_FUNCTION_KEY": secrets.token_urlsafe(32),
+            "API_CLIENT_ID": self.function_api_client_id,
+            "API_ACCESS_TOKEN_VERSION": "1",
+            "ENTRA_TOKEN_ISSUER_V1_HOST": authority,
             **cfg.extra_env,
         }
 
@@ -330,6 +339,11 @@ class Sandbox:
 
     def set_protocols(self, address: str, *, imap: bool | None = None, pop: bool | None = None) -> None:
         self.state.set_protocols(address, imap=imap, pop=pop)
+
+    def api_caller(self, *roles: str, display_name: str = "ticketing system") -> ApiCaller:
+        """A caller application of the function app's API holding ``roles`` (client credentials)."""
+        api = register_function_api(self.state, self.function_api_client_id)
+        return register_api_caller(self.state, api, roles, display_name)
 
     def set_identity_roles(
         self,

@@ -82,10 +82,12 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 // No App Service Authentication (Easy Auth): it would put an Entra sign-in in front of the consent
-// callback and the emailed approval links, which carry their own signature (LINK_SIGNING_KEY); the
-// API itself takes function keys.
+// callback and the emailed approval links, which carry their own signature (LINK_SIGNING_KEY), and
+// an Easy Auth identity cannot satisfy a function-level trigger (azure-functions-host#11394). The
+// API's triggers are anonymous at the host and the app checks a function key (API_FUNCTION_KEY) or
+// an Entra access token with an app role itself (docs/security.md, "Requester API authentication").
 resource site 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_17: Callers are admins' browsers (consent callback, approval pages) and API clients holding a function key; mutual TLS would lock out the browsers.
+  // checkov:skip=CKV_AZURE_17: Callers are admins' browsers (consent callback, approval pages) and API clients holding a function key or an Entra token; mutual TLS would lock out the browsers.
   // checkov:skip=CKV_AZURE_222: Public network access is the product: admins follow emailed links from anywhere, and API clients call from their own networks. Put Front Door or API Management with a WAF in front if policy demands it.
   // checkov:skip=CKV_AZURE_213: The Flex Consumption scale controller starts and stops instances per demand; there is no standing worker pool for a health-check probe to evict instances from.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per instance on demand; App Service zone redundancy / minimum worker count settings do not apply to this plan.

@@ -27,6 +27,16 @@ param linkSigningKeySecretName string = 'link-signing-key'
 @description('True when the link-signing key secret already exists (the preprovision hook checks). Then this deployment leaves it alone: writing it again would rotate the key and invalidate every link already sent.')
 param linkSigningKeyExists bool = false
 
+@description('Name of the secret holding the API function key.')
+param apiFunctionKeySecretName string = 'api-function-key'
+
+@description('True when the API function key already exists; the secret is then left untouched.')
+param apiFunctionKeyExists bool = false
+
+@secure()
+@description('Value for a new API function key (at least 32 characters). Only used when apiFunctionKeyExists is false.')
+param apiFunctionKey string
+
 @secure()
 @description('Value for a new link-signing key (at least 32 characters). Only used when linkSigningKeyExists is false.')
 param linkSigningKey string
@@ -86,6 +96,22 @@ resource linkSigningKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = i
   }
 }
 
+// The key API callers send (x-functions-key or code), checked by the app itself because the API's
+// triggers are anonymous at the host (docs/security.md). Written once, like the link-signing key.
+resource apiFunctionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!apiFunctionKeyExists) {
+  // checkov:skip=CKV_AZURE_114: contentType is set below; checkov 3.3 does not read the properties of a conditional (= if) resource.
+  // checkov:skip=CKV_AZURE_41: The API key is rotated deliberately with its callers (docs/deploy.md); an expiry date would lock every caller out on that date.
+  parent: vault
+  name: apiFunctionKeySecretName
+  properties: {
+    contentType: 'text/plain; purpose=api-key'
+    value: apiFunctionKey
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
 @description('Name of the vault.')
 output name string = vault.name
 
@@ -94,3 +120,6 @@ output uri string = vault.properties.vaultUri
 
 @description('Versionless URI of the link-signing key, for the app setting\'s Key Vault reference (the app always reads the current version).')
 output linkSigningKeySecretUri string = '${vault.properties.vaultUri}secrets/${linkSigningKeySecretName}/'
+
+@description('Versionless URI of the API function key, for the app setting\'s Key Vault reference.')
+output apiFunctionKeySecretUri string = '${vault.properties.vaultUri}secrets/${apiFunctionKeySecretName}/'

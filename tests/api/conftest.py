@@ -40,6 +40,9 @@ def _free_port() -> int:
 
 PORT = _free_port()  # the host's: PUBLIC_BASE_URL, hence the sign-in redirect URI, names it
 PUBLIC = f"http://127.0.0.1:{PORT}"  # PUBLIC_BASE_URL: every URL the API returns starts with it
+# The deployment creates one key both as the host's function key and as the API_FUNCTION_KEY setting
+# (docs/deploy.md); the API's triggers are anonymous at the host and the app checks the setting.
+FUNCTION_KEY = "test-api-function-key-0123456789abcdef"
 ENV = {
     "TENANT_ID": TENANT,
     "KEY_VAULT_URI": "https://vault.example",
@@ -51,6 +54,7 @@ ENV = {
     "ADMIN_EMAIL_DOMAINS": "contoso.com",  # no Graph here: the explicit allow-list stands in for it
     "ONBOARDINGS_PER_REQUESTER_PER_HOUR": "100000",
     "ONBOARDINGS_PER_HOUR": "100000",
+    "API_FUNCTION_KEY": FUNCTION_KEY,
 }
 ENTRA_SETTINGS = (
     "ENTRA_AUTHORITY_HOST",
@@ -197,6 +201,6 @@ def request_body(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def api(local_host_factory: Callable[..., LocalHost], entra: Sandbox) -> Iterator[Api]:
-    client = Api(local_host_factory(APP, port=PORT), entra)
+    client = Api(local_host_factory(APP, port=PORT, function_key=FUNCTION_KEY), entra)
     yield client
     client.close()

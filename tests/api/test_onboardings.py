@@ -19,6 +19,11 @@ ID = "onb-" + "0" * 32
         ("POST", "/api/onboardings"),
         ("GET", f"/api/onboardings/{ID}"),
         ("POST", f"/api/onboardings/{ID}/cancel"),
+        ("POST", "/api/v1/onboardings"),
+        ("POST", "/api/v1/onboardings/trigger"),
+        ("GET", "/api/v1/onboardings"),
+        ("GET", f"/api/v1/onboardings/{ID}"),
+        ("POST", f"/api/v1/onboardings/{ID}/cancel"),
     ],
 )
 def test_requester_endpoints_need_a_function_key(api: Api, method: str, path: str) -> None:
@@ -27,6 +32,9 @@ def test_requester_endpoints_need_a_function_key(api: Api, method: str, path: st
     assert api.anonymous.request(method, path, content=body, headers=headers).status_code == 401
     wrong = {**headers, "x-functions-key": "not-the-key"}
     assert api.anonymous.request(method, path, content=body, headers=wrong).status_code == 401
+    # The triggers are anonymous at the host; the app checks the key: the host's master key is no key.
+    master = {**headers, "x-functions-key": api.host.master_key}
+    assert api.anonymous.request(method, path, content=body, headers=master).status_code == 401
     assert api.host.instances() == []
 
 

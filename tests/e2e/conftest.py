@@ -264,7 +264,13 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             monkeypatch.setenv(name, value)
         sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])
         load_settings.cache_clear()
-        host = LocalHost(ROOT, db_path=tmp_path / f"hub{len(made)}.db", port=port, clock=clock).start()
+        host = LocalHost(
+            ROOT,
+            db_path=tmp_path / f"hub{len(made)}.db",
+            port=port,
+            clock=clock,
+            function_key=env["API_FUNCTION_KEY"],  # the deployment makes them one key (docs/deploy.md)
+        ).start()
         http = httpx.Client(
             base_url=host.base_url,
             headers={"x-functions-key": host.function_key},

@@ -170,7 +170,10 @@ def hooks(tmp_path: Path) -> Hooks:
 def test_first_provision_lets_the_template_create_the_signing_key(hooks: Hooks) -> None:
     result = hooks.run("preprovision.sh")
     assert result.returncode == 0, result.stderr
-    assert hooks.stored() == [["env", "set", "LINK_SIGNING_KEY_EXISTS", "false"]]
+    assert hooks.stored() == [
+        ["env", "set", "LINK_SIGNING_KEY_EXISTS", "false"],
+        ["env", "set", "API_FUNCTION_KEY_EXISTS", "false"],
+    ]
 
 
 def test_reprovision_keeps_the_existing_signing_key(hooks: Hooks) -> None:
@@ -180,14 +183,33 @@ def test_reprovision_keeps_the_existing_signing_key(hooks: Hooks) -> None:
     ]
     result = hooks.run("preprovision.sh", **env)
     assert result.returncode == 0, result.stderr
-    assert hooks.stored() == [["env", "set", "LINK_SIGNING_KEY_EXISTS", "true"]]
+    assert hooks.stored() == [
+        ["env", "set", "LINK_SIGNING_KEY_EXISTS", "true"],
+        ["env", "set", "API_FUNCTION_KEY_EXISTS", "false"],
+    ]
+
+
+def test_reprovision_keeps_the_existing_api_function_key(hooks: Hooks) -> None:
+    """A new API key would lock out every caller: an existing one is left alone."""
+    env = {"AZURE_KEY_VAULT_NAME": "kv-x", "AZURE_RESOURCE_GROUP": "rg-x", "AZURE_SUBSCRIPTION_ID": "sub"}
+    vault = "/subscriptions/sub/resourceGroups/rg-x/providers/Microsoft.KeyVault/vaults/kv-x/secrets"
+    hooks.state["resources"] = [f"{vault}/link-signing-key", f"{vault}/api-function-key"]
+    result = hooks.run("preprovision.sh", **env)
+    assert result.returncode == 0, result.stderr
+    assert hooks.stored() == [
+        ["env", "set", "LINK_SIGNING_KEY_EXISTS", "true"],
+        ["env", "set", "API_FUNCTION_KEY_EXISTS", "true"],
+    ]
 
 
 def test_a_deleted_signing_key_is_created_again(hooks: Hooks) -> None:
     env = {"AZURE_KEY_VAULT_NAME": "kv-x", "AZURE_RESOURCE_GROUP": "rg-x", "AZURE_SUBSCRIPTION_ID": "sub"}
     result = hooks.run("preprovision.sh", **env)
     assert result.returncode == 0, result.stderr
-    assert hooks.stored() == [["env", "set", "LINK_SIGNING_KEY_EXISTS", "false"]]
+    assert hooks.stored() == [
+        ["env", "set", "LINK_SIGNING_KEY_EXISTS", "false"],
+        ["env", "set", "API_FUNCTION_KEY_EXISTS", "false"],
+    ]
 
 
 def test_unknown_signing_key_state_stops_provisioning(hooks: Hooks) -> None:
@@ -280,7 +302,7 @@ def test_deploy_guide_names_every_azd_variable_and_live_setting() -> None:
     guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     given = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
     variables = {m for p in given.values() for m in re.findall(r"\$\{([A-Z_]+)", p["value"])}
-    automatic = {"AZURE_ENV_NAME", "AZURE_LOCATION", "LINK_SIGNING_KEY_EXISTS"}
+    automatic = {"AZURE_ENV_NAME", "AZURE_LOCATION", "LINK_SIGNING_KEY_EXISTS", "API_FUNCTION_KEY_EXISTS"}
     missing = [name for name in sorted(variables - automatic) if f"`{name}`" not in guide]
     assert not missing, f"docs/deploy.md does not explain {missing}"
     for name in (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,7 +80,7 @@ class Lane:
             **self.extra_env,
         }
         self.sandbox.allow_signin_redirect(self.env["PUBLIC_BASE_URL"])
-        self.function_key = secrets.token_urlsafe(24)
+        self.function_key = self.env["API_FUNCTION_KEY"]  # host key and setting are one (docs/deploy.md)
         self.host: HostProcess | None = None
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{self.port}",
