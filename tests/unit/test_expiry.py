@@ -1,9 +1,18 @@
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from onboarding.expiry import CREDENTIALS_CONTENT_TYPE, expiring
+from onboarding import emails
+from onboarding.domain import OnboardingRequest, Protocol
+from onboarding.expiry import (
+    CREDENTIALS_CONTENT_TYPE,
+    WARNED_FOR_TAG,
+    WARNED_TAG,
+    due_warnings,
+    milestones,
+)
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
+NOW = datetime(2026, 6, 1, 6, tzinfo=UTC)
+SCHEDULE = milestones(30)
 
 
 @dataclass
@@ -14,7 +23,18 @@ class Info:
     content_type: str | None = CREDENTIALS_CONTENT_TYPE
 
 
-def test_only_this_projects_secrets_expiring_within_the_window_are_picked_soonest_first():
+def warned(info: Info, milestone: int) -> Info:
+    assert info.expires_on is not None
+    tags = {**info.tags, WARNED_TAG: str(milestone), WARNED_FOR_TAG: info.expires_on.isoformat()}
+    return Info(info.name, info.expires_on, tags, info.content_type)
+
+
+def test_the_schedule_is_30_14_7_1_days_then_once_at_expiry():
+    assert SCHEDULE == (30, 14, 7, 1, 0)
+    assert milestones(10) == (10, 7, 1, 0)
+
+
+def test_only_this_projects_secrets_with_a_milestone_reached_are_picked_soonest_first():
     secrets = [
         Info("later", NOW + timedelta(days=90)),
         Info("soon", NOW + timedelta(days=20)),
@@ -24,7 +44,51 @@ def test_only_this_projects_secrets_expiring_within_the_window_are_picked_soones
         Info("untagged", NOW + timedelta(days=2), tags={}),
         Info("no-expiry", None),
     ]
-    picked = expiring(secrets, now=NOW, within=timedelta(days=30))
-    assert [s.name for s in picked] == ["expired", "sooner", "soon"]
-    assert [s.days_left(NOW) for s in picked] == [0, 3, 20]
+    picked = due_warnings(secrets, now=NOW, schedule=SCHEDULE)
+    assert [(s.name, s.milestone) for s in picked] == [("expired", 0), ("sooner", 7), ("soon", 30)]
     assert picked[0].onboarding_id == "onb-1" and picked[0].app_id == "app-1"
+
+
+def test_a_day_by_day_run_sends_each_milestone_once_even_when_a_day_is_skipped_or_run_twice():
+    info = Info("s", NOW + timedelta(days=40, hours=4))
+    sent = []
+    for day in range(200):
+        if day == 26:  # the timer did not run the day the 14-day milestone was reached
+            continue
+        for _ in range(2 if day == 33 else 1):  # and ran twice on the 7-day milestone's day
+            now = NOW + timedelta(days=day)
+            for due in due_warnings([info], now=now, schedule=SCHEDULE):
+                sent.append((day, due.milestone))
+                info = warned(info, due.milestone)
+    assert sent == [(10, 30), (27, 14), (33, 7), (39, 1), (41, 0)]
+
+
+def test_a_new_expiry_or_a_hand_edited_tag_starts_the_schedule_afresh():
+    info = warned(Info("s", NOW + timedelta(days=5)), 7)
+    assert due_warnings([info], now=NOW, schedule=SCHEDULE) == []
+    extended = Info("s", NOW + timedelta(days=6), info.tags)  # a new version written by a rotation
+    assert [d.milestone for d in due_warnings([extended], now=NOW, schedule=SCHEDULE)] == [7]
+    info.tags[WARNED_TAG] = "seven"
+    assert [d.milestone for d in due_warnings([info], now=NOW, schedule=SCHEDULE)] == [7]
+
+
+def test_the_warning_says_how_long_is_left_and_after_expiry_says_it_expired():
+    request = OnboardingRequest(
+        tenant_id="11111111-1111-1111-1111-111111111111",
+        display_name="Helpdesk",
+        protocols=(Protocol.IMAP,),
+        mailboxes=("support@contoso.com",),
+        admin_emails=("admin@contoso.com",),
+    )
+    expires = datetime(2026, 6, 30, tzinfo=UTC)
+
+    def subject(days_left: int, expired: bool = False) -> str:
+        mail = emails.secret_expiring(
+            request, app_id="a", name="n", expires_on=expires, days_left=days_left, expired=expired
+        )
+        return mail.subject
+
+    assert subject(14) == "Client secret of Helpdesk expires in 14 days"
+    assert subject(1) == "Client secret of Helpdesk expires in 1 day"
+    assert subject(0) == "Client secret of Helpdesk expires today"
+    assert subject(0, expired=True) == "Client secret of Helpdesk expired on 2026-06-30"
