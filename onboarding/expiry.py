@@ -169,4 +169,3 @@ async def _send(svc: Services, request: OnboardingRequest, due: DueWarning, now:
         brand=emails.Brand.from_settings(svc.settings),
     )
     await send_email(svc, request.admin_emails, message)
-

@@ -239,7 +239,9 @@ class CredentialVault:
 
         try:
             versions = [p async for p in self._client.list_properties_of_secret_versions(name)]
-            current = max(versions, key=lambda p: p.created_on or datetime.min.replace(tzinfo=expires_on.tzinfo))
+            current = max(
+                versions, key=lambda p: p.created_on or datetime.min.replace(tzinfo=expires_on.tzinfo)
+            )
             if current.expires_on != expires_on or not current.version:
                 return False
             await self._client.update_secret_properties(

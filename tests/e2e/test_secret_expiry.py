@@ -18,7 +18,10 @@ WATCH = "secret_expiry_watch"
 
 def onboard(tenant: Tenant, lifetime_days: int, name: str) -> dict:
     location = tenant.submit(
-        secretLifetimeDays=lifetime_days, idempotencyKey=name, displayName=name, mailboxes=["support@sandbox.example"]
+        secretLifetimeDays=lifetime_days,
+        idempotencyKey=name,
+        displayName=name,
+        mailboxes=["support@sandbox.example"],
     )
     tenant.wait_for_decision(location)
     mail = [m for m in tenant.mails_to_admin() if "Admin consent needed" in m.subject][-1]
