@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from onboarding import emails, opsevents
 from onboarding.domain import OnboardingRequest, app_unique_name
+from onboarding.errors import OnboardingError
 from onboarding.services import Services
 
 # Set by steps.create_secret on every secret it writes.
@@ -129,31 +130,46 @@ async def warn_expiring(
     first_days: int,
     request_of: Callable[[str], Awaitable[OnboardingRequest | None]],
 ) -> list[str]:
-    """Send each due milestone warning once; returns the secret names warned."""
+    """Send each due milestone warning once; returns the secret names warned. One secret that cannot
+    be checked or told (Graph or Key Vault refusing) is logged and left for tomorrow's run; the
+    others are still warned."""
     warned = []
     for due in due_warnings(await svc.vault.list_secrets(), now=now, schedule=milestones(first_days)):
-        if not await still_in_use(svc, due):
-            continue
-        request = await request_of(due.onboarding_id)
-        # One line per warning due, told or not: the "credentials expiring" alert counts them.
-        opsevents.emit(
-            log,
-            opsevents.OpsEvent.CREDENTIAL_EXPIRING,
-            logging.WARNING,
-            onboarding_id=due.onboarding_id,
-            app_id=due.app_id,
-            expires_on=due.expires_on.isoformat(),
-            days_left=days_left(due.expires_on, now),
-            milestone=due.milestone,
-            admins_known=request is not None,
-        )
-        if request is None:
-            continue  # the onboarding's history was purged: nobody to tell but the vault's own alerts
-        await _send(svc, request, due, now)
-        marked = {WARNED_TAG: str(due.milestone), WARNED_FOR_TAG: due.expires_on.isoformat()}
-        await svc.vault.tag_current(due.name, expires_on=due.expires_on, tags=marked)
-        warned.append(due.name)
+        try:
+            if await _warn(svc, due, now, request_of):
+                warned.append(due.name)
+        except OnboardingError as exc:
+            log.warning("expiry warning for %s not sent: %s", due.name, exc.message)
     return warned
+
+
+async def _warn(
+    svc: Services,
+    due: DueWarning,
+    now: datetime,
+    request_of: Callable[[str], Awaitable[OnboardingRequest | None]],
+) -> bool:
+    if not await still_in_use(svc, due):
+        return False
+    request = await request_of(due.onboarding_id)
+    # One line per warning due, told or not: the "credentials expiring" alert counts them.
+    opsevents.emit(
+        log,
+        opsevents.OpsEvent.CREDENTIAL_EXPIRING,
+        logging.WARNING,
+        onboarding_id=due.onboarding_id,
+        app_id=due.app_id,
+        expires_on=due.expires_on.isoformat(),
+        days_left=days_left(due.expires_on, now),
+        milestone=due.milestone,
+        admins_known=request is not None,
+    )
+    if request is None:
+        return False  # the onboarding's history was purged: nobody to tell but the alert
+    await _send(svc, request, due, now)
+    marked = {WARNED_TAG: str(due.milestone), WARNED_FOR_TAG: due.expires_on.isoformat()}
+    await svc.vault.tag_current(due.name, expires_on=due.expires_on, tags=marked)
+    return True
 
 
 async def _send(svc: Services, request: OnboardingRequest, due: DueWarning, now: datetime) -> None:

@@ -1,15 +1,20 @@
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 from onboarding import emails
-from onboarding.domain import OnboardingRequest, Protocol
+from onboarding.domain import AppRegistration, OnboardingRequest, Protocol
+from onboarding.errors import TransientError
 from onboarding.expiry import (
     CREDENTIALS_CONTENT_TYPE,
     WARNED_FOR_TAG,
     WARNED_TAG,
     due_warnings,
     milestones,
+    warn_expiring,
 )
+from tests.unit.fakes import settings
 
 NOW = datetime(2026, 6, 1, 6, tzinfo=UTC)
 SCHEDULE = milestones(30)
@@ -92,3 +97,55 @@ def test_the_warning_says_how_long_is_left_and_after_expiry_says_it_expired():
     assert subject(1) == "Client secret of Helpdesk expires in 1 day"
     assert subject(0) == "Client secret of Helpdesk expires today"
     assert subject(0, expired=True) == "Client secret of Helpdesk expired on 2026-06-30"
+
+
+class Vault:
+    def __init__(self, secrets: list[Info]) -> None:
+        self.secrets = secrets
+        self.tagged: list[str] = []
+
+    async def list_secrets(self) -> list[Info]:
+        return self.secrets
+
+    async def tag_current(self, name: str, *, expires_on: datetime, tags: dict[str, str]) -> bool:
+        self.tagged.append(name)
+        return True
+
+
+class Graph:
+    """One app per onboarding; ``refusing`` answers 503-like transient errors for its onboarding."""
+
+    def __init__(self, refusing: str) -> None:
+        self.refusing = refusing
+        self.mails: list[str] = []
+
+    async def find_application(self, unique_name: str) -> AppRegistration:
+        if unique_name.endswith(self.refusing):
+            raise TransientError("Graph is throttling or unavailable (HTTP 503).")
+        return AppRegistration(object_id="obj", app_id="app", unique_name=unique_name)
+
+    async def list_passwords(self, object_id: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(key_id="k1")]
+
+    async def send_mail(self, sender: str, to: Any, subject: str, html: str, text: str = "") -> None:
+        self.mails.append(subject)
+
+
+async def test_a_secret_that_cannot_be_checked_today_does_not_stop_the_others_being_warned():
+    tags = {"onboardingId": "onb-2", "appId": "app-2", "keyId": "k1"}
+    vault = Vault([Info("first", NOW + timedelta(days=5)), Info("second", NOW + timedelta(days=6), tags)])
+    svc = SimpleNamespace(settings=settings(), vault=vault, graph=Graph(refusing="onb-1"))
+    request = OnboardingRequest(
+        tenant_id="11111111-1111-1111-1111-111111111111",
+        display_name="Helpdesk",
+        protocols=(Protocol.IMAP,),
+        mailboxes=("support@contoso.com",),
+        admin_emails=("admin@contoso.com",),
+    )
+
+    async def request_of(onboarding_id: str) -> OnboardingRequest:
+        return request
+
+    warned = await warn_expiring(svc, now=NOW, first_days=30, request_of=request_of)  # type: ignore[arg-type]
+    assert warned == ["second"] and vault.tagged == ["second"]
+    assert svc.graph.mails == ["Client secret of Helpdesk expires in 6 days"]
