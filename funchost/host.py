@@ -78,6 +78,10 @@ class LocalHost:
         self._rpc_runner: web.AppRunner | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._running_episodes: set[str] = set()
+        # Finished runs per timer function (tests wait on it); runs of one timer never overlap, as
+        # Azure's singleton lock for timer triggers guarantees.
+        self.timer_runs: dict[str, int] = {}
+        self._timer_locks: dict[str, asyncio.Lock] = {}
         self._running_work: set[int] = set()
         self._busy_lock = threading.Lock()
         self._next_cron: dict[str, datetime] = {}
@@ -340,14 +344,17 @@ class LocalHost:
         kwargs: dict[str, Any] = {timer.trigger_param: TimerRequest(past_due=past_due)}
         if timer.client_param:
             kwargs[timer.client_param] = self.client_binding_json()
-        log.info("Executing 'Functions.%s'", name)
-        try:
-            await invoke(self, timer.fn, name, kwargs)
-            log.info("Executed 'Functions.%s' (Succeeded)", name)
-        except Exception as exc:
-            log.error("Executed 'Functions.%s' (Failed: %s)", name, type(exc).__name__)
-            if reraise:
-                raise
+        async with self._timer_locks.setdefault(name, asyncio.Lock()):
+            log.info("Executing 'Functions.%s'", name)
+            try:
+                await invoke(self, timer.fn, name, kwargs)
+                log.info("Executed 'Functions.%s' (Succeeded)", name)
+            except Exception as exc:
+                log.error("Executed 'Functions.%s' (Failed: %s)", name, type(exc).__name__)
+                if reraise:
+                    raise
+            finally:
+                self.timer_runs[name] = self.timer_runs.get(name, 0) + 1
 
     # ------------------------------------------------------------------ public helpers
     def run_timer(self, name: str) -> None:
@@ -357,6 +364,14 @@ class LocalHost:
         asyncio.run_coroutine_threadsafe(
             self._run_timer(name, past_due=False, reraise=True), self.loop
         ).result()
+
+    def wait_timer_runs(self, name: str, count: int, timeout: float = 30) -> None:
+        """Until the timer function ``name`` has finished ``count`` runs in all (scheduled or manual)."""
+        deadline = time.monotonic() + timeout
+        while self.timer_runs.get(name, 0) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timer {name} ran {self.timer_runs.get(name, 0)} time(s), not {count}")
+            time.sleep(0.02)
 
     def get_status(self, instance_id: str, show_history: bool = False) -> dict[str, Any] | None:
         return self.engine.get_status(instance_id, show_history=show_history)

@@ -240,6 +240,14 @@ def outcome(
     )
 
 
+def _expiry_phrase(when: str, days_left: int, expired: bool) -> str:
+    if expired:
+        return f"expired on {when}"
+    if days_left == 0:
+        return "expires today"
+    return f"expires in {days_left} day{'' if days_left == 1 else 's'}"
+
+
 def secret_expiring(
     request: OnboardingRequest,
     *,
@@ -247,23 +255,29 @@ def secret_expiring(
     name: str,
     expires_on: datetime,
     days_left: int,
+    expired: bool = False,
     brand: Brand | None = None,
 ) -> Email:
     when = expires_on.strftime("%Y-%m-%d")
-    subject = f"Client secret of {request.display_name} expires {'today' if days_left == 0 else f'in {days_left} days'}"
+    subject = f"Client secret of {request.display_name} {_expiry_phrase(when, days_left, expired)}"
     return render(
         Message(
             subject=subject,
             heading=subject,
             intro=[
-                f"The client secret of {request.display_name} (application id {app_id}) expires on {when}. "
-                "After that the mail product can no longer get tokens (AADSTS7000222) and stops reading "
-                "the mailboxes.",
+                f"The client secret of {request.display_name} (application id {app_id}) "
+                + (
+                    f"expired on {when}. The mail product can no longer get tokens (AADSTS7000222) and "
+                    "has stopped reading the mailboxes. This is the last reminder about this secret."
+                    if expired
+                    else f"expires on {when}. After that the mail product can no longer get tokens "
+                    "(AADSTS7000222) and stops reading the mailboxes."
+                ),
                 f"The secret is in Key Vault as {name}. To rotate it, submit the onboarding again with a "
                 "new idempotency key, or add a new client secret to the app and update the vault.",
             ],
             why=_who_and_why(request),
-            accent=_RED if days_left <= 7 else _BLUE,
+            accent=_RED if expired or days_left <= 7 else _BLUE,
             facts=_facts(request, app_id, len(request.mailboxes)),
             mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
             mailbox_count=len(request.mailboxes),

@@ -104,7 +104,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("POLL_MAX_SECONDS", "Longest wait between two polls.", "600"),
     SettingSpec(
         "CREDENTIAL_EXPIRY_WARNING_DAYS",
-        "Warn the admins this many days before a client secret expires.",
+        "First expiry warning, this many days before a client secret expires (then 14, 7, 1 days and once at expiry).",
         "30",
     ),
     SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -20,7 +19,7 @@ log = logging.getLogger("onboarding.schedules")
 @blueprint.timer_trigger(schedule="0 0 6 * * *", arg_name="timer", run_on_startup=False)
 @blueprint.durable_client_input(client_name="client")
 async def secret_expiry_watch(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
-    from onboarding.expiry import warn_expiring
+    from onboarding.expiry import utcnow, warn_expiring
     from onboarding.services import Services
 
     settings = load_settings()
@@ -33,8 +32,8 @@ async def secret_expiry_watch(timer: func.TimerRequest, client: df.DurableOrches
     async with Services(settings) as services:
         warned = await warn_expiring(
             services,
-            now=datetime.now(UTC),
-            within=timedelta(days=settings.credential_expiry_warning_days),
+            now=utcnow(),
+            first_days=settings.credential_expiry_warning_days,
             request_of=request_of,
         )
     log.info("secret expiry watch: %d warning(s) sent", len(warned))

@@ -230,6 +230,29 @@ class CredentialVault:
         except Exception as exc:
             raise vault_error(exc, "list secrets") from None
 
+    async def tag_current(self, name: str, *, expires_on: datetime, tags: dict[str, str]) -> bool:
+        """Add ``tags`` to the secret's current version if it still expires at ``expires_on``; False when
+        a newer version (a rotation) or a changed expiry makes the mark stale. The version is named
+        explicitly: a versionless update would land on whatever version became current meanwhile, and
+        an update replaces the whole tag set."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            versions = [p async for p in self._client.list_properties_of_secret_versions(name)]
+            current = max(
+                versions, key=lambda p: p.created_on or datetime.min.replace(tzinfo=expires_on.tzinfo)
+            )
+            if current.expires_on != expires_on or not current.version:
+                return False
+            await self._client.update_secret_properties(
+                name, current.version, tags={**(current.tags or {}), **tags}
+            )
+        except (ResourceNotFoundError, ValueError):
+            return False  # deleted meanwhile (offboarded), or no version left
+        except Exception as exc:
+            raise vault_error(exc, f"tag secret {name}") from None
+        return True
+
     async def delete(self, name: str) -> None:
         """Soft delete (recoverable while the vault's retention lasts); already gone counts as done."""
         from azure.core.exceptions import ResourceNotFoundError

@@ -48,6 +48,32 @@ def test_set_get_versions_list_and_update(secrets: SecretClient, sandbox: Sandbo
     assert [v.value for v in stored.versions] == ["v1", "v2"]
 
 
+def test_the_list_shows_each_live_secrets_current_version_and_a_versioned_tag_update_touches_only_that_version(
+    secrets: SecretClient,
+) -> None:
+    """What the expiry watch relies on: the vault-wide list carries the current version's expiry, tags
+    and content type without the value; an update names its version and replaces that version's tags;
+    a soft-deleted secret is not listed."""
+    old_expiry, new_expiry = datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC)
+    old = secrets.set_secret("onb-w", "v1", tags={"keyId": "k1"}, expires_on=old_expiry, content_type="c")
+    secrets.set_secret("onb-w", "v2", tags={"keyId": "k2"}, expires_on=new_expiry, content_type="c")
+    secrets.set_secret("onb-gone", "v", expires_on=old_expiry)
+    secrets.begin_delete_secret("onb-gone").result()
+    secrets.update_secret_properties(
+        "onb-w", old.properties.version, tags={"keyId": "k1", "expiryWarned": "7"}
+    )
+    [listed] = list(secrets.list_properties_of_secrets())
+    assert (listed.name, listed.expires_on, listed.tags, listed.content_type) == (
+        "onb-w",
+        new_expiry,
+        {"keyId": "k2"},
+        "c",
+    )
+    assert not hasattr(listed, "value")
+    by_version = {p.version: p.tags for p in secrets.list_properties_of_secret_versions("onb-w")}
+    assert by_version[old.properties.version] == {"keyId": "k1", "expiryWarned": "7"}
+
+
 def test_soft_delete_blocks_the_name_until_recovered_or_purged(
     secrets: SecretClient, sandbox: Sandbox
 ) -> None:
