@@ -44,18 +44,17 @@ OBJECT_ID_FIX = (
     "Use the object id of the app's service principal (Entra ID > Enterprise applications, or "
     "GET /servicePrincipals(appId='<appId>')), not the object id of the app registration."
 )
-_NOT_FOUND = (
-    "couldn't be found",
-    "could not be found",
-    "couldn't find",
-    "managementobjectnotfound",
-    "doesn't exist",
-)
+# Only the sourced forms (docs/sandbox-facts.md EX-6, EX-7, EX-8): an answer in other words is not
+# guessed at; it fails its mailbox (or step) with the project's own text.
+_NOT_FOUND = ("couldn't be found", "managementobjectnotfound")
+# "The operation couldn't be performed because object '<identity>' couldn't be found on '<server>'."
+_MISSING_OBJECT = re.compile(r"object '([^']+)' couldn't be found", re.IGNORECASE)
 # New-ServicePrincipal's answer when Exchange's copy of the directory has no such service principal:
 # for minutes after it was created, and for good when the id is wrong (docs/sandbox-facts.md).
 SP_NOT_IN_EXCHANGE_DIRECTORY = "AADServicePrincipalNotFound"
 _DETAIL_PREFIX = re.compile(r"^(?:[\w]*\|)?[\w.]+\|")
-_ALREADY = ("already exists", "already has", "already present", "already been granted")
+_ALREADY = ("already exist", "an existing permission entry was found")
+_ABSENT_PERMISSION = ("isn't present", "doesn't exist on the object")
 
 
 class CmdletError(InvalidRequestError):
@@ -104,7 +103,10 @@ def error_text(payload: Any) -> str:
         return ""
     messages: list[str] = []
     inner = error.get("innererror")
-    internal = inner.get("internalException") if isinstance(inner, Mapping) else None
+    # Captured bodies spell it "internalexception" (docs/sandbox-facts.md EX-3); read it either way.
+    internal = None
+    if isinstance(inner, Mapping):
+        internal = next((v for k, v in inner.items() if str(k).lower() == "internalexception"), None)
     if isinstance(internal, Mapping) and internal.get("message"):
         messages.append(str(internal["message"]))
     if not messages:
@@ -332,8 +334,9 @@ class ExchangeAdmin:
     # --- mailboxes ------------------------------------------------------------------------------
 
     def _mailbox_error(self, exc: CmdletError, mailbox: str, service_principal_id: str) -> OnboardingError:
-        low = exc.text.lower()
-        if service_principal_id.lower() in low and mailbox.lower() not in low:
+        missing = _MISSING_OBJECT.search(exc.text)
+        if missing and missing.group(1).lower() == service_principal_id.lower():
+            # The object Exchange could not find is the principal, not the mailbox.
             return TransientError(
                 "Exchange Online does not know the app's service principal yet.",
                 fix="Register it with New-ServicePrincipal first; if done, wait for replication.",
@@ -378,7 +381,7 @@ class ExchangeAdmin:
             )
         except CmdletError as exc:
             low = exc.text.lower()
-            if not (exc.not_found or "isn't present" in low or "not present" in low or "doesn't have" in low):
+            if not (exc.not_found or any(t in low for t in _ABSENT_PERMISSION)):
                 raise
 
     async def protocols_enabled(self, mailbox: str) -> dict[str, bool]:

@@ -57,7 +57,6 @@ APP_POLICY_FIX = (
     "appManagementPolicy assigned to the app); where the policy blocks secrets altogether, only a "
     "policy exception or a certificate credential can work."
 )
-_REPLICATION_TEXT = ("does not exist or one of its queried reference-property objects are not present",)
 
 
 @dataclass(frozen=True)
