@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from onboarding import emails, opsevents
 from onboarding.domain import OnboardingRequest
-from onboarding.services import Services
+from onboarding.ports import ServicesPort
 
 # Set by steps.create_secret on every secret it writes.
 CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
@@ -52,7 +52,7 @@ def expiring(secrets: Iterable[object], *, now: datetime, within: timedelta) -> 
 
 
 async def warn_expiring(
-    svc: Services,
+    svc: ServicesPort,
     *,
     now: datetime,
     within: timedelta,
