@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from onboarding import emails, opsevents
 from onboarding.domain import OnboardingRequest, app_unique_name
 from onboarding.errors import OnboardingError
-from onboarding.services import Services
+from onboarding.ports import ServicesPort
 
 # Set by steps.create_secret on every secret it writes.
 CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
@@ -113,7 +113,7 @@ def due_warnings(secrets: Iterable[object], *, now: datetime, schedule: tuple[in
     return sorted(found, key=lambda s: s.expires_on)
 
 
-async def still_in_use(svc: Services, due: DueWarning) -> bool:
+async def still_in_use(svc: ServicesPort, due: DueWarning) -> bool:
     """False once the app is gone (offboarded) or the credential is no longer on it (rotated away)."""
     app = await svc.graph.find_application(app_unique_name(due.onboarding_id))
     if app is None:
@@ -124,7 +124,7 @@ async def still_in_use(svc: Services, due: DueWarning) -> bool:
 
 
 async def warn_expiring(
-    svc: Services,
+    svc: ServicesPort,
     *,
     now: datetime,
     first_days: int,
@@ -144,7 +144,7 @@ async def warn_expiring(
 
 
 async def _warn(
-    svc: Services,
+    svc: ServicesPort,
     due: DueWarning,
     now: datetime,
     request_of: Callable[[str], Awaitable[OnboardingRequest | None]],
@@ -172,7 +172,7 @@ async def _warn(
     return True
 
 
-async def _send(svc: Services, request: OnboardingRequest, due: DueWarning, now: datetime) -> None:
+async def _send(svc: ServicesPort, request: OnboardingRequest, due: DueWarning, now: datetime) -> None:
     from onboarding.steps import send_email
 
     message = emails.secret_expiring(

@@ -1,5 +1,9 @@
 """The adapters one activity needs, built on first use from the settings and closed afterwards.
 
+They are typed as the Protocols of ``onboarding.ports``; the managed-identity credential is the
+worker's (``identity.worker_credential``: one token cache for every activity of the process), not
+the activity's, so an activity asks the identity endpoint for a token only when the worker has none.
+
 Adapters are imported lazily: importing the function app must not load msgraph-sdk, Key Vault or
 identity clients (cold start), and an activity pays only for what it uses.
 """
@@ -8,14 +12,14 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 from onboarding.settings import Settings
 
 if TYPE_CHECKING:
-    from onboarding.adapters.exchange import ExchangeAdmin
-    from onboarding.adapters.graph import GraphDirectory
-    from onboarding.adapters.keyvault import CredentialVault
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from onboarding.ports import ExchangePort, GraphPort, MailProbePort, VaultPort
 
 
 _modules_when_frozen = 0
@@ -43,22 +47,28 @@ def freeze_imports() -> bool:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._credential: Any = None
-        self._graph: GraphDirectory | None = None
-        self._exchange: ExchangeAdmin | None = None
-        self._vault: CredentialVault | None = None
+        self._credential: AsyncTokenCredential | None = None
+        self._graph: GraphPort | None = None
+        self._exchange: ExchangePort | None = None
+        self._vault: VaultPort | None = None
 
     @property
-    def credential(self) -> Any:
-        """The function app's managed identity."""
+    def credential(self) -> AsyncTokenCredential:
+        """The function app's managed identity, shared by this worker's activities."""
         if self._credential is None:
-            from onboarding.adapters.identity import function_credential
+            from onboarding.adapters.identity import worker_credential
 
-            self._credential = function_credential(self.settings)
+            self._credential = worker_credential(self.settings)
         return self._credential
 
     @property
-    def graph(self) -> GraphDirectory:
+    def mail_probe(self) -> MailProbePort:
+        from onboarding.adapters.mailprobe import probe_login
+
+        return probe_login
+
+    @property
+    def graph(self) -> GraphPort:
         if self._graph is None:
             from onboarding.adapters.graph import GraphDirectory
 
@@ -66,7 +76,7 @@ class Services:
         return self._graph
 
     @property
-    def exchange(self) -> ExchangeAdmin:
+    def exchange(self) -> ExchangePort:
         if self._exchange is None:
             from onboarding.adapters.exchange import ExchangeAdmin
 
@@ -74,7 +84,7 @@ class Services:
         return self._exchange
 
     @property
-    def vault(self) -> CredentialVault:
+    def vault(self) -> VaultPort:
         if self._vault is None:
             from onboarding.adapters.keyvault import CredentialVault
 

@@ -27,7 +27,7 @@ from onboarding.domain import (
 )
 from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
-from onboarding.services import Services
+from onboarding.ports import ServicesPort
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def password_label(onboarding_id: str) -> str:
     return f"mail-onboarding {onboarding_id}"
 
 
-async def send_email(svc: Services, to: Sequence[str], message: emails.Email) -> None:
+async def send_email(svc: ServicesPort, to: Sequence[str], message: emails.Email) -> None:
     """Send as the sender mailbox within its hourly recipient budget (``EMAILS_PER_HOUR``): over it,
     the email waits (a transient failure Durable retries) rather than going out."""
     from onboarding import admission
@@ -61,12 +61,12 @@ async def send_email(svc: Services, to: Sequence[str], message: emails.Email) ->
     await svc.graph.send_mail(settings.mail_sender, to, message.subject, message.html, message.text)
 
 
-async def resolve_exchange(svc: Services, roles: Sequence[str]) -> ExchangeResource:
+async def resolve_exchange(svc: ServicesPort, roles: Sequence[str]) -> ExchangeResource:
     return await svc.graph.get_resource(EXCHANGE_ONLINE_APP_ID, roles)
 
 
 async def register_app(
-    svc: Services,
+    svc: ServicesPort,
     *,
     onboarding_id: str,
     display_name: str,
@@ -89,7 +89,7 @@ async def register_app(
     )
 
 
-async def ensure_service_principal(svc: Services, app_id: str) -> dict[str, str]:
+async def ensure_service_principal(svc: ServicesPort, app_id: str) -> dict[str, str]:
     try:
         return {"service_principal_id": await svc.graph.ensure_service_principal(app_id)}
     except TransientError as exc:
@@ -102,7 +102,7 @@ async def ensure_service_principal(svc: Services, app_id: str) -> dict[str, str]
 
 
 async def create_secret(
-    svc: Services,
+    svc: ServicesPort,
     *,
     onboarding_id: str,
     tenant_id: str,
@@ -171,7 +171,7 @@ async def create_secret(
 
 
 async def send_decision_email(
-    svc: Services,
+    svc: ServicesPort,
     *,
     onboarding_id: str,
     request: OnboardingRequest,
@@ -217,7 +217,7 @@ async def send_decision_email(
 
 
 async def grant_app_roles(
-    svc: Services, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
+    svc: ServicesPort, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
 ) -> None:
     for role in roles:
         await svc.graph.assign_app_role(
@@ -226,7 +226,7 @@ async def grant_app_roles(
 
 
 async def check_app_roles(
-    svc: Services, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
+    svc: ServicesPort, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
 ) -> dict[str, Any]:
     try:
         assignments = await svc.graph.list_app_role_assignments(service_principal_id)
@@ -247,7 +247,7 @@ async def check_app_roles(
 
 
 async def register_in_exchange(
-    svc: Services, *, app_id: str, service_principal_id: str, app_object_id: str, display_name: str
+    svc: ServicesPort, *, app_id: str, service_principal_id: str, app_object_id: str, display_name: str
 ) -> dict[str, str]:
     """New-ServicePrincipal with the enterprise app's object id. Exchange reads Entra through its own
     replica, so a principal made minutes ago may not be found yet: that is a wait, not a failure.
@@ -292,7 +292,7 @@ async def bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable[
 
 
 async def grant_mailboxes(
-    svc: Services, *, service_principal_id: str, mailboxes: Sequence[str], protocols: Sequence[str]
+    svc: ServicesPort, *, service_principal_id: str, mailboxes: Sequence[str], protocols: Sequence[str]
 ) -> list[MailboxResult]:
     """One Exchange call per mailbox: Exchange's throttling budget goes to the grants themselves.
     Whether IMAP/POP is enabled is asked only where a login is refused (see ``verify_mailboxes``)."""
@@ -331,7 +331,7 @@ def unrecognised_grant_refusal(exc: InvalidRequestError, mailbox: str, service_p
     )
 
 
-async def explain_refusal(svc: Services, mailbox: str, protocols: Sequence[str]) -> MailboxResult | None:
+async def explain_refusal(svc: ServicesPort, mailbox: str, protocols: Sequence[str]) -> MailboxResult | None:
     """A refused login whose protocol is disabled on the mailbox will never succeed: say so now."""
     try:
         enabled = await svc.exchange.protocols_enabled(mailbox)
@@ -349,7 +349,7 @@ async def explain_refusal(svc: Services, mailbox: str, protocols: Sequence[str])
 
 
 async def verify_mailboxes(
-    svc: Services,
+    svc: ServicesPort,
     *,
     tenant_id: str,
     app: AppRegistration,
@@ -363,7 +363,6 @@ async def verify_mailboxes(
     only a verified login on every protocol makes it VERIFIED.
     """
     from onboarding.adapters.identity import acquire_token, app_secret_credential
-    from onboarding.adapters.mailprobe import probe_login
 
     settings = svc.settings
     stored = await svc.vault.get(secret.name, secret.version)
@@ -398,7 +397,7 @@ async def verify_mailboxes(
         for name in protocols:
             protocol = Protocol(name)
             host, port = hosts[protocol]
-            login = await probe_login(host, port, protocol, mailbox, token.token)
+            login = await svc.mail_probe(host, port, protocol, mailbox, token.token)
             outcomes[protocol.value] = login.ok
             if not login.ok:
                 details.append(login.detail)
@@ -413,7 +412,7 @@ async def verify_mailboxes(
 
 
 async def compensate(
-    svc: Services, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
+    svc: ServicesPort, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
 ) -> list[str]:
     """Undo an onboarding that will not complete, and say what was undone or is left for an admin.
 
@@ -461,7 +460,11 @@ async def compensate(
 
 
 async def notify_outcome(
-    svc: Services, *, request: OnboardingRequest, result: OnboardingResult, mailbox_count: int | None = None
+    svc: ServicesPort,
+    *,
+    request: OnboardingRequest,
+    result: OnboardingResult,
+    mailbox_count: int | None = None,
 ) -> None:
     message = emails.outcome(request, result, mailbox_count, emails.Brand.from_settings(svc.settings))
     await send_email(svc, request.admin_emails, message)

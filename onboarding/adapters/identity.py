@@ -7,7 +7,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +20,13 @@ from onboarding.errors import InvalidRequestError, OnboardingError, PermissionDe
 from onboarding.settings import Settings
 
 if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken
     from azure.core.credentials_async import AsyncTokenCredential
 
 
 def function_credential(settings: Settings) -> AsyncTokenCredential:
-    """The function app's own identity. With ``AZURE_CLIENT_ID`` unset, the system-assigned one."""
+    """The function app's own identity, a new credential with an empty token cache. With
+    ``AZURE_CLIENT_ID`` unset, the system-assigned one. Activities use ``worker_credential``."""
     from azure.identity.aio import ManagedIdentityCredential
 
     from onboarding.adapters._tls import azure_transport_options
@@ -29,6 +36,104 @@ def function_credential(settings: Settings) -> AsyncTokenCredential:
             client_id=settings.managed_identity_client_id, **azure_transport_options()
         )
     return ManagedIdentityCredential(**azure_transport_options())
+
+
+# Tokens of the function app's managed identity kept for this worker process: renewed this long
+# before they expire, as azure-identity's own cache does (its refresh window is five minutes).
+_REFRESH_MARGIN_S = 300
+
+
+class WorkerCredential:
+    """The function app's managed identity, one per worker process, with one token cache for all its
+    activities (``get_token`` and ``close`` of azure-core's ``AsyncTokenCredential``).
+
+    A credential per activity started each one with an empty cache: one token request per resource
+    per activity (11 of the 33 calls on a 10-mailbox onboarding's critical path, issue 12), and a
+    busy worker could be throttled by the identity endpoint. An azure-identity credential cannot
+    simply be shared: its HTTP session is bound to the event loop it first ran on, and activities may
+    run on other loops or threads. So this holds only tokens (thread-safe, no loop state); on a miss
+    one fetch is made with a short-lived ``function_credential`` that is closed at once, and callers
+    arriving meanwhile, on any loop, await that same fetch. Only the worker's own identity lives
+    here: an onboarded app's credential (``app_secret_credential``) is built per activity.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, ...], AccessToken] = {}
+        self._fetching: dict[tuple[str, ...], concurrent.futures.Future[AccessToken]] = {}
+
+    async def get_token(self, *scopes: str, claims: str | None = None, **kwargs: Any) -> AccessToken:
+        key = tuple(sorted(scopes))
+        with self._lock:
+            cached = self._tokens.get(key)
+            if (
+                claims is None
+                and cached is not None
+                and cached.expires_on - self._clock() > _REFRESH_MARGIN_S
+            ):
+                return cached
+            pending = self._fetching.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = self._fetching[key] = concurrent.futures.Future()
+        if not owner:
+            return await asyncio.wrap_future(pending)
+        try:
+            token = await self._fetch(scopes, claims, kwargs)
+        except BaseException as exc:
+            with self._lock:
+                del self._fetching[key]
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        with self._lock:
+            self._tokens[key] = token
+            del self._fetching[key]
+        pending.set_result(token)
+        return token
+
+    async def _fetch(
+        self, scopes: tuple[str, ...], claims: str | None, kwargs: dict[str, Any]
+    ) -> AccessToken:
+        credential = function_credential(self._settings)
+        try:
+            return await credential.get_token(*scopes, claims=claims, **kwargs)
+        finally:
+            await credential.close()
+
+    async def close(self) -> None:
+        """Nothing to release: the credential outlives every activity that uses it."""
+
+    async def __aenter__(self) -> WorkerCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+_workers: dict[tuple[str | None, ...], WorkerCredential] = {}
+_workers_lock = threading.Lock()
+
+
+def worker_credential(settings: Settings) -> WorkerCredential:
+    """This worker's managed-identity credential: one per identity, i.e. per client id and per
+    identity endpoint the platform gives the process (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``,
+    which azure-identity reads from the environment)."""
+    import os
+
+    key = (
+        settings.managed_identity_client_id,
+        os.environ.get("IDENTITY_ENDPOINT"),
+        os.environ.get("IDENTITY_HEADER"),
+        os.environ.get("MSI_ENDPOINT"),
+    )
+    with _workers_lock:
+        credential = _workers.get(key)
+        if credential is None:
+            credential = _workers[key] = WorkerCredential(settings)
+        return credential
 
 
 def app_secret_credential(

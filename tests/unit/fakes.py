@@ -1,13 +1,20 @@
-"""Hand-written fakes of the adapters, so step tests read like the behaviour they check."""
+"""Hand-written fakes of the adapters, so step tests read like the behaviour they check.
+
+Each fake implements its Protocol of ``onboarding.ports``, as the real adapter does; the assignments
+at the end of this module make mypy (``make lint``) fail when a fake drifts from its Protocol."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from onboarding.adapters.mailprobe import LoginResult
+from onboarding.domain import AppRegistration, ExchangeResource
+from onboarding.domain import Protocol as MailProtocol
 from onboarding.errors import NotFoundError, TransientError
+from onboarding.ports import ExchangePort, GraphPort, MailProbePort, ServicesPort, VaultPort
 from onboarding.settings import Settings
 
 _ids = itertools.count(1)
@@ -27,6 +34,7 @@ class Stored:
     version: str
     tags: dict[str, str]
     expires_on: datetime | None
+    content_type: str | None = None
 
 
 @dataclass
@@ -34,6 +42,14 @@ class Assignment:
     id: str
     resource_id: str
     app_role_id: str
+
+
+@dataclass
+class Info:
+    name: str
+    expires_on: datetime | None
+    tags: dict[str, str]
+    content_type: str | None
 
 
 class Crash(Exception):
@@ -44,9 +60,44 @@ class FakeGraph:
     def __init__(self) -> None:
         self.passwords: dict[str, list[Password]] = {}
         self.assignments: dict[str, list[Assignment]] = {}
-        self.mail: list[dict[str, Any]] = []
+        self.mail: list[dict[str, object]] = []
         self.deleted: list[str] = []
         self.service_principals: dict[str, str] = {}  # app id -> service principal object id
+        self.applications: dict[str, AppRegistration] = {}  # unique name -> app
+        self.resource = ExchangeResource(
+            "exo-sp", {"IMAP.AccessAsApp": "role-imap", "POP.AccessAsApp": "role-pop"}
+        )
+
+    async def find_application(self, unique_name: str) -> AppRegistration | None:
+        return self.applications.get(unique_name)
+
+    async def get_resource(self, app_id: str, role_values: Sequence[str]) -> ExchangeResource:
+        missing = [r for r in role_values if r not in self.resource.app_role_ids]
+        if missing:
+            raise NotFoundError(f"The resource has no app role {', '.join(missing)}.")
+        return self.resource
+
+    async def upsert_application(
+        self,
+        *,
+        unique_name: str,
+        display_name: str,
+        resource: ExchangeResource,
+        resource_app_id: str,
+        role_values: Sequence[str],
+        redirect_uris: Sequence[str],
+        notes: str,
+        tags: Sequence[str],
+    ) -> AppRegistration:
+        if unique_name not in self.applications:
+            n = next(_ids)
+            self.applications[unique_name] = AppRegistration(
+                object_id=f"obj-{n}", app_id=f"app-{n}", unique_name=unique_name
+            )
+        return self.applications[unique_name]
+
+    async def ensure_service_principal(self, app_id: str) -> str:
+        return self.service_principals.setdefault(app_id, f"sp-{next(_ids)}")
 
     async def find_service_principal(self, app_id: str) -> str | None:
         return self.service_principals.get(app_id)
@@ -54,29 +105,36 @@ class FakeGraph:
     async def list_passwords(self, object_id: str) -> list[Password]:
         return list(self.passwords.get(object_id, []))
 
-    async def add_password(self, object_id: str, display_name: str, end: datetime) -> Password:
+    async def add_password(self, object_id: str, display_name: str, end_date_time: datetime) -> Password:
         n = next(_ids)
-        password = Password(f"key-{n}", display_name, end, secret_text=f"secret-value-{n}")
+        password = Password(f"key-{n}", display_name, end_date_time, secret_text=f"secret-value-{n}")
         self.passwords.setdefault(object_id, []).append(password)
         return password
 
     async def remove_password(self, object_id: str, key_id: str) -> None:
         self.passwords[object_id] = [p for p in self.passwords.get(object_id, []) if p.key_id != key_id]
 
-    async def list_app_role_assignments(self, sp_id: str) -> list[Assignment]:
-        return list(self.assignments.get(sp_id, []))
+    async def list_app_role_assignments(self, service_principal_id: str) -> list[Assignment]:
+        return list(self.assignments.get(service_principal_id, []))
 
-    async def assign_app_role(self, sp_id: str, resource_id: str, role_id: str) -> None:
-        held = self.assignments.setdefault(sp_id, [])
-        if not any(a.resource_id == resource_id and a.app_role_id == role_id for a in held):
-            held.append(Assignment(f"as-{next(_ids)}", resource_id, role_id))
+    async def assign_app_role(self, service_principal_id: str, resource_id: str, app_role_id: str) -> None:
+        held = self.assignments.setdefault(service_principal_id, [])
+        if not any(a.resource_id == resource_id and a.app_role_id == app_role_id for a in held):
+            held.append(Assignment(f"as-{next(_ids)}", resource_id, app_role_id))
 
-    async def send_mail(self, sender: str, to: Any, subject: str, html: str, text: str = "") -> None:
-        self.mail.append({"from": sender, "to": list(to), "subject": subject, "html": html, "text": text})
+    async def send_mail(
+        self, sender: str, to: Sequence[str], subject: str, html_body: str, text_body: str = ""
+    ) -> None:
+        self.mail.append(
+            {"from": sender, "to": list(to), "subject": subject, "html": html_body, "text": text_body}
+        )
 
     async def delete_application(self, object_id: str) -> None:
         if object_id not in self.deleted:
             self.deleted.append(object_id)
+
+    async def close(self) -> None:
+        pass
 
 
 class FakeVault:
@@ -100,11 +158,28 @@ class FakeVault:
             raise Crash("vault unreachable")
         versions = self.versions.setdefault(name, [])
         version = f"v{len(versions) + 1}"
-        versions.append(Stored(value, version, dict(tags), expires_on))
+        versions.append(Stored(value, version, dict(tags), expires_on, content_type))
         return version
+
+    async def list_secrets(self) -> list[Info]:
+        return [
+            Info(name, v[-1].expires_on, dict(v[-1].tags), v[-1].content_type)
+            for name, v in self.versions.items()
+            if v
+        ]
+
+    async def tag_current(self, name: str, *, expires_on: datetime, tags: dict[str, str]) -> bool:
+        versions = self.versions.get(name)
+        if not versions or versions[-1].expires_on != expires_on:
+            return False
+        versions[-1].tags.update(tags)
+        return True
 
     async def delete(self, name: str) -> None:
         self.versions.pop(name, None)
+
+    async def close(self) -> None:
+        pass
 
 
 class FakeExchange:
@@ -115,12 +190,12 @@ class FakeExchange:
         self.refusals: dict[str, Exception] = {}  # mailbox -> what Add-MailboxPermission raises
         self.directory: dict[str, str] = {}  # what Exchange's copy of Entra ID has: app id -> sp id
 
-    async def grant_full_access(self, mailbox: str, principal: str) -> None:
+    async def grant_full_access(self, mailbox: str, service_principal_id: str) -> None:
         if mailbox in self.refusals:
             raise self.refusals[mailbox]
         if mailbox not in self.mailboxes:
             raise NotFoundError(f"Mailbox {mailbox} not found.")
-        self.permissions.add((mailbox, principal))
+        self.permissions.add((mailbox, service_principal_id))
 
     async def protocols_enabled(self, mailbox: str) -> dict[str, bool]:
         if mailbox not in self.mailboxes:
@@ -128,10 +203,10 @@ class FakeExchange:
         return dict(self.mailboxes[mailbox])
 
     async def ensure_service_principal(
-        self, app_id: str, sp_id: str, name: str, *, app_object_id: str | None = None
+        self, app_id: str, service_principal_id: str, display_name: str, *, app_object_id: str | None = None
     ) -> None:
         # Exchange's copy of the directory knows only the ids in `directory` (app id -> sp object id).
-        if self.directory.get(app_id, "").lower() != sp_id.lower():
+        if self.directory.get(app_id, "").lower() != service_principal_id.lower():
             raise TransientError(
                 "Exchange Online cannot find the service principal in Entra ID.", code="replication"
             )
@@ -140,6 +215,25 @@ class FakeExchange:
     async def remove_service_principal(self, app_id: str) -> None:
         self.principals.discard(app_id)
 
+    async def close(self) -> None:
+        pass
+
+
+class FakeMailProbe:
+    """IMAP/POP logins: succeed for the (mailbox, protocol) pairs in ``open``, are refused otherwise."""
+
+    def __init__(self) -> None:
+        self.open: set[tuple[str, str]] = set()
+        self.logins: list[tuple[str, str, str]] = []  # (mailbox, protocol, token)
+
+    async def __call__(
+        self, host: str, port: int, protocol: MailProtocol, mailbox: str, token: str, *, timeout: float = 30
+    ) -> LoginResult:
+        self.logins.append((mailbox, MailProtocol(protocol).value, token))
+        if (mailbox, MailProtocol(protocol).value) in self.open:
+            return LoginResult(True, f"{protocol} login as {mailbox} succeeded.")
+        return LoginResult(False, f"{protocol} login as {mailbox} was refused.")
+
 
 class FakeServices:
     def __init__(self, settings: Settings, *, mailboxes: dict[str, dict[str, bool]] | None = None) -> None:
@@ -147,6 +241,7 @@ class FakeServices:
         self.graph = FakeGraph()
         self.vault = FakeVault()
         self.exchange = FakeExchange(mailboxes or {})
+        self.mail_probe = FakeMailProbe()
 
 
 def settings() -> Settings:
@@ -159,3 +254,11 @@ def settings() -> Settings:
             "LINK_SIGNING_KEY": "k" * 40,
         }
     )
+
+
+# Checked by mypy, not at run time: each fake is an implementation of its adapter's Protocol.
+_graph: GraphPort = FakeGraph()
+_vault: VaultPort = FakeVault()
+_exchange: ExchangePort = FakeExchange({})
+_probe: MailProbePort = FakeMailProbe()
+_services: ServicesPort = FakeServices(settings())

@@ -38,7 +38,7 @@ class Tenant:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.endswith("/openid-configuration"):
-                    body = {"jwks_uri": f"{tenant.authority}/{TENANT}/discovery/v2.0/keys"}
+                    body: dict[str, Any] = {"jwks_uri": f"{tenant.authority}/{TENANT}/discovery/v2.0/keys"}
                 else:
                     tenant.jwks_fetches += 1
                     body = {"keys": [tenant.jwk(kid, key) for kid, key in tenant.keys]}
@@ -144,7 +144,7 @@ def test_token_without_expiry_or_tenant_is_refused(tenant: Tenant) -> None:
 
 
 def test_unsigned_token_is_refused(tenant: Tenant) -> None:
-    unsigned = jwt.encode({"aud": CLIENT_ID, "tid": TENANT}, None, algorithm="none")
+    unsigned = jwt.encode({"aud": CLIENT_ID, "tid": TENANT}, "", algorithm="none")
     refused(tenant.validator(), unsigned, "RS256")
 
 

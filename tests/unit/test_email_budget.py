@@ -15,9 +15,9 @@ MESSAGE = emails.Email("Subject", "<p>html</p>", "text")
 
 async def test_emails_past_the_hourly_recipient_budget_wait_instead_of_going_out() -> None:
     svc = FakeServices(replace(settings(), emails_per_hour=3))  # a budget no other test uses
-    await steps.send_email(svc, ["a@contoso.test", "b@contoso.test"], MESSAGE)  # type: ignore[arg-type]
+    await steps.send_email(svc, ["a@contoso.test", "b@contoso.test"], MESSAGE)
     with pytest.raises(TransientError) as caught:
-        await steps.send_email(svc, ["c@contoso.test", "d@contoso.test"], MESSAGE)  # type: ignore[arg-type]
+        await steps.send_email(svc, ["c@contoso.test", "d@contoso.test"], MESSAGE)
     assert caught.value.code == "email_rate_limited" and caught.value.retry_after
     assert "EMAILS_PER_HOUR" in caught.value.fix
     await steps.send_email(svc, ["c@contoso.test"], MESSAGE)  # one more recipient still fits

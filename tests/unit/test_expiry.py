@@ -146,6 +146,6 @@ async def test_a_secret_that_cannot_be_checked_today_does_not_stop_the_others_be
     async def request_of(onboarding_id: str) -> OnboardingRequest:
         return request
 
-    warned = await warn_expiring(svc, now=NOW, first_days=30, request_of=request_of)  # type: ignore[arg-type]
+    warned = await warn_expiring(svc, now=NOW, first_days=30, request_of=request_of)
     assert warned == ["second"] and vault.tagged == ["second"]
     assert svc.graph.mails == ["Client secret of Helpdesk expires in 6 days"]

@@ -177,14 +177,34 @@ async def test_compensation_twice_is_harmless_and_says_what_it_undid():
     assert any("app-1" in line for line in done)
 
 
-async def test_an_unreplicated_service_principal_means_wait_not_fail():
+async def test_an_unreplicated_service_principal_means_wait_not_fail(monkeypatch):
     svc = FakeServices(settings())
 
     async def not_yet(sp_id):
         raise NotFoundError("Resource does not exist.")
 
-    svc.graph.list_app_role_assignments = not_yet
+    monkeypatch.setattr(svc.graph, "list_app_role_assignments", not_yet)
     reply = await steps.check_app_roles(
         svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp"]
     )
     assert "replication" in reply["pending"]
+
+
+async def test_registering_in_exchange_waits_while_exchange_has_not_replicated_the_service_principal():
+    svc = FakeServices(settings())
+    svc.graph.service_principals["app-1"] = "sp-1"
+    args = {"app_id": "app-1", "service_principal_id": "sp-1", "app_object_id": "obj-1", "display_name": "d"}
+    assert "pending" in await steps.register_in_exchange(svc, **args)
+    svc.exchange.directory["app-1"] = "sp-1"  # Exchange's copy of the directory caught up
+    assert await steps.register_in_exchange(svc, **args) == {"registered": "sp-1"}
+    assert svc.exchange.principals == {"app-1"}
+
+
+async def test_registering_in_exchange_with_an_id_graph_does_not_know_fails_now_with_the_fix():
+    svc = FakeServices(settings())
+    svc.graph.service_principals["app-1"] = "sp-1"
+    with pytest.raises(InvalidRequestError) as caught:
+        await steps.register_in_exchange(
+            svc, app_id="app-1", service_principal_id="sp-9", app_object_id="obj-1", display_name="d"
+        )
+    assert caught.value.code == "wrong_object_id" and "sp-1" in caught.value.message
