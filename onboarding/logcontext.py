@@ -112,10 +112,12 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def install(logger: logging.Logger | None = None) -> None:
-    """Attach the filter to the logger and its handlers (idempotent). On the logger itself it sees records
-    logged there; on the handlers (the worker's, on the root logger) it sees every propagated record."""
-    target = logger or logging.getLogger()
-    for holder in (target, *target.handlers):
+def install(target: logging.Logger | logging.Handler | None = None) -> None:
+    """Attach the filter to a logger (default: the root) and its handlers, or to one handler (idempotent).
+    On a logger itself it sees records logged there; on the handlers (the worker's, on the root logger)
+    it sees every propagated record."""
+    target = target or logging.getLogger()
+    handlers = target.handlers if isinstance(target, logging.Logger) else []
+    for holder in (target, *handlers):
         if not any(isinstance(f, ContextFilter) for f in holder.filters):
             holder.addFilter(ContextFilter())
