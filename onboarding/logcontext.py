@@ -26,6 +26,7 @@ from typing import Any
 _ONBOARDING_ID = re.compile(r"onb-[0-9a-f]{32}")
 FIELDS = ("onboarding_id", "step")
 ENDPOINT_STEP = "api."  # the step of a line an HTTP trigger logs: api.start, api.status, api.decision...
+_TAGGED = "_onboarding_log_context"
 LOG_FIELDS = "log_fields"  # the payload key under which an orchestrator names them for an activity
 
 
@@ -100,15 +101,26 @@ def replay_safe(context: Any, step: str, write: Callable[[], object]) -> None:
 
 class ContextFilter(logging.Filter):
     """Copies the bound onboarding id and step onto each record; fields a caller passed in ``extra``
-    win. Never drops a record."""
+    win. Never drops a record.
+
+    The fields also end the message, `` onboarding_id=<id> step=<step>``: the worker's default log
+    path sends Application Insights the formatted message only (customDimensions get a record's
+    extra fields only with OpenTelemetry enabled), and the queries read ``key=value`` pairs from the
+    message where customDimensions lack them (infra/app/queries/_events.kql, docs/operations.md)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         bound_now = _current.get()
-        if bound_now is not None:
-            if not hasattr(record, "onboarding_id"):
-                record.onboarding_id = bound_now.onboarding_id
-            if not hasattr(record, "step"):
-                record.step = bound_now.step
+        if bound_now is None or getattr(record, _TAGGED, False):
+            return True
+        if not hasattr(record, "onboarding_id"):
+            record.onboarding_id = bound_now.onboarding_id
+        if not hasattr(record, "step"):
+            record.step = bound_now.step
+        message = record.getMessage()
+        if "onboarding_id=" not in message:  # an operational event names them itself
+            record.msg = f"{message} onboarding_id={record.onboarding_id} step={record.step}"
+            record.args = None
+        setattr(record, _TAGGED, True)  # once, whichever handler's filter runs first
         return True
 
 

@@ -93,7 +93,7 @@ def test_concurrent_activities_each_keep_their_own_onboarding(captured: list[log
 
     asyncio.run(both())
     assert len(captured) == 6
-    assert all(r.onboarding_id == r.args[0] for r in captured)  # type: ignore[attr-defined,index]
+    assert all(r.getMessage().startswith(f"working on {r.onboarding_id} ") for r in captured)  # type: ignore[attr-defined]
 
 
 def test_an_endpoint_binding_lasts_for_its_own_invocation_only(captured: list[logging.LogRecord]):
@@ -129,3 +129,22 @@ def test_an_activity_payload_names_its_onboarding_and_step_for_the_wrapper():
         "compensate",
     )
     assert logcontext.fields_of({"roles": []}, default_step="resolve_exchange") == (None, "resolve_exchange")
+
+
+def test_the_message_itself_ends_with_the_fields_once_whatever_the_number_of_handlers(
+    captured: list[logging.LogRecord],
+):
+    """The worker's default path sends Application Insights the message only: the fields must be in it."""
+    second = Capture()
+    logging.getLogger().addHandler(second)
+    logcontext.install(second)
+    try:
+        with logcontext.bound(ONBOARDING, "grant_mailboxes"):
+            LOG.warning("granted %d of %d", 2, 3)
+            LOG.info("onboarding.waiting onboarding_id=%s kind=admin_consent", ONBOARDING)
+    finally:
+        logging.getLogger().removeHandler(second)
+    assert [r.getMessage() for r in second.records] == [
+        f"granted 2 of 3 onboarding_id={ONBOARDING} step=grant_mailboxes",
+        f"onboarding.waiting onboarding_id={ONBOARDING} kind=admin_consent",  # names it already
+    ]
