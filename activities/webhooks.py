@@ -47,7 +47,9 @@ async def emit_webhook_event(
         return await _emit(client, onboarding_id, payload)
 
 
-async def _emit(client: df.DurableOrchestrationClient, onboarding_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+async def _emit(
+    client: df.DurableOrchestrationClient, onboarding_id: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     event = envelope(
         onboarding_id, payload["sequence"], payload["type"], payload["occurred_at"], event_data(payload)
     )

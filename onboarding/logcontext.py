@@ -118,7 +118,8 @@ class ContextFilter(logging.Filter):
             record.step = bound_now.step
         message = record.getMessage()
         if "onboarding_id=" not in message:  # an operational event names them itself
-            record.msg = f"{message} onboarding_id={record.onboarding_id} step={record.step}"
+            fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELDS)
+            record.msg = f"{message} {fields}"
             record.args = None
         setattr(record, _TAGGED, True)  # once, whichever handler's filter runs first
         return True

@@ -96,8 +96,13 @@ def test_every_line_of_an_onboarding_run_carries_its_id_and_step(
     loggers = {record.name.split(".")[0] for record in concerning}
     assert {"onboarding", "endpoints", "azure", "httpx"} <= loggers, loggers
     steps = {record.step for record in concerning}  # type: ignore[attr-defined]
-    assert {"register_app", "client_secret", "verify_login", "finish", ENDPOINT_STEP + "start", ENDPOINT_STEP + "decision"} <= steps, steps
+    assert {
+        "register_app",
+        "client_secret",
+        "verify_login",
+        "finish",
+        ENDPOINT_STEP + "start",
+        ENDPOINT_STEP + "decision",
+    } <= steps, steps
     # Lines about no onboarding get no id made up for them.
-    assert all(
-        getattr(record, "onboarding_id", onboarding_id) == onboarding_id for record, _ in watched_host
-    )
+    assert all(getattr(record, "onboarding_id", onboarding_id) == onboarding_id for record, _ in watched_host)

@@ -55,7 +55,9 @@ def test_any_logger_inside_a_binding_gets_the_onboarding_and_step(captured: list
     ]
 
 
-def test_a_sub_instance_id_binds_its_onboarding_and_free_text_binds_nothing(captured: list[logging.LogRecord]):
+def test_a_sub_instance_id_binds_its_onboarding_and_free_text_binds_nothing(
+    captured: list[logging.LogRecord],
+):
     with logcontext.bound(f"{ONBOARDING}:mailboxes:3", "verify_login"):
         LOG.info("batch")
     with logcontext.bound("admin@contoso.example", "verify_login"):
