@@ -16,7 +16,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from onboarding import activity_names as A
-from onboarding import steps
+from onboarding import logcontext, steps
 from onboarding.domain import (
     AppRegistration,
     ExchangeResource,
@@ -36,7 +36,17 @@ class ActivityFailed(Exception):
     """Raised to let Durable retry; its message is safe to store."""
 
 
-async def _run(name: str, work: Callable[[Services], Awaitable[Any]]) -> dict[str, Any]:
+async def _run(
+    name: str, work: Callable[[Services], Awaitable[Any]], payload: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``work`` under the error policy, every line it logs (ours and the libraries') tagged with the
+    onboarding and step the orchestrator named in the payload (``logcontext.LOG_FIELDS``)."""
+    onboarding_id, step = logcontext.fields_of(payload or {}, default_step=name)
+    with logcontext.bound(onboarding_id, step):
+        return await _policy(name, work)
+
+
+async def _policy(name: str, work: Callable[[Services], Awaitable[Any]]) -> dict[str, Any]:
     try:
         async with Services(load_settings()) as services:
             result = await work(services)
@@ -60,7 +70,7 @@ def activity(name: str, work: Callable[[Services, dict[str, Any]], Awaitable[Any
     """Register one activity: ``work(services, payload)`` under the shared error policy."""
 
     async def run(payload: dict[str, Any]) -> dict[str, Any]:
-        return await _run(name, lambda services: work(services, payload))
+        return await _run(name, lambda services: work(services, payload), payload)
 
     run.__name__ = run.__qualname__ = name
     blueprint.activity_trigger(input_name="payload", activity=name)(run)

@@ -16,7 +16,7 @@ import azure.durable_functions as df
 
 from activities import ActivityFailed, _run
 from onboarding import activity_names as A
-from onboarding import webhook_hub
+from onboarding import logcontext, webhook_hub
 from onboarding.domain import OnboardingRequest, OnboardingResult
 from onboarding.errors import OnboardingError
 from onboarding.services import Services
@@ -43,6 +43,13 @@ async def emit_webhook_event(
     payload: dict[str, Any], client: df.DurableOrchestrationClient
 ) -> dict[str, Any]:
     onboarding_id = payload["onboarding_id"]
+    with logcontext.bound(onboarding_id, A.EMIT_WEBHOOK_EVENT):
+        return await _emit(client, onboarding_id, payload)
+
+
+async def _emit(
+    client: df.DurableOrchestrationClient, onboarding_id: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     event = envelope(
         onboarding_id, payload["sequence"], payload["type"], payload["occurred_at"], event_data(payload)
     )
@@ -84,4 +91,4 @@ async def _deliver(services: Services, payload: dict[str, Any]) -> int:
 
 @blueprint.activity_trigger(input_name="payload", activity=A.DELIVER_WEBHOOK)
 async def deliver_webhook(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(A.DELIVER_WEBHOOK, lambda services: _deliver(services, payload))
+    return await _run(A.DELIVER_WEBHOOK, lambda services: _deliver(services, payload), payload)

@@ -29,7 +29,7 @@ from endpoints.http import (
     problem,
 )
 from endpoints.registry import blueprint
-from onboarding import status_view, webhook_hub
+from onboarding import logcontext, status_view, webhook_hub
 from onboarding.settings import load_settings
 from onboarding.validation import (
     FieldError,
@@ -90,6 +90,7 @@ def _callback_url(data: dict[str, Any], also: tuple[str, ...] = ()) -> str | fun
 
 async def _onboarding(req: func.HttpRequest, client: Any) -> str | func.HttpResponse:
     onboarding_id = req.route_params.get("id", "")
+    logcontext.bind_request(onboarding_id, "callbacks")
     if not ONBOARDING_ID.fullmatch(onboarding_id) or not await fetch_status(client, onboarding_id):
         return not_found(onboarding_id)
     return onboarding_id

@@ -31,7 +31,7 @@ import azure.functions as func
 
 from endpoints.http import ONBOARDING_ID, EngineUnavailable, fetch_status, html, log
 from endpoints.registry import blueprint
-from onboarding import pages, signin, status_view
+from onboarding import logcontext, pages, signin, status_view
 from onboarding.domain import EVENT_DECISION, Decision, DecisionEvent, OnboardingRequest
 from onboarding.errors import ConfigurationError
 from onboarding.links import APPROVAL_PURPOSES, DECISIONS, LinkClaims, LinkError, LinkPurpose, LinkSigner
@@ -91,6 +91,7 @@ def _verify(token: str, purposes: frozenset[LinkPurpose] | set[LinkPurpose]) -> 
         raise Refused(exc.reason, status) from None
     if not ONBOARDING_ID.fullmatch(claims.onboarding_id):
         raise Refused("This link belongs to no onboarding.", HTTPStatus.FORBIDDEN)
+    logcontext.bind_request(claims.onboarding_id, "decision")  # the rest of this call concerns it
     return claims
 
 

@@ -42,7 +42,7 @@ from endpoints.http import (
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
-from onboarding import admission, status_view
+from onboarding import admission, logcontext, status_view
 from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
@@ -278,6 +278,7 @@ async def _start(
             return _existing(links, onboarding_id, request, found)
     else:
         onboarding_id = new_onboarding_id(request.external_reference, uuid.uuid4().hex)
+    logcontext.bind_request(onboarding_id, "start")
     limited = _rate_limited(settings, request.requested_by or "")
     if limited is not None:
         return limited
@@ -426,6 +427,8 @@ async def _cancel(
 
 # The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
 async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
+    # The lines of a call on one onboarding carry its id; a start binds the id once it has one.
+    logcontext.bind_request(args[0].route_params.get("id"), handler.__name__.strip("_"))
     try:
         response: func.HttpResponse = await handler(*args)
     except EngineUnavailable:

@@ -16,7 +16,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from onboarding import activity_names as A
-from onboarding import emails, opsevents, plan
+from onboarding import emails, logcontext, opsevents, plan
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -89,7 +89,9 @@ def call(
 ) -> Steps:
     """Run an activity; turn a reported failure, or retries running out, into ``StepFailed``."""
     try:
-        reply = yield context.call_activity_with_retry(name, retry, payload)
+        reply = yield context.call_activity_with_retry(
+            name, retry, logcontext.with_log_fields(context, step, payload)
+        )
     except Exception as exc:  # the activity kept failing; its message is already secret-free
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StepFailed(
@@ -145,8 +147,11 @@ class Onboarding:
 
     def event(self, event: opsevents.OpsEvent, **fields: object) -> None:
         """An operational event (onboarding/opsevents.py), logged once: not again on replay."""
-        if not self.context.is_replaying:
-            opsevents.emit(log, event, onboarding_id=self.job.onboarding_id, **fields)
+        logcontext.replay_safe(
+            self.context,
+            self.current_step,
+            lambda: opsevents.emit(log, event, onboarding_id=self.job.onboarding_id, **fields),
+        )
 
     def publish(self) -> None:
         progress = Progress(
@@ -184,7 +189,11 @@ class Onboarding:
         if event_type is EventType.COMPLETED:
             payload["request"] = self.raw_request  # to name every mailbox's result
         try:
-            yield self.context.call_activity_with_retry(A.EMIT_WEBHOOK_EVENT, self.retry, payload)
+            yield self.context.call_activity_with_retry(
+                A.EMIT_WEBHOOK_EVENT,
+                self.retry,
+                logcontext.with_log_fields(self.context, self.current_step, payload),
+            )
         except Exception:
             return False
         self.events_sent += 1
@@ -517,11 +526,15 @@ class Onboarding:
             reply = yield self.context.call_activity_with_retry(
                 A.COMPENSATE,
                 self.retry,
-                {
-                    "onboarding_id": self.job.onboarding_id,
-                    "app": self.app.to_json() if self.app else None,
-                    "exchange_registered": self.exchange_registered,
-                },
+                logcontext.with_log_fields(
+                    self.context,
+                    "compensate",
+                    {
+                        "onboarding_id": self.job.onboarding_id,
+                        "app": self.app.to_json() if self.app else None,
+                        "exchange_registered": self.exchange_registered,
+                    },
+                ),
             )
             return tuple(reply["ok"]["done"])
         except Exception:
@@ -562,7 +575,11 @@ class Onboarding:
             yield self.context.call_activity_with_retry(
                 A.NOTIFY_OUTCOME,
                 self.retry,
-                {"request": self.email_request, "mailbox_count": self.mailbox_count, "result": summary},
+                logcontext.with_log_fields(
+                    self.context,
+                    "finish",
+                    {"request": self.email_request, "mailbox_count": self.mailbox_count, "result": summary},
+                ),
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
             notes.append("The summary email could not be sent.")

@@ -20,7 +20,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskState
 
 from onboarding import activity_names as A
-from onboarding import opsevents
+from onboarding import logcontext, opsevents
 from onboarding.webhooks import (
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
@@ -48,7 +48,8 @@ def _attempt(context: df.DurableOrchestrationContext, sub: Subscription, event: 
     """One POST; the reason it failed, or "" when it was delivered. The activity is not retried by
     Durable: the backoff is this orchestration's own, on durable timers."""
     try:
-        reply = yield context.call_activity(A.DELIVER_WEBHOOK, {"url": sub.url, "event": event})
+        payload = logcontext.with_log_fields(context, "callback_delivery", {"url": sub.url, "event": event})
+        reply = yield context.call_activity(A.DELIVER_WEBHOOK, payload)
     except Exception as exc:  # transient: the activity's message is secret-free
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "delivery failed"
     if "error" in reply:

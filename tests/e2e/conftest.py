@@ -20,6 +20,7 @@ import pytest
 
 from demo.admin import Admin, link_in
 from funchost import LocalHost, ManualClock
+from onboarding import logcontext
 from onboarding.settings import load_settings
 from sandbox import Sandbox, SandboxConfig
 from sandbox.profiles import REALISTIC, profile_from_env
@@ -45,12 +46,19 @@ class Evidence(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.texts: list[tuple[str, str]] = []
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
+        # The structured fields too (extra, onboarding_id, step): the worker sends them to
+        # Application Insights as customDimensions, so they are scanned like the message.
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS}
+        if fields:
+            text += "\n" + repr(fields)
         self.texts.append((f"log {record.name}", text))
+        self.records.append(record)
 
     def response(self, response: httpx.Response) -> None:
         response.read()
@@ -58,6 +66,9 @@ class Evidence(logging.Handler):
         self.texts.append(
             (f"http {response.request.method} {response.request.url.path}", headers + response.text)
         )
+
+
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
 def assert_no_secret_anywhere(sandbox: Sandbox, evidence: Evidence, hub: Path) -> None:
@@ -226,6 +237,7 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     root = logging.getLogger()
     evidence = Evidence()
     root.addHandler(evidence)
+    logcontext.install(root)  # on the host's handler, as function_app.py does on the worker's at import
     level = root.level
     root.setLevel(logging.DEBUG)
 
