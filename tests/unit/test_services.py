@@ -26,7 +26,8 @@ def test_objects_are_frozen_after_new_imports_and_only_then(
     after_first = gc.get_freeze_count()
     assert after_first > 0
     assert services.freeze_imports() is False  # nothing imported since: nothing more frozen
-    assert gc.get_freeze_count() == after_first
+    # At most as many: a frozen object that another thread lets go of meanwhile leaves the count.
+    assert gc.get_freeze_count() <= after_first
     monkeypatch.setitem(sys.modules, "lazily_loaded_sdk", types.ModuleType("lazily_loaded_sdk"))
     keep = [object() for _ in range(10)] + [[] for _ in range(10)]  # tracked objects made meanwhile
     assert services.freeze_imports() is True
