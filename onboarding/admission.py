@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from onboarding.errors import TransientError
 from onboarding.validation import FieldError
 
 DOMAIN_CACHE_SECONDS = 300.0
@@ -57,13 +58,25 @@ class DomainCache:
     ttl: float = DOMAIN_CACHE_SECONDS
     clock: Callable[[], float] = time.monotonic
     _entries: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    # When Graph throttled or failed with Retry-After: no request before then, for any caller
+    # (every API request asks for the domains, so each would otherwise resend at once).
+    _not_before: dict[str, tuple[float, TransientError]] = field(default_factory=dict)
 
     async def get(self, key: str, load: Callable[[], Awaitable[frozenset[str]]]) -> frozenset[str]:
         now = self.clock()
         found = self._entries.get(key)
-        if found is None or now - found[0] >= self.ttl:
+        if found is not None and now - found[0] < self.ttl:
+            return found[1]
+        waiting = self._not_before.get(key)
+        if waiting is not None and now < waiting[0]:
+            raise waiting[1]
+        try:
             found = (now, await load())
-            self._entries[key] = found
+        except TransientError as exc:
+            if exc.retry_after:
+                self._not_before[key] = (self.clock() + exc.retry_after, exc)
+            raise
+        self._entries[key] = found
         return found[1]
 
 
