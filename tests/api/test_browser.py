@@ -14,8 +14,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from onboarding.links import LinkPurpose
 from sandbox import Sandbox
-from sandbox.tenant import ADMIN_USER
-from tests.e2e.test_browser import trusting_home
+from tests.e2e.test_browser import sign_in, trusting_home
 
 from .conftest import Api
 
@@ -42,17 +41,6 @@ def watch_csp(page: Page) -> list[str]:
     return blocked
 
 
-def sign_in(page: Page, api: Api, login: str = ADMIN_USER) -> None:
-    """From a decision page that asks for it: Entra's sign-in page, then back to the decision."""
-    page.click("#signin")
-    page.wait_for_selector("#passwd")
-    assert page.url.startswith(api.entra.env["ENTRA_AUTHORITY_HOST"])
-    page.fill("#login", login)
-    page.fill("#passwd", api.entra.people.users[login].password)
-    page.click("#signin")
-    page.wait_for_load_state()
-
-
 def test_admin_signs_in_and_confirms_the_mailboxes_after_consent(api: Api, browser: Browser) -> None:
     onboarding_id = api.start()
     state = api.token(onboarding_id, LinkPurpose.CONSENT)
@@ -60,7 +48,7 @@ def test_admin_signs_in_and_confirms_the_mailboxes_after_consent(api: Api, brows
     blocked = watch_csp(page)
     page.goto(f"{api.host.base_url}/api/consent/callback?admin_consent=True&tenant=x&state={state}")
     assert page.locator("h1").inner_text() == "Sign in to review this request"
-    sign_in(page, api)
+    sign_in(page, api.entra)
     assert page.locator("h1").inner_text() == "Confirm the mailboxes"
     assert page.locator("#mailboxes li").all_inner_texts() == ["invoices@contoso.com", "orders@contoso.com"]
     assert api.events(onboarding_id) == []  # loading the pages did nothing
@@ -78,7 +66,7 @@ def test_admin_signs_in_on_entra_and_approves(api: Api, browser: Browser) -> Non
     page = browser.new_page()
     blocked = watch_csp(page)
     page.goto(url)
-    sign_in(page, api)
+    sign_in(page, api.entra)
     assert page.locator("h1").inner_text() == "Approve mailbox access for an app"
     assert "IT Admin (it-admin@sandbox.example)" in page.locator("main").inner_text()
     assert page.locator("#mailboxes li").count() == 50
@@ -95,7 +83,7 @@ def test_admin_rejects_on_the_approval_page_and_the_link_is_then_dead(api: Api, 
     url = f"{api.host.base_url}/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
     page = browser.new_page()
     page.goto(url)
-    sign_in(page, api)
+    sign_in(page, api.entra)
     assert page.locator("h1").inner_text() == "Approve mailbox access for an app"
     assert "Scanner <b>bold</b>" in page.locator("main").inner_text()  # shown as text, not markup
     assert page.locator("#approve").is_visible() and page.locator("#reject").is_visible()
@@ -115,7 +103,7 @@ def test_a_signed_in_user_without_an_admin_role_sees_no_decision(api: Api, brows
     context = browser.new_context()
     page = context.new_page()
     page.goto(url)
-    sign_in(page, api, "helpdesk@sandbox.example")
+    sign_in(page, api.entra, "helpdesk@sandbox.example")
     assert page.locator("h1").inner_text() == "You cannot make this decision"
     assert page.locator("#approve").count() == 0 and page.locator("#signin").count() == 1
     assert api.events(onboarding_id) == []

@@ -1,4 +1,4 @@
-"""What admins see, rendered by Chromium: every email and the decision page (issue 14, item 6).
+"""What admins see, rendered by Chromium: every email and every decision page (issue 14, item 6).
 
 Each screenshot is written to SCREENSHOT_DIR (docs/admin-experience/ when refreshing the docs:
 ``SCREENSHOT_DIR=docs/admin-experience pytest tests/e2e/test_admin_experience.py``), else to a temp dir.
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from onboarding import emails
 from onboarding.domain import (
@@ -26,8 +26,15 @@ from onboarding.domain import (
     SecretRef,
     StepError,
 )
-from tests.e2e.conftest import Tenant
-from tests.e2e.test_browser import CHROMIUM, FLAGS, browser_env  # noqa: F401 - fixture
+from sandbox.tenant import PLAIN_USER
+from tests.e2e.conftest import MAILBOXES, Tenant
+from tests.e2e.test_browser import (  # noqa: F401 - browser_env is a fixture
+    CHROMIUM,
+    FLAGS,
+    browser_env,
+    fill_sign_in,
+    sign_in,
+)
 
 BRAND = emails.Brand("Contoso IT", "", "it-help@contoso.com")
 REQUEST = OnboardingRequest(
@@ -136,7 +143,15 @@ def test_every_email_renders_as_a_600px_table_layout_with_full_access_in_view(sh
             browser.close()
 
 
-def test_the_decision_page_an_email_leads_to_is_captured(
+def shoot(page: Page, shots: Path, name: str) -> None:
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def heading(page: Page) -> str:
+    return page.locator("h1").inner_text()
+
+
+def test_consent_mode_pages_from_the_email_to_the_thank_you_are_captured(
     tenant: Tenant,
     shots: Path,
     browser_env: dict[str, str],  # noqa: F811 - the imported fixture
@@ -149,9 +164,74 @@ def test_the_decision_page_an_email_leads_to_is_captured(
         try:
             page = browser.new_page(viewport={"width": 680, "height": 400})
             page.set_content(mail.html)
-            page.screenshot(path=str(shots / "email-consent-as-sent.png"), full_page=True)
+            shoot(page, shots, "email-consent-as-sent")
             page.click("#consent-link")
             page.wait_for_selector("#accept")
-            page.screenshot(path=str(shots / "page-consent.png"), full_page=True)
+            shoot(page, shots, "page-consent")
+            page.click("#accept")
+            page.wait_for_selector("#signin")
+            # Before sign-in the page says what is asked, but offers no decision.
+            assert heading(page) == "Sign in to review this request"
+            assert "FullAccess to 3 mailboxes" in page.inner_text("main")
+            assert page.locator("#confirm").count() == 0
+            shoot(page, shots, "page-signin-prompt")
+            fill_sign_in(page, tenant.sandbox)
+            assert page.locator("#passwd").is_visible()
+            shoot(page, shots, "page-entra-signin")
+            page.click("#signin")
+            page.wait_for_selector("#confirm")
+            assert heading(page) == "Confirm the mailboxes"
+            assert page.locator("#mailboxes li").all_inner_texts() == list(MAILBOXES)
+            assert "grants FullAccess on exactly these mailboxes" in page.inner_text("main")
+            assert tenant.status(location)["waitingFor"] is not None  # nothing decided by looking
+            shoot(page, shots, "page-consent-confirm")
+            page.click("#confirm")
+            page.wait_for_load_state()
+            assert heading(page) == "Thank you"
+            assert "grants FullAccess on the mailboxes you confirmed" in page.inner_text("main")
+            shoot(page, shots, "page-consent-done")
         finally:
             browser.close()
+    assert tenant.finished(location)["status"] == "succeeded"
+
+
+def test_grant_mode_pages_refusal_approval_and_approved_are_captured(
+    tenant: Tenant,
+    shots: Path,
+    browser_env: dict[str, str],  # noqa: F811 - the imported fixture
+) -> None:
+    location = tenant.submit(consentMode="grant", externalReference="TICKET-4711")
+    tenant.wait_for_decision(location)
+    [mail] = tenant.mails_to_admin()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, env=browser_env)
+        try:
+            outsider = browser.new_page(viewport={"width": 680, "height": 400})
+            outsider.set_content(mail.html)
+            outsider.click("#approve-link")
+            outsider.wait_for_selector("#signin")
+            sign_in(outsider, tenant.sandbox, PLAIN_USER)
+            assert heading(outsider) == "You cannot make this decision"
+            assert f"signed in as Helpdesk ({PLAIN_USER})" in outsider.inner_text("main")
+            assert outsider.locator("#approve").count() == 0 and outsider.locator("#reject").count() == 0
+            assert tenant.status(location)["waitingFor"] is not None  # the refusal changed nothing
+            shoot(outsider, shots, "page-refused-non-admin")
+
+            admin = browser.new_context(viewport={"width": 680, "height": 400}).new_page()
+            admin.set_content(mail.html)
+            admin.click("#approve-link")
+            admin.wait_for_selector("#signin")
+            sign_in(admin, tenant.sandbox)
+            assert heading(admin) == "Approve mailbox access for an app"
+            assert admin.locator("#mailboxes li").all_inner_texts() == list(MAILBOXES)
+            assert "FullAccess to 3 mailboxes" in admin.inner_text("main")
+            assert "TICKET-4711" in admin.inner_text("main")
+            assert admin.locator("#approve").is_visible()  # the email's approve link: approving only
+            shoot(admin, shots, "page-approval")
+            admin.click("#approve")
+            admin.wait_for_load_state()
+            assert heading(admin) == "Approved"
+            shoot(admin, shots, "page-approved")
+        finally:
+            browser.close()
+    assert tenant.finished(location)["status"] == "succeeded"

@@ -15,8 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
+from sandbox import Sandbox
 from sandbox.tenant import ADMIN_USER
 from tests.e2e.conftest import Tenant
 
@@ -52,6 +53,22 @@ def browser_env(tmp_path: Path, tenant: Tenant, monkeypatch: pytest.MonkeyPatch)
     return {**os.environ, "HOME": str(home)}
 
 
+def fill_sign_in(page: Page, entra: Sandbox, login: str = ADMIN_USER) -> None:
+    """From a decision page that asks for it: on to Entra's sign-in page, filled in, not yet sent."""
+    page.click("#signin")
+    page.wait_for_selector("#passwd")
+    assert page.url.startswith(entra.env["ENTRA_AUTHORITY_HOST"])
+    page.fill("#login", login)
+    page.fill("#passwd", entra.people.users[login].password)
+
+
+def sign_in(page: Page, entra: Sandbox, login: str = ADMIN_USER) -> None:
+    """From a decision page that asks for it: Entra's sign-in page, then back to the decision."""
+    fill_sign_in(page, entra, login)
+    page.click("#signin")
+    page.wait_for_load_state()
+
+
 def test_an_admin_consents_in_a_real_browser_and_the_onboarding_completes(
     tenant: Tenant, browser_env: dict[str, str], tmp_path: Path
 ):
@@ -72,11 +89,7 @@ def test_an_admin_consents_in_a_real_browser_and_the_onboarding_completes(
             page.click("#accept")
             page.wait_for_selector("#signin")
             assert page.url.startswith(f"{tenant.host.base_url}/api/consent/callback")
-            page.click("#signin")  # the project's page asks who decides
-            page.wait_for_selector("#passwd")
-            user = tenant.sandbox.people.users[ADMIN_USER]
-            page.fill("#login", user.user_principal_name)
-            page.fill("#passwd", user.password)
+            fill_sign_in(page, tenant.sandbox)  # the project's page asks who decides
             page.screenshot(path=str(shots / "signin.png"))
             page.click("#signin")
             page.wait_for_selector("#confirm")
