@@ -38,6 +38,10 @@ RBAC_PROPAGATION = (
 )
 # Inner error codes of a 409 that clears by itself once the vault finishes a soft delete or a recovery.
 IN_TRANSITION = ("ObjectIsBeingDeleted", "ObjectIsBeingRecovered")
+# How many polls the SDK's delete and recover pollers get before the activity stops waiting. The SDK
+# polls until the vault finishes, without bound; an activity must not: the soft delete it started
+# finishes without it, and a recovery still under way is transient (Durable retries the step).
+SETTLE_POLLS = 5
 
 
 def _inner_code(exc: Any) -> str:
@@ -141,6 +145,7 @@ class CredentialVault:
 
         self._uri = settings.key_vault_uri
         self._polling = polling_interval
+        self._settle = polling_interval * SETTLE_POLLS
         self._policy = policy
         self._sleep = sleep
         host = urlsplit(settings.key_vault_uri).hostname or ""
@@ -186,7 +191,15 @@ class CredentialVault:
 
     async def _recover(self, name: str) -> None:
         try:
-            await self._client.recover_deleted_secret(name, _polling_interval=self._polling)
+            await asyncio.wait_for(
+                self._client.recover_deleted_secret(name, _polling_interval=self._polling), self._settle
+            )
+        except TimeoutError:
+            raise TransientError(
+                f"Key Vault is still recovering the deleted secret {name}.",
+                fix="Wait a minute; the step is retried.",
+                code="ObjectIsBeingRecovered",
+            ) from None
         except Exception as exc:
             error = vault_error(exc, f"recover the deleted secret {name}")
             fix = f"{ROLE_FIX} Or recover or purge the deleted secret {name} in the vault."
@@ -258,11 +271,22 @@ class CredentialVault:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            await self._client.delete_secret(name, _polling_interval=self._polling)
+            await asyncio.wait_for(
+                self._client.delete_secret(name, _polling_interval=self._polling), self._settle
+            )
         except ResourceNotFoundError:
             return
+        except TimeoutError:
+            # Accepted (or lost in flight): the name no longer reads as a secret once the vault took
+            # the DELETE, whether or not it has finished; if it still does, Durable retries the step.
+            if await self.get(name) is not None:
+                raise TransientError(
+                    f"Key Vault has not yet deleted secret {name}.", fix="The step is retried."
+                ) from None
         except Exception as exc:
             error = vault_error(exc, f"delete secret {name}")
+            if error.code == "ObjectIsBeingDeleted":
+                return  # a soft delete of this name is already under way: what was asked for
             if error.code == "ForbiddenByRbac":
                 # Deleting undoes an onboarding that already failed (compensation): a refusal here
                 # is reported for an admin at once rather than waited on, so the other undo steps

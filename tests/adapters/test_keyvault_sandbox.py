@@ -153,3 +153,33 @@ def test_a_409_while_a_secret_is_being_recovered_is_transient() -> None:
 
     error = vault_error(ResourceExistsError(response=Response()), "store secret x")
     assert isinstance(error, TransientError) and error.code == "ObjectIsBeingRecovered"
+
+
+async def test_a_soft_delete_the_vault_is_slow_to_finish_counts_as_done_without_waiting_it_out(
+    sb: Sandbox, vault: CredentialVault
+) -> None:
+    # The vault accepted the DELETE; finishing the soft delete takes it a while (the SDK's poller
+    # would poll until then). Undoing an onboarding needs only the acceptance, and an activity must
+    # never poll without bound: the tenant's time may not be passing as fast as it waits.
+    await put(vault, "v1")
+    sb.faults.set_replication(vault_delete_s=3600)
+    await vault.delete(NAME)
+    assert await vault.get(NAME) is None
+    await vault.delete(NAME)  # again, while the vault still finishes it: still done
+
+
+async def test_a_recovery_the_vault_is_slow_to_finish_is_transient_not_an_endless_wait(
+    sb: Sandbox, settings: Settings, credential: Any, vault: CredentialVault
+) -> None:
+    await put(vault, "v1")
+    await vault.delete(NAME)
+    sb.faults.set_replication(vault_recover_s=3600)
+    writer = CredentialVault(settings, credential, polling_interval=0.05, sleep=RecordingSleep())
+    try:
+        with pytest.raises(TransientError) as caught:
+            await put(writer, "v2")
+    finally:
+        await writer.close()
+    assert caught.value.code == "ObjectIsBeingRecovered"
+    sb.faults.set_replication(vault_recover_s=0)  # recovered: the step's next run writes it
+    assert await put(vault, "v2")
