@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase
 
 from onboarding import activity_names as A
 from onboarding import emails, logcontext, opsevents, plan
@@ -134,6 +135,7 @@ class Onboarding:
         self.current_step = STEPS[0][0]
         self.retry = retry_policy(self.options)
         self.events_sent = 0  # the last webhook event's sequence number
+        self._cancel_wait: TaskBase | None = None
 
     # -- progress ------------------------------------------------------------------------------
     @property
@@ -200,12 +202,23 @@ class Onboarding:
         return True
 
     # -- waiting -------------------------------------------------------------------------------
+    @property
+    def cancel_wait(self) -> TaskBase:
+        """The one wait for the requester's cancel, shared by every wait of the run.
+
+        The Python Durable SDK hands an event to the newest open wait of its name, and a wait that
+        lost its race stays open. With a wait per timer, a cancel that arrived while an activity ran
+        completed a finished poll's wait and was lost (docs/sandbox-facts.md, "Durable Functions")."""
+        if self._cancel_wait is None:
+            self._cancel_wait = self.context.wait_for_external_event(EVENT_CANCEL)
+        return self._cancel_wait
+
     def sleep(self, until: datetime, waiting: Waiting) -> Steps:
         """A durable timer the requester can cut short by cancelling."""
         self.waiting = waiting
         self.publish()
         timer = self.context.create_timer(until)
-        cancel = self.context.wait_for_external_event(EVENT_CANCEL)
+        cancel = self.cancel_wait
         winner = yield self.context.task_any([timer, cancel])
         self.waiting = None
         if winner is cancel:
@@ -336,6 +349,7 @@ class Onboarding:
         yield from self.emit(EventType.WAITING_FOR_ADMIN, {"kind": kind, "deadline": deadline.isoformat()})
         reminders = 0
         consented = False
+        decision_wait: TaskBase | None = None  # kept until it yields a decision, for the same reason
         while True:
             if self.now >= deadline:
                 consented = consented or (yield from self.consented_in_entra(resource))
@@ -351,8 +365,9 @@ class Onboarding:
             self.event(opsevents.OpsEvent.ONBOARDING_WAITING, kind=kind, deadline=deadline.isoformat())
             wake = plan.next_wake(self.now, deadline, timedelta(hours=self.options.consent_reminder_hours))
             timer = self.context.create_timer(wake)
-            decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
-            cancel_wait = self.context.wait_for_external_event(EVENT_CANCEL)
+            if decision_wait is None:
+                decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
+            cancel_wait = self.cancel_wait
             winner = yield self.context.task_any([decision_wait, cancel_wait, timer])
             if winner is timer:
                 if self.now < deadline:
@@ -369,6 +384,7 @@ class Onboarding:
                 self.waiting = None
                 raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
             event = DecisionEvent.from_event(decision_wait.result)
+            decision_wait = None  # read: the next decision needs a wait of its own
             if event is None or not plan.accepts(event, nonce=nonce, mode=mode, digest=digest):
                 continue  # stale, malformed, unsigned or for another mailbox list: changes nothing
             self.waiting = None

@@ -123,6 +123,24 @@ def test_the_requester_can_cancel_while_the_admin_has_not_decided(tenant: Tenant
     assert tenant.status(location)["status"] == "cancelled"
 
 
+def test_a_cancel_sent_while_an_activity_runs_after_a_replication_poll_is_not_lost(tenant_factory):
+    # Each wait the requester can cut short waits for the cancel event. The Python Durable SDK gives
+    # an event to the newest open wait of its name: with a fresh wait per poll, a cancel that came
+    # while the decision email went out completed a finished poll's wait, and the onboarding kept
+    # waiting for a decision that had been called off (docs/sandbox-facts.md).
+    tenant = tenant_factory(configure=lambda sb: sb.faults.set_replication(application_s=2))
+    tenant.sandbox.faults.graph.configure(latency_ms=700)  # the email takes its time going out ...
+    location = tenant.submit()
+    tenant.wait(location, lambda v: (v.get("waitingFor") or {}).get("kind") == "admin_consent")
+    assert not tenant.mails_to_admin()
+    response = tenant.http.post(f"{location}/cancel")  # ... when the cancel arrives
+    assert response.status_code == 202
+    tenant.sandbox.faults.graph.configure(latency_ms=0)
+    view = tenant.finished(location, timeout=30)
+    assert view["status"] == "cancelled"
+    assert_cleaned_up(tenant)
+
+
 def test_no_decision_before_the_deadline_sends_reminders_then_expires(tenant_factory):
     tenant = tenant_factory(manual_clock=True)
     location = tenant.submit()
