@@ -13,7 +13,6 @@ from http import HTTPStatus
 import httpx
 
 from cli.api import CliError, ExitCode, TokenSource
-from onboarding.adapters.keyvault import _is_private_host as is_private_host
 from onboarding.links import callback_key
 
 LINK_SIGNING_KEY_SECRET = "link-signing-key"  # infra/main.bicep: linkSigningKeySecretName
@@ -26,6 +25,9 @@ def read_callback_key(vault_url: str, credential: TokenSource, secret_name: str 
     """The hex callback key, or a ``CliError`` naming what the operator lacks."""
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
     from azure.keyvault.secrets import SecretClient
+
+    # The same rule as the app's vault adapter (imported here: it is slow to import for every command).
+    from onboarding.adapters.keyvault import _is_private_host as is_private_host
 
     where = f"secret '{secret_name}' in {vault_url}"
     host = httpx.URL(vault_url).host
