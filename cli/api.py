@@ -210,9 +210,9 @@ class Api:
         response = self.send("GET", path, what)
         if response.status_code in (HTTPStatus.OK, HTTPStatus.ACCEPTED):
             return response
-        if response.status_code in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE):
-            if "Retry-After" in response.headers:
-                return response
+        transient = response.status_code in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE)
+        if transient and "Retry-After" in response.headers:
+            return response
         raise error_for(response, what)
 
     def cancel(self, onboarding_id: str) -> None:

@@ -20,7 +20,14 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from cli import render
 from cli.api import (
@@ -154,7 +161,9 @@ def main_options(
     ctx: typer.Context,
     url: Annotated[
         str | None,
-        typer.Option("--url", envvar=f"{ENV}URL", help="The function app's base URL (e.g. http://127.0.0.1:7071)."),
+        typer.Option(
+            "--url", envvar=f"{ENV}URL", help="The function app's base URL (e.g. http://127.0.0.1:7071)."
+        ),
     ] = None,
     function_key: Annotated[
         str | None,
@@ -216,7 +225,8 @@ def list_command(
     created_to: Annotated[str | None, typer.Option(help="Created before (ISO 8601).")] = None,
     page_size: Annotated[int, typer.Option(min=1, max=100, help="Items per API page.")] = 25,
     max_pages: Annotated[
-        int, typer.Option(min=0, help="Stop after this many pages (0: all); the output names where to resume.")
+        int,
+        typer.Option(min=0, help="Stop after this many pages (0: all); the output names where to resume."),
     ] = 0,
     continuation_token: Annotated[
         str | None, typer.Option(help="Resume a listing where --max-pages stopped it.")
@@ -290,7 +300,13 @@ def _poll_until_final(
     """GET ``path`` until 200, sleeping what each answer's Retry-After says (202, or 429/503)."""
     api, wiring = state.api(), state.wiring
     give_up = wiring.monotonic() + timeout
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=state.err, disable=state.json, transient=True) as bar:
         task = bar.add_task(what, total=None)
         while True:
@@ -314,19 +330,26 @@ def start(
     ctx: typer.Context,
     file: Annotated[
         Path | None,
-        typer.Option("--file", "-f", help="A request body as JSON (docs/api.md); '-' reads stdin.", allow_dash=True),
+        typer.Option(
+            "--file", "-f", help="A request body as JSON (docs/api.md); '-' reads stdin.", allow_dash=True
+        ),
     ] = None,
-    tenant_id: Annotated[str | None, typer.Option(envvar=f"{ENV}TENANT_ID", help="The tenant (GUID).")] = None,
+    tenant_id: Annotated[
+        str | None, typer.Option(envvar=f"{ENV}TENANT_ID", help="The tenant (GUID).")
+    ] = None,
     display_name: Annotated[str | None, typer.Option(help="The app's display name.")] = None,
     protocol: Annotated[list[str] | None, typer.Option(help="IMAP and/or POP (repeat).")] = None,
     mailbox: Annotated[list[str] | None, typer.Option(help="A mailbox address (repeat).")] = None,
     mailboxes_file: Annotated[Path | None, typer.Option(help="Mailbox addresses, one a line.")] = None,
-    admin_email: Annotated[list[str] | None, typer.Option(help="An admin to ask for consent (repeat).")] = None,
+    admin_email: Annotated[
+        list[str] | None, typer.Option(help="An admin to ask for consent (repeat).")
+    ] = None,
     consent_mode: Annotated[str | None, typer.Option(help="consent (default) or grant.")] = None,
     secret_lifetime_days: Annotated[int | None, typer.Option(help="1-730, default 180.")] = None,
     external_reference: Annotated[str | None, typer.Option(help="Your ticket or change number.")] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option(help="Send one so that retrying this command never starts a second onboarding.")
+        str | None,
+        typer.Option(help="Send one so that retrying this command never starts a second onboarding."),
     ] = None,
     callback_url: Annotated[str | None, typer.Option(help="Where to POST the webhook events.")] = None,
 ) -> None:
@@ -390,8 +413,10 @@ def cancel(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(meta
     state.api().cancel(onboarding_id)
     state.emit(
         {"id": onboarding_id, "cancelRequested": True},
-        lambda: f"Cancellation requested for {onboarding_id}: it stops at its next wait and undoes what it "
-        f"created.\n  next: mailonboard wait {onboarding_id}",
+        lambda: (
+            f"Cancellation requested for {onboarding_id}: it stops at its next wait and undoes what it "
+            f"created.\n  next: mailonboard wait {onboarding_id}"
+        ),
     )
 
 
@@ -409,7 +434,8 @@ def offboard(
     DELETE /api/v1/onboardings/{id}: 202 with Location while it runs, polled until 200."""
     state = session(ctx)
     if not yes and not typer.confirm(
-        f"Offboard {onboarding_id}? Its mailboxes lose FullAccess and its app and secret are deleted", err=True
+        f"Offboard {onboarding_id}? Its mailboxes lose FullAccess and its app and secret are deleted",
+        err=True,
     ):
         raise CliError("offboard: not confirmed; nothing was changed", ExitCode.FAILED)
     api = state.api()

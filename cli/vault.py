@@ -15,13 +15,16 @@ import httpx
 from cli.api import CliError, ExitCode, TokenSource
 from onboarding.links import callback_key
 
-LINK_SIGNING_KEY_SECRET = "link-signing-key"  # infra/main.bicep: linkSigningKeySecretName
+# A secret's name, not a secret: infra/main.bicep, linkSigningKeySecretName.
+LINK_SIGNING_KEY_SECRET = "link-signing-key"  # noqa: S105
 # The built-in role that may read secret values (Microsoft Learn, "Azure built-in roles for Security",
 # Key Vault Secrets User: Microsoft.KeyVault/vaults/secrets/getSecret/action).
 READER_ROLE = "Key Vault Secrets User"
 
 
-def read_callback_key(vault_url: str, credential: TokenSource, secret_name: str = LINK_SIGNING_KEY_SECRET) -> str:
+def read_callback_key(
+    vault_url: str, credential: TokenSource, secret_name: str = LINK_SIGNING_KEY_SECRET
+) -> str:
     """The hex callback key, or a ``CliError`` naming what the operator lacks."""
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
     from azure.keyvault.secrets import SecretClient

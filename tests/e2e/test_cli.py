@@ -56,7 +56,12 @@ class Operator:
     def run(self, *args: str, entra: bool = False) -> subprocess.CompletedProcess[str]:
         env = {**self.base_env, **(self.entra_env if entra else self.key_env)}
         done = subprocess.run(
-            [sys.executable, "-m", "cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+            [sys.executable, "-m", "cli", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         self.outputs += [done.stdout, done.stderr]
         return done
@@ -96,7 +101,9 @@ def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: T
     tenant.wait_for_decision(f"/api/onboardings/{onboarding_id}")
     shown = operator.run("show", onboarding_id)
     assert shown.returncode == 0, shown.stderr
-    assert any("Admin consent" in line and "waiting" in line for line in shown.stdout.splitlines()), shown.stdout
+    assert any("Admin consent" in line and "waiting" in line for line in shown.stdout.splitlines()), (
+        shown.stdout
+    )
     assert operator.json("show", onboarding_id)["waitingFor"]["kind"] == "admin_consent"
 
     # The admin decides in the browser (the CLI has no command for it); the operator waits.
@@ -133,6 +140,8 @@ def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: T
     printed = operator.run("callback-key", entra=True)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.strip() == callback_key(signing_key.encode()).hex()
-    assert operator.json("callback-key", entra=True) == {"callbackKeyHex": callback_key(signing_key.encode()).hex()}
+    assert operator.json("callback-key", entra=True) == {
+        "callbackKeyHex": callback_key(signing_key.encode()).hex()
+    }
 
     assert operator.printed_no_secret()

@@ -65,15 +65,21 @@ class FakeApi:
         self.seen.append(request)
         answers = self.routes.get((request.method, request.url.path))
         if not answers:
-            return httpx.Response(404, json={"title": "Onboarding not found", "detail": "No onboarding has this id."})
+            return httpx.Response(
+                404, json={"title": "Onboarding not found", "detail": "No onboarding has this id."}
+            )
         return answers.pop(0)(request) if len(answers) > 1 else answers[0](request)
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    def run(self, *args: str, env: dict[str, str] | None = None, input: str | None = None, **wiring: Any) -> Any:
-        obj = Wiring(transport=httpx.MockTransport(self.handle), sleep=self.sleep, monotonic=lambda: self.now, **wiring)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None, **wiring: Any
+    ) -> Any:
+        obj = Wiring(
+            transport=httpx.MockTransport(self.handle), sleep=self.sleep, monotonic=lambda: self.now, **wiring
+        )
         environment = {"MAILONBOARD_URL": BASE, "MAILONBOARD_FUNCTION_KEY": KEY, **(env or {})}
         result = CliRunner().invoke(app, list(args), obj=obj, env=environment, input=input)
         for text in (result.stdout, result.stderr):
@@ -86,27 +92,44 @@ def answer(status: int, body: Any = None, **headers: str) -> Callable[[httpx.Req
 
 
 def test_list_follows_every_continuation_page_on_the_configured_host_with_the_filters():
-    page1 = {
+    page1: dict[str, Any] = {
         "items": [{"id": "onb-1", "status": "waiting", "externalReference": "CHG-1", "displayName": "A"}],
         "continuationToken": "t1",
         # The API builds absolute links from PUBLIC_BASE_URL; the key must not go to that host.
         "nextLink": "https://elsewhere.example/api/v1/onboardings?pageSize=2&continuationToken=t1",
     }
-    page2 = {"items": [{"id": "onb-2", "status": "failed"}], "continuationToken": None, "nextLink": None}
+    page2: dict[str, Any] = {
+        "items": [{"id": "onb-2", "status": "failed"}],
+        "continuationToken": None,
+        "nextLink": None,
+    }
     fake = FakeApi({("GET", "/api/v1/onboardings"): [answer(200, page1), answer(200, page2)]})
 
-    result = fake.run("--json", "list", "--status", "waiting,failed", "--external-reference", "CHG-1", "--page-size", "2")
+    result = fake.run(
+        "--json", "list", "--status", "waiting,failed", "--external-reference", "CHG-1", "--page-size", "2"
+    )
 
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"items": page1["items"] + page2["items"], "continuationToken": None}
     first, second = fake.seen
-    assert dict(first.url.params) == {"pageSize": "2", "status": "waiting,failed", "externalReference": "CHG-1"}
-    assert second.url.host == "api.test" and dict(second.url.params) == {"pageSize": "2", "continuationToken": "t1"}
+    assert dict(first.url.params) == {
+        "pageSize": "2",
+        "status": "waiting,failed",
+        "externalReference": "CHG-1",
+    }
+    assert second.url.host == "api.test" and dict(second.url.params) == {
+        "pageSize": "2",
+        "continuationToken": "t1",
+    }
     assert all(r.headers["x-functions-key"] == KEY for r in fake.seen)
 
 
 def test_list_stopped_by_max_pages_says_where_to_resume():
-    page = {"items": [{"id": "onb-1", "status": "running"}], "continuationToken": "t1", "nextLink": f"{BASE}/x"}
+    page = {
+        "items": [{"id": "onb-1", "status": "running"}],
+        "continuationToken": "t1",
+        "nextLink": f"{BASE}/x",
+    }
     fake = FakeApi({("GET", "/api/v1/onboardings"): [answer(200, page)]})
 
     result = fake.run("list", "--max-pages", "1")
@@ -174,7 +197,9 @@ def test_wait_exit_code_tells_the_outcome(outcome: str, code: ExitCode):
 
 
 def test_wait_gives_up_after_the_timeout_with_its_own_exit_code():
-    fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(202, view("waiting"), **{"Retry-After": "10"})]})
+    fake = FakeApi(
+        {("GET", f"/api/v1/onboardings/{ID}"): [answer(202, view("waiting"), **{"Retry-After": "10"})]}
+    )
 
     result = fake.run("wait", ID, "--timeout", "25")
 
@@ -185,7 +210,9 @@ def test_wait_gives_up_after_the_timeout_with_its_own_exit_code():
 
 def test_start_merges_the_file_with_options_and_posts_to_v1(tmp_path: Path):
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"displayName": "From file", "protocols": ["IMAP"], "adminEmails": ["a@x.example"]}))
+    request.write_text(
+        json.dumps({"displayName": "From file", "protocols": ["IMAP"], "adminEmails": ["a@x.example"]})
+    )
     mailboxes = tmp_path / "mailboxes.txt"
     mailboxes.write_text("# the sales team\nsales@x.example\n\norders@x.example\n")
     accepted = {"id": ID, "statusUrl": f"{BASE}/api/v1/onboardings/{ID}", "cancelUrl": "…", "existing": False}
@@ -209,7 +236,9 @@ def test_start_merges_the_file_with_options_and_posts_to_v1(tmp_path: Path):
     }
 
 
-@pytest.mark.parametrize(("content", "problem"), [("[1, 2]", "must hold a JSON object"), ("{oops", "is not JSON")])
+@pytest.mark.parametrize(
+    ("content", "problem"), [("[1, 2]", "must hold a JSON object"), ("{oops", "is not JSON")]
+)
 def test_start_with_a_bad_file_says_so_and_sends_nothing(tmp_path: Path, content: str, problem: str):
     request = tmp_path / "request.json"
     request.write_text(content)
@@ -223,7 +252,10 @@ def test_start_with_a_bad_file_says_so_and_sends_nothing(tmp_path: Path, content
 
 
 def test_start_refused_by_validation_shows_the_problem_on_one_line():
-    problem = {"title": "Invalid onboarding request", "detail": "/displayName: must not be empty;\n/mailboxes: required"}
+    problem = {
+        "title": "Invalid onboarding request",
+        "detail": "/displayName: must not be empty;\n/mailboxes: required",
+    }
     fake = FakeApi({("POST", "/api/v1/onboardings"): [answer(400, problem)]})
 
     result = fake.run("start", "--display-name", "x")
@@ -265,7 +297,11 @@ def test_json_errors_are_a_document_on_stdout():
 
     assert result.exit_code == ExitCode.NOT_FOUND
     assert json.loads(result.stdout) == {
-        "error": {"exitCode": 4, "status": 404, "message": f"show {ID}: 404 Onboarding not found: No onboarding has this id."}
+        "error": {
+            "exitCode": 4,
+            "status": 404,
+            "message": f"show {ID}: 404 Onboarding not found: No onboarding has this id.",
+        }
     }
 
 
@@ -303,7 +339,10 @@ def test_entra_mode_sends_a_bearer_token_for_the_api_app_id_uri():
     fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(200, view())]})
 
     result = fake.run(
-        "show", ID, env={"MAILONBOARD_FUNCTION_KEY": "", "MAILONBOARD_API_APP_ID_URI": "api://1234"}, credential=credential
+        "show",
+        ID,
+        env={"MAILONBOARD_FUNCTION_KEY": "", "MAILONBOARD_API_APP_ID_URI": "api://1234"},
+        credential=credential,
     )
 
     assert result.exit_code == 0, result.stderr
@@ -340,7 +379,9 @@ def offboarding_api(*polls: Callable[[httpx.Request], httpx.Response]) -> FakeAp
     location = f"https://public.example/api/v1/onboardings/{ID}/offboarding"
     return FakeApi(
         {
-            ("DELETE", f"/api/v1/onboardings/{ID}"): [answer(202, {"id": ID}, Location=location, **{"Retry-After": "5"})],
+            ("DELETE", f"/api/v1/onboardings/{ID}"): [
+                answer(202, {"id": ID}, Location=location, **{"Retry-After": "5"})
+            ],
             ("GET", f"/api/v1/onboardings/{ID}/offboarding"): list(polls),
         }
     )
@@ -355,7 +396,11 @@ def test_offboard_polls_the_location_until_done():
 
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"id": ID, "state": "done", "result": {"status": "offboarded"}}
-    assert [(r.method, r.url.host) for r in fake.seen] == [("DELETE", "api.test"), ("GET", "api.test"), ("GET", "api.test")]
+    assert [(r.method, r.url.host) for r in fake.seen] == [
+        ("DELETE", "api.test"),
+        ("GET", "api.test"),
+        ("GET", "api.test"),
+    ]
     assert fake.sleeps == [4]
 
 
