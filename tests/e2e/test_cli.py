@@ -104,7 +104,6 @@ def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: T
     assert any("Admin consent" in line and "waiting" in line for line in shown.stdout.splitlines()), (
         shown.stdout
     )
-    assert operator.json("show", onboarding_id)["waitingFor"]["kind"] == "admin_consent"
 
     # The admin decides in the browser (the CLI has no command for it); the operator waits.
     tenant.consent(accept=True)
@@ -118,12 +117,11 @@ def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: T
     assert view["mailboxes"]["counts"] == {"verified": len(MAILBOXES)}
 
     # list, with the operator's Entra token instead of the key, filtered by the reference.
-    listed = operator.json("list", "--external-reference", "CHG-CLI-1", "--status", "succeeded", entra=True)
+    listed = operator.json(
+        "list", "--external-reference", "CHG-CLI-1", "--status", "succeeded", "--page-size", "1", entra=True
+    )
     assert [(i["id"], i["status"]) for i in listed["items"]] == [(onboarding_id, "succeeded")]
     assert listed["continuationToken"] is None
-    table = operator.run("list", "--page-size", "1", entra=True)
-    assert table.returncode == 0, table.stderr
-    assert onboarding_id in table.stdout
 
     # cancel after the end: a conflict, on one line, with its exit code.
     cancelled = operator.run("cancel", onboarding_id)
@@ -140,8 +138,5 @@ def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: T
     printed = operator.run("callback-key", entra=True)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.strip() == callback_key(signing_key.encode()).hex()
-    assert operator.json("callback-key", entra=True) == {
-        "callbackKeyHex": callback_key(signing_key.encode()).hex()
-    }
 
     assert operator.printed_no_secret()

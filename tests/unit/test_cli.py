@@ -437,3 +437,31 @@ def test_the_console_command_is_declared():
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["mailonboard"] == "cli.app:main"
+
+
+def test_callback_key_json_is_the_document_python_m_onboarding_links_prints(monkeypatch: pytest.MonkeyPatch):
+    read: list[tuple[str, str]] = []
+
+    def fake_read(vault_url: str, credential: Any, secret_name: str) -> str:
+        read.append((vault_url, secret_name))
+        return "ab" * 32
+
+    monkeypatch.setattr("cli.app.read_callback_key", fake_read)
+
+    result = FakeApi({}).run(
+        "--json",
+        "callback-key",
+        env={"MAILONBOARD_VAULT_URL": "https://vault.test/"},
+        credential=FakeCredential(),
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"callbackKeyHex": "ab" * 32}
+    assert read == [("https://vault.test/", "link-signing-key")]
+
+
+def test_callback_key_without_a_vault_names_the_setting():
+    result = FakeApi({}).run("callback-key", credential=FakeCredential())
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "MAILONBOARD_VAULT_URL" in result.stderr and result.stdout == ""
