@@ -219,9 +219,10 @@ class Api:
         what = f"cancel {onboarding_id}"
         self.expect(self.send("POST", f"{V1}/{onboarding_id}/cancel", what), what, HTTPStatus.ACCEPTED)
 
-    def offboard(self, onboarding_id: str) -> httpx.Response:
+    def offboard(self, onboarding_id: str, *, purge: bool) -> httpx.Response:
         what = f"offboard {onboarding_id}"
-        response = self.send("DELETE", f"{V1}/{onboarding_id}", what)
+        params = {"purge": "true"} if purge else None
+        response = self.send("DELETE", f"{V1}/{onboarding_id}", what, params=params)
         return self.expect(response, what, HTTPStatus.ACCEPTED, HTTPStatus.OK)
 
     def pages(self, params: dict[str, str]) -> Iterator[dict[str, Any]]:

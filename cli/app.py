@@ -425,13 +425,17 @@ def cancel(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(meta
 def offboard(
     ctx: typer.Context,
     onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Purge the deleted app too (no restore in 30 days).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the API accepted it.")] = False,
     timeout: Annotated[float, typer.Option(min=0, help="Give up waiting after this many seconds.")] = 3600,
 ) -> None:
     """Remove everything an onboarding made: FullAccess, the Exchange registration, the app, the secret.
 
-    DELETE /api/v1/onboardings/{id}: 202 with Location while it runs, polled until 200."""
+    DELETE /api/v1/onboardings/{id}: 202 with Location (the onboarding's status) while it runs, polled
+    until 200. Exits 11 when the offboarding failed and left something in place."""
     state = session(ctx)
     if not yes and not typer.confirm(
         f"Offboard {onboarding_id}? Its mailboxes lose FullAccess and its app and secret are deleted",
@@ -439,30 +443,33 @@ def offboard(
     ):
         raise CliError("offboard: not confirmed; nothing was changed", ExitCode.FAILED)
     api = state.api()
-    what = f"offboard {onboarding_id}"
-    response = api.offboard(onboarding_id)
-    if response.status_code == HTTPStatus.OK:
-        result = response.json() if response.content else {}
-    else:
-        location = response.headers.get("Location")
+    response = api.offboard(onboarding_id, purge=purge)
+    location = response.headers.get("Location")
+    body = response.json() if response.content else {}
+    if response.status_code == HTTPStatus.ACCEPTED:
         if no_wait or not location:
+            document = {"id": onboarding_id, "state": "accepted", "statusUrl": location}
             state.emit(
-                {"id": onboarding_id, "state": "accepted", "statusUrl": location},
+                {**document, "offboarding": body.get("offboarding")},
                 lambda: f"Offboarding of {onboarding_id} accepted\n  status: {location}",
             )
             return
-        result = _poll_until_final(state, api.on_base(location), what, timeout, _offboard_progress)
+        what = f"offboard {onboarding_id}"
+        body = _poll_until_final(state, api.on_base(location), what, timeout, _offboard_progress)
+    result = body.get("offboarding") or {}
     state.emit(
-        {"id": onboarding_id, "state": "done", "result": result},
-        lambda: f"Offboarded {onboarding_id}" + (f": {result.get('status')}" if result.get("status") else ""),
+        {"id": onboarding_id, "state": "done", "statusUrl": location, "offboarding": result},
+        lambda: render.offboarding(onboarding_id, result),
     )
+    if result.get("status") == "failed":
+        raise typer.Exit(int(ExitCode.UNSUCCESSFUL))
 
 
 def _offboard_progress(body: dict[str, Any]) -> tuple[str, int, int]:
-    steps = body.get("steps")
-    if isinstance(steps, list):
-        return _view_progress(body)
-    return str(body.get("status") or "offboarding"), 0, 0
+    """The offboarding part of the onboarding's status view (its own steps)."""
+    part = body.get("offboarding") or {}
+    done, total = render.steps_done(part)
+    return "offboarding: " + render.progress_text(part), done, total
 
 
 # ------------------------------------------------------------------------------------------- the key

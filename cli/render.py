@@ -135,6 +135,18 @@ def onboarding(view: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def offboarding(onboarding_id: str, part: dict[str, Any]) -> Group:
+    """The offboarding's outcome: its steps, what it removed and what is left for an admin."""
+    parts: list[Any] = [Text.assemble(f"Offboarding of {onboarding_id}: ", styled(part.get("status")))]
+    if part.get("steps"):
+        parts.append(steps_table(part))
+    for label, items in (("Removed", part.get("removed")), ("Left for an admin", part.get("left"))):
+        if items:
+            parts.append(Text(f"{label}:", style="bold"))
+            parts += [Text(f"  - {item}") for item in items]
+    return Group(*parts)
+
+
 def listing(items: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Onboardings ({len(items)})", title_justify="left")
     for column in ("Id", "Status", "Reference", "Name", "Created"):

@@ -373,35 +373,75 @@ def test_without_url_or_credentials_the_error_names_the_setting():
     assert "MAILONBOARD_FUNCTION_KEY" in no_auth.stderr and "MAILONBOARD_API_APP_ID_URI" in no_auth.stderr
 
 
+OFFBOARD_STEPS = [
+    ("stop_onboarding", "Cancel the onboarding if it is still running"),
+    ("remove_mailbox_permissions", "Remove FullAccess on each mailbox"),
+    ("delete_app_registration", "Delete the app registration"),
+]
+
+
+def offboarding_part(status: str, states: list[str], **changes: Any) -> dict[str, Any]:
+    steps = [{"name": n, "title": t, "state": s} for (n, t), s in zip(OFFBOARD_STEPS, states, strict=True)]
+    return {"status": status, "purge": False, "steps": steps, "removed": [], "left": [], **changes}
+
+
 def offboarding_api(*polls: Callable[[httpx.Request], httpx.Response]) -> FakeApi:
-    # The documented contract: DELETE answers 202 + Location (absolute, built from PUBLIC_BASE_URL),
-    # which answers 202 while the offboarding runs and 200 once it is done.
-    location = f"https://public.example/api/v1/onboardings/{ID}/offboarding"
+    # The contract of DELETE /api/v1/onboardings/{id} (issue 11 item 5): 202 + Location, which is the
+    # onboarding's status URL (absolute, built from PUBLIC_BASE_URL) and answers 202 while the
+    # offboarding runs and 200 once it is done; both bodies carry the `offboarding` part.
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    accepted = {"id": ID, "statusUrl": location, "existing": False}
+    accepted["offboarding"] = offboarding_part("running", ["pending"] * 3)
     return FakeApi(
         {
             ("DELETE", f"/api/v1/onboardings/{ID}"): [
-                answer(202, {"id": ID}, Location=location, **{"Retry-After": "5"})
+                answer(202, accepted, Location=location, **{"Retry-After": "5"})
             ],
-            ("GET", f"/api/v1/onboardings/{ID}/offboarding"): list(polls),
+            ("GET", f"/api/v1/onboardings/{ID}"): list(polls),
         }
     )
 
 
 def test_offboard_polls_the_location_until_done():
+    running = offboarding_part("running", ["done", "running", "pending"])
+    done = offboarding_part("succeeded", ["done"] * 3, removed=["app registration"])
     fake = offboarding_api(
-        answer(202, {"status": "running"}, **{"Retry-After": "4"}), answer(200, {"status": "offboarded"})
+        answer(202, view("succeeded", offboarding=running), **{"Retry-After": "4"}),
+        answer(200, view("succeeded", offboarding=done)),
     )
 
-    result = fake.run("--json", "offboard", ID, "--yes")
+    result = fake.run("--json", "offboard", ID, "--yes", "--purge")
 
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"id": ID, "state": "done", "result": {"status": "offboarded"}}
+    assert json.loads(result.stdout) == {
+        "id": ID,
+        "state": "done",
+        "statusUrl": f"https://public.example/api/v1/onboardings/{ID}",
+        "offboarding": done,
+    }
+    # The key goes to the configured host only, never to the Location's.
     assert [(r.method, r.url.host) for r in fake.seen] == [
         ("DELETE", "api.test"),
         ("GET", "api.test"),
         ("GET", "api.test"),
     ]
+    assert fake.seen[0].url.params["purge"] == "true"
     assert fake.sleeps == [4]
+
+
+def test_offboard_that_left_something_says_what_and_exits_unsuccessful():
+    left = offboarding_part("failed", ["done", "failed", "done"], left=["FullAccess on sales@x.example"])
+    fake = offboarding_api(answer(200, view("succeeded", offboarding=left)))
+
+    result = fake.run("offboard", ID, "--yes", env={"COLUMNS": "160"})
+
+    assert result.exit_code == ExitCode.UNSUCCESSFUL
+    assert f"Offboarding of {ID}: failed" in result.stdout
+    assert "FullAccess on sales@x.example" in result.stdout
+    assert any(
+        "Remove FullAccess on each mailbox" in line and "failed" in line
+        for line in result.stdout.splitlines()
+    )
 
 
 def test_offboard_no_wait_returns_the_status_url():
@@ -410,7 +450,9 @@ def test_offboard_no_wait_returns_the_status_url():
     result = fake.run("--json", "offboard", ID, "--yes", "--no-wait")
 
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["state"] == "accepted"
+    document = json.loads(result.stdout)
+    assert document["state"] == "accepted" and document["statusUrl"].endswith(f"/api/v1/onboardings/{ID}")
+    assert "purge" not in fake.seen[0].url.params
     assert [r.method for r in fake.seen] == ["DELETE"]
 
 
