@@ -26,6 +26,10 @@ STATE_STYLES = {
 }
 
 
+# An onboarding has up to 10,000 mailboxes: the table shows this many; --json has them all.
+ATTENTION_ROWS = 50
+
+
 def styled(state: Any) -> Text:
     text = str(state or "")
     return Text(text, style=STATE_STYLES.get(text, ""))
@@ -98,18 +102,21 @@ def mailboxes_table(view: dict[str, Any]) -> Table:
     return table
 
 
-def attention_table(view: dict[str, Any]) -> Table | None:
+def attention_table(view: dict[str, Any]) -> Table | Group | None:
     """The mailboxes that need an admin, with the cause and fix the API gives."""
     results = (view.get("mailboxes") or {}).get("results") or []
     needing = [r for r in results if r.get("needsAction")]
     if not needing:
         return None
-    table = Table(title="Mailboxes needing action", title_justify="left")
+    shown = needing[:ATTENTION_ROWS]
+    table = Table(title=f"Mailboxes needing action ({len(needing)})", title_justify="left")
     table.add_column("Mailbox")
     table.add_column("State")
     table.add_column("Detail", overflow="fold")
-    for item in needing:
+    for item in shown:
         table.add_row(str(item.get("mailbox")), styled(item.get("state")), str(item.get("detail") or ""))
+    if len(needing) > len(shown):
+        return Group(table, Text(f"... and {len(needing) - len(shown)} more: --json lists every mailbox"))
     return table
 
 
@@ -130,9 +137,15 @@ def onboarding(view: dict[str, Any]) -> Group:
     parts += [t for t in (attention_table(view), errors_table(view)) if t is not None]
     compensation = view.get("compensation") or []
     if compensation:
-        parts.append(Text("Undone / left for an admin:", style="bold"))
-        parts += [Text(f"  - {item}") for item in compensation]
-    return Group(*parts)
+        parts.append(
+            Group(
+                Text("Undone / left for an admin:", style="bold"), *(Text(f"  - {c}") for c in compensation)
+            )
+        )
+    spaced: list[Any] = []
+    for part in parts:  # a blank line between the sections
+        spaced += [part, Text("")]
+    return Group(*spaced[:-1])
 
 
 def offboarding(onboarding_id: str, part: dict[str, Any]) -> Group:

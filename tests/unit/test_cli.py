@@ -507,3 +507,20 @@ def test_callback_key_without_a_vault_names_the_setting():
 
     assert result.exit_code == ExitCode.USAGE
     assert "MAILONBOARD_VAULT_URL" in result.stderr and result.stdout == ""
+
+
+def test_show_lists_at_most_fifty_mailboxes_needing_action_and_json_has_them_all():
+    results = [
+        {"mailbox": f"m{i}@x.example", "state": "imap_disabled", "detail": "IMAP is off", "needsAction": True}
+        for i in range(60)
+    ]
+    body = view("partial", mailboxes={"total": 60, "counts": {"imap_disabled": 60}, "results": results})
+    fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(200, body)]})
+
+    table = fake.run("show", ID, env={"COLUMNS": "160"})
+    document = fake.run("--json", "show", ID)
+
+    assert "Mailboxes needing action (60)" in table.stdout
+    assert "... and 10 more: --json lists every mailbox" in table.stdout
+    assert "m49@x.example" in table.stdout and "m50@x.example" not in table.stdout
+    assert len(json.loads(document.stdout)["mailboxes"]["results"]) == 60
