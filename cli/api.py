@@ -19,7 +19,6 @@ import httpx
 V1 = "/api/v1/onboardings"
 USER_AGENT = "mailonboard/0.1"
 DEFAULT_RETRY_AFTER = 10  # seconds; what the API itself sends with its 202s (docs/api.md)
-FINAL_STATUSES = frozenset({"succeeded", "partial", "rejected", "expired", "cancelled", "failed"})
 
 
 class ExitCode(IntEnum):

@@ -44,6 +44,7 @@ from cli.api import (
     retry_after,
 )
 from cli.vault import LINK_SIGNING_KEY_SECRET, read_callback_key
+from onboarding.domain import Outcome
 
 ENV = "MAILONBOARD_"
 
@@ -279,9 +280,9 @@ def wait(
     view = _poll_until_final(state, f"{V1}/{onboarding_id}", f"wait {onboarding_id}", timeout, _view_progress)
     state.emit(view, lambda: render.onboarding(view))
     outcome = view.get("status")
-    if outcome == "partial":
+    if outcome == Outcome.PARTIAL:
         raise typer.Exit(int(ExitCode.PARTIAL))
-    if outcome != "succeeded":
+    if outcome != Outcome.SUCCEEDED:
         raise typer.Exit(int(ExitCode.UNSUCCESSFUL))
 
 
@@ -461,7 +462,7 @@ def offboard(
         {"id": onboarding_id, "state": "done", "statusUrl": location, "offboarding": result},
         lambda: render.offboarding(onboarding_id, result),
     )
-    if result.get("status") == "failed":
+    if result.get("status") == "failed":  # OffboardingStatus.FAILED (issue 11), not on this branch
         raise typer.Exit(int(ExitCode.UNSUCCESSFUL))
 
 

@@ -9,6 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from onboarding.domain import StepState
+
 STATE_STYLES = {
     "done": "green",
     "succeeded": "bold green",
@@ -175,11 +177,12 @@ def listing(items: list[dict[str, Any]]) -> Table:
     return table
 
 
+_IN_HAND = (StepState.RUNNING, StepState.WAITING, StepState.FAILED)
+
+
 def progress_text(view: dict[str, Any]) -> str:
     """One line for the progress bar: the status and the step in hand."""
-    current = next(
-        (s for s in view.get("steps") or [] if s.get("state") in ("running", "waiting", "failed")), None
-    )
+    current = next((s for s in view.get("steps") or [] if s.get("state") in _IN_HAND), None)
     status = str(view.get("status") or "")
     if current is None:
         return status
@@ -188,7 +191,7 @@ def progress_text(view: dict[str, Any]) -> str:
 
 def steps_done(view: dict[str, Any]) -> tuple[int, int]:
     steps = view.get("steps") or []
-    finished = sum(1 for s in steps if s.get("state") in ("done", "skipped"))
+    finished = sum(1 for s in steps if s.get("state") in (StepState.DONE, StepState.SKIPPED))
     return finished, len(steps)
 
 
