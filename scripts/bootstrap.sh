@@ -33,4 +33,11 @@ make_venv() {  # make_venv DIR REQUIREMENTS: (re)install only when the requireme
   echo "$want" > "$stamp"
 }
 make_venv .venv requirements-dev.txt
+# The operator CLI's console command `mailonboard` (docs/cli.md): the project itself, editable, with
+# no dependencies of its own (the pinned requirements above are them).
+if [ ! -x .venv/bin/mailonboard ]; then
+  echo "bootstrap: installing the mailonboard command into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+  [ -x .venv/bin/mailonboard ] || { echo "bootstrap: mailonboard was not installed" >&2; exit 1; }
+fi
 make_venv .venv-infra requirements-infra.txt
