@@ -285,19 +285,43 @@ class StepState(StrEnum):
     COMPENSATED = "compensated"
 
 
-# The procedure, in order. Names are stable identifiers; titles are for people.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("resolve_exchange", "Resolve the Office 365 Exchange Online permissions"),
-    ("register_app", "Register the single-tenant app"),
-    ("service_principal", "Create the enterprise application (service principal)"),
-    ("client_secret", "Create the client secret and store it in Key Vault"),
-    ("admin_consent", "Admin consent"),
-    ("confirm_permissions", "Confirm the app role assignments"),
-    ("exchange_registration", "Register the service principal in Exchange Online"),
-    ("mailbox_permissions", "Grant FullAccess on each mailbox"),
-    ("verify_login", "Verify IMAP/POP login on each mailbox"),
-    ("finish", "Report the result"),
+class Step(StrEnum):
+    """The procedure's steps: stable identifiers, shown in the status and named in errors and logs."""
+
+    RESOLVE_EXCHANGE = "resolve_exchange"
+    REGISTER_APP = "register_app"
+    SERVICE_PRINCIPAL = "service_principal"
+    CLIENT_SECRET = "client_secret"  # noqa: S105 - a step name, not a password
+    ADMIN_CONSENT = "admin_consent"
+    CONFIRM_PERMISSIONS = "confirm_permissions"
+    EXCHANGE_REGISTRATION = "exchange_registration"
+    MAILBOX_PERMISSIONS = "mailbox_permissions"
+    VERIFY_LOGIN = "verify_login"
+    FINISH = "finish"
+    COMPENSATE = "compensate"  # not a step of the status: the log lines of the undo
+
+
+# The procedure, in order. Titles are for people.
+STEPS: tuple[tuple[Step, str], ...] = (
+    (Step.RESOLVE_EXCHANGE, "Resolve the Office 365 Exchange Online permissions"),
+    (Step.REGISTER_APP, "Register the single-tenant app"),
+    (Step.SERVICE_PRINCIPAL, "Create the enterprise application (service principal)"),
+    (Step.CLIENT_SECRET, "Create the client secret and store it in Key Vault"),
+    (Step.ADMIN_CONSENT, "Admin consent"),
+    (Step.CONFIRM_PERMISSIONS, "Confirm the app role assignments"),
+    (Step.EXCHANGE_REGISTRATION, "Register the service principal in Exchange Online"),
+    (Step.MAILBOX_PERMISSIONS, "Grant FullAccess on each mailbox"),
+    (Step.VERIFY_LOGIN, "Verify IMAP/POP login on each mailbox"),
+    (Step.FINISH, "Report the result"),
 )
+
+
+class WaitKind(StrEnum):
+    """What a waiting onboarding waits for (``waitingFor.kind`` in its status)."""
+
+    ADMIN_CONSENT = "admin_consent"  # a tenant admin's consent in Entra ID (consent mode)
+    ADMIN_APPROVAL = "admin_approval"  # a tenant admin's approval here (grant mode)
+    DIRECTORY_REPLICATION = "directory_replication"  # Graph or Exchange to see a new object
 
 
 class Outcome(StrEnum):
@@ -363,7 +387,7 @@ class OnboardingResult(_Json):
 class Waiting(_Json):
     """What the orchestration waits for, published in its custom status."""
 
-    kind: str  # "admin_consent" | "admin_approval" | "permission_propagation" | "directory_replication"
+    kind: str  # a WaitKind value
     nonce: str | None = None  # the decision links are bound to this; a link for another nonce is stale
     deadline: str | None = None  # ISO 8601
     reminders_sent: int = 0
