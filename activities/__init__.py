@@ -60,27 +60,41 @@ async def _policy(name: str, work: Callable[[Services], Awaitable[Any]]) -> dict
     return {"ok": result}
 
 
-def activity(name: str, work: Callable[[Services, dict[str, Any]], Awaitable[Any]]) -> None:
+def activity(
+    name: str, work: Callable[[Services, dict[str, Any]], Awaitable[Any]], on: df.Blueprint | None = None
+) -> None:
     """Register one activity: ``work(services, payload)`` under the shared error policy."""
 
     async def run(payload: dict[str, Any]) -> dict[str, Any]:
         return await _run(name, lambda services: work(services, payload), payload)
 
     run.__name__ = run.__qualname__ = name
-    blueprint.activity_trigger(input_name="payload", activity=name)(run)
+    (on or blueprint).activity_trigger(input_name="payload", activity=name)(run)
 
 
+# Every activity's contract, by name: each activity is registered once, with its types.
 REGISTERED: dict[str, C.Contract[Any, Any]] = {}
 
 
-def typed_activity(contract: C.Contract[P, Any], work: Callable[[Services, P], Awaitable[Any]]) -> None:
-    """Register one activity with its types: the payload is decoded into ``contract.payload`` before
-    ``work`` runs, under the shared error policy (a payload that does not decode is a bug, reported
-    as unexpected), and the answer is encoded by the policy (``to_json``)."""
+def register(contract: C.Contract[Any, Any]) -> None:
+    """Record an activity's contract; for an activity whose trigger needs more bindings than
+    ``typed_activity`` gives (a Durable client), the module registering it calls this itself."""
     if contract.name in REGISTERED:
         raise ValueError(f"activity {contract.name} is registered twice")
     REGISTERED[contract.name] = contract
-    activity(contract.name, lambda services, payload: work(services, contract.payload.from_json(payload)))
+
+
+def typed_activity(
+    contract: C.Contract[P, Any],
+    work: Callable[[Services, P], Awaitable[Any]],
+    on: df.Blueprint | None = None,
+) -> None:
+    """Register one activity with its types (on ``on``, default this module's blueprint): the payload
+    is decoded into ``contract.payload`` before ``work`` runs, under the shared error policy (a
+    payload that does not decode is a bug, reported as unexpected), and the policy encodes the answer
+    (``to_json``)."""
+    register(contract)
+    activity(contract.name, lambda services, payload: work(services, contract.payload.from_json(payload)), on)
 
 
 # The steps of the procedure, in order.

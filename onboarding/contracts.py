@@ -24,6 +24,7 @@ from onboarding.domain import (
     OnboardingRequest,
     OnboardingResult,
     SecretRef,
+    WorkflowOptions,
 )
 
 Json = dict[str, Any]
@@ -403,6 +404,46 @@ class NotifyOutcome:
         )
 
 
+@dataclass(frozen=True)
+class MailboxJob:
+    """The input of a mailbox batch or group sub-orchestration: ``mailboxes`` are batches numbered
+    from ``first_batch`` (a batch's own number, for a batch)."""
+
+    onboarding_id: str
+    tenant_id: str
+    app: AppRegistration
+    secret: SecretRef
+    protocols: tuple[str, ...]
+    options: WorkflowOptions
+    mailboxes: tuple[str, ...] = ()
+    first_batch: int = 0
+
+    def to_json(self) -> Json:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "tenant_id": self.tenant_id,
+            "app": self.app.to_json(),
+            "secret": self.secret.to_json(),
+            "protocols": list(self.protocols),
+            "options": self.options.to_json(),
+            "mailboxes": list(self.mailboxes),
+            "first_batch": self.first_batch,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            tenant_id=data["tenant_id"],
+            app=AppRegistration.from_json(data["app"]),
+            secret=SecretRef.from_json(data["secret"]),
+            protocols=tuple(data["protocols"]),
+            options=WorkflowOptions.from_json(data["options"]),
+            mailboxes=tuple(data["mailboxes"]),
+            first_batch=int(data.get("first_batch", 0)),
+        )
+
+
 # --- the activities ---------------------------------------------------------------------------------
 
 
@@ -441,3 +482,85 @@ GRANT_MAILBOXES = Contract(A.GRANT_MAILBOXES, GrantMailboxes, MailboxResults.fro
 VERIFY_MAILBOXES = Contract(A.VERIFY_MAILBOXES, VerifyMailboxes, MailboxResults.from_json)
 COMPENSATE = Contract(A.COMPENSATE, Compensate, Compensation.from_json)
 NOTIFY_OUTCOME = Contract(A.NOTIFY_OUTCOME, NotifyOutcome, nothing)
+
+
+# --- the webhook activities (activities/webhooks.py) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmitWebhookEvent:
+    """Webhook event ``sequence`` of an onboarding, for its delivery orchestration.
+
+    ``data`` is the event's body as receivers get it (docs/api.md), JSON already. The first event
+    carries the request's ``callback_url`` (its first subscription); the completion event carries
+    the request's JSON, so the activity can name every mailbox's result."""
+
+    onboarding_id: str
+    sequence: int
+    type: str  # an onboarding.webhooks.EventType value
+    occurred_at: str  # ISO 8601
+    data: Json
+    callback_url: str | None = None
+    request: Json | None = None
+
+    def to_json(self) -> Json:
+        payload: Json = {
+            "onboarding_id": self.onboarding_id,
+            "sequence": self.sequence,
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "data": self.data,
+        }
+        if self.callback_url:
+            payload["callback_url"] = self.callback_url
+        if self.request is not None:
+            payload["request"] = self.request
+        return payload
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            sequence=int(data["sequence"]),
+            type=data["type"],
+            occurred_at=data["occurred_at"],
+            data=data["data"],
+            callback_url=data.get("callback_url"),
+            request=data.get("request"),
+        )
+
+
+@dataclass(frozen=True)
+class EventHandedOver:
+    id: str  # the event's id, ``<onboarding id>:<sequence>``
+
+    def to_json(self) -> Json:
+        return {"id": self.id}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(id=data["id"])
+
+
+@dataclass(frozen=True)
+class DeliverWebhook:
+    """POST one event (its envelope, ``onboarding.webhooks.envelope``) to one subscription's URL."""
+
+    url: str
+    event: Json
+
+    def to_json(self) -> Json:
+        return {"url": self.url, "event": self.event}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(url=data["url"], event=data["event"])
+
+
+def http_status(data: Any) -> int:
+    """The answer of a delivery: the receiver's HTTP status."""
+    return int(data)
+
+
+EMIT_WEBHOOK_EVENT = Contract(A.EMIT_WEBHOOK_EVENT, EmitWebhookEvent, EventHandedOver.from_json)
+DELIVER_WEBHOOK = Contract(A.DELIVER_WEBHOOK, DeliverWebhook, http_status)

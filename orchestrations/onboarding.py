@@ -15,7 +15,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from onboarding import activity_names as A
 from onboarding import contracts as C
 from onboarding import emails, logcontext, opsevents, plan
 from onboarding.domain import (
@@ -200,22 +199,21 @@ class Onboarding:
         The number only moves on once the activity succeeded, so the delivery orchestration, which
         takes the events in order, is never left waiting for a number that was not sent. Progress
         events are a courtesy: one that cannot be handed over does not stop the onboarding."""
-        payload: dict[str, Any] = {
-            "onboarding_id": self.job.onboarding_id,
-            "sequence": self.events_sent + 1,
-            "type": event_type.value,
-            "occurred_at": self.now.isoformat(),
-            "data": data,
-        }
-        if self.events_sent == 0 and self.request.callback_url:
-            payload["callback_url"] = self.request.callback_url  # the first subscription
-        if event_type is EventType.COMPLETED:
-            payload["request"] = self.raw_request  # to name every mailbox's result
+        payload = C.EmitWebhookEvent(
+            onboarding_id=self.job.onboarding_id,
+            sequence=self.events_sent + 1,
+            type=event_type.value,
+            occurred_at=self.now.isoformat(),
+            data=data,
+            # The first event subscribes the request's callback; the last names every mailbox's result.
+            callback_url=self.request.callback_url if self.events_sent == 0 else None,
+            request=self.raw_request if event_type is EventType.COMPLETED else None,
+        )
         try:
             yield self.context.call_activity_with_retry(
-                A.EMIT_WEBHOOK_EVENT,
+                C.EMIT_WEBHOOK_EVENT.name,
                 self.retry,
-                logcontext.with_log_fields(self.context, self.current_step.value, payload),
+                logcontext.with_log_fields(self.context, self.current_step.value, payload.to_json()),
             )
         except Exception:
             return False
@@ -510,15 +508,16 @@ class Onboarding:
         assert self.app is not None and self.secret is not None
         self.mark(Step.MAILBOX_PERMISSIONS, StepState.RUNNING)
         self.mark(Step.VERIFY_LOGIN, StepState.RUNNING)
-        shared = {
-            "onboarding_id": self.job.onboarding_id,
-            "tenant_id": self.request.tenant_id,
-            "app": self.app.to_json(),
-            "secret": self.secret.to_json(),
-            "protocols": list(self.protocols),
-            "options": self.options.to_json(),
-        }
-        summary = yield from self.mailbox_children(shared)
+        job = C.MailboxJob(
+            onboarding_id=self.job.onboarding_id,
+            tenant_id=self.request.tenant_id,
+            app=self.app,
+            secret=self.secret,
+            protocols=self.protocols,
+            options=self.options,
+            mailboxes=self.request.mailboxes,
+        )
+        summary = yield from self.mailbox_children(job)
         counts: dict[str, int] = summary["counts"]
         # Kept as the batches' JSON: decoding and re-encoding them on every replay is wasted work.
         attention: list[dict[str, Any]] = summary["attention"]
@@ -530,10 +529,10 @@ class Onboarding:
         self.mark(Step.VERIFY_LOGIN, state, text)
         return counts, attention
 
-    def mailbox_children(self, shared: dict[str, Any]) -> Steps:
+    def mailbox_children(self, job: C.MailboxJob) -> Steps:
         """The parent's level of ``mailbox_tree``, taking the children as they finish: one progress
         event per child (a batch, or a group of batches when there are more than the fanout)."""
-        children = tree_children(self.context, shared, self.raw_request["mailboxes"], 0, self.options)
+        children = tree_children(self.context, job)
         total = sum(n for _, n in children)
         batches = dict(children)
         replies: list[dict[str, Any]] = []
@@ -639,36 +638,28 @@ def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     return (yield from Onboarding(context).run())
 
 
-def tree_children(
-    context: df.DurableOrchestrationContext,
-    shared: dict[str, Any],
-    mailboxes: list[str],
-    first_batch: int,
-    options: WorkflowOptions,
-) -> list[tuple[Any, int]]:
-    """Start ``mailboxes`` as batches numbered from ``first_batch``: each child task with its batch count.
+def tree_children(context: df.DurableOrchestrationContext, job: C.MailboxJob) -> list[tuple[Any, int]]:
+    """Start the job's mailboxes as batches numbered from its ``first_batch``: each child task with its
+    batch count.
 
     At most ``mailbox_fanout`` children: the batches themselves when there are that few, else groups
     of consecutive batches, each a sub-orchestration doing this one level down. A history holds a
     few events per child, so with the children bounded no history grows with N (10,000 mailboxes in
     batches of 200: the parent starts 5 groups of 10 batches instead of 50 batches). Batch ids do not
     depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``."""
-    size = options.mailbox_batch_size
-    root = shared["onboarding_id"]
+    size = job.options.mailbox_batch_size
+    root = job.onboarding_id
     children = []
-    for start, stop in plan.groups(-(-len(mailboxes) // size), options.mailbox_fanout):
-        part = mailboxes[start * size : stop * size]
-        first, last = first_batch + start, first_batch + stop - 1
+    for start, stop in plan.groups(-(-len(job.mailboxes) // size), job.options.mailbox_fanout):
+        part = replace(
+            job, mailboxes=job.mailboxes[start * size : stop * size], first_batch=job.first_batch + start
+        )
+        first, last = job.first_batch + start, job.first_batch + stop - 1
         if first == last:
-            name, job, instance_id = (
-                MAILBOX_BATCH_ORCHESTRATOR,
-                {**shared, "mailboxes": part},
-                f"{root}:mailboxes:{first}",
-            )
+            name, instance_id = MAILBOX_BATCH_ORCHESTRATOR, f"{root}:mailboxes:{first}"
         else:
             name, instance_id = MAILBOX_GROUP_ORCHESTRATOR, f"{root}:mailboxes:{first}-{last}"
-            job = {**shared, "mailboxes": part, "first_batch": first}
-        children.append((context.call_sub_orchestrator(name, job, instance_id), stop - start))
+        children.append((context.call_sub_orchestrator(name, part.to_json(), instance_id), stop - start))
     return children
 
 
@@ -680,15 +671,9 @@ def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def mailbox_tree(
-    context: df.DurableOrchestrationContext,
-    shared: dict[str, Any],
-    mailboxes: list[str],
-    first_batch: int,
-    options: WorkflowOptions,
-) -> Steps:
-    """Run ``mailboxes`` as batches numbered from ``first_batch`` and sum up their answers."""
-    children = tree_children(context, shared, mailboxes, first_batch, options)
+def mailbox_tree(context: df.DurableOrchestrationContext, job: C.MailboxJob) -> Steps:
+    """Run the job's mailboxes as batches numbered from its ``first_batch`` and sum up their answers."""
+    children = tree_children(context, job)
     replies = yield context.task_all([task for task, _ in children])
     return merge_replies(replies)
 
@@ -696,10 +681,7 @@ def mailbox_tree(
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_GROUP_ORCHESTRATOR)
 def mailbox_group_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     """Consecutive batches of one onboarding, run and summed up as the parent would (``mailbox_tree``)."""
-    job = context.get_input()
-    shared = {k: v for k, v in job.items() if k not in ("mailboxes", "first_batch")}
-    options = WorkflowOptions.from_json(job["options"])
-    return (yield from mailbox_tree(context, shared, job["mailboxes"], job["first_batch"], options))
+    return (yield from mailbox_tree(context, C.MailboxJob.from_json(context.get_input())))
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_BATCH_ORCHESTRATOR)
@@ -709,7 +691,7 @@ def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps
     It never fails as a whole: a step that cannot complete marks its mailboxes failed, with the cause,
     so the parent always gets one result per mailbox.
     """
-    batch = MailboxBatch(context, context.get_input())
+    batch = MailboxBatch(context, C.MailboxJob.from_json(context.get_input()))
     try:
         results = yield from batch.grant()
     except StepFailed as failure:
@@ -722,15 +704,15 @@ def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps
 class MailboxBatch:
     """One batch's grants and its verification loop (``mailbox_batch_orchestrator``)."""
 
-    def __init__(self, context: df.DurableOrchestrationContext, job: dict[str, Any]) -> None:
+    def __init__(self, context: df.DurableOrchestrationContext, job: C.MailboxJob) -> None:
         self.context = context
-        self.options = WorkflowOptions.from_json(job["options"])
+        self.options = job.options
         self.retry = retry_policy(self.options)
-        self.mailboxes: tuple[str, ...] = tuple(job["mailboxes"])
-        self.app = AppRegistration.from_json(job["app"])
-        self.secret = SecretRef.from_json(job["secret"])
-        self.tenant_id: str = job["tenant_id"]
-        self.protocols: tuple[str, ...] = tuple(job["protocols"])
+        self.mailboxes = job.mailboxes
+        self.app = job.app
+        self.secret = job.secret
+        self.tenant_id = job.tenant_id
+        self.protocols = job.protocols
 
     def grant(self) -> Steps:
         """Each mailbox's result after the grants, by mailbox."""
