@@ -385,15 +385,7 @@ class Onboarding:
             if self.now >= wait.deadline:
                 consented = consented or (yield from self.consented_in_entra(resource))
                 raise self.expired(consented)
-            self.waiting = wait.published(reminders)
-            detail = "Consented in Entra ID; waiting for a signed-in admin to confirm the mailboxes."
-            self.mark(
-                Step.ADMIN_CONSENT, StepState.WAITING, detail if consented else "Waiting for a tenant admin."
-            )
-            # Logged at each reminder too: the "waiting past deadline" alert needs a recent line.
-            self.event(
-                opsevents.OpsEvent.ONBOARDING_WAITING, kind=wait.kind, deadline=wait.deadline.isoformat()
-            )
+            self.show_waiting(wait, reminders, consented)
             wake = plan.next_wake(
                 self.now, wait.deadline, timedelta(hours=self.options.consent_reminder_hours)
             )
@@ -420,6 +412,17 @@ class Onboarding:
                 self.waiting = None
                 return event
             # A stale, malformed, unsigned decision, or one for another mailbox list, changes nothing.
+
+    def show_waiting(self, wait: ConsentWait, reminders: int, consented: bool) -> None:
+        self.waiting = wait.published(reminders)
+        detail = "Consented in Entra ID; waiting for a signed-in admin to confirm the mailboxes."
+        self.mark(
+            Step.ADMIN_CONSENT, StepState.WAITING, detail if consented else "Waiting for a tenant admin."
+        )
+        # Logged at each reminder too: the "waiting past deadline" alert needs a recent line.
+        self.event(
+            opsevents.OpsEvent.ONBOARDING_WAITING, kind=wait.kind.value, deadline=wait.deadline.isoformat()
+        )
 
     def act_on(self, event: DecisionEvent, mode: ConsentMode, resource: ExchangeResource) -> Steps:
         """Stop on a refusal; on a go-ahead, say so, and in grant mode assign the app roles."""
