@@ -11,25 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from onboarding import activity_names as A
+from onboarding import contracts as C
 from onboarding import logcontext, steps
-from onboarding.domain import (
-    AppRegistration,
-    ExchangeResource,
-    OnboardingRequest,
-    OnboardingResult,
-    SecretRef,
-)
 from onboarding.errors import OnboardingError
 from onboarding.services import Services
 from onboarding.settings import load_settings
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.activities")
+P = TypeVar("P", bound=C.Payload)
 
 
 class ActivityFailed(Exception):
@@ -66,114 +60,130 @@ async def _policy(name: str, work: Callable[[Services], Awaitable[Any]]) -> dict
     return {"ok": result}
 
 
-def activity(name: str, work: Callable[[Services, dict[str, Any]], Awaitable[Any]]) -> None:
+def activity(
+    name: str, work: Callable[[Services, dict[str, Any]], Awaitable[Any]], on: df.Blueprint | None = None
+) -> None:
     """Register one activity: ``work(services, payload)`` under the shared error policy."""
 
     async def run(payload: dict[str, Any]) -> dict[str, Any]:
         return await _run(name, lambda services: work(services, payload), payload)
 
     run.__name__ = run.__qualname__ = name
-    blueprint.activity_trigger(input_name="payload", activity=name)(run)
+    (on or blueprint).activity_trigger(input_name="payload", activity=name)(run)
 
 
-async def _compensate(s: Services, p: dict[str, Any]) -> dict[str, list[str]]:
-    app = AppRegistration.from_json(p["app"]) if p.get("app") else None
-    done = await steps.compensate(
-        s, onboarding_id=p["onboarding_id"], app=app, exchange_registered=p["exchange_registered"]
-    )
-    return {"done": done}
+# Every activity's contract, by name: each activity is registered once, with its types.
+REGISTERED: dict[str, C.Contract[Any, Any]] = {}
 
 
-# The steps of the procedure, in order, each decoding its (secret-free) payload.
-activity(A.RESOLVE_EXCHANGE, lambda s, p: steps.resolve_exchange(s, p["roles"]))
-activity(
-    A.REGISTER_APP,
+def register(contract: C.Contract[Any, Any]) -> None:
+    """Record an activity's contract; for an activity whose trigger needs more bindings than
+    ``typed_activity`` gives (a Durable client), the module registering it calls this itself."""
+    if contract.name in REGISTERED:
+        raise ValueError(f"activity {contract.name} is registered twice")
+    REGISTERED[contract.name] = contract
+
+
+def typed_activity(
+    contract: C.Contract[P, Any],
+    work: Callable[[Services, P], Awaitable[Any]],
+    on: df.Blueprint | None = None,
+) -> None:
+    """Register one activity with its types (on ``on``, default this module's blueprint): the payload
+    is decoded into ``contract.payload`` before ``work`` runs, under the shared error policy (a
+    payload that does not decode is a bug, reported as unexpected), and the policy encodes the answer
+    (``to_json``)."""
+    register(contract)
+    activity(contract.name, lambda services, payload: work(services, contract.payload.from_json(payload)), on)
+
+
+# The steps of the procedure, in order.
+typed_activity(C.RESOLVE_EXCHANGE, lambda s, p: steps.resolve_exchange(s, p.roles))
+typed_activity(
+    C.REGISTER_APP,
     lambda s, p: steps.register_app(
         s,
-        onboarding_id=p["onboarding_id"],
-        display_name=p["display_name"],
-        roles=p["roles"],
-        resource=ExchangeResource.from_json(p["resource"]),
-        external_reference=p.get("external_reference"),
+        onboarding_id=p.onboarding_id,
+        display_name=p.display_name,
+        roles=p.roles,
+        resource=p.resource,
+        external_reference=p.external_reference,
     ),
 )
-activity(A.ENSURE_SERVICE_PRINCIPAL, lambda s, p: steps.ensure_service_principal(s, p["app_id"]))
-activity(
-    A.CREATE_SECRET,
+typed_activity(C.ENSURE_SERVICE_PRINCIPAL, lambda s, p: steps.ensure_service_principal(s, p.app_id))
+typed_activity(
+    C.CREATE_SECRET,
     lambda s, p: steps.create_secret(
         s,
-        onboarding_id=p["onboarding_id"],
-        tenant_id=p["tenant_id"],
-        app=AppRegistration.from_json(p["app"]),
-        lifetime_days=p["lifetime_days"],
-        protocols=p["protocols"],
+        onboarding_id=p.onboarding_id,
+        tenant_id=p.tenant_id,
+        app=p.app,
+        lifetime_days=p.lifetime_days,
+        protocols=p.protocols,
     ),
 )
-activity(
-    A.SEND_DECISION_EMAIL,
+typed_activity(
+    C.SEND_DECISION_EMAIL,
     lambda s, p: steps.send_decision_email(
         s,
-        onboarding_id=p["onboarding_id"],
-        request=OnboardingRequest.from_json(p["request"]),
-        app_id=p["app_id"],
-        nonce=p["nonce"],
-        deadline=datetime.fromisoformat(p["deadline"]),
-        reminder=p["reminder"],
-        mailbox_count=p.get("mailbox_count"),
+        onboarding_id=p.onboarding_id,
+        request=p.request,
+        app_id=p.app_id,
+        nonce=p.nonce,
+        deadline=datetime.fromisoformat(p.deadline),
+        reminder=p.reminder,
+        mailbox_count=p.mailbox_count,
     ),
 )
-activity(
-    A.GRANT_APP_ROLES,
+typed_activity(
+    C.GRANT_APP_ROLES,
     lambda s, p: steps.grant_app_roles(
-        s,
-        service_principal_id=p["service_principal_id"],
-        resource=ExchangeResource.from_json(p["resource"]),
-        roles=p["roles"],
+        s, service_principal_id=p.service_principal_id, resource=p.resource, roles=p.roles
     ),
 )
-activity(
-    A.CHECK_APP_ROLES,
+typed_activity(
+    C.CHECK_APP_ROLES,
     lambda s, p: steps.check_app_roles(
-        s,
-        service_principal_id=p["service_principal_id"],
-        resource=ExchangeResource.from_json(p["resource"]),
-        roles=p["roles"],
+        s, service_principal_id=p.service_principal_id, resource=p.resource, roles=p.roles
     ),
 )
-activity(
-    A.REGISTER_IN_EXCHANGE,
+typed_activity(
+    C.REGISTER_IN_EXCHANGE,
     lambda s, p: steps.register_in_exchange(
         s,
-        app_id=p["app_id"],
-        service_principal_id=p["service_principal_id"],
-        app_object_id=p["app_object_id"],
-        display_name=p["display_name"],
+        app_id=p.app_id,
+        service_principal_id=p.service_principal_id,
+        app_object_id=p.app_object_id,
+        display_name=p.display_name,
     ),
 )
-activity(
-    A.GRANT_MAILBOXES,
-    lambda s, p: steps.grant_mailboxes(
-        s, service_principal_id=p["service_principal_id"], mailboxes=p["mailboxes"], protocols=p["protocols"]
-    ),
-)
-activity(
-    A.VERIFY_MAILBOXES,
-    lambda s, p: steps.verify_mailboxes(
-        s,
-        tenant_id=p["tenant_id"],
-        app=AppRegistration.from_json(p["app"]),
-        secret=SecretRef.from_json(p["secret"]),
-        protocols=p["protocols"],
-        mailboxes=p["mailboxes"],
-    ),
-)
-activity(A.COMPENSATE, _compensate)
-activity(
-    A.NOTIFY_OUTCOME,
-    lambda s, p: steps.notify_outcome(
-        s,
-        request=OnboardingRequest.from_json(p["request"]),
-        result=OnboardingResult.from_json(p["result"]),
-        mailbox_count=p.get("mailbox_count"),
-    ),
+
+
+async def _grant_mailboxes(s: Services, p: C.GrantMailboxes) -> C.MailboxResults:
+    granted = await steps.grant_mailboxes(
+        s, service_principal_id=p.service_principal_id, mailboxes=p.mailboxes, protocols=p.protocols
+    )
+    return C.MailboxResults(tuple(granted))
+
+
+async def _verify_mailboxes(s: Services, p: C.VerifyMailboxes) -> C.MailboxResults:
+    verified = await steps.verify_mailboxes(
+        s, tenant_id=p.tenant_id, app=p.app, secret=p.secret, protocols=p.protocols, mailboxes=p.mailboxes
+    )
+    return C.MailboxResults(tuple(verified))
+
+
+async def _compensate(s: Services, p: C.Compensate) -> C.Compensation:
+    done = await steps.compensate(
+        s, onboarding_id=p.onboarding_id, app=p.app, exchange_registered=p.exchange_registered
+    )
+    return C.Compensation(tuple(done))
+
+
+typed_activity(C.GRANT_MAILBOXES, _grant_mailboxes)
+typed_activity(C.VERIFY_MAILBOXES, _verify_mailboxes)
+typed_activity(C.COMPENSATE, _compensate)
+typed_activity(
+    C.NOTIFY_OUTCOME,
+    lambda s, p: steps.notify_outcome(s, request=p.request, result=p.result, mailbox_count=p.mailbox_count),
 )

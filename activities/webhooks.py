@@ -14,8 +14,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import ActivityFailed, _run
+from activities import ActivityFailed, register, typed_activity
 from onboarding import activity_names as A
+from onboarding import contracts as C
 from onboarding import logcontext, webhook_hub
 from onboarding.domain import OnboardingRequest, OnboardingResult
 from onboarding.errors import OnboardingError
@@ -26,15 +27,18 @@ blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.activities")
 
 
-def event_data(payload: dict[str, Any]) -> Any:
+def event_data(emitted: C.EmitWebhookEvent) -> Any:
     """The completion event names every requested mailbox's result; the orchestration keeps only
     counts and the mailboxes that need an admin, so the list is spelled out here."""
-    data = payload["data"]
-    if payload["type"] == EventType.COMPLETED.value and "request" in payload:
+    data = emitted.data
+    if emitted.type == EventType.COMPLETED.value and emitted.request is not None:
         result = OnboardingResult.from_json(data)
-        request = OnboardingRequest.from_json(payload["request"])
+        request = OnboardingRequest.from_json(emitted.request)
         data = {**data, "mailboxes": [m.to_json() for m in result.mailbox_results(request)]}
     return data
+
+
+register(C.EMIT_WEBHOOK_EVENT)
 
 
 @blueprint.activity_trigger(input_name="payload", activity=A.EMIT_WEBHOOK_EVENT)
@@ -42,18 +46,15 @@ def event_data(payload: dict[str, Any]) -> Any:
 async def emit_webhook_event(
     payload: dict[str, Any], client: df.DurableOrchestrationClient
 ) -> dict[str, Any]:
-    onboarding_id = payload["onboarding_id"]
-    with logcontext.bound(onboarding_id, A.EMIT_WEBHOOK_EVENT):
-        return await _emit(client, onboarding_id, payload)
+    emitted = C.EMIT_WEBHOOK_EVENT.payload.from_json(payload)
+    with logcontext.bound(emitted.onboarding_id, A.EMIT_WEBHOOK_EVENT):
+        return await _emit(client, emitted)
 
 
-async def _emit(
-    client: df.DurableOrchestrationClient, onboarding_id: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    event = envelope(
-        onboarding_id, payload["sequence"], payload["type"], payload["occurred_at"], event_data(payload)
-    )
-    url = payload.get("callback_url")
+async def _emit(client: df.DurableOrchestrationClient, emitted: C.EmitWebhookEvent) -> dict[str, Any]:
+    onboarding_id = emitted.onboarding_id
+    event = envelope(onboarding_id, emitted.sequence, emitted.type, emitted.occurred_at, event_data(emitted))
+    url = emitted.callback_url
     try:
         if url:  # the request's callbackUrl is the first subscription, in place before event 1
             control = {"op": "subscribe", "subscriptionId": subscription_id(onboarding_id, url), "url": url}
@@ -66,14 +67,14 @@ async def _emit(
             type(exc).__name__,
         )
         raise ActivityFailed("The webhook event could not be handed to its delivery orchestration.") from None
-    return {"ok": {"id": event["id"]}}
+    return {"ok": C.EventHandedOver(event["id"]).to_json()}
 
 
-async def _deliver(services: Services, payload: dict[str, Any]) -> int:
+async def _deliver(services: Services, payload: C.DeliverWebhook) -> int:
     from onboarding.adapters.webhook import post_callback
     from onboarding.links import sign_callback
 
-    event = payload["event"]
+    event = payload.event
     body = json.dumps(event, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -82,13 +83,11 @@ async def _deliver(services: Services, payload: dict[str, Any]) -> int:
         "X-Onboarding-Event-Type": event["type"],
     }
     status = await post_callback(
-        payload["url"], body, headers, allow_private=services.settings.callback_allow_private_networks
+        payload.url, body, headers, allow_private=services.settings.callback_allow_private_networks
     )
     if status >= 400:
         raise OnboardingError(f"The callback receiver answered HTTP {status}.", fix="Check the receiver.")
     return status
 
 
-@blueprint.activity_trigger(input_name="payload", activity=A.DELIVER_WEBHOOK)
-async def deliver_webhook(payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(A.DELIVER_WEBHOOK, lambda services: _deliver(services, payload), payload)
+typed_activity(C.DELIVER_WEBHOOK, _deliver, on=blueprint)

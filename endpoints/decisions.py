@@ -32,7 +32,7 @@ import azure.functions as func
 from endpoints.http import ONBOARDING_ID, EngineUnavailable, fetch_status, html, log
 from endpoints.registry import blueprint
 from onboarding import logcontext, pages, signin, status_view
-from onboarding.domain import EVENT_DECISION, Decision, DecisionEvent, OnboardingRequest
+from onboarding.domain import EVENT_DECISION, Decision, DecisionEvent, OnboardingRequest, WaitKind
 from onboarding.errors import ConfigurationError
 from onboarding.links import APPROVAL_PURPOSES, DECISIONS, LinkClaims, LinkError, LinkPurpose, LinkSigner
 from onboarding.settings import Settings, load_settings
@@ -40,8 +40,6 @@ from onboarding.signin import Approver, CookieBox, SigninError
 from onboarding.validation import text_problem
 
 MAX_FORM_BYTES = 16 * 1024
-CONSENT_WAIT = "admin_consent"
-APPROVAL_WAIT = "admin_approval"
 MAILBOXES_PER_PAGE = 500
 _ERROR_CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -95,7 +93,7 @@ def _verify(token: str, purposes: frozenset[LinkPurpose] | set[LinkPurpose]) -> 
     return claims
 
 
-async def _check_waiting(client: df.DurableOrchestrationClient, claims: LinkClaims, kind: str) -> dict:
+async def _check_waiting(client: df.DurableOrchestrationClient, claims: LinkClaims, kind: WaitKind) -> dict:
     try:
         status = await fetch_status(client, claims.onboarding_id, show_input=True)
     except EngineUnavailable:
@@ -440,7 +438,7 @@ async def consent_callback_page(
         if not state:
             raise Refused("This page expects the link Entra ID redirects to after admin consent (no state).")
         claims = _verify(state, {LinkPurpose.CONSENT})
-        status = await _check_waiting(client, claims, CONSENT_WAIT)
+        status = await _check_waiting(client, claims, WaitKind.ADMIN_CONSENT)
         settings = _settings()
         request = _request_of(status)
     except Refused as refused:
@@ -501,7 +499,7 @@ async def consent_callback_confirm(
         if not state:
             raise Refused("The form is missing the consent state. Open the link from Entra ID again.")
         claims = _verify(state, {LinkPurpose.CONSENT})
-        status = await _check_waiting(client, claims, CONSENT_WAIT)
+        status = await _check_waiting(client, claims, WaitKind.ADMIN_CONSENT)
         settings = _settings()
         approver = _decider(req, settings, status)
         digest = _check_bound(settings, approver, claims, form, _request_of(status))
@@ -558,7 +556,7 @@ async def _raise(client: df.DurableOrchestrationClient, claims: LinkClaims, even
 async def approval_page(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
         claims = _verify(req.route_params.get("token", ""), APPROVAL_PURPOSES)
-        status = await _check_waiting(client, claims, APPROVAL_WAIT)
+        status = await _check_waiting(client, claims, WaitKind.ADMIN_APPROVAL)
         settings = _settings()
         request = _request_of(status)
     except Refused as refused:
@@ -601,7 +599,7 @@ async def approval_decide(req: func.HttpRequest, client: df.DurableOrchestration
             raise Refused("The decision must be approve or reject.")
         if choice not in DECISIONS[claims.purpose]:
             raise Refused(f"This link does not allow the decision {choice!r}.", HTTPStatus.FORBIDDEN)
-        status = await _check_waiting(client, claims, APPROVAL_WAIT)
+        status = await _check_waiting(client, claims, WaitKind.ADMIN_APPROVAL)
         settings = _settings()
         approver = _decider(req, settings, status)
         digest = _check_bound(settings, approver, claims, form, _request_of(status))

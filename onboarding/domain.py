@@ -16,6 +16,9 @@ from typing import Any, Self
 # Office 365 Exchange Online's appId is the same in every tenant (and cloud).
 EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 
+# A request's secret lifetime when it names none (onboarding.validation bounds what it may set).
+DEFAULT_SECRET_LIFETIME_DAYS = 180
+
 # Names shared by triggers, orchestrators and activities.
 ORCHESTRATOR = "onboarding_orchestrator"
 MAILBOX_BATCH_ORCHESTRATOR = "mailbox_batch_orchestrator"
@@ -78,7 +81,7 @@ class OnboardingRequest(_Json):
     mailboxes: tuple[str, ...]
     admin_emails: tuple[str, ...]
     consent_mode: ConsentMode = ConsentMode.CONSENT
-    secret_lifetime_days: int = 180
+    secret_lifetime_days: int = DEFAULT_SECRET_LIFETIME_DAYS
     callback_url: str | None = None
     external_reference: str | None = None
     idempotency_key: str | None = None
@@ -95,7 +98,7 @@ class OnboardingRequest(_Json):
             mailboxes=tuple(data["mailboxes"]),
             admin_emails=tuple(data["admin_emails"]),
             consent_mode=ConsentMode(data.get("consent_mode", ConsentMode.CONSENT)),
-            secret_lifetime_days=int(data.get("secret_lifetime_days", 180)),
+            secret_lifetime_days=int(data.get("secret_lifetime_days", DEFAULT_SECRET_LIFETIME_DAYS)),
             callback_url=data.get("callback_url"),
             external_reference=data.get("external_reference"),
             idempotency_key=data.get("idempotency_key"),
@@ -139,27 +142,34 @@ def vault_secret_name(onboarding_id: str) -> str:
 
 @dataclass(frozen=True)
 class WorkflowOptions(_Json):
-    """Settings the orchestrator needs, passed in its input because it may not read the environment."""
+    """Settings the orchestrator needs, passed in its input because it may not read the environment.
+    Their defaults are the settings' (``onboarding.settings.default_workflow_options``)."""
 
-    consent_deadline_hours: int = 120
-    consent_reminder_hours: int = 24
-    verify_window_minutes: int = 120
-    mailbox_batch_size: int = 200
+    consent_deadline_hours: int
+    consent_reminder_hours: int
+    verify_window_minutes: int
+    mailbox_batch_size: int
     # Most sub-orchestrations one orchestration starts; more batches are spread over a tree of
     # groups, so that no history (replayed whole at every step) grows with the number of mailboxes.
-    mailbox_fanout: int = 10
+    mailbox_fanout: int
     # Backoff for polling steps (replication, role assignments, propagation), in seconds.
-    poll_initial_seconds: int = 10
-    poll_max_seconds: int = 600
+    poll_initial_seconds: int
+    poll_max_seconds: int
     # First wait before Durable retries an activity that failed transiently (fixed interval).
-    retry_interval_seconds: int = 15
+    retry_interval_seconds: int
+
+
+def _default_options() -> WorkflowOptions:
+    from onboarding.settings import default_workflow_options  # settings imports this module
+
+    return default_workflow_options()
 
 
 @dataclass(frozen=True)
 class OnboardingInput(_Json):
     onboarding_id: str
     request: OnboardingRequest
-    options: WorkflowOptions = field(default_factory=WorkflowOptions)
+    options: WorkflowOptions = field(default_factory=_default_options)
     submitted_at: str = ""  # ISO 8601, set by the HTTP trigger
     # Who asked (endpoints.http.Requester.to_json: the Entra caller's ids, or "function-key"); never a
     # credential.
@@ -170,7 +180,7 @@ class OnboardingInput(_Json):
         return cls(
             onboarding_id=data["onboarding_id"],
             request=OnboardingRequest.from_json(data["request"]),
-            options=WorkflowOptions.from_json(data.get("options", {})),
+            options=WorkflowOptions.from_json(data["options"]) if "options" in data else _default_options(),
             submitted_at=data.get("submitted_at", ""),
             requested_by=dict(data.get("requested_by", {})),
         )
@@ -285,19 +295,43 @@ class StepState(StrEnum):
     COMPENSATED = "compensated"
 
 
-# The procedure, in order. Names are stable identifiers; titles are for people.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("resolve_exchange", "Resolve the Office 365 Exchange Online permissions"),
-    ("register_app", "Register the single-tenant app"),
-    ("service_principal", "Create the enterprise application (service principal)"),
-    ("client_secret", "Create the client secret and store it in Key Vault"),
-    ("admin_consent", "Admin consent"),
-    ("confirm_permissions", "Confirm the app role assignments"),
-    ("exchange_registration", "Register the service principal in Exchange Online"),
-    ("mailbox_permissions", "Grant FullAccess on each mailbox"),
-    ("verify_login", "Verify IMAP/POP login on each mailbox"),
-    ("finish", "Report the result"),
+class Step(StrEnum):
+    """The procedure's steps: stable identifiers, shown in the status and named in errors and logs."""
+
+    RESOLVE_EXCHANGE = "resolve_exchange"
+    REGISTER_APP = "register_app"
+    SERVICE_PRINCIPAL = "service_principal"
+    CLIENT_SECRET = "client_secret"  # noqa: S105 - a step name, not a password
+    ADMIN_CONSENT = "admin_consent"
+    CONFIRM_PERMISSIONS = "confirm_permissions"
+    EXCHANGE_REGISTRATION = "exchange_registration"
+    MAILBOX_PERMISSIONS = "mailbox_permissions"
+    VERIFY_LOGIN = "verify_login"
+    FINISH = "finish"
+    COMPENSATE = "compensate"  # not a step of the status: the log lines of the undo
+
+
+# The procedure, in order. Titles are for people.
+STEPS: tuple[tuple[Step, str], ...] = (
+    (Step.RESOLVE_EXCHANGE, "Resolve the Office 365 Exchange Online permissions"),
+    (Step.REGISTER_APP, "Register the single-tenant app"),
+    (Step.SERVICE_PRINCIPAL, "Create the enterprise application (service principal)"),
+    (Step.CLIENT_SECRET, "Create the client secret and store it in Key Vault"),
+    (Step.ADMIN_CONSENT, "Admin consent"),
+    (Step.CONFIRM_PERMISSIONS, "Confirm the app role assignments"),
+    (Step.EXCHANGE_REGISTRATION, "Register the service principal in Exchange Online"),
+    (Step.MAILBOX_PERMISSIONS, "Grant FullAccess on each mailbox"),
+    (Step.VERIFY_LOGIN, "Verify IMAP/POP login on each mailbox"),
+    (Step.FINISH, "Report the result"),
 )
+
+
+class WaitKind(StrEnum):
+    """What a waiting onboarding waits for (``waitingFor.kind`` in its status)."""
+
+    ADMIN_CONSENT = "admin_consent"  # a tenant admin's consent in Entra ID (consent mode)
+    ADMIN_APPROVAL = "admin_approval"  # a tenant admin's approval here (grant mode)
+    DIRECTORY_REPLICATION = "directory_replication"  # Graph or Exchange to see a new object
 
 
 class Outcome(StrEnum):
@@ -363,7 +397,7 @@ class OnboardingResult(_Json):
 class Waiting(_Json):
     """What the orchestration waits for, published in its custom status."""
 
-    kind: str  # "admin_consent" | "admin_approval" | "permission_propagation" | "directory_replication"
+    kind: str  # a WaitKind value
     nonce: str | None = None  # the decision links are bound to this; a link for another nonce is stale
     deadline: str | None = None  # ISO 8601
     reminders_sent: int = 0

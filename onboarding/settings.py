@@ -160,6 +160,34 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
+
+# The settings the orchestrator needs (it may not read the environment): WorkflowOptions field ->
+# setting. ``Settings`` has each as the setting's name in lower case.
+_WORKFLOW_SETTINGS = {
+    "consent_deadline_hours": "CONSENT_DEADLINE_HOURS",
+    "consent_reminder_hours": "CONSENT_REMINDER_HOURS",
+    "verify_window_minutes": "VERIFY_WINDOW_MINUTES",
+    "mailbox_batch_size": "MAILBOX_BATCH_SIZE",
+    "mailbox_fanout": "MAILBOX_FANOUT",
+    "poll_initial_seconds": "POLL_INITIAL_SECONDS",
+    "poll_max_seconds": "POLL_MAX_SECONDS",
+    "retry_interval_seconds": "ACTIVITY_RETRY_SECONDS",
+}
+
+
+def default_of(name: str) -> str:
+    """A setting's declared default (``SETTINGS``), the one place it is written."""
+    default = _SPEC_BY_NAME[name].default
+    if default is None:
+        raise KeyError(f"{name} has no default")
+    return default
+
+
+def default_workflow_options() -> WorkflowOptions:
+    """The orchestrator's options when nothing overrides a default (an input that carries none)."""
+    return WorkflowOptions(**{option: int(default_of(name)) for option, name in _WORKFLOW_SETTINGS.items()})
+
+
 _CLOUDS_FILE = Path(__file__).with_name("clouds.json")
 
 
@@ -169,7 +197,7 @@ def _clouds() -> dict[str, dict[str, str]]:
     return {name: preset for name, preset in data.items() if not name.startswith("_")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     tenant_id: str
     cloud: str
@@ -186,31 +214,32 @@ class Settings:
     mail_sender: str
     public_base_url: str
     link_signing_key: bytes = field(repr=False)
-    mailbox_batch_size: int = 200
-    mailbox_fanout: int = 10
-    mailbox_concurrency: int = 10
-    consent_deadline_hours: int = 120
-    consent_reminder_hours: int = 24
-    verify_window_minutes: int = 120
-    poll_initial_seconds: int = 10
-    poll_max_seconds: int = 600
-    activity_retry_seconds: int = 15
-    credential_expiry_warning_days: int = 30
-    callback_allow_private_networks: bool = False
-    enable_grant_mode: bool = False
+    # Defaults live in SETTINGS (from_env applies them), not here.
+    mailbox_batch_size: int
+    mailbox_fanout: int
+    mailbox_concurrency: int
+    consent_deadline_hours: int
+    consent_reminder_hours: int
+    verify_window_minutes: int
+    poll_initial_seconds: int
+    poll_max_seconds: int
+    activity_retry_seconds: int
+    credential_expiry_warning_days: int
+    callback_allow_private_networks: bool
+    enable_grant_mode: bool
     signin_client_id: str | None = None
     signin_client_secret: str | None = field(default=None, repr=False)
     approver_group_id: str | None = None
-    admin_email_domains: frozenset[str] = frozenset()
-    onboardings_per_requester_per_hour: int = 10
-    onboardings_per_hour: int = 50
-    emails_per_hour: int = 200
-    brand_organization_name: str = "Mail onboarding"
-    brand_logo_url: str = ""
-    brand_support_contact: str = ""
+    admin_email_domains: frozenset[str]
+    onboardings_per_requester_per_hour: int
+    onboardings_per_hour: int
+    emails_per_hour: int
+    brand_organization_name: str
+    brand_logo_url: str
+    brand_support_contact: str
     api_function_key: bytes = field(default=b"", repr=False)
     api_audiences: tuple[str, ...] = ()
-    api_access_token_version: TokenVersion = TokenVersion.V2
+    api_access_token_version: TokenVersion
     token_issuer_v1_host: str = ""
 
     def token_config(self) -> TokenConfig | None:
@@ -228,14 +257,7 @@ class Settings:
     def workflow_options(self) -> WorkflowOptions:
         """The part of the settings the orchestrator needs, passed in its input."""
         return WorkflowOptions(
-            consent_deadline_hours=self.consent_deadline_hours,
-            consent_reminder_hours=self.consent_reminder_hours,
-            verify_window_minutes=self.verify_window_minutes,
-            mailbox_batch_size=self.mailbox_batch_size,
-            mailbox_fanout=self.mailbox_fanout,
-            poll_initial_seconds=self.poll_initial_seconds,
-            poll_max_seconds=self.poll_max_seconds,
-            retry_interval_seconds=self.activity_retry_seconds,
+            **{option: getattr(self, name.lower()) for option, name in _WORKFLOW_SETTINGS.items()}
         )
 
     @property

@@ -186,7 +186,7 @@ def _steps(progress: Progress | None) -> list[dict[str, Any]]:
         state = entry.get("state", StepState.PENDING.value)
         steps.append(
             {
-                "name": name,
+                "name": name.value,
                 "title": title,
                 "state": state if state in {s.value for s in StepState} else StepState.PENDING.value,
                 "at": entry.get("at") or None,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from onboarding import emails
+from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed, ServicePrincipal
 from onboarding.domain import (
     EXCHANGE_ONLINE_APP_ID,
     VERIFIED_DETAIL,
@@ -89,16 +90,16 @@ async def register_app(
     )
 
 
-async def ensure_service_principal(svc: ServicesPort, app_id: str) -> dict[str, str]:
+async def ensure_service_principal(svc: ServicesPort, app_id: str) -> ServicePrincipal | Pending:
     try:
-        return {"service_principal_id": await svc.graph.ensure_service_principal(app_id)}
+        return ServicePrincipal(await svc.graph.ensure_service_principal(app_id))
     except TransientError as exc:
         if exc.code != "replication":
             raise
-        return {
-            "pending": "The new app is not visible to Microsoft Graph yet (directory replication).",
-            "fix": "Usually resolves within minutes; if it does not, check Entra ID service health.",
-        }
+        return Pending(
+            "The new app is not visible to Microsoft Graph yet (directory replication).",
+            fix="Usually resolves within minutes; if it does not, check Entra ID service health.",
+        )
 
 
 async def create_secret(
@@ -227,28 +228,28 @@ async def grant_app_roles(
 
 async def check_app_roles(
     svc: ServicesPort, *, service_principal_id: str, resource: ExchangeResource, roles: Sequence[str]
-) -> dict[str, Any]:
+) -> RolesConfirmed | Pending:
     try:
         assignments = await svc.graph.list_app_role_assignments(service_principal_id)
     except NotFoundError:
         # A service principal made moments ago may not have replicated to every directory replica.
-        return {
-            "pending": "The app's service principal is not visible to Microsoft Graph yet (directory replication).",
-            "fix": "Usually resolves within minutes; if it does not, check Entra ID service health.",
-        }
+        return Pending(
+            "The app's service principal is not visible to Microsoft Graph yet (directory replication).",
+            fix="Usually resolves within minutes; if it does not, check Entra ID service health.",
+        )
     held = {a.app_role_id for a in assignments if a.resource_id == resource.service_principal_id}
     missing = [role for role in roles if resource.app_role_ids[role] not in held]
     if missing:
-        return {
-            "pending": f"Microsoft Graph does not show the permission(s) {', '.join(missing)} as granted yet.",
-            "fix": "Grant admin consent for the app in Entra ID (Enterprise applications > Permissions).",
-        }
-    return {"confirmed": list(roles)}
+        return Pending(
+            f"Microsoft Graph does not show the permission(s) {', '.join(missing)} as granted yet.",
+            fix="Grant admin consent for the app in Entra ID (Enterprise applications > Permissions).",
+        )
+    return RolesConfirmed(tuple(roles))
 
 
 async def register_in_exchange(
     svc: ServicesPort, *, app_id: str, service_principal_id: str, app_object_id: str, display_name: str
-) -> dict[str, str]:
+) -> ExchangeRegistered | Pending:
     """New-ServicePrincipal with the enterprise app's object id. Exchange reads Entra through its own
     replica, so a principal made minutes ago may not be found yet: that is a wait, not a failure.
 
@@ -272,12 +273,12 @@ async def register_in_exchange(
                 fix=OBJECT_ID_FIX,
                 code="wrong_object_id",
             ) from None
-        return {
-            "pending": "Exchange Online does not see the app's service principal yet (directory replication).",
-            "fix": exc.fix
+        return Pending(
+            "Exchange Online does not see the app's service principal yet (directory replication).",
+            fix=exc.fix
             or "Usually resolves within minutes; check that the service principal exists in Entra ID.",
-        }
-    return {"registered": service_principal_id}
+        )
+    return ExchangeRegistered(service_principal_id)
 
 
 async def bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable[Any]]) -> list[Any]:

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onboarding import netcheck
-from onboarding.domain import ConsentMode, OnboardingRequest, Protocol
+from onboarding.domain import DEFAULT_SECRET_LIFETIME_DAYS, ConsentMode, OnboardingRequest, Protocol
 from onboarding.lookalike import display_name_problem
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -41,7 +41,6 @@ MAX_EXTERNAL_REFERENCE = 200
 MAX_IDEMPOTENCY_KEY = 100
 MAX_CALLBACK_URL = 2048
 SECRET_LIFETIME_DAYS = (1, 730)
-DEFAULT_SECRET_LIFETIME_DAYS = 180
 MAX_REPORTED_ERRORS = 100  # 10,000 bad mailboxes must not make a 10,000-entry error document
 _MAX_DEPTH = 32
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
-from onboarding import activity_names as A
+from onboarding import contracts as C
 from onboarding import emails, logcontext, opsevents, plan
 from onboarding.domain import (
     EVENT_CANCEL,
@@ -36,9 +36,11 @@ from onboarding.domain import (
     Outcome,
     Progress,
     SecretRef,
+    Step,
     StepError,
     StepState,
     Waiting,
+    WaitKind,
     WorkflowOptions,
 )
 from onboarding.signin import mailbox_digest
@@ -83,15 +85,16 @@ class Stopped(Exception):
 
 def call(
     context: df.DurableOrchestrationContext,
-    step: str,
-    name: str,
-    payload: dict[str, Any],
+    step: Step,
+    contract: C.Contract[Any, Any],
+    payload: C.Payload,
     retry: df.RetryOptions,
 ) -> Steps:
-    """Run an activity; turn a reported failure, or retries running out, into ``StepFailed``."""
+    """Run an activity and read its answer with its contract; turn a reported failure, or retries
+    running out, into ``StepFailed``."""
     try:
         reply = yield context.call_activity_with_retry(
-            name, retry, logcontext.with_log_fields(context, step, payload)
+            contract.name, retry, logcontext.with_log_fields(context, step.value, payload.to_json())
         )
     except Exception as exc:  # the activity kept failing; its message is already secret-free
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -105,7 +108,29 @@ def call(
         ) from None
     if "error" in reply:
         raise StepFailed(StepError.from_json({**reply["error"], "step": step}))
-    return reply["ok"]
+    return contract.result(reply["ok"])
+
+
+@dataclass(frozen=True)
+class ConsentWait:
+    """One wait for an admin's decision: what a decision must carry to answer it, and until when."""
+
+    mode: ConsentMode
+    nonce: str  # the links of this wait's emails carry it; a decision for another nonce is stale
+    digest: str  # the exact mailbox list (onboarding.signin.mailbox_digest) the admin must have seen
+    deadline: datetime
+
+    @property
+    def kind(self) -> WaitKind:
+        return WaitKind.ADMIN_CONSENT if self.mode is ConsentMode.CONSENT else WaitKind.ADMIN_APPROVAL
+
+    def published(self, reminders_sent: int = 0) -> Waiting:
+        return Waiting(
+            kind=self.kind.value,
+            nonce=self.nonce,
+            deadline=self.deadline.isoformat(),
+            reminders_sent=reminders_sent,
+        )
 
 
 class Onboarding:
@@ -116,16 +141,13 @@ class Onboarding:
         raw = context.get_input()
         self.job = OnboardingInput.from_json(raw)
         self.raw_request: dict[str, Any] = raw["request"]  # as given: re-encoding it costs on every replay
-        # What the emails need: the mailboxes they name and how many there are, not all 10,000.
-        self.email_request = {
-            **self.raw_request,
-            "mailboxes": self.raw_request["mailboxes"][: emails.SHOWN_MAILBOXES],
-        }
-        self.mailbox_count = len(self.raw_request["mailboxes"])
         self.request = self.job.request
+        # What the emails need: the mailboxes they name and how many there are, not all 10,000.
+        self.email_request = replace(self.request, mailboxes=self.request.mailboxes[: emails.SHOWN_MAILBOXES])
+        self.mailbox_count = len(self.request.mailboxes)
         self.options = self.job.options
         self.steps: dict[str, dict[str, str]] = {
-            name: {"state": StepState.PENDING.value} for name, _ in STEPS
+            name.value: {"state": StepState.PENDING.value} for name, _ in STEPS
         }
         self.waiting: Waiting | None = None
         self.mailbox_counts: dict[str, int] = {}
@@ -142,9 +164,9 @@ class Onboarding:
     def now(self) -> datetime:
         return self.context.current_utc_datetime
 
-    def mark(self, step: str, state: StepState, detail: str = "") -> None:
+    def mark(self, step: Step, state: StepState, detail: str = "") -> None:
         self.current_step = step
-        self.steps[step] = {"state": state.value, "at": self.now.isoformat(), "detail": detail}
+        self.steps[step.value] = {"state": state.value, "at": self.now.isoformat(), "detail": detail}
         self.publish()
 
     def event(self, event: opsevents.OpsEvent, **fields: object) -> None:
@@ -164,12 +186,12 @@ class Onboarding:
         )
         self.context.set_custom_status(progress.to_json())
 
-    def call(self, step: str, name: str, payload: dict[str, Any]) -> Steps:
-        return (yield from call(self.context, step, name, payload, self.retry))
+    def call(self, step: Step, contract: C.Contract[Any, Any], payload: C.Payload) -> Steps:
+        return (yield from call(self.context, step, contract, payload, self.retry))
 
-    def run_step(self, step: str, name: str, payload: dict[str, Any]) -> Steps:
+    def run_step(self, step: Step, contract: C.Contract[Any, Any], payload: C.Payload) -> Steps:
         self.mark(step, StepState.RUNNING)
-        result = yield from self.call(step, name, payload)
+        result = yield from self.call(step, contract, payload)
         self.mark(step, StepState.DONE)
         return result
 
@@ -179,22 +201,21 @@ class Onboarding:
         The number only moves on once the activity succeeded, so the delivery orchestration, which
         takes the events in order, is never left waiting for a number that was not sent. Progress
         events are a courtesy: one that cannot be handed over does not stop the onboarding."""
-        payload: dict[str, Any] = {
-            "onboarding_id": self.job.onboarding_id,
-            "sequence": self.events_sent + 1,
-            "type": event_type.value,
-            "occurred_at": self.now.isoformat(),
-            "data": data,
-        }
-        if self.events_sent == 0 and self.request.callback_url:
-            payload["callback_url"] = self.request.callback_url  # the first subscription
-        if event_type is EventType.COMPLETED:
-            payload["request"] = self.raw_request  # to name every mailbox's result
+        payload = C.EmitWebhookEvent(
+            onboarding_id=self.job.onboarding_id,
+            sequence=self.events_sent + 1,
+            type=event_type.value,
+            occurred_at=self.now.isoformat(),
+            data=data,
+            # The first event subscribes the request's callback; the last names every mailbox's result.
+            callback_url=self.request.callback_url if self.events_sent == 0 else None,
+            request=self.raw_request if event_type is EventType.COMPLETED else None,
+        )
         try:
             yield self.context.call_activity_with_retry(
-                A.EMIT_WEBHOOK_EVENT,
+                C.EMIT_WEBHOOK_EVENT.name,
                 self.retry,
-                logcontext.with_log_fields(self.context, self.current_step, payload),
+                logcontext.with_log_fields(self.context, self.current_step.value, payload.to_json()),
             )
         except Exception:
             return False
@@ -225,23 +246,29 @@ class Onboarding:
             timer.cancel()
             raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
 
-    def poll(self, step: str, name: str, payload: dict[str, Any], *, kind: str, limit: timedelta) -> Steps:
-        """Repeat an activity that answers ``{"pending": reason}`` until it answers, with backoff."""
+    def poll(
+        self,
+        step: Step,
+        contract: C.Contract[Any, Any],
+        payload: C.Payload,
+        *,
+        kind: WaitKind,
+        limit: timedelta,
+    ) -> Steps:
+        """Repeat an activity that answers ``Pending`` until it answers, with backoff."""
         self.mark(step, StepState.RUNNING)
         give_up = self.now + limit
         attempt = 0
         while True:
-            result = yield from self.call(step, name, payload)
-            if "pending" not in result:
+            result = yield from self.call(step, contract, payload)
+            if not isinstance(result, C.Pending):
                 self.mark(step, StepState.DONE)
                 return result
             if self.now >= give_up:
                 raise StepFailed(
-                    StepError(
-                        step=step, message=result["pending"], fix=result.get("fix", ""), code="timed_out"
-                    )
+                    StepError(step=step, message=result.reason, fix=result.fix, code="timed_out")
                 )
-            self.mark(step, StepState.WAITING, result["pending"])
+            self.mark(step, StepState.WAITING, result.reason)
             wake = min(
                 self.now
                 + plan.backoff(attempt, self.options.poll_initial_seconds, self.options.poll_max_seconds),
@@ -270,7 +297,7 @@ class Onboarding:
             counts, attention = yield from self.mailboxes()
             return (yield from self.finish(plan.outcome_for(counts), counts=counts, attention=attention))
         except StepFailed as failure:
-            self.mark(failure.error.step, StepState.FAILED, failure.error.message)
+            self.mark(Step(failure.error.step), StepState.FAILED, failure.error.message)
             undone = yield from self.compensate()
             return (yield from self.finish(Outcome.FAILED, error=failure.error, compensation=undone))
         except Stopped as stop:
@@ -281,102 +308,112 @@ class Onboarding:
             return (yield from self.finish(stop.outcome, error=error, compensation=undone))
 
     def resolve_exchange(self) -> Steps:
-        roles = {"roles": list(self.request.app_roles)}
-        resource = yield from self.run_step("resolve_exchange", A.RESOLVE_EXCHANGE, roles)
-        return ExchangeResource.from_json(resource)
+        payload = C.ResolveExchange(roles=self.request.app_roles)
+        resource: ExchangeResource = yield from self.run_step(
+            Step.RESOLVE_EXCHANGE, C.RESOLVE_EXCHANGE, payload
+        )
+        return resource
 
     def register_app(self, resource: ExchangeResource) -> Steps:
-        app = yield from self.run_step(
-            "register_app",
-            A.REGISTER_APP,
-            {
-                "onboarding_id": self.job.onboarding_id,
-                "display_name": self.request.display_name,
-                "roles": list(self.request.app_roles),
-                "resource": resource.to_json(),
-                "external_reference": self.request.external_reference,
-            },
+        self.app = yield from self.run_step(
+            Step.REGISTER_APP,
+            C.REGISTER_APP,
+            C.RegisterApp(
+                onboarding_id=self.job.onboarding_id,
+                display_name=self.request.display_name,
+                roles=self.request.app_roles,
+                resource=resource,
+                external_reference=self.request.external_reference,
+            ),
         )
-        self.app = AppRegistration.from_json(app)
-        sp = yield from self.poll(
-            "service_principal",
-            A.ENSURE_SERVICE_PRINCIPAL,
-            {"app_id": self.app.app_id},
-            kind="directory_replication",
+        assert self.app is not None
+        sp: C.ServicePrincipal = yield from self.poll(
+            Step.SERVICE_PRINCIPAL,
+            C.ENSURE_SERVICE_PRINCIPAL,
+            C.EnsureServicePrincipal(app_id=self.app.app_id),
+            kind=WaitKind.DIRECTORY_REPLICATION,
             limit=timedelta(hours=1),
         )
-        self.app = replace(self.app, service_principal_id=sp["service_principal_id"])
+        self.app = replace(self.app, service_principal_id=sp.service_principal_id)
         self.publish()
 
     def create_secret(self) -> Steps:
         assert self.app is not None
-        secret = yield from self.run_step(
-            "client_secret",
-            A.CREATE_SECRET,
-            {
-                "onboarding_id": self.job.onboarding_id,
-                "tenant_id": self.request.tenant_id,
-                "app": self.app.to_json(),
-                "lifetime_days": self.request.secret_lifetime_days,
-                "protocols": [p.value for p in self.request.protocols],
-            },
+        self.secret = yield from self.run_step(
+            Step.CLIENT_SECRET,
+            C.CREATE_SECRET,
+            C.CreateSecret(
+                onboarding_id=self.job.onboarding_id,
+                tenant_id=self.request.tenant_id,
+                app=self.app,
+                lifetime_days=self.request.secret_lifetime_days,
+                protocols=self.protocols,
+            ),
         )
-        self.secret = SecretRef.from_json(secret)
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return tuple(p.value for p in self.request.protocols)
 
     def obtain_consent(self, resource: ExchangeResource) -> Steps:
-        """Email the admins, then wait for a signed-in admin's decision on this exact mailbox list,
-        with reminders, until the deadline. Consent given in Entra (or the portal) is looked up in
-        Graph at each reminder and at the deadline: a consented app is never deleted."""
+        """Email the admins, wait for a signed-in admin's decision on this exact mailbox list (with
+        reminders, until the deadline), then act on it."""
         assert self.app is not None
-        mode = self.request.consent_mode
-        kind = "admin_consent" if mode is ConsentMode.CONSENT else "admin_approval"
-        nonce = str(self.context.new_uuid())
-        digest = mailbox_digest(self.raw_request["mailboxes"])
-        deadline = self.now + timedelta(hours=self.options.consent_deadline_hours)
-        email = {
-            "onboarding_id": self.job.onboarding_id,
-            "request": self.email_request,
-            "mailbox_count": self.mailbox_count,
-            "app_id": self.app.app_id,
-            "nonce": nonce,
-            "deadline": deadline.isoformat(),
-        }
+        wait = ConsentWait(
+            mode=self.request.consent_mode,
+            nonce=str(self.context.new_uuid()),
+            digest=mailbox_digest(self.raw_request["mailboxes"]),
+            deadline=self.now + timedelta(hours=self.options.consent_deadline_hours),
+        )
         # Publish the wait before the email goes out: an admin who clicks at once must find the
         # onboarding already waiting for this nonce, or the link would be refused as stale.
-        self.waiting = Waiting(kind=kind, nonce=nonce, deadline=deadline.isoformat())
-        self.mark("admin_consent", StepState.WAITING, "Waiting for a tenant admin.")
-        yield from self.call("admin_consent", A.SEND_DECISION_EMAIL, {**email, "reminder": 0})
-        yield from self.emit(EventType.WAITING_FOR_ADMIN, {"kind": kind, "deadline": deadline.isoformat()})
+        self.waiting = wait.published()
+        self.mark(Step.ADMIN_CONSENT, StepState.WAITING, "Waiting for a tenant admin.")
+        yield from self.call(Step.ADMIN_CONSENT, C.SEND_DECISION_EMAIL, self.decision_email(wait, reminder=0))
+        yield from self.emit(
+            EventType.WAITING_FOR_ADMIN, {"kind": wait.kind.value, "deadline": wait.deadline.isoformat()}
+        )
+        event = yield from self.decision(wait, resource)
+        yield from self.act_on(event, wait.mode, resource)
+
+    def decision_email(self, wait: ConsentWait, reminder: int) -> C.SendDecisionEmail:
+        assert self.app is not None
+        return C.SendDecisionEmail(
+            onboarding_id=self.job.onboarding_id,
+            request=self.email_request,
+            mailbox_count=self.mailbox_count,
+            app_id=self.app.app_id,
+            nonce=wait.nonce,
+            deadline=wait.deadline.isoformat(),
+            reminder=reminder,
+        )
+
+    def decision(self, wait: ConsentWait, resource: ExchangeResource) -> Steps:
+        """The first decision that answers ``wait``, reminding the admins every
+        ``consent_reminder_hours``. Consent given in Entra (or the portal) is looked up in Graph at
+        each reminder and at the deadline: a consented app is never deleted."""
         reminders = 0
         consented = False
         decision_wait: TaskBase | None = None  # kept until it yields a decision, for the same reason
         while True:
-            if self.now >= deadline:
+            if self.now >= wait.deadline:
                 consented = consented or (yield from self.consented_in_entra(resource))
                 raise self.expired(consented)
-            self.waiting = Waiting(
-                kind=kind, nonce=nonce, deadline=deadline.isoformat(), reminders_sent=reminders
+            self.show_waiting(wait, reminders, consented)
+            wake = plan.next_wake(
+                self.now, wait.deadline, timedelta(hours=self.options.consent_reminder_hours)
             )
-            detail = "Consented in Entra ID; waiting for a signed-in admin to confirm the mailboxes."
-            self.mark(
-                "admin_consent", StepState.WAITING, detail if consented else "Waiting for a tenant admin."
-            )
-            # Logged at each reminder too: the "waiting past deadline" alert needs a recent line.
-            self.event(opsevents.OpsEvent.ONBOARDING_WAITING, kind=kind, deadline=deadline.isoformat())
-            wake = plan.next_wake(self.now, deadline, timedelta(hours=self.options.consent_reminder_hours))
             timer = self.context.create_timer(wake)
             if decision_wait is None:
                 decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
             cancel_wait = self.cancel_wait
             winner = yield self.context.task_any([decision_wait, cancel_wait, timer])
             if winner is timer:
-                if self.now < deadline:
+                if self.now < wait.deadline:
                     consented = consented or (yield from self.consented_in_entra(resource))
                     reminders += 1
                     yield from self.call(
-                        "admin_consent",
-                        A.SEND_DECISION_EMAIL,
-                        {**email, "reminder": reminders, "consented_in_entra": consented},
+                        Step.ADMIN_CONSENT, C.SEND_DECISION_EMAIL, self.decision_email(wait, reminders)
                     )
                 continue
             timer.cancel()
@@ -385,50 +422,58 @@ class Onboarding:
                 raise Stopped(Outcome.CANCELLED, "The requester cancelled the onboarding.")
             event = DecisionEvent.from_event(decision_wait.result)
             decision_wait = None  # read: the next decision needs a wait of its own
-            if event is None or not plan.accepts(event, nonce=nonce, mode=mode, digest=digest):
-                continue  # stale, malformed, unsigned or for another mailbox list: changes nothing
-            self.waiting = None
-            if not plan.is_go_ahead(event.decision):
-                detail = "The tenant admin rejected the request."
-                if event.error:
-                    detail = f"The tenant admin declined consent in Entra ID ({event.error})."
-                raise Stopped(Outcome.REJECTED, detail)
-            # Who decided stays in the history (the event), not in the status the requester reads.
-            self.mark("admin_consent", StepState.DONE, f"{event.decision.value} by a signed-in tenant admin")
-            yield from self.emit(
-                EventType.APPROVED if mode is ConsentMode.GRANT else EventType.CONSENT_GRANTED,
-                {"decision": event.decision.value},
-            )
-            if mode is ConsentMode.GRANT:
-                assert self.app.service_principal_id is not None
-                yield from self.call(
-                    "admin_consent",
-                    A.GRANT_APP_ROLES,
-                    {
-                        "service_principal_id": self.app.service_principal_id,
-                        "resource": resource.to_json(),
-                        "roles": list(self.request.app_roles),
-                    },
-                )
-            return
+            if event is not None and plan.accepts(
+                event, nonce=wait.nonce, mode=wait.mode, digest=wait.digest
+            ):
+                self.waiting = None
+                return event
+            # A stale, malformed, unsigned decision, or one for another mailbox list, changes nothing.
+
+    def show_waiting(self, wait: ConsentWait, reminders: int, consented: bool) -> None:
+        self.waiting = wait.published(reminders)
+        detail = "Consented in Entra ID; waiting for a signed-in admin to confirm the mailboxes."
+        self.mark(
+            Step.ADMIN_CONSENT, StepState.WAITING, detail if consented else "Waiting for a tenant admin."
+        )
+        # Logged at each reminder too: the "waiting past deadline" alert needs a recent line.
+        self.event(
+            opsevents.OpsEvent.ONBOARDING_WAITING, kind=wait.kind.value, deadline=wait.deadline.isoformat()
+        )
+
+    def act_on(self, event: DecisionEvent, mode: ConsentMode, resource: ExchangeResource) -> Steps:
+        """Stop on a refusal; on a go-ahead, say so, and in grant mode assign the app roles."""
+        assert self.app is not None
+        if not plan.is_go_ahead(event.decision):
+            detail = "The tenant admin rejected the request."
+            if event.error:
+                detail = f"The tenant admin declined consent in Entra ID ({event.error})."
+            raise Stopped(Outcome.REJECTED, detail)
+        # Who decided stays in the history (the event), not in the status the requester reads.
+        self.mark(Step.ADMIN_CONSENT, StepState.DONE, f"{event.decision.value} by a signed-in tenant admin")
+        yield from self.emit(
+            EventType.APPROVED if mode is ConsentMode.GRANT else EventType.CONSENT_GRANTED,
+            {"decision": event.decision.value},
+        )
+        if mode is ConsentMode.GRANT:
+            assert self.app.service_principal_id is not None
+            yield from self.call(Step.ADMIN_CONSENT, C.GRANT_APP_ROLES, self.app_roles(resource))
+
+    def app_roles(self, resource: ExchangeResource) -> C.AppRoles:
+        assert self.app is not None and self.app.service_principal_id is not None
+        return C.AppRoles(
+            service_principal_id=self.app.service_principal_id,
+            resource=resource,
+            roles=self.request.app_roles,
+        )
 
     def consented_in_entra(self, resource: ExchangeResource) -> Steps:
         """Whether Graph shows the app's role assignments (consent given in Entra or the portal).
         A lookup that fails counts as not consented: the next reminder or the deadline looks again."""
-        assert self.app is not None
         try:
-            reply = yield from self.call(
-                "admin_consent",
-                A.CHECK_APP_ROLES,
-                {
-                    "service_principal_id": self.app.service_principal_id,
-                    "resource": resource.to_json(),
-                    "roles": list(self.request.app_roles),
-                },
-            )
+            reply = yield from self.call(Step.ADMIN_CONSENT, C.CHECK_APP_ROLES, self.app_roles(resource))
         except StepFailed:
             return False
-        return "confirmed" in reply
+        return isinstance(reply, C.RolesConfirmed)
 
     def expired(self, consented: bool) -> Stopped:
         """The deadline passed without a decision. An app an admin consented to stays (deleting it
@@ -449,32 +494,27 @@ class Onboarding:
 
     def confirm_permissions(self, resource: ExchangeResource) -> Steps:
         """Never trust the redirect: the app role assignments must exist in Graph."""
-        assert self.app is not None
         yield from self.poll(
-            "confirm_permissions",
-            A.CHECK_APP_ROLES,
-            {
-                "service_principal_id": self.app.service_principal_id,
-                "resource": resource.to_json(),
-                "roles": list(self.request.app_roles),
-            },
-            kind="directory_replication",
+            Step.CONFIRM_PERMISSIONS,
+            C.CHECK_APP_ROLES,
+            self.app_roles(resource),
+            kind=WaitKind.DIRECTORY_REPLICATION,
             limit=timedelta(hours=1),
         )
 
     def register_in_exchange(self) -> Steps:
-        assert self.app is not None
+        assert self.app is not None and self.app.service_principal_id is not None
         self.exchange_registered = True  # from the first attempt on: removing it later is idempotent
         yield from self.poll(
-            "exchange_registration",
-            A.REGISTER_IN_EXCHANGE,
-            {
-                "app_id": self.app.app_id,
-                "service_principal_id": self.app.service_principal_id,
-                "app_object_id": self.app.object_id,
-                "display_name": self.request.display_name,
-            },
-            kind="directory_replication",
+            Step.EXCHANGE_REGISTRATION,
+            C.REGISTER_IN_EXCHANGE,
+            C.RegisterInExchange(
+                app_id=self.app.app_id,
+                service_principal_id=self.app.service_principal_id,
+                app_object_id=self.app.object_id,
+                display_name=self.request.display_name,
+            ),
+            kind=WaitKind.DIRECTORY_REPLICATION,
             limit=timedelta(hours=1),
         )
 
@@ -485,17 +525,18 @@ class Onboarding:
         Each batch answers with its counts and the mailboxes that did not verify, never one result
         per mailbox: this runs again on every replay, so its cost must not grow with N."""
         assert self.app is not None and self.secret is not None
-        self.mark("mailbox_permissions", StepState.RUNNING)
-        self.mark("verify_login", StepState.RUNNING)
-        shared = {
-            "onboarding_id": self.job.onboarding_id,
-            "tenant_id": self.request.tenant_id,
-            "app": self.app.to_json(),
-            "secret": self.secret.to_json(),
-            "protocols": [p.value for p in self.request.protocols],
-            "options": self.options.to_json(),
-        }
-        summary = yield from self.mailbox_children(shared)
+        self.mark(Step.MAILBOX_PERMISSIONS, StepState.RUNNING)
+        self.mark(Step.VERIFY_LOGIN, StepState.RUNNING)
+        job = C.MailboxJob(
+            onboarding_id=self.job.onboarding_id,
+            tenant_id=self.request.tenant_id,
+            app=self.app,
+            secret=self.secret,
+            protocols=self.protocols,
+            options=self.options,
+            mailboxes=self.request.mailboxes,
+        )
+        summary = yield from self.mailbox_children(job)
         counts: dict[str, int] = summary["counts"]
         # Kept as the batches' JSON: decoding and re-encoding them on every replay is wasted work.
         attention: list[dict[str, Any]] = summary["attention"]
@@ -503,14 +544,14 @@ class Onboarding:
         total = sum(counts.values())
         text = f"{total - len(attention)} of {total} mailboxes verified"
         state = StepState.DONE if not attention else StepState.FAILED
-        self.mark("mailbox_permissions", StepState.DONE, text)
-        self.mark("verify_login", state, text)
+        self.mark(Step.MAILBOX_PERMISSIONS, StepState.DONE, text)
+        self.mark(Step.VERIFY_LOGIN, state, text)
         return counts, attention
 
-    def mailbox_children(self, shared: dict[str, Any]) -> Steps:
+    def mailbox_children(self, job: C.MailboxJob) -> Steps:
         """The parent's level of ``mailbox_tree``, taking the children as they finish: one progress
         event per child (a batch, or a group of batches when there are more than the fanout)."""
-        children = tree_children(self.context, shared, self.raw_request["mailboxes"], 0, self.options)
+        children = tree_children(self.context, job)
         total = sum(n for _, n in children)
         batches = dict(children)
         replies: list[dict[str, Any]] = []
@@ -539,20 +580,17 @@ class Onboarding:
         if self.app is None and self.secret is None:
             return ()
         try:
-            reply = yield self.context.call_activity_with_retry(
-                A.COMPENSATE,
-                self.retry,
-                logcontext.with_log_fields(
-                    self.context,
-                    "compensate",
-                    {
-                        "onboarding_id": self.job.onboarding_id,
-                        "app": self.app.to_json() if self.app else None,
-                        "exchange_registered": self.exchange_registered,
-                    },
-                ),
+            payload = C.Compensate(
+                onboarding_id=self.job.onboarding_id,
+                app=self.app,
+                exchange_registered=self.exchange_registered,
             )
-            return tuple(reply["ok"]["done"])
+            reply = yield self.context.call_activity_with_retry(
+                C.COMPENSATE.name,
+                self.retry,
+                logcontext.with_log_fields(self.context, Step.COMPENSATE.value, payload.to_json()),
+            )
+            return C.COMPENSATE.result(reply["ok"]).done
         except Exception:
             left = []
             if self.app:
@@ -584,18 +622,19 @@ class Onboarding:
             error=error,
             compensation=compensation,
         )
-        self.mark("finish", StepState.RUNNING)
+        self.mark(Step.FINISH, StepState.RUNNING)
         summary = {**result.to_json(), "attention": attention or []}
         notes = []
         try:
+            email = C.NotifyOutcome(
+                request=self.email_request,
+                result=replace(result, attention=tuple(MailboxResult.from_json(a) for a in attention or ())),
+                mailbox_count=self.mailbox_count,
+            )
             yield self.context.call_activity_with_retry(
-                A.NOTIFY_OUTCOME,
+                C.NOTIFY_OUTCOME.name,
                 self.retry,
-                logcontext.with_log_fields(
-                    self.context,
-                    "finish",
-                    {"request": self.email_request, "mailbox_count": self.mailbox_count, "result": summary},
-                ),
+                logcontext.with_log_fields(self.context, Step.FINISH.value, email.to_json()),
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
             notes.append("The summary email could not be sent.")
@@ -603,11 +642,11 @@ class Onboarding:
             notes.append("The completion event could not be queued for delivery.")
         elif self.request.callback_url:
             notes.append("Completion event queued for delivery.")
-        self.mark("finish", StepState.DONE, " ".join(notes))
+        self.mark(Step.FINISH, StepState.DONE, " ".join(notes))
         self.event(
             opsevents.OpsEvent.ONBOARDING_FINISHED,
             outcome=outcome.value,
-            step=error.step if error else "finish",
+            step=error.step if error else Step.FINISH.value,
             mailbox_counts=counts or {},
         )
         return summary
@@ -618,36 +657,28 @@ def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     return (yield from Onboarding(context).run())
 
 
-def tree_children(
-    context: df.DurableOrchestrationContext,
-    shared: dict[str, Any],
-    mailboxes: list[str],
-    first_batch: int,
-    options: WorkflowOptions,
-) -> list[tuple[Any, int]]:
-    """Start ``mailboxes`` as batches numbered from ``first_batch``: each child task with its batch count.
+def tree_children(context: df.DurableOrchestrationContext, job: C.MailboxJob) -> list[tuple[Any, int]]:
+    """Start the job's mailboxes as batches numbered from its ``first_batch``: each child task with its
+    batch count.
 
     At most ``mailbox_fanout`` children: the batches themselves when there are that few, else groups
     of consecutive batches, each a sub-orchestration doing this one level down. A history holds a
     few events per child, so with the children bounded no history grows with N (10,000 mailboxes in
     batches of 200: the parent starts 5 groups of 10 batches instead of 50 batches). Batch ids do not
     depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``."""
-    size = options.mailbox_batch_size
-    root = shared["onboarding_id"]
+    size = job.options.mailbox_batch_size
+    root = job.onboarding_id
     children = []
-    for start, stop in plan.groups(-(-len(mailboxes) // size), options.mailbox_fanout):
-        part = mailboxes[start * size : stop * size]
-        first, last = first_batch + start, first_batch + stop - 1
+    for start, stop in plan.groups(-(-len(job.mailboxes) // size), job.options.mailbox_fanout):
+        part = replace(
+            job, mailboxes=job.mailboxes[start * size : stop * size], first_batch=job.first_batch + start
+        )
+        first, last = job.first_batch + start, job.first_batch + stop - 1
         if first == last:
-            name, job, instance_id = (
-                MAILBOX_BATCH_ORCHESTRATOR,
-                {**shared, "mailboxes": part},
-                f"{root}:mailboxes:{first}",
-            )
+            name, instance_id = MAILBOX_BATCH_ORCHESTRATOR, f"{root}:mailboxes:{first}"
         else:
             name, instance_id = MAILBOX_GROUP_ORCHESTRATOR, f"{root}:mailboxes:{first}-{last}"
-            job = {**shared, "mailboxes": part, "first_batch": first}
-        children.append((context.call_sub_orchestrator(name, job, instance_id), stop - start))
+        children.append((context.call_sub_orchestrator(name, part.to_json(), instance_id), stop - start))
     return children
 
 
@@ -659,15 +690,9 @@ def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def mailbox_tree(
-    context: df.DurableOrchestrationContext,
-    shared: dict[str, Any],
-    mailboxes: list[str],
-    first_batch: int,
-    options: WorkflowOptions,
-) -> Steps:
-    """Run ``mailboxes`` as batches numbered from ``first_batch`` and sum up their answers."""
-    children = tree_children(context, shared, mailboxes, first_batch, options)
+def mailbox_tree(context: df.DurableOrchestrationContext, job: C.MailboxJob) -> Steps:
+    """Run the job's mailboxes as batches numbered from its ``first_batch`` and sum up their answers."""
+    children = tree_children(context, job)
     replies = yield context.task_all([task for task, _ in children])
     return merge_replies(replies)
 
@@ -675,10 +700,7 @@ def mailbox_tree(
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_GROUP_ORCHESTRATOR)
 def mailbox_group_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     """Consecutive batches of one onboarding, run and summed up as the parent would (``mailbox_tree``)."""
-    job = context.get_input()
-    shared = {k: v for k, v in job.items() if k not in ("mailboxes", "first_batch")}
-    options = WorkflowOptions.from_json(job["options"])
-    return (yield from mailbox_tree(context, shared, job["mailboxes"], job["first_batch"], options))
+    return (yield from mailbox_tree(context, C.MailboxJob.from_json(context.get_input())))
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_BATCH_ORCHESTRATOR)
@@ -688,64 +710,85 @@ def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps
     It never fails as a whole: a step that cannot complete marks its mailboxes failed, with the cause,
     so the parent always gets one result per mailbox.
     """
-    job = context.get_input()
-    options = WorkflowOptions.from_json(job["options"])
-    retry = retry_policy(options)
-    mailboxes: list[str] = job["mailboxes"]
+    batch = MailboxBatch(context, C.MailboxJob.from_json(context.get_input()))
     try:
-        granted = yield from call(
-            context,
-            "mailbox_permissions",
-            A.GRANT_MAILBOXES,
-            {
-                "service_principal_id": job["app"]["service_principal_id"],
-                "mailboxes": mailboxes,
-                "protocols": job["protocols"],
-            },
-            retry,
-        )
+        results = yield from batch.grant()
     except StepFailed as failure:
         detail = f"FullAccess could not be granted: {failure.error.message} {failure.error.fix}".strip()
-        return batch_summary(MailboxResult(m, MailboxState.FAILED, detail) for m in mailboxes)
-    results = {r["mailbox"]: MailboxResult.from_json(r) for r in granted}
-    pending = [m for m, r in results.items() if r.state is MailboxState.GRANTED]
-    give_up = context.current_utc_datetime + timedelta(minutes=options.verify_window_minutes)
-    attempt = 0
-    why = ""
-    while pending:
-        try:
-            verified = yield from call(
-                context,
-                "verify_login",
-                A.VERIFY_MAILBOXES,
-                {
-                    "tenant_id": job["tenant_id"],
-                    "app": job["app"],
-                    "secret": job["secret"],
-                    "protocols": job["protocols"],
-                    "mailboxes": pending,
-                },
-                retry,
-            )
-        except StepFailed as failure:
-            why = f"Verification could not run: {failure.error.message} {failure.error.fix}".strip()
-            break
-        for item in verified:
-            results[item["mailbox"]] = MailboxResult.from_json(item)
-        pending = [m for m in pending if results[m].state is MailboxState.GRANTED]
-        if not pending or context.current_utc_datetime >= give_up:
-            break
-        wait = plan.backoff(attempt, options.poll_initial_seconds, options.poll_max_seconds)
-        yield context.create_timer(min(context.current_utc_datetime + wait, give_up))
-        attempt += 1
-    for mailbox in pending:
-        last = results[mailbox]
+        return batch_summary(MailboxResult(m, MailboxState.FAILED, detail) for m in batch.mailboxes)
+    results = yield from batch.verify(results)
+    return batch_summary(results.values())
+
+
+class MailboxBatch:
+    """One batch's grants and its verification loop (``mailbox_batch_orchestrator``)."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, job: C.MailboxJob) -> None:
+        self.context = context
+        self.options = job.options
+        self.retry = retry_policy(self.options)
+        self.mailboxes = job.mailboxes
+        self.app = job.app
+        self.secret = job.secret
+        self.tenant_id = job.tenant_id
+        self.protocols = job.protocols
+
+    def grant(self) -> Steps:
+        """Each mailbox's result after the grants, by mailbox."""
+        assert self.app.service_principal_id is not None
+        payload = C.GrantMailboxes(
+            service_principal_id=self.app.service_principal_id,
+            mailboxes=self.mailboxes,
+            protocols=self.protocols,
+        )
+        granted: C.MailboxResults = yield from call(
+            self.context, Step.MAILBOX_PERMISSIONS, C.GRANT_MAILBOXES, payload, self.retry
+        )
+        return {r.mailbox: r for r in granted.results}
+
+    def verify(self, results: dict[str, MailboxResult]) -> Steps:
+        """Log in on every granted mailbox, again with backoff while logins are refused (permissions
+        propagate), until each verified or the window ended; what still waits then has failed."""
+        options = self.options
+        pending = [m for m, r in results.items() if r.state is MailboxState.GRANTED]
+        give_up = self.context.current_utc_datetime + timedelta(minutes=options.verify_window_minutes)
+        attempt = 0
+        why = ""
+        while pending:
+            try:
+                results.update((yield from self.verify_once(pending)))
+            except StepFailed as failure:
+                why = f"Verification could not run: {failure.error.message} {failure.error.fix}".strip()
+                break
+            pending = [m for m in pending if results[m].state is MailboxState.GRANTED]
+            if not pending or self.context.current_utc_datetime >= give_up:
+                break
+            wait = plan.backoff(attempt, options.poll_initial_seconds, options.poll_max_seconds)
+            yield self.context.create_timer(min(self.context.current_utc_datetime + wait, give_up))
+            attempt += 1
+        for mailbox in pending:
+            results[mailbox] = self.unverified(results[mailbox], why)
+        return results
+
+    def verify_once(self, mailboxes: list[str]) -> Steps:
+        payload = C.VerifyMailboxes(
+            tenant_id=self.tenant_id,
+            app=self.app,
+            secret=self.secret,
+            protocols=self.protocols,
+            mailboxes=tuple(mailboxes),
+        )
+        verified: C.MailboxResults = yield from call(
+            self.context, Step.VERIFY_LOGIN, C.VERIFY_MAILBOXES, payload, self.retry
+        )
+        return {r.mailbox: r for r in verified.results}
+
+    def unverified(self, last: MailboxResult, why: str) -> MailboxResult:
         detail = why or (
-            f"Login still refused after {options.verify_window_minutes} minutes. {last.detail} "
+            f"Login still refused after {self.options.verify_window_minutes} minutes. {last.detail} "
             "Check the mailbox permission with Get-MailboxPermission, then onboard the mailbox again."
         )
-        results[mailbox] = replace(last, state=MailboxState.FAILED, detail=detail.strip())
-    return batch_summary(results.values())
+        return replace(last, state=MailboxState.FAILED, detail=detail.strip())
 
 
 def batch_summary(results: Iterable[MailboxResult]) -> dict[str, Any]:

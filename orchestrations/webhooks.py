@@ -19,7 +19,7 @@ from typing import Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskState
 
-from onboarding import activity_names as A
+from onboarding import contracts as C
 from onboarding import logcontext, opsevents
 from onboarding.webhooks import (
     CONTROL_PREFIX,
@@ -48,8 +48,9 @@ def _attempt(context: df.DurableOrchestrationContext, sub: Subscription, event: 
     """One POST; the reason it failed, or "" when it was delivered. The activity is not retried by
     Durable: the backoff is this orchestration's own, on durable timers."""
     try:
-        payload = logcontext.with_log_fields(context, "callback_delivery", {"url": sub.url, "event": event})
-        reply = yield context.call_activity(A.DELIVER_WEBHOOK, payload)
+        delivery = C.DeliverWebhook(url=sub.url, event=event)
+        payload = logcontext.with_log_fields(context, "callback_delivery", delivery.to_json())
+        reply = yield context.call_activity(C.DELIVER_WEBHOOK.name, payload)
     except Exception as exc:  # transient: the activity's message is secret-free
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "delivery failed"
     if "error" in reply:

@@ -11,6 +11,7 @@ import pytest
 
 import activities
 from onboarding import activity_names as A
+from onboarding import contracts as C
 from sandbox import Sandbox, SandboxConfig
 from tests.trust.test_activities_twice import activity_functions
 
@@ -31,13 +32,12 @@ async def test_an_exchange_http_500_is_retried_not_reported_as_a_refused_cmdlet(
     grant = activity_functions()[A.GRANT_MAILBOXES]
     sandbox.faults.exchange.configure(error_rate=1.0, errors=(500,))
     with pytest.raises(activities.ActivityFailed):
-        reply = await grant(
-            {
-                "service_principal_id": "00000000-0000-0000-0000-000000000001",
-                "mailboxes": ["support@sandbox.example"],
-                "protocols": ["IMAP"],
-            }
+        payload = C.GrantMailboxes(
+            service_principal_id="00000000-0000-0000-0000-000000000001",
+            mailboxes=("support@sandbox.example",),
+            protocols=("IMAP",),
         )
+        reply = await grant(payload.to_json())
         pytest.fail(f"a transient Exchange failure was reported as final: {reply}")
 
 
@@ -54,7 +54,7 @@ async def test_a_managed_identity_token_outage_during_a_graph_call_is_retried(
     outage = threading.Timer(OUTAGE_SECONDS, sandbox.faults.identity.reset)
     outage.start()
     try:
-        reply = await resolve({"roles": ["IMAP.AccessAsApp"]})
+        reply = await resolve(C.ResolveExchange(roles=("IMAP.AccessAsApp",)).to_json())
     except activities.ActivityFailed:
         reply = {"raised": "ActivityFailed"}  # also fine: Durable retries it
     finally:

@@ -112,3 +112,49 @@ def test_dod_differs_from_gcc_high_where_microsoft_365_does_and_only_there() -> 
     assert dod.authority_host == gcc_high.authority_host  # one sign-in for both
     for attr in ("graph_endpoint", "exchange_endpoint", "imap_host", "pop_host"):
         assert getattr(dod, attr) != getattr(gcc_high, attr)
+
+
+def test_each_setting_default_is_written_once_in_the_settings_declaration() -> None:
+    import dataclasses
+
+    from onboarding.domain import WorkflowOptions
+    from onboarding.settings import SETTINGS, Settings
+
+    declared = {spec.name.lower() for spec in SETTINGS if spec.default is not None}
+    settings_fields = {f.name: f for f in dataclasses.fields(Settings)}
+    restated = [
+        name
+        for name in declared & set(settings_fields)
+        if settings_fields[name].default is not dataclasses.MISSING
+        or settings_fields[name].default_factory is not dataclasses.MISSING
+    ]
+    assert restated == []
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(WorkflowOptions))
+
+
+def test_an_orchestration_input_without_options_runs_with_the_declared_defaults() -> None:
+    from onboarding.domain import OnboardingInput
+    from onboarding.settings import Settings, default_workflow_options
+
+    minimal = Settings.from_env(
+        {
+            "TENANT_ID": "11111111-1111-1111-1111-111111111111",
+            "KEY_VAULT_URI": "https://vault.example.test",
+            "MAIL_SENDER": "onboarding@contoso.test",
+            "PUBLIC_BASE_URL": "https://func.example.test",
+            "LINK_SIGNING_KEY": "k" * 40,
+        }
+    )
+    assert minimal.workflow_options() == default_workflow_options()
+    assert default_workflow_options().consent_deadline_hours == 120
+    raw = {
+        "onboarding_id": "onb-1",
+        "request": {
+            "tenant_id": "t",
+            "display_name": "d",
+            "protocols": ["IMAP"],
+            "mailboxes": ["a@x.test"],
+            "admin_emails": ["b@x.test"],
+        },
+    }
+    assert OnboardingInput.from_json(raw).options == default_workflow_options()

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from onboarding import steps
+from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed
 from onboarding.domain import AppRegistration, ExchangeResource, MailboxState
 from onboarding.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, TransientError
 from tests.unit.fakes import Crash, FakeServices, settings
@@ -65,11 +66,11 @@ async def test_granting_app_roles_twice_assigns_each_once():
     confirmed = await steps.check_app_roles(
         svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp"]
     )
-    assert confirmed == {"confirmed": ["IMAP.AccessAsApp"]}
+    assert confirmed == RolesConfirmed(("IMAP.AccessAsApp",))
     pending = await steps.check_app_roles(
         svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp", "POP.AccessAsApp"]
     )
-    assert "POP.AccessAsApp" in pending["pending"]
+    assert isinstance(pending, Pending) and "POP.AccessAsApp" in pending.reason
 
 
 async def test_mailbox_grants_report_missing_mailboxes_with_the_fix():
@@ -141,9 +142,9 @@ async def test_registering_in_exchange_waits_while_exchange_has_not_caught_up_wi
     svc = FakeServices(settings())
     svc.graph.service_principals["app-1"] = "sp-1"
     reply = await register_in_exchange(svc)
-    assert "Exchange Online does not see" in reply["pending"]
+    assert isinstance(reply, Pending) and "Exchange Online does not see" in reply.reason
     svc.exchange.directory["app-1"] = "sp-1"  # Exchange's copy caught up
-    assert await register_in_exchange(svc) == {"registered": "sp-1"}
+    assert await register_in_exchange(svc) == ExchangeRegistered("sp-1")
     assert svc.exchange.principals == {"app-1"}
 
 
@@ -187,16 +188,16 @@ async def test_an_unreplicated_service_principal_means_wait_not_fail(monkeypatch
     reply = await steps.check_app_roles(
         svc, service_principal_id="sp-1", resource=RESOURCE, roles=["IMAP.AccessAsApp"]
     )
-    assert "replication" in reply["pending"]
+    assert isinstance(reply, Pending) and "replication" in reply.reason
 
 
 async def test_registering_in_exchange_waits_while_exchange_has_not_replicated_the_service_principal():
     svc = FakeServices(settings())
     svc.graph.service_principals["app-1"] = "sp-1"
     args = {"app_id": "app-1", "service_principal_id": "sp-1", "app_object_id": "obj-1", "display_name": "d"}
-    assert "pending" in await steps.register_in_exchange(svc, **args)
+    assert isinstance(await steps.register_in_exchange(svc, **args), Pending)
     svc.exchange.directory["app-1"] = "sp-1"  # Exchange's copy of the directory caught up
-    assert await steps.register_in_exchange(svc, **args) == {"registered": "sp-1"}
+    assert await steps.register_in_exchange(svc, **args) == ExchangeRegistered("sp-1")
     assert svc.exchange.principals == {"app-1"}
 
 

@@ -30,8 +30,10 @@ from onboarding.domain import (
     Outcome,
     Progress,
     SecretRef,
+    Step,
     StepError,
     Waiting,
+    WaitKind,
 )
 from orchestrations.webhooks import blueprint as webhook_delivery
 
@@ -46,19 +48,25 @@ app.register_functions(webhook_activities)
 def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     job = OnboardingInput.from_json(context.get_input())
     request = job.request
-    kind = "admin_consent" if request.consent_mode is ConsentMode.CONSENT else "admin_approval"
+    kind = WaitKind.ADMIN_CONSENT if request.consent_mode is ConsentMode.CONSENT else WaitKind.ADMIN_APPROVAL
     nonce = str(context.new_uuid())
     now = context.current_utc_datetime
     deadline = now + timedelta(hours=job.options.consent_deadline_hours)
     app_id = f"app-{job.onboarding_id[4:12]}"
     steps = {
-        "resolve_exchange": {"state": "done", "at": now.isoformat(), "detail": ""},
-        "register_app": {"state": "done", "at": now.isoformat(), "detail": ""},
-        "admin_consent": {"state": "waiting", "at": now.isoformat(), "detail": "Waiting for a tenant admin."},
+        Step.RESOLVE_EXCHANGE.value: {"state": "done", "at": now.isoformat(), "detail": ""},
+        Step.REGISTER_APP.value: {"state": "done", "at": now.isoformat(), "detail": ""},
+        Step.ADMIN_CONSENT.value: {
+            "state": "waiting",
+            "at": now.isoformat(),
+            "detail": "Waiting for a tenant admin.",
+        },
     }
     context.set_custom_status(
         Progress(
-            steps=steps, waiting=Waiting(kind=kind, nonce=nonce, deadline=deadline.isoformat()), app_id=app_id
+            steps=steps,
+            waiting=Waiting(kind=kind.value, nonce=nonce, deadline=deadline.isoformat()),
+            app_id=app_id,
         ).to_json()
     )
     while True:
@@ -70,7 +78,9 @@ def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[An
                 onboarding_id=job.onboarding_id,
                 outcome=Outcome.CANCELLED,
                 error=StepError(
-                    step="admin_consent", message="The requester cancelled the onboarding.", code="cancelled"
+                    step=Step.ADMIN_CONSENT,
+                    message="The requester cancelled the onboarding.",
+                    code="cancelled",
                 ),
                 compensation=(f"App registration {app_id} deleted.",),
             ).to_json()
@@ -97,5 +107,5 @@ def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[An
         return OnboardingResult(
             onboarding_id=job.onboarding_id,
             outcome=Outcome.REJECTED,
-            error=StepError(step="admin_consent", message=f"The tenant admin {detail}.", code="rejected"),
+            error=StepError(step=Step.ADMIN_CONSENT, message=f"The tenant admin {detail}.", code="rejected"),
         ).to_json()
