@@ -434,6 +434,9 @@ class ExchangeAdmin:
             ticket = await self.limiter.acquire(size)
             items = self._queue[:size]
             del self._queue[:size]
+            if all(q.answer.done() for q in items):  # every caller was cancelled meanwhile
+                await self.limiter.release(ticket)
+                continue
             self._spawn(self._send_batch(items, ticket))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -471,9 +474,9 @@ class ExchangeAdmin:
             # A refusal of the batch request itself says nothing about any one mailbox.
             self._fail_all(items, batch_refused())
             return
-        except Exception as exc:
+        except Exception as exc:  # a bug or a library error: the callers see it, not an orphan task
             self._fail_all(items, exc)
-            raise
+            return
         answers = parse_batch(payload, ids)
         again = [
             (q, e) for rid, q in zip(ids, items, strict=True) if (e := self._deliver(q, answers.get(rid)))
@@ -484,6 +487,8 @@ class ExchangeAdmin:
         """Queue each cmdlet again after its wait (Retry-After, else backoff), or fail it for good."""
         waits: list[tuple[float, _Queued]] = []
         for q, exc in failed:
+            if q.answer.done():  # its caller was cancelled meanwhile
+                continue
             delay = retry_delay(exc, q.attempt, self._policy)
             if delay is None:
                 q.answer.set_exception(exc)
@@ -502,6 +507,8 @@ class ExchangeAdmin:
 
     def _deliver(self, q: _Queued, answer: BatchItemResponse | None) -> TransientError | None:
         """Answer one caller from its part of the batch; a transient error is returned, to retry."""
+        if q.answer.done():  # its caller was cancelled meanwhile
+            return None
         if answer is None:
             return TransientError(
                 f"Exchange Online's batch answer left out {q.cmdlet}.", fix="Try again later."

@@ -96,7 +96,11 @@ async def grant(exchange: ExchangeAdmin, settings: Settings, sp_id: str, boxes: 
 
 
 async def test_25_grants_go_out_as_3_batches_with_every_cmdlet_anchored(
-    sb: Sandbox, settings: Settings, exchange: ExchangeAdmin, wire: Recording, client_app: tuple[str, str, str]
+    sb: Sandbox,
+    settings: Settings,
+    exchange: ExchangeAdmin,
+    wire: Recording,
+    client_app: tuple[str, str, str],
 ) -> None:
     _, sp_id, _ = client_app
     boxes = mailboxes(sb, 25)
@@ -122,7 +126,11 @@ async def test_25_grants_go_out_as_3_batches_with_every_cmdlet_anchored(
 
 
 async def test_an_unknown_error_on_one_mailbox_in_a_batch_fails_only_that_mailbox(
-    sb: Sandbox, settings: Settings, exchange: ExchangeAdmin, wire: Recording, client_app: tuple[str, str, str]
+    sb: Sandbox,
+    settings: Settings,
+    exchange: ExchangeAdmin,
+    wire: Recording,
+    client_app: tuple[str, str, str],
 ) -> None:
     _, sp_id, _ = client_app
     boxes = mailboxes(sb, 10)
@@ -146,7 +154,11 @@ async def test_an_unknown_error_on_one_mailbox_in_a_batch_fails_only_that_mailbo
 
 
 async def test_a_throttled_batch_is_retried_after_retry_after_and_nothing_is_lost_or_duplicated(
-    sb: Sandbox, settings: Settings, exchange: ExchangeAdmin, wire: Recording, client_app: tuple[str, str, str]
+    sb: Sandbox,
+    settings: Settings,
+    exchange: ExchangeAdmin,
+    wire: Recording,
+    client_app: tuple[str, str, str],
 ) -> None:
     _, sp_id, _ = client_app
     boxes = mailboxes(sb, 25)
