@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): the scale benchmarks, a results table, docs/bench.md and its plot.
 
     python -m bench                      # everything, default sizes (~15 minutes on 2 cores)
-    python -m bench --only e2e,coldstart # a subset: grants (includes history), e2e, coldstart, concurrency
+    python -m bench --only e2e,coldstart # a subset: grants (includes history), e2e, coldstart, concurrency,
+                                         # exbatch (Exchange $batch against single calls)
     python -m bench --mailboxes 1000 --repeats 1 --onboardings 20   # smaller and quicker
 
 docs/bench.md and docs/bench/rate.png are rewritten only by a full run at the default sizes (or with
@@ -20,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bench import coldstart, concurrency, e2e, grants
+from bench import coldstart, concurrency, e2e, exbatch, grants
 from bench.report import DOCS, PLOT, Row, plot_rate, table
 
-ALL = ("grants", "e2e", "coldstart", "concurrency")
+ALL = ("grants", "e2e", "coldstart", "concurrency", "exbatch")
 T = TypeVar("T")
 
 GRANT_RATIO = 1.15
@@ -188,11 +189,39 @@ def bench_concurrency(args: argparse.Namespace, rows: list[Row], details: list[s
         details.append(f"- Concurrency problem: {problem}")
 
 
+def bench_exbatch(args: argparse.Namespace, rows: list[Row], details: list[str]) -> None:
+    from onboarding.settings import SETTINGS
+
+    log(
+        f"exbatch: {args.batch_mailboxes} grants with $batch and with single calls, {args.batch_repeats} each ..."
+    )
+    result = in_tmp(lambda tmp: exbatch.run(tmp, args.batch_mailboxes, args.batch_repeats))
+    for run in result.runs:
+        log(f"  {run.mode}: {run.seconds:.1f} s, {run.requests} requests, {run.throttled} throttled")
+    default = next(s.default for s in SETTINGS if s.name == "EXCHANGE_CALLS")
+    faster = "batch" if result.ratio < 1 else "single"
+    rows.append(
+        Row(
+            f"Exchange `$batch` against single calls, {args.batch_mailboxes:,} grants (batch time / single "
+            f"time); the faster is the default (`EXCHANGE_CALLS={default}`)",
+            exbatch.summary(result),
+            result.correct and default == faster,
+        )
+    )
+    details.append(
+        f"- `$batch` against single calls: the grant step over the adapter in a process of its own, "
+        f"against the benchmark-1 stand-in, where a `$batch` counts each of its cmdlets and is refused "
+        f"whole when they do not all fit; runs alternate; the spread of each way's runs is "
+        f"{exbatch.spread(result):.0%}."
+    )
+
+
 BENCHES = {
     "grants": bench_grants,
     "e2e": bench_e2e,
     "coldstart": bench_coldstart,
     "concurrency": bench_concurrency,
+    "exbatch": bench_exbatch,
 }
 
 
@@ -206,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=15, help="interpreter starts per import")
     parser.add_argument("--onboardings", type=int, default=100)
     parser.add_argument("--each", type=int, default=20, help="mailboxes per concurrent onboarding")
+    parser.add_argument("--batch-mailboxes", type=int, default=2_000, help="grants per way in exbatch")
+    parser.add_argument("--batch-repeats", type=int, default=3, help="runs per way in exbatch")
     parser.add_argument("--write", action="store_true", help="rewrite docs/bench.md even for a partial run")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]

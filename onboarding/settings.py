@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +24,13 @@ from onboarding.access_tokens import TokenConfig, TokenVersion
 from onboarding.domain import WorkflowOptions
 from onboarding.errors import ConfigurationError
 from onboarding.validation import email_problem
+
+
+class ExchangeCalls(StrEnum):
+    """``EXCHANGE_CALLS``: how the adapter sends per-mailbox cmdlets."""
+
+    BATCH = "batch"
+    SINGLE = "single"
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "10",
     ),
     SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),
+    SettingSpec(
+        "EXCHANGE_CALLS",
+        "How per-mailbox Exchange cmdlets are sent: batch (up to 10 in one $batch request) or single "
+        "(one InvokeCommand request each). docs/bench.md compares them.",
+        "batch",
+    ),
     SettingSpec("CONSENT_DEADLINE_HOURS", "How long to wait for the admin's decision.", "120"),
     SettingSpec("CONSENT_REMINDER_HOURS", "Interval between reminder emails while waiting.", "24"),
     SettingSpec(
@@ -218,6 +232,7 @@ class Settings:
     mailbox_batch_size: int
     mailbox_fanout: int
     mailbox_concurrency: int
+    exchange_calls: ExchangeCalls
     consent_deadline_hours: int
     consent_reminder_hours: int
     verify_window_minutes: int
@@ -350,6 +365,7 @@ class Settings:
             mailbox_batch_size=integer("MAILBOX_BATCH_SIZE", 1, 5000),
             mailbox_fanout=integer("MAILBOX_FANOUT", 2, 100),
             mailbox_concurrency=integer("MAILBOX_CONCURRENCY", 1, 200),
+            exchange_calls=_exchange_calls(get("EXCHANGE_CALLS"), problems),
             consent_deadline_hours=integer("CONSENT_DEADLINE_HOURS", 1, 24 * 30),
             consent_reminder_hours=integer("CONSENT_REMINDER_HOURS", 1, 24 * 30),
             verify_window_minutes=integer("VERIFY_WINDOW_MINUTES", 0, 24 * 60),
@@ -403,6 +419,15 @@ def _resolved_secret(value: str | None) -> str | None:
     if value is None or value.startswith("@Microsoft.KeyVault("):
         return None
     return value
+
+
+def _exchange_calls(text: str, problems: list[str]) -> ExchangeCalls:
+    try:
+        return ExchangeCalls(text.strip().lower())
+    except ValueError:
+        choices = " or ".join(c.value for c in ExchangeCalls)
+        problems.append(f"EXCHANGE_CALLS: {text!r} is not {choices}")
+        return ExchangeCalls.BATCH
 
 
 def _token_version(text: str, problems: list[str]) -> TokenVersion:

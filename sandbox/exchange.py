@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from sandbox import catalog
 from sandbox.state import ExchangeServicePrincipal, Mailbox, TenantState
 from sandbox.tokens import TokenError
-from sandbox.web import CALLER_KEY, make_app
+from sandbox.web import CALLER_KEY, Unmodelled, make_app
 
 SERVER = "SANDBOX01MB0001.PROD.OUTLOOK.COM"
 NOT_FOUND = "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException"
@@ -38,9 +39,19 @@ ALREADY_EXISTS = "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsExcepti
 # ``ExNNNN|Type|text``, with no ``internalException`` (docs/sandbox-facts.md, issue 15 item 4).
 JSON_DETAIL_TYPES = frozenset({NOT_FOUND, ALREADY_EXISTS})
 EXECUTING = "Error executing cmdlet"
+# $batch (docs/sandbox-facts.md EX-11): CIPP-API New-ExoBulkRequest's batch size, its preference, and
+# the inner request headers it sends (the ones with a meaning here; the rest would be unmodelled).
+BATCH_LIMIT = 10
+CONTINUE_ON_ERROR = "odata.continue-on-error"
+INNER_HEADERS = frozenset({"authorization", "x-anchormailbox", "content-type", "accept"})
 
 
 def exchange_error(status: int, code: str, exception_type: str, message: str) -> web.Response:
+    """``error_body`` as an HTTP response."""
+    return web.json_response(error_body(status, code, exception_type, message), status=status)
+
+
+def error_body(status: int, code: str, exception_type: str, message: str) -> dict[str, Any]:
     """Exchange's error envelope as captured (docs/sandbox-facts.md EX-3). A cmdlet's refusal (400)
     says only "Invalid Operation" at the top; its text is in ``details[].message``
     (``ExNNNNNN|Type|text``) and in ``innererror.internalexception`` (lower-case "e", as sent), except
@@ -49,41 +60,33 @@ def exchange_error(status: int, code: str, exception_type: str, message: str) ->
     as the captured 401 does."""
     if exception_type in JSON_DETAIL_TYPES:
         detail = {"Message": message, "TypeName": exception_type, "StackTrace": None, "InnerError": None}
-        return web.json_response(
-            {
-                "error": {
-                    "code": code,
-                    "message": EXECUTING,
-                    "details": [{"code": "Context", "target": "", "message": json.dumps(detail)}],
-                    "innererror": {"message": EXECUTING, "type": "ODataServiceException"},
-                }
-            },
-            status=status,
-        )
-    if status != 400:
-        inner = {"message": message, "type": ODATA_EXCEPTION}
-        return web.json_response(
-            {"error": {"code": code, "message": message, "innererror": inner}}, status=status
-        )
-    tag = "Ex" + secrets.token_hex(3).upper()
-    return web.json_response(
-        {
+        return {
             "error": {
                 "code": code,
-                "message": INVALID_OPERATION,
-                "details": [{"code": "Client", "target": "", "message": f"{tag}|{exception_type}|{message}"}],
-                "innererror": {
-                    "message": INVALID_OPERATION,
-                    "type": ODATA_EXCEPTION,
-                    "stacktrace": "",
-                    "internalexception": {"message": message, "type": exception_type, "stacktrace": ""},
-                },
-                "adminapi.warnings@odata.type": "#Collection(String)",
-                "@adminapi.warnings": [],
+                "message": EXECUTING,
+                "details": [{"code": "Context", "target": "", "message": json.dumps(detail)}],
+                "innererror": {"message": EXECUTING, "type": "ODataServiceException"},
             }
-        },
-        status=status,
-    )
+        }
+    if status != 400:
+        inner = {"message": message, "type": ODATA_EXCEPTION}
+        return {"error": {"code": code, "message": message, "innererror": inner}}
+    tag = "Ex" + secrets.token_hex(3).upper()
+    return {
+        "error": {
+            "code": code,
+            "message": INVALID_OPERATION,
+            "details": [{"code": "Client", "target": "", "message": f"{tag}|{exception_type}|{message}"}],
+            "innererror": {
+                "message": INVALID_OPERATION,
+                "type": ODATA_EXCEPTION,
+                "stacktrace": "",
+                "internalexception": {"message": message, "type": exception_type, "stacktrace": ""},
+            },
+            "adminapi.warnings@odata.type": "#Collection(String)",
+            "@adminapi.warnings": [],
+        }
+    }
 
 
 def _fault_body(status: int) -> web.Response:
@@ -142,9 +145,11 @@ class Exchange:
     def app(self) -> web.Application:
         app = make_app("exchange", self.state, self.state.faults.exchange, _fault_body, handles_latency=True)
         app.router.add_post("/adminapi/beta/{tenant}/InvokeCommand", self.invoke)
+        app.router.add_post("/adminapi/beta/{tenant}/$batch", self.batch)
         return app
 
-    async def invoke(self, request: web.Request) -> web.Response:
+    def _caller(self, request: web.Request) -> Call | web.Response:
+        """The authenticated caller of a request to this tenant, or the refusal to send."""
         state = self.state
         header = request.headers.get("Authorization", "")
         try:
@@ -170,50 +175,131 @@ class Exchange:
             )
         if request.match_info["tenant"].lower() not in {state.tenant_id, state.domain.lower()}:
             return exchange_error(404, "NotFound", "Microsoft.Exchange.Data.Directory", "Tenant not found.")
-        throttler = state.faults.exchange_throttle
-        wait = throttler.acquire(call.app_id)
-        if wait is not None:
-            response = exchange_error(
-                429,
-                "TooManyRequests",
-                "Microsoft.Exchange.Throttling",
-                "The request was throttled: too many concurrent or recent requests for this application.",
-            )
-            response.headers["Retry-After"] = str(int(wait)) if float(wait).is_integer() else f"{wait:g}"
-            return response
+        return call
+
+    def _throttled(self, call: Call, cmdlets: int) -> web.Response | None:
+        """Take ``cmdlets`` from the caller's budget, or the 429 to send (then nothing runs)."""
+        wait = self.state.faults.exchange_throttle.acquire(call.app_id, cmdlets)
+        if wait is None:
+            return None
+        response = exchange_error(
+            429,
+            "TooManyRequests",
+            "Microsoft.Exchange.Throttling",
+            "The request was throttled: too many concurrent or recent requests for this application.",
+        )
+        response.headers["Retry-After"] = str(int(wait)) if float(wait).is_integer() else f"{wait:g}"
+        return response
+
+    async def _latency(self) -> None:
+        latency = self.state.faults.exchange.latency_ms
+        if latency > 0:
+            await asyncio.sleep(latency / 1000)
+
+    async def invoke(self, request: web.Request) -> web.Response:
+        call = self._caller(request)
+        if isinstance(call, web.Response):
+            return call
+        refused = self._throttled(call, 1)
+        if refused is not None:
+            return refused
         try:
-            latency = state.faults.exchange.latency_ms
-            if latency > 0:
-                await asyncio.sleep(latency / 1000)
+            await self._latency()
             try:
                 payload = json.loads(await request.read() or b"{}")
-                cmdlet_input = payload["CmdletInput"]
-                name = str(cmdlet_input["CmdletName"])
-                parameters = dict(cmdlet_input.get("Parameters") or {})
-            except (ValueError, KeyError, TypeError):
-                return exchange_error(
-                    400, "BadRequest", "Microsoft.Exchange.Admin.OData", "Invalid CmdletInput."
-                )
-            found = self.cmdlets.get(name.lower())
-            if found is None or not call.wids & found[0]:
-                return exchange_error(
-                    400,
-                    "BadRequest",
-                    "System.Management.Automation.CommandNotFoundException",
-                    f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or "
-                    "operable program.",
-                )
-            injected = state.faults.cmdlet_failure(name, str(parameters.get("Identity") or ""))
-            if injected is not None:
-                return exchange_error(400, "BadRequest", *injected)
-            try:
-                with state.lock:
-                    value = found[1](call, parameters)
-            except CmdletError as exc:
-                return exchange_error(400, "BadRequest", exc.exception_type, exc.message)
-            return web.json_response(self.envelope(request.match_info["tenant"], value, call.warnings))
+            except ValueError:
+                payload = None
+            status, body = self.run_cmdlet(call, request.match_info["tenant"], payload)
+            return web.json_response(body, status=status)
         finally:
-            throttler.release(call.app_id)
+            self.state.faults.exchange_throttle.release(call.app_id, 1)
+
+    def run_cmdlet(self, call: Call, tenant: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        """One InvokeCommand body's answer: its status and JSON body (alone or inside a batch)."""
+        try:
+            cmdlet_input = payload["CmdletInput"]
+            name = str(cmdlet_input["CmdletName"])
+            parameters = dict(cmdlet_input.get("Parameters") or {})
+        except (KeyError, TypeError, ValueError):
+            return 400, error_body(
+                400, "BadRequest", "Microsoft.Exchange.Admin.OData", "Invalid CmdletInput."
+            )
+        found = self.cmdlets.get(name.lower())
+        if found is None or not call.wids & found[0]:
+            return 400, error_body(
+                400,
+                "BadRequest",
+                "System.Management.Automation.CommandNotFoundException",
+                f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or "
+                "operable program.",
+            )
+        state = self.state
+        injected = state.faults.cmdlet_failure(name, str(parameters.get("Identity") or ""))
+        if injected is not None:
+            return 400, error_body(400, "BadRequest", *injected)
+        call.warnings = []
+        try:
+            with state.lock:
+                value = found[1](call, parameters)
+        except CmdletError as exc:
+            return 400, error_body(400, "BadRequest", exc.exception_type, exc.message)
+        return 200, self.envelope(tenant, value, call.warnings)
+
+    async def batch(self, request: web.Request) -> web.Response:
+        """``$batch``: up to 10 InvokeCommand requests in one (docs/sandbox-facts.md EX-11). Modelled
+        conservatively: every inner cmdlet takes its share of the caller's throttling budget, and a
+        batch the budget cannot take whole is refused whole (429 + Retry-After, nothing runs). The
+        cmdlets of an admitted batch run side by side: one latency for the batch. Each answer is the
+        status and body the same InvokeCommand request would have had alone."""
+        call = self._caller(request)
+        if isinstance(call, web.Response):
+            return call
+        tenant = request.match_info["tenant"]
+        requests = self._batch_requests(request, await request.read(), tenant)
+        refused = self._throttled(call, len(requests))
+        if refused is not None:
+            return refused
+        try:
+            await self._latency()
+            responses = []
+            for item in requests:
+                status, body = self.run_cmdlet(call, tenant, item.get("body"))
+                responses.append(
+                    {
+                        "id": item["id"],
+                        "status": status,
+                        "headers": {"Content-Type": "application/json"},
+                        "body": body,
+                    }
+                )
+            return web.json_response({"responses": responses})
+        finally:
+            self.state.faults.exchange_throttle.release(call.app_id, len(requests))
+
+    def _batch_requests(self, request: web.Request, raw: bytes, tenant: str) -> list[dict[str, Any]]:
+        """The inner requests, or ``Unmodelled`` for any form the sandbox has no source for."""
+        if CONTINUE_ON_ERROR not in request.headers.get("Prefer", "").replace(" ", "").lower().split(";"):
+            raise Unmodelled("a $batch without Prefer: odata.continue-on-error (stop on the first error)")
+        try:
+            requests = json.loads(raw or b"{}")["requests"]
+        except (ValueError, KeyError, TypeError):
+            raise Unmodelled("a $batch body without a requests list") from None
+        if not isinstance(requests, list) or not 1 <= len(requests) <= BATCH_LIMIT:
+            raise Unmodelled(f"a $batch of other than 1 to {BATCH_LIMIT} requests")
+        invoke_path = f"/adminapi/beta/{tenant}/InvokeCommand"
+        ids: set[str] = set()
+        for item in requests:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or item["id"].lower() in ids:
+                raise Unmodelled("a $batch request without a string id unique in the batch")
+            ids.add(item["id"].lower())
+            url = urlsplit(str(item.get("url", "")))
+            if str(item.get("method", "")).upper() != "POST" or url.path != invoke_path or url.query:
+                raise Unmodelled("a $batch request other than POST InvokeCommand (no query options)")
+            headers = item.get("headers") or {}
+            unknown = sorted(h for h in headers if str(h).lower() not in INNER_HEADERS)
+            if not isinstance(headers, dict) or unknown:
+                raise Unmodelled(f"the $batch request header(s) {', '.join(map(str, unknown))}")
+        return requests
 
     # ------------------------------------------------------------ helpers
     def envelope(self, tenant: str, value: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:

@@ -110,25 +110,29 @@ class Throttler:
         self._lock = threading.Lock()
         self._usage: dict[str, _CallerUsage] = {}
 
-    def acquire(self, caller: str) -> float | None:
-        """None when the call may go ahead (then ``release`` it), else the Retry-After in seconds."""
+    def acquire(self, caller: str, cmdlets: int = 1) -> float | None:
+        """None when ``cmdlets`` calls may go ahead (then ``release`` them), else the Retry-After in
+        seconds. A ``$batch`` counts each of its cmdlets, and is refused whole if they do not all fit."""
         limits = self.limits
         now = time.monotonic()
         with self._lock:
             usage = self._usage.setdefault(caller, _CallerUsage())
             while usage.recent and usage.recent[0] <= now - 1.0:
                 usage.recent.popleft()
-            if limits.max_concurrency is not None and usage.in_flight >= limits.max_concurrency:
+            if limits.max_concurrency is not None and usage.in_flight + cmdlets > limits.max_concurrency:
                 return limits.retry_after
-            if limits.requests_per_second is not None and len(usage.recent) >= limits.requests_per_second:
+            if (
+                limits.requests_per_second is not None
+                and len(usage.recent) + cmdlets > limits.requests_per_second
+            ):
                 return limits.retry_after
-            usage.in_flight += 1
-            usage.recent.append(now)
+            usage.in_flight += cmdlets
+            usage.recent.extend([now] * cmdlets)
             return None
 
-    def release(self, caller: str) -> None:
+    def release(self, caller: str, cmdlets: int = 1) -> None:
         with self._lock:
-            self._usage[caller].in_flight -= 1
+            self._usage[caller].in_flight -= cmdlets
 
     def reset(self) -> None:
         with self._lock:

@@ -79,14 +79,22 @@ async def retrying(
         try:
             return await call()
         except TransientError as exc:
-            if attempt + 1 >= policy.attempts:
+            delay = retry_delay(exc, attempt, policy, rng)
+            if delay is None:
                 raise
-            if exc.retry_after is not None:
-                if exc.retry_after > policy.max_wait:
-                    raise
-                # At least what the server asked, plus a little jitter so a crowd spreads out.
-                delay = exc.retry_after + (rng or random).uniform(0, min(1.0, exc.retry_after * 0.1 + 0.05))
-            else:
-                delay = policy.backoff(attempt, rng)
             await sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def retry_delay(
+    exc: TransientError, attempt: int, policy: RetryPolicy = DEFAULT_POLICY, rng: random.Random | None = None
+) -> float | None:
+    """How long to wait before attempt ``attempt + 1`` (0-based) after ``exc``; None to give up."""
+    if attempt + 1 >= policy.attempts:
+        return None
+    if exc.retry_after is not None:
+        if exc.retry_after > policy.max_wait:
+            return None
+        # At least what the server asked, plus a little jitter so a crowd spreads out.
+        return exc.retry_after + (rng or random).uniform(0, min(1.0, exc.retry_after * 0.1 + 0.05))
+    return policy.backoff(attempt, rng)

@@ -4,6 +4,11 @@ Microsoft does not document this API (the ExchangeOnlineManagement v3 module and
 wire details stay in this module. Every call goes through one ``AdaptiveLimiter``: Exchange throttles
 per tenant with limits it does not publish, and mailbox grants should run as fast as it allows and
 no faster. All cmdlets used here are safe to repeat, so every call is retried in-process.
+
+Per-mailbox cmdlets (``Add-``/``Remove-MailboxPermission``) go out through the API's ``$batch``
+endpoint when ``EXCHANGE_CALLS`` is ``batch``: the cmdlets that concurrent callers start together are
+sent ten to a request (docs/sandbox-facts.md EX-11), and each caller gets its own cmdlet's result or
+error, classified exactly as a single call's would be.
 """
 
 from __future__ import annotations
@@ -12,12 +17,20 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from onboarding import opsevents
-from onboarding.adapters._retry import DEFAULT_POLICY, RetryPolicy, Sleep, parse_retry_after, retrying
-from onboarding.adapters._throttle import shared_limiter
+from onboarding.adapters._retry import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    Sleep,
+    parse_retry_after,
+    retry_delay,
+    retrying,
+)
+from onboarding.adapters._throttle import Ticket, shared_limiter
 from onboarding.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -26,7 +39,7 @@ from onboarding.errors import (
     TransientError,
 )
 from onboarding.redaction import redact
-from onboarding.settings import Settings
+from onboarding.settings import ExchangeCalls, Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -55,6 +68,10 @@ SP_NOT_IN_EXCHANGE_DIRECTORY = "AADServicePrincipalNotFound"
 _DETAIL_PREFIX = re.compile(r"^(?:[\w]*\|)?[\w.]+\|")
 _ALREADY = ("already exist", "an existing permission entry was found")
 _ABSENT_PERMISSION = ("isn't present", "doesn't exist on the object")
+# CIPP-API New-ExoBulkRequest: "The maximum batch size is 10" (docs/sandbox-facts.md EX-11).
+BATCH_LIMIT = 10
+# Answer the other requests of a batch when one fails (OData's preference, as CIPP sends it).
+CONTINUE_ON_ERROR = "odata.continue-on-error"
 
 
 class CmdletError(InvalidRequestError):
@@ -158,6 +175,96 @@ def map_response(cmdlet: str, status: int, payload: Any, retry_after: str | None
     return InvalidRequestError(f"Exchange Online refused {cmdlet} (HTTP {status}).", code="cmdlet_failed")
 
 
+@dataclass(frozen=True)
+class BatchItemResponse:
+    """One answer inside a ``$batch`` response: the HTTP status, headers and body a single
+    InvokeCommand request would have had."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+    @property
+    def retry_after(self) -> str | None:
+        return next((str(v) for k, v in self.headers.items() if k.lower() == "retry-after"), None)
+
+
+def parse_batch(payload: Mapping[str, Any], ids: Sequence[str]) -> dict[str, BatchItemResponse]:
+    """The answers of a ``$batch`` response by request id (``responses[]`` of ``{id, status, headers,
+    body}``, in any order). An answer without a status is read from its body, as CIPP does: an
+    ``error`` object means 400, else 200. Ids that were not asked are ignored; a missing answer is
+    missing from the result (the caller retries that cmdlet)."""
+    wanted = {i.lower(): i for i in ids}
+    found: dict[str, BatchItemResponse] = {}
+    responses = payload.get("responses")
+    for item in responses if isinstance(responses, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        key = wanted.get(str(item.get("id", "")).lower())  # ids are not case-sensitive
+        if key is None or key in found:
+            continue
+        body = item.get("body")
+        headers = item.get("headers")
+        status = item.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            try:
+                status = int(str(status))
+            except ValueError:
+                has_error = isinstance(body, Mapping) and isinstance(body.get("error"), Mapping)
+                status = 400 if has_error else 200
+        found[key] = BatchItemResponse(
+            status, {str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}, body
+        )
+    return found
+
+
+def item_error(cmdlet: str, answer: BatchItemResponse) -> OnboardingError | None:
+    """The project error for one cmdlet's answer in a batch (``map_response``, as for a single call),
+    or None when it succeeded with a readable body."""
+    if 200 <= answer.status < 300:
+        if isinstance(answer.body, Mapping):
+            return None
+        return TransientError(f"Exchange Online answered {cmdlet} with an unreadable body.")
+    return map_response(cmdlet, answer.status, answer.body, answer.retry_after)
+
+
+def throttled_inside(payload: Mapping[str, Any]) -> tuple[bool, float | None]:
+    """Whether Exchange throttled any cmdlet inside an accepted batch, and the longest Retry-After."""
+    responses = payload.get("responses")
+    waits: list[float] = []
+    hit = False
+    for item in responses if isinstance(responses, list) else ():
+        if isinstance(item, Mapping) and item.get("status") in (429, 503):
+            hit = True
+            headers = item.get("headers")
+            if isinstance(headers, Mapping):
+                wait = parse_retry_after(
+                    next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), None)
+                )
+                if wait is not None:
+                    waits.append(wait)
+    return hit, (max(waits) if waits else None)
+
+
+def batch_refused() -> OnboardingError:
+    return OnboardingError(
+        "Exchange Online refused a $batch request of per-mailbox cmdlets.",
+        fix="Set the app setting EXCHANGE_CALLS to single, and report the refusal.",
+        code="batch_refused",
+    )
+
+
+@dataclass
+class _Queued:
+    """A cmdlet waiting for a place in a ``$batch`` request, the caller waiting for its answer, and
+    how many times it was sent."""
+
+    cmdlet: str
+    parameters: dict[str, Any]
+    answer: asyncio.Future[list[dict[str, Any]]] = field(repr=False)
+    attempt: int = 0
+
+
 # Where Get-ServicePrincipal output carries the Entra service principal's object id: Identity (Microsoft's
 # IMAP/POP OAuth guide passes it to Add-MailboxPermission -User), ServiceId (the cmdlets' older name for
 # it), ObjectId (the New-ServicePrincipal parameter). docs/sandbox-facts.md.
@@ -197,6 +304,10 @@ class ExchangeAdmin:
             settings.exchange_endpoint, tenant, max_concurrency or settings.mailbox_concurrency
         )
         self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+        self._batch_url = f"{settings.exchange_endpoint}/adminapi/beta/{tenant}/$batch"
+        self._queue: list[_Queued] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def _token(self) -> str:
         from onboarding.adapters.identity import map_identity_error
@@ -207,17 +318,42 @@ class ExchangeAdmin:
             raise map_identity_error(exc) from None
         return access.token
 
-    async def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One HTTP exchange under the limiter; throttling answers lower its limit."""
-        import httpx
-
-        headers = {
-            "Authorization": f"Bearer {await self._token()}",
+    def _headers(self, token: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {token}",
             "X-AnchorMailbox": self._anchor,
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-        ticket = await self.limiter.acquire()
+
+    async def _post(
+        self,
+        url: str,
+        cmdlet: str,
+        body: dict[str, Any],
+        *,
+        calls: int = 1,
+        prefer: str | None = None,
+        ticket: Ticket | None = None,
+    ) -> dict[str, Any]:
+        """One HTTP exchange under the limiter, counted as ``calls`` cmdlets; throttling answers lower
+        its limit."""
+        import httpx
+
+        try:
+            headers = self._headers(await self._token())
+        except BaseException:
+            if ticket is not None:  # taken by the batch dispatcher: not to be lost with the request
+                await self.limiter.release(ticket)
+            raise
+        if calls > 1:
+            # Each inner request carries the token and its anchor, as CIPP's do (docs/sandbox-facts.md EX-11).
+            for request in body["requests"]:
+                request["headers"] = dict(headers)
+        if prefer:
+            headers["Prefer"] = prefer
+        if ticket is None:
+            ticket = await self.limiter.acquire(calls)
         throttled, retry_after = False, None
         try:
             try:
@@ -245,6 +381,9 @@ class ExchangeAdmin:
             except ValueError:
                 payload = None
             if response.is_success and isinstance(payload, dict):
+                if calls > 1:
+                    # Cmdlets throttled inside an accepted batch teach the limiter as a 429 does.
+                    throttled, retry_after = throttled_inside(payload)
                 return payload
             if response.is_success:
                 raise TransientError(f"Exchange Online answered {cmdlet} with an unreadable body.")
@@ -267,6 +406,130 @@ class ExchangeAdmin:
             next_link = page.get("@odata.nextLink")
             url = str(next_link) if next_link else None
         return results
+
+    async def _per_mailbox(self, cmdlet: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A cmdlet about one mailbox: in a ``$batch`` with the others queued meanwhile, or alone, as
+        ``EXCHANGE_CALLS`` says. Returns or raises what ``invoke`` would for the same answer."""
+        if self._settings.exchange_calls is ExchangeCalls.SINGLE:
+            return await self.invoke(cmdlet, parameters)
+        answer: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._enqueue([_Queued(cmdlet, dict(parameters), answer)])
+        return await answer
+
+    def _enqueue(self, items: list[_Queued], *, first: bool = False) -> None:
+        """Queue cmdlets (retries ``first``, so they are not overtaken) and make sure a dispatcher runs."""
+        if first:
+            self._queue[:0] = items
+        else:
+            self._queue.extend(items)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        """Cut the queue into batches as the limiter has room for them, so a batch holds what is queued
+        when it can go (up to 10, and no more than the limiter's current concurrency)."""
+        while self._queue:
+            await self.limiter.room(min(len(self._queue), BATCH_LIMIT, self.limiter.limit))
+            size = max(1, min(len(self._queue), BATCH_LIMIT, self.limiter.limit))
+            ticket = await self.limiter.acquire(size)
+            items = self._queue[:size]
+            del self._queue[:size]
+            if all(q.answer.done() for q in items):  # every caller was cancelled meanwhile
+                await self.limiter.release(ticket)
+                continue
+            self._spawn(self._send_batch(items, ticket))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _send_batch(self, items: list[_Queued], ticket: Ticket) -> None:
+        """One ``$batch`` request; then each caller gets its cmdlet's values or error, and cmdlets
+        answered with a transient error (the whole request's or their own) are queued again."""
+        ids = [str(n) for n in range(1, len(items) + 1)]
+        body = {
+            "requests": [
+                {
+                    "id": rid,
+                    "method": "POST",
+                    "url": self._url,
+                    "body": {"CmdletInput": {"CmdletName": q.cmdlet, "Parameters": q.parameters}},
+                }
+                for rid, q in zip(ids, items, strict=True)
+            ]
+        }
+        label = f"a batch of {len(items)} cmdlets"
+        try:
+            payload = await self._post(
+                self._batch_url, label, body, calls=len(items), prefer=CONTINUE_ON_ERROR, ticket=ticket
+            )
+        except TransientError as exc:  # nothing of it ran: all of it again, after the wait
+            await self._retry([(q, exc) for q in items])
+            return
+        except PermissionDeniedError as exc:  # about the app: every caller learns it
+            self._fail_all(items, exc)
+            return
+        except OnboardingError:
+            # A refusal of the batch request itself says nothing about any one mailbox.
+            self._fail_all(items, batch_refused())
+            return
+        except Exception as exc:  # a bug or a library error: the callers see it, not an orphan task
+            self._fail_all(items, exc)
+            return
+        answers = parse_batch(payload, ids)
+        again = [
+            (q, e) for rid, q in zip(ids, items, strict=True) if (e := self._deliver(q, answers.get(rid)))
+        ]
+        await self._retry(again)
+
+    async def _retry(self, failed: list[tuple[_Queued, TransientError]]) -> None:
+        """Queue each cmdlet again after its wait (Retry-After, else backoff), or fail it for good."""
+        waits: list[tuple[float, _Queued]] = []
+        for q, exc in failed:
+            if q.answer.done():  # its caller was cancelled meanwhile
+                continue
+            delay = retry_delay(exc, q.attempt, self._policy)
+            if delay is None:
+                q.answer.set_exception(exc)
+            else:
+                q.attempt += 1
+                waits.append((delay, q))
+        if waits:
+            await self._sleep(max(d for d, _ in waits))
+            self._enqueue([q for _, q in waits], first=True)
+
+    @staticmethod
+    def _fail_all(items: list[_Queued], error: BaseException) -> None:
+        for q in items:
+            if not q.answer.done():
+                q.answer.set_exception(error)
+
+    def _deliver(self, q: _Queued, answer: BatchItemResponse | None) -> TransientError | None:
+        """Answer one caller from its part of the batch; a transient error is returned, to retry."""
+        if q.answer.done():  # its caller was cancelled meanwhile
+            return None
+        if answer is None:
+            return TransientError(
+                f"Exchange Online's batch answer left out {q.cmdlet}.", fix="Try again later."
+            )
+        error = item_error(q.cmdlet, answer)
+        if isinstance(error, TransientError):
+            return error
+        if error is not None:
+            q.answer.set_exception(error)
+            return None
+        for warning in answer.body.get("@adminapi.warnings") or ():
+            log.info("Exchange Online warning for %s: %s", q.cmdlet, redact(str(warning))[:300])
+        if answer.body.get("@odata.nextLink"):
+            # Per-mailbox cmdlets answer in one page; should one not, its rest must not be lost.
+            q.answer.set_exception(
+                InvalidRequestError(f"Exchange Online paged {q.cmdlet} inside a batch.", code="batch_paged")
+            )
+            return None
+        value = answer.body.get("value")
+        q.answer.set_result([v for v in value if isinstance(v, dict)] if isinstance(value, list) else [])
+        return None
 
     # --- the app's service principal in Exchange ---------------------------------------------------
 
@@ -351,7 +614,7 @@ class ExchangeAdmin:
     async def grant_full_access(self, mailbox: str, service_principal_id: str) -> None:
         """FullAccess without AutoMapping (no Outlook auto-mapping for an app). Idempotent."""
         try:
-            await self.invoke(
+            await self._per_mailbox(
                 "Add-MailboxPermission",
                 {
                     "Identity": mailbox,
@@ -370,7 +633,7 @@ class ExchangeAdmin:
     async def remove_full_access(self, mailbox: str, service_principal_id: str) -> None:
         """Idempotent: a permission or mailbox that is already gone counts as removed."""
         try:
-            await self.invoke(
+            await self._per_mailbox(
                 "Remove-MailboxPermission",
                 {
                     "Identity": mailbox,
@@ -399,4 +662,6 @@ class ExchangeAdmin:
         return {"IMAP": bool(cas.get("ImapEnabled")), "POP": bool(cas.get("PopEnabled"))}
 
     async def close(self) -> None:
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
         await self._http.aclose()

@@ -38,6 +38,8 @@ def make_settings() -> Settings:
         "MAIL_SENDER": "sender@contoso.test",
         "PUBLIC_BASE_URL": "https://func.test",
         "LINK_SIGNING_KEY": "k" * 40,
+        # These tests pin the single-call wire shape; test_exchange_batch_unit.py pins $batch's.
+        "EXCHANGE_CALLS": "single",
     }
     return Settings.from_env(env)
 

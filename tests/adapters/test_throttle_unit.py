@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from onboarding.adapters._throttle import AdaptiveLimiter, shared_limiter
 
 
@@ -128,3 +130,30 @@ async def test_the_shared_limiter_is_one_per_service_and_tenant_on_a_loop() -> N
     assert shared_limiter("https://exchange.example.test", "tenant-a", 10) is first
     assert shared_limiter("https://exchange.example.test", "tenant-b", 10) is not first
     assert first.pace
+
+
+async def test_a_batch_counts_each_of_its_calls_against_the_limit() -> None:
+    limiter = AdaptiveLimiter(10)
+    batch = await limiter.acquire(10)
+    assert limiter.in_flight == 10
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # ten calls are out in one request: no room for an eleventh
+    await limiter.release(batch)
+    await limiter.release(await asyncio.wait_for(waiting, 5))
+    assert limiter.in_flight == 0
+
+
+async def test_a_learned_rate_spaces_a_batch_by_its_calls() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = AdaptiveLimiter(10, pace=True, clock=lambda: now[0], sleep=sleep)
+    limiter.rate = 100.0  # calls per second
+    await limiter.release(await limiter.acquire(10))
+    await limiter.release(await limiter.acquire(10))
+    assert slept == [pytest.approx(0.1)]  # ten calls at 100/s: the next request 0.1 s later

@@ -210,3 +210,73 @@ async def test_not_found_and_already_exists_details_come_as_a_json_string(
     # Other refusals keep the ExNNNN|Type|text form.
     wrong = await exo.raw("Add-MailboxPermission", Identity=MAILBOX, User=sp_id, AccessRights="SendAs")
     assert wrong.json()["error"]["details"][0]["message"].startswith("Ex")
+
+
+def batch_body(exo: Exo, *cmdlets: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "requests": [
+            {
+                "id": str(n),
+                "method": "POST",
+                "url": exo.url,
+                "headers": dict(exo.headers, **{"Content-Type": "application/json"}),
+                "body": {"CmdletInput": {"CmdletName": name, "Parameters": parameters}},
+            }
+            for n, (name, parameters) in enumerate(cmdlets, 1)
+        ]
+    }
+
+
+async def post_batch(
+    exo: Exo, body: dict[str, Any], prefer: str | None = "odata.continue-on-error"
+) -> httpx.Response:
+    headers = dict(exo.headers, **({"Prefer": prefer} if prefer else {}))
+    return await exo.https.post(exo.url.replace("/InvokeCommand", "/$batch"), json=body, headers=headers)
+
+
+async def test_a_batch_answers_each_cmdlet_as_it_would_alone(exo: Exo, sandbox: Sandbox) -> None:
+    """EX-11: responses[] of {id, status, headers, body}; one cmdlet's refusal does not stop the others."""
+    body = batch_body(
+        exo, ("Get-Mailbox", {"Identity": MAILBOX}), ("Get-Mailbox", {"Identity": "no@x.example"})
+    )
+    response = await post_batch(exo, body)
+    assert response.status_code == 200
+    answers = {a["id"]: a for a in response.json()["responses"]}
+    assert answers["1"]["status"] == 200 and answers["1"]["body"]["value"][0]["PrimarySmtpAddress"] == MAILBOX
+    assert "@adminapi.warnings" in answers["1"]["body"]
+    assert answers["2"]["status"] == 400
+    assert "couldn't be found" in answers["2"]["body"]["error"]["details"][0]["message"]
+
+
+async def test_every_cmdlet_of_a_batch_counts_and_a_batch_that_does_not_fit_is_refused_whole(
+    exo: Exo, sandbox: Sandbox
+) -> None:
+    """EX-13, conservative: 3 cmdlets against a budget of 2 a second is a 429 with Retry-After, and
+    nothing of the batch ran; 2 fit."""
+    sandbox.faults.throttle_exchange(requests_per_second=2, retry_after=3)
+    refused = await post_batch(
+        exo, batch_body(exo, *[("Set-CASMailbox", {"Identity": MAILBOX, "ImapEnabled": False})] * 3)
+    )
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "3"
+    assert sandbox.state.find_mailbox(MAILBOX).imap_enabled  # nothing ran
+    fits = await post_batch(exo, batch_body(exo, *[("Get-Mailbox", {"Identity": MAILBOX})] * 2))
+    assert fits.status_code == 200
+    assert (await exo.raw("Get-Mailbox")).status_code == 429  # the batch used the whole second
+
+
+@pytest.mark.parametrize(
+    ("what", "prefer", "count", "named"),
+    [
+        ("stop on the first error", None, 1, "continue-on-error"),
+        ("more than ten", "odata.continue-on-error", 11, "1 to 10"),
+    ],
+)
+async def test_batch_forms_without_a_source_answer_501(
+    exo: Exo, sandbox: Sandbox, what: str, prefer: str | None, count: int, named: str
+) -> None:
+    body = batch_body(exo, *[("Get-Mailbox", {"Identity": MAILBOX})] * count)
+    response = await post_batch(exo, body, prefer)
+    assert response.status_code == 501, what
+    assert response.json()["error"]["code"] == "NotModelledBySandbox" and named in response.text
+    [recorded] = sandbox.acknowledge_unmodelled()
+    assert recorded.service == "exchange"
