@@ -71,6 +71,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         secret=True,
     ),
     SettingSpec(
+        "LINK_SIGNING_KEY_PREVIOUS",
+        "The link-signing key before the last rotation: links it signed are still accepted (never used to "
+        "sign); empty or unresolved: none. Remove it CONSENT_DEADLINE_HOURS after the rotation "
+        "(docs/operations.md).",
+        secret=True,
+    ),
+    SettingSpec(
         "API_FUNCTION_KEY",
         "Function key the requester's API accepts (the same value as the host key the deployment creates); "
         "empty: no key is accepted.",
@@ -186,6 +193,7 @@ class Settings:
     mail_sender: str
     public_base_url: str
     link_signing_key: bytes = field(repr=False)
+    link_signing_key_previous: bytes = field(default=b"", repr=False)
     mailbox_batch_size: int = 200
     mailbox_fanout: int = 10
     mailbox_concurrency: int = 10
@@ -212,6 +220,15 @@ class Settings:
     api_audiences: tuple[str, ...] = ()
     api_access_token_version: TokenVersion = TokenVersion.V2
     token_issuer_v1_host: str = ""
+
+    @property
+    def link_verification_keys(self) -> tuple[bytes, ...]:
+        """The keys a link, cookie or form token may be signed with: the current one first, then the
+        one before the last rotation while it is kept (docs/operations.md, rotating the key)."""
+        previous = self.link_signing_key_previous
+        return (self.link_signing_key,) + (
+            (previous,) if previous and previous != self.link_signing_key else ()
+        )
 
     def token_config(self) -> TokenConfig | None:
         """How Entra tokens for this API are validated; ``None`` when no audience is configured."""
@@ -325,6 +342,7 @@ class Settings:
             mail_sender=get("MAIL_SENDER"),
             public_base_url=url("PUBLIC_BASE_URL"),
             link_signing_key=get("LINK_SIGNING_KEY").encode(),
+            link_signing_key_previous=(_resolved_secret(raw("LINK_SIGNING_KEY_PREVIOUS")) or "").encode(),
             mailbox_batch_size=integer("MAILBOX_BATCH_SIZE", 1, 5000),
             mailbox_fanout=integer("MAILBOX_FANOUT", 2, 100),
             mailbox_concurrency=integer("MAILBOX_CONCURRENCY", 1, 200),
@@ -370,6 +388,8 @@ class Settings:
             )
         elif settings.link_signing_key and len(settings.link_signing_key) < 32:
             problems.append("LINK_SIGNING_KEY: must be at least 32 characters")
+        if settings.link_signing_key_previous and len(settings.link_signing_key_previous) < 32:
+            problems.append("LINK_SIGNING_KEY_PREVIOUS: must be at least 32 characters (or empty)")
         if problems:
             raise ConfigurationError(problems)
         return settings
