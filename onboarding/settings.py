@@ -114,6 +114,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "First expiry warning, this many days before a client secret expires (then 14, 7, 1 days and once at expiry).",
         "30",
     ),
+    SettingSpec(
+        "HISTORY_RETENTION_DAYS",
+        "Finished onboarding histories (with their mailbox and admin addresses) are purged this many days "
+        "after they were created; a credential still in Key Vault keeps its onboarding record.",
+        "90",
+    ),
     SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),
     SettingSpec(
         "CALLBACK_ALLOW_PRIVATE_NETWORKS",
@@ -204,6 +210,7 @@ class Settings:
     poll_max_seconds: int = 600
     activity_retry_seconds: int = 15
     credential_expiry_warning_days: int = 30
+    history_retention_days: int = 90
     callback_allow_private_networks: bool = False
     enable_grant_mode: bool = False
     signin_client_id: str | None = None
@@ -353,6 +360,7 @@ class Settings:
             poll_max_seconds=integer("POLL_MAX_SECONDS", 1, 6 * 3600),
             activity_retry_seconds=integer("ACTIVITY_RETRY_SECONDS", 1, 3600),
             credential_expiry_warning_days=integer("CREDENTIAL_EXPIRY_WARNING_DAYS", 1, 365),
+            history_retention_days=integer("HISTORY_RETENTION_DAYS", 1, 3650),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
             enable_grant_mode=flag("ENABLE_GRANT_MODE"),
             signin_client_id=raw("SIGNIN_CLIENT_ID"),
