@@ -22,7 +22,7 @@ blueprint = df.Blueprint()
 @blueprint.activity_trigger(input_name="payload", activity=A.RECORD_ONBOARDING)
 async def record_onboarding(payload: dict[str, Any]) -> dict[str, Any]:
     async def work(services: Services) -> dict[str, bool]:
-        written = await records.record_finished(
+        recorded = await records.record_finished(
             services.vault,
             onboarding_id=payload["onboarding_id"],
             request=OnboardingRequest.from_json(payload["request"]),
@@ -31,6 +31,6 @@ async def record_onboarding(payload: dict[str, Any]) -> dict[str, Any]:
             outcome=payload["outcome"],
             at=datetime.fromisoformat(payload["at"]),
         )
-        return {"written": written}
+        return {"recorded": recorded}
 
     return await _run(A.RECORD_ONBOARDING, work, payload)

@@ -285,7 +285,8 @@ async def record_finished(
     at: datetime,
 ) -> bool:
     """The activity's work: record a finished onboarding if it left a credential in the vault (a
-    compensated one did not, and its addresses are then kept nowhere past the retention)."""
+    compensated one did not, and its addresses are then kept nowhere past the retention). True when
+    the credential is recorded, whether by this call or an earlier one (the same answer on a rerun)."""
     if not await credential_exists(vault, onboarding_id):
         return False
     existing = await load(vault, onboarding_id)
@@ -298,6 +299,6 @@ async def record_finished(
         outcome=outcome,
         operation=RecordedOperation(Operation.ONBOARDED, at.isoformat()),
     )
-    if existing is not None and existing.operations[:1] == record.operations:
-        return False  # a retried activity: this very completion is recorded (maybe updated since)
-    return await save(vault, record)
+    if existing is None or existing.operations[:1] != record.operations:
+        await save(vault, record)  # else a rerun: this very completion is recorded (maybe updated since)
+    return True
