@@ -6,6 +6,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import blueprint as activities
+from activities.records import blueprint as record_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
 from onboarding import logcontext, redaction
@@ -20,5 +21,13 @@ logcontext.install()  # every line logged for an onboarding carries its id and s
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (endpoints, orchestrations, activities, schedules, webhook_delivery, webhook_activities):
+for blueprint in (
+    endpoints,
+    orchestrations,
+    activities,
+    schedules,
+    webhook_delivery,
+    webhook_activities,
+    record_activities,
+):
     app.register_functions(blueprint)

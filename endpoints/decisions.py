@@ -73,7 +73,7 @@ def _now() -> datetime:
 
 def _signer() -> LinkSigner:
     try:
-        return LinkSigner(load_settings().link_signing_key)
+        return LinkSigner.from_settings(load_settings())
     except (ConfigurationError, ValueError):
         log.error("link signing is not configured")
         raise Refused(
@@ -154,7 +154,7 @@ def _settings() -> Settings:
 
 def _signed_in(req: func.HttpRequest, settings: Settings) -> Approver | None:
     """The approver this browser signed in as (the session cookie), or None."""
-    content = CookieBox(settings.link_signing_key).open(
+    content = CookieBox.from_settings(settings).open(
         signin.read_cookie(settings, req.headers.get("Cookie")),
         kind="session",
         minutes=signin.SESSION_MINUTES,
@@ -294,9 +294,7 @@ def _sign_in_first(
 def _bound_form(
     settings: Settings, approver: Approver, claims: LinkClaims, digest: str, hidden: dict[str, str]
 ) -> dict[str, str]:
-    token = CookieBox(settings.link_signing_key).form_token(
-        approver, claims.onboarding_id, claims.nonce, digest
-    )
+    token = CookieBox.from_settings(settings).form_token(approver, claims.onboarding_id, claims.nonce, digest)
     return {**hidden, "digest": digest, "form_token": token}
 
 
@@ -309,7 +307,7 @@ def _check_bound(
 ) -> str:
     """The form came from a page shown to this approver, for this wait, and lists this request's mailboxes."""
     digest = form.get("digest", "")
-    if not CookieBox(settings.link_signing_key).form_token_matches(
+    if not CookieBox.from_settings(settings).form_token_matches(
         form.get("form_token", ""), approver, claims.onboarding_id, claims.nonce, digest
     ):
         raise Refused("The form was not the one shown to you. Open the page again.", HTTPStatus.FORBIDDEN)
@@ -344,7 +342,7 @@ async def signin_start(req: func.HttpRequest) -> func.HttpResponse:
             ) from None
     except Refused as refused:
         return _refusal(refused)
-    sealed = CookieBox(settings.link_signing_key).seal({"kind": "flow", "flow": flow, "next": back}, _now())
+    sealed = CookieBox.from_settings(settings).seal({"kind": "flow", "flow": flow, "next": back}, _now())
     response = html(pages.page("Signing in", ["Continue to Microsoft to sign in."]), HTTPStatus.FOUND)
     response.headers["Location"] = auth_uri
     response.headers["Set-Cookie"] = signin.set_cookie(settings, sealed, signin.FLOW_MINUTES * 60)
@@ -361,7 +359,7 @@ async def signin_callback(req: func.HttpRequest) -> func.HttpResponse:
             raise _signin_unavailable()
     except Refused as refused:
         return _refusal(refused)
-    box = CookieBox(settings.link_signing_key)
+    box = CookieBox.from_settings(settings)
     try:
         approver, back = await _finish_signin(settings, box, req, query)
     except Refused as refused:

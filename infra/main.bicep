@@ -224,6 +224,10 @@ module keyVault 'app/keyvault.bicep' = {
 }
 
 var signinClientSecretUri = '${keyVault.outputs.uri}secrets/${signinClientSecretName}/'
+// The key before the last rotation, kept for the longest link lifetime (docs/operations.md). No
+// deployment writes it; while the secret does not exist the reference stays unresolved and the app
+// accepts no previous key.
+var linkSigningKeyPreviousSecretUri = '${keyVault.outputs.uri}secrets/${linkSigningKeySecretName}-previous/'
 
 module alerts 'app/alerts.bicep' = {
   name: 'alerts'
@@ -279,6 +283,7 @@ var appSettings = {
   KEY_VAULT_URI: keyVault.outputs.uri
   MAIL_SENDER: mailSender
   LINK_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.linkSigningKeySecretUri})'
+  LINK_SIGNING_KEY_PREVIOUS: '@Microsoft.KeyVault(SecretUri=${linkSigningKeyPreviousSecretUri})'
   // The requester's API: a key the app checks itself, and Entra tokens for the API's app registration.
   API_FUNCTION_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.apiFunctionKeySecretUri})'
   API_APP_ID_URI: apiAppIdUri
@@ -295,6 +300,7 @@ var appSettings = {
   POLL_MAX_SECONDS: '600'
   ACTIVITY_RETRY_SECONDS: '15'
   CREDENTIAL_EXPIRY_WARNING_DAYS: '30'
+  HISTORY_RETENTION_DAYS: '90'
   CALLBACK_ALLOW_PRIVATE_NETWORKS: 'false'
   ENABLE_GRANT_MODE: enableGrantMode ? 'true' : 'false'
   SIGNIN_CLIENT_ID: signinClientId

@@ -484,6 +484,60 @@ COMPENSATE = Contract(A.COMPENSATE, Compensate, Compensation.from_json)
 NOTIFY_OUTCOME = Contract(A.NOTIFY_OUTCOME, NotifyOutcome, nothing)
 
 
+# --- the record of a finished onboarding (activities/records.py) -------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordOnboarding:
+    """What outlives the history's purge (onboarding/records.py). ``request`` may name only the
+    mailboxes the emails show; ``mailbox_count`` says how many there are."""
+
+    onboarding_id: str
+    request: OnboardingRequest
+    mailbox_count: int
+    app: AppRegistration
+    outcome: str  # an onboarding.domain.Outcome value
+    at: str  # ISO 8601, the orchestration's time
+
+    def to_json(self) -> Json:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "request": self.request.to_json(),
+            "mailbox_count": self.mailbox_count,
+            "app": self.app.to_json(),
+            "outcome": self.outcome,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            request=OnboardingRequest.from_json(data["request"]),
+            mailbox_count=int(data["mailbox_count"]),
+            app=AppRegistration.from_json(data["app"]),
+            outcome=data["outcome"],
+            at=data["at"],
+        )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Whether the credential is recorded (by this run or an earlier one: the same answer on a rerun)."""
+
+    recorded: bool
+
+    def to_json(self) -> Json:
+        return {"recorded": self.recorded}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(recorded=bool(data["recorded"]))
+
+
+RECORD_ONBOARDING = Contract(A.RECORD_ONBOARDING, RecordOnboarding, Recorded.from_json)
+
+
 # --- the webhook activities (activities/webhooks.py) ------------------------------------------------
 
 

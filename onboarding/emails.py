@@ -257,7 +257,10 @@ def secret_expiring(
     days_left: int,
     expired: bool = False,
     brand: Brand | None = None,
+    mailbox_count: int | None = None,
 ) -> Email:
+    """``mailbox_count``: how many mailboxes, when ``request.mailboxes`` holds only the first few."""
+    count = len(request.mailboxes) if mailbox_count is None else mailbox_count
     when = expires_on.strftime("%Y-%m-%d")
     subject = f"Client secret of {request.display_name} {_expiry_phrase(when, days_left, expired)}"
     return render(
@@ -278,9 +281,9 @@ def secret_expiring(
             ],
             why=_who_and_why(request),
             accent=_RED if expired or days_left <= 7 else _BLUE,
-            facts=_facts(request, app_id, len(request.mailboxes)),
+            facts=_facts(request, app_id, count),
             mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
-            mailbox_count=len(request.mailboxes),
+            mailbox_count=count,
         ),
         brand,
     )

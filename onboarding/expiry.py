@@ -12,7 +12,7 @@ tagged ``expiryWarned=<milestone>`` with ``expiryWarnedFor=<the expiry it was ab
 the most urgent milestone reached only if it is more urgent than the one recorded; a missed day
 therefore sends the milestone it crossed, late but once, and a second run the same day finds the tag.
 State derived from (now, expiry, last run) alone was rejected: a timer that runs twice or is
-re-run by hand has no trustworthy "last run", and Durable histories can be purged. The tag lives as
+re-run by hand has no trustworthy "last run", and Durable histories are purged (onboarding/retention.py). The tag lives as
 long as the secret, is bound to one expiry (a new version or a changed expiry starts afresh), and
 Key Vault Secrets Officer, the role the function app already has, may list and update it.
 
@@ -20,6 +20,9 @@ The email goes before the tag: a crash between them repeats one warning the next
 losing it. The watch stops for a secret once its at-expiry warning is recorded, when the secret is
 deleted (offboarded), when its app is gone, or when the credential it holds is no longer on the app
 (rotated away); a rotation that writes a new version starts that version's own schedule.
+
+Who is told comes from the onboarding's record (onboarding/records.py), not its Durable history:
+retention purges the history, and the warnings must go on for as long as the credential lives.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from onboarding import emails, opsevents
-from onboarding.domain import OnboardingRequest, app_unique_name
+from onboarding.domain import app_unique_name
 from onboarding.errors import OnboardingError
 from onboarding.ports import ServicesPort
+from onboarding.records import OnboardingRecord
 
 # Set by steps.create_secret on every secret it writes.
 CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
@@ -128,15 +132,16 @@ async def warn_expiring(
     *,
     now: datetime,
     first_days: int,
-    request_of: Callable[[str], Awaitable[OnboardingRequest | None]],
+    record_of: Callable[[str], Awaitable[OnboardingRecord | None]],
 ) -> list[str]:
-    """Send each due milestone warning once; returns the secret names warned. One secret that cannot
-    be checked or told (Graph or Key Vault refusing) is logged and left for tomorrow's run; the
-    others are still warned."""
+    """Send each due milestone warning once; returns the secret names warned. ``record_of`` gives an
+    onboarding's record (onboarding/records.py: the admins to tell, kept past the history's purge).
+    One secret that cannot be checked or told (Graph or Key Vault refusing) is logged and left for
+    tomorrow's run; the others are still warned."""
     warned = []
     for due in due_warnings(await svc.vault.list_secrets(), now=now, schedule=milestones(first_days)):
         try:
-            if await _warn(svc, due, now, request_of):
+            if await _warn(svc, due, now, record_of):
                 warned.append(due.name)
         except OnboardingError as exc:
             log.warning("expiry warning for %s not sent: %s", due.name, exc.message)
@@ -147,11 +152,11 @@ async def _warn(
     svc: ServicesPort,
     due: DueWarning,
     now: datetime,
-    request_of: Callable[[str], Awaitable[OnboardingRequest | None]],
+    record_of: Callable[[str], Awaitable[OnboardingRecord | None]],
 ) -> bool:
     if not await still_in_use(svc, due):
         return False
-    request = await request_of(due.onboarding_id)
+    record = await record_of(due.onboarding_id)
     # One line per warning due, told or not: the "credentials expiring" alert counts them.
     opsevents.emit(
         log,
@@ -162,21 +167,23 @@ async def _warn(
         expires_on=due.expires_on.isoformat(),
         days_left=days_left(due.expires_on, now),
         milestone=due.milestone,
-        admins_known=request is not None,
+        admins_known=record is not None,
     )
-    if request is None:
-        return False  # the onboarding's history was purged: nobody to tell but the alert
-    await _send(svc, request, due, now)
+    if record is None:
+        return False  # neither a record nor a history (removed by hand): nobody to tell but the alert
+    await _send(svc, record, due, now)
     marked = {WARNED_TAG: str(due.milestone), WARNED_FOR_TAG: due.expires_on.isoformat()}
     await svc.vault.tag_current(due.name, expires_on=due.expires_on, tags=marked)
     return True
 
 
-async def _send(svc: ServicesPort, request: OnboardingRequest, due: DueWarning, now: datetime) -> None:
+async def _send(svc: ServicesPort, record: OnboardingRecord, due: DueWarning, now: datetime) -> None:
     from onboarding.steps import send_email
 
+    request = record.as_request()
     message = emails.secret_expiring(
         request,
+        mailbox_count=record.mailbox_count,
         app_id=due.app_id,
         name=due.name,
         expires_on=due.expires_on,

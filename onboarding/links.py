@@ -11,6 +11,11 @@ Approval links: the decision email carries one ``decide`` link whose page offers
 ``approve`` and ``reject`` links allow only their own decision (for emails that prefer two links).
 Tokens carry no secret; they are bearer capabilities bounded by the nonce (one decision per wait)
 and the expiry (the consent deadline).
+
+Rotation: new links are signed with the current key only; verification also accepts the key before
+the last rotation (``LINK_SIGNING_KEY_PREVIOUS``) while the operator keeps it, which must be at least
+the longest link lifetime (``CONSENT_DEADLINE_HOURS``). Once it is removed, an old link gets the same
+"signature does not match" page as a forged one: nothing can tell them apart without the old key.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import hmac
 import json
 import re
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -78,11 +83,26 @@ def derive_key(key: bytes, label: str) -> bytes:
 
 
 class LinkSigner:
-    def __init__(self, key: bytes, *, clock: Callable[[], datetime] = utcnow) -> None:
-        if len(key) < 32:
+    """Signs with ``key`` only; verifies with ``key`` or any of ``previous`` (the key before a
+    rotation, kept for the longest link lifetime so links already emailed keep working)."""
+
+    def __init__(
+        self, key: bytes, *, previous: Iterable[bytes] = (), clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        accepted = (key, *previous)
+        if any(len(k) < 32 for k in accepted):
             raise ValueError("the link signing key must be at least 32 bytes")
         self._keys = {purpose: derive_key(key, f"link/{purpose.value}") for purpose in LinkPurpose}
+        self._accepted = {
+            purpose: tuple(derive_key(k, f"link/{purpose.value}") for k in accepted)
+            for purpose in LinkPurpose
+        }
         self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LinkSigner:
+        current, *previous = settings.link_verification_keys
+        return cls(current, previous=previous)
 
     def issue(self, onboarding_id: str, purpose: LinkPurpose, nonce: str, expires_at: datetime) -> str:
         """A URL-safe token binding onboarding, purpose, nonce and expiry."""
@@ -116,7 +136,9 @@ class LinkSigner:
                 "This link is malformed. Open the link from the email again, without changes."
             ) from None
         forged = LinkError(
-            "This link is not valid: its signature does not match. Use the link from the email."
+            "This link is not valid: its signature does not match. It was changed, or it was signed "
+            "with a key this service no longer accepts. Use the link from the latest email, or ask "
+            "the requester to submit the onboarding again."
         )
         if header.get("alg") != _ALGORITHM or not isinstance(unverified, dict):
             raise forged
@@ -124,19 +146,7 @@ class LinkSigner:
             purpose = LinkPurpose(str(unverified.get("pur")))
         except ValueError:
             raise forged from None
-        try:
-            claims = jwt.decode(
-                token,
-                self._keys[purpose],
-                algorithms=[_ALGORITHM],
-                options={"require": ["sub", "pur", "non", "exp"], "verify_exp": False},
-            )
-        except jwt.InvalidSignatureError:
-            raise forged from None
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise LinkError(
-                "This link is malformed. Open the link from the email again, without changes."
-            ) from None
+        claims = self._decode(token, purpose, forged)
         sub, nonce, exp = claims.get("sub"), claims.get("non"), claims.get("exp")
         if (
             not isinstance(sub, str)
@@ -156,6 +166,27 @@ class LinkSigner:
         if self._clock() >= expires_at:
             raise LinkError("This link has expired. Ask the requester to submit the onboarding again.")
         return LinkClaims(onboarding_id=sub, purpose=purpose, nonce=nonce, expires_at=expires_at)
+
+    def _decode(self, token: str, purpose: LinkPurpose, forged: LinkError) -> dict[str, object]:
+        """The claims, checked with the current key, else with the key before the last rotation."""
+        import jwt
+
+        for key in self._accepted[purpose]:
+            try:
+                claims: dict[str, object] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[_ALGORITHM],
+                    options={"require": ["sub", "pur", "non", "exp"], "verify_exp": False},
+                )
+                return claims
+            except jwt.InvalidSignatureError:
+                continue
+            except (jwt.PyJWTError, ValueError, TypeError):
+                raise LinkError(
+                    "This link is malformed. Open the link from the email again, without changes."
+                ) from None
+        raise forged
 
 
 def consent_redirect_uri(settings: Settings) -> str:

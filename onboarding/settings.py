@@ -79,6 +79,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         secret=True,
     ),
     SettingSpec(
+        "LINK_SIGNING_KEY_PREVIOUS",
+        "The link-signing key before the last rotation: links it signed are still accepted (never used to "
+        "sign); empty or unresolved: none. Remove it CONSENT_DEADLINE_HOURS after the rotation "
+        "(docs/operations.md).",
+        secret=True,
+    ),
+    SettingSpec(
         "API_FUNCTION_KEY",
         "Function key the requester's API accepts (the same value as the host key the deployment creates); "
         "empty: no key is accepted.",
@@ -120,6 +127,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "CREDENTIAL_EXPIRY_WARNING_DAYS",
         "First expiry warning, this many days before a client secret expires (then 14, 7, 1 days and once at expiry).",
         "30",
+    ),
+    SettingSpec(
+        "HISTORY_RETENTION_DAYS",
+        "Finished onboarding histories (with their mailbox and admin addresses) are purged this many days "
+        "after they were created; a credential still in Key Vault keeps its onboarding record.",
+        "90",
     ),
     SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),
     SettingSpec(
@@ -228,6 +241,7 @@ class Settings:
     mail_sender: str
     public_base_url: str
     link_signing_key: bytes = field(repr=False)
+    link_signing_key_previous: bytes = field(repr=False)
     # Defaults live in SETTINGS (from_env applies them), not here.
     mailbox_batch_size: int
     mailbox_fanout: int
@@ -240,6 +254,7 @@ class Settings:
     poll_max_seconds: int
     activity_retry_seconds: int
     credential_expiry_warning_days: int
+    history_retention_days: int
     callback_allow_private_networks: bool
     enable_grant_mode: bool
     signin_client_id: str | None = None
@@ -256,6 +271,15 @@ class Settings:
     api_audiences: tuple[str, ...] = ()
     api_access_token_version: TokenVersion
     token_issuer_v1_host: str = ""
+
+    @property
+    def link_verification_keys(self) -> tuple[bytes, ...]:
+        """The keys a link, cookie or form token may be signed with: the current one first, then the
+        one before the last rotation while it is kept (docs/operations.md, rotating the key)."""
+        previous = self.link_signing_key_previous
+        return (self.link_signing_key,) + (
+            (previous,) if previous and previous != self.link_signing_key else ()
+        )
 
     def token_config(self) -> TokenConfig | None:
         """How Entra tokens for this API are validated; ``None`` when no audience is configured."""
@@ -362,6 +386,7 @@ class Settings:
             mail_sender=get("MAIL_SENDER"),
             public_base_url=url("PUBLIC_BASE_URL"),
             link_signing_key=get("LINK_SIGNING_KEY").encode(),
+            link_signing_key_previous=(_resolved_secret(raw("LINK_SIGNING_KEY_PREVIOUS")) or "").encode(),
             mailbox_batch_size=integer("MAILBOX_BATCH_SIZE", 1, 5000),
             mailbox_fanout=integer("MAILBOX_FANOUT", 2, 100),
             mailbox_concurrency=integer("MAILBOX_CONCURRENCY", 1, 200),
@@ -373,6 +398,7 @@ class Settings:
             poll_max_seconds=integer("POLL_MAX_SECONDS", 1, 6 * 3600),
             activity_retry_seconds=integer("ACTIVITY_RETRY_SECONDS", 1, 3600),
             credential_expiry_warning_days=integer("CREDENTIAL_EXPIRY_WARNING_DAYS", 1, 365),
+            history_retention_days=integer("HISTORY_RETENTION_DAYS", 1, 3650),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
             enable_grant_mode=flag("ENABLE_GRANT_MODE"),
             signin_client_id=raw("SIGNIN_CLIENT_ID"),
@@ -408,6 +434,8 @@ class Settings:
             )
         elif settings.link_signing_key and len(settings.link_signing_key) < 32:
             problems.append("LINK_SIGNING_KEY: must be at least 32 characters")
+        if settings.link_signing_key_previous and len(settings.link_signing_key_previous) < 32:
+            problems.append("LINK_SIGNING_KEY_PREVIOUS: must be at least 32 characters (or empty)")
         if problems:
             raise ConfigurationError(problems)
         return settings

@@ -208,11 +208,21 @@ def refusal(approver: Approver, settings: Settings, *, requested_by: str | None)
 class CookieBox:
     """Encrypts and authenticates the cookie's content (Fernet from ``cryptography``) with its age."""
 
-    def __init__(self, link_signing_key: bytes) -> None:
-        from cryptography.fernet import Fernet
+    def __init__(self, link_signing_key: bytes, *, previous: Iterable[bytes] = ()) -> None:
+        from cryptography.fernet import Fernet, MultiFernet
 
-        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(link_signing_key, "approver-cookie")))
-        self._form_key = derive_key(link_signing_key, "approver-form")
+        keys = (link_signing_key, *previous)
+        # MultiFernet seals with the first key and opens with any: a sign-in begun just before a
+        # rotation of the link-signing key still completes.
+        self._fernet = MultiFernet(
+            [Fernet(base64.urlsafe_b64encode(derive_key(k, "approver-cookie"))) for k in keys]
+        )
+        self._form_keys = tuple(derive_key(k, "approver-form") for k in keys)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CookieBox:
+        current, *previous = settings.link_verification_keys
+        return cls(current, previous=previous)
 
     def seal(self, content: dict[str, Any], now: datetime) -> str:
         data = json.dumps(content, separators=(",", ":")).encode()
@@ -233,13 +243,20 @@ class CookieBox:
 
     def form_token(self, approver: Approver, onboarding_id: str, nonce: str, digest: str) -> str:
         """Binds a page's form to the signed-in approver, the wait and the mailbox list it showed."""
-        message = "\n".join((approver.object_id, onboarding_id, nonce, digest)).encode()
-        return hmac.new(self._form_key, message, hashlib.sha256).hexdigest()
+        return self._form_token(self._form_keys[0], approver, onboarding_id, nonce, digest)
 
     def form_token_matches(
         self, token: str, approver: Approver, onboarding_id: str, nonce: str, digest: str
     ) -> bool:
-        return hmac.compare_digest(token, self.form_token(approver, onboarding_id, nonce, digest))
+        return any(
+            hmac.compare_digest(token, self._form_token(key, approver, onboarding_id, nonce, digest))
+            for key in self._form_keys
+        )
+
+    @staticmethod
+    def _form_token(key: bytes, approver: Approver, onboarding_id: str, nonce: str, digest: str) -> str:
+        message = "\n".join((approver.object_id, onboarding_id, nonce, digest)).encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def cookie_name(settings: Settings) -> str:

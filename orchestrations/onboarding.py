@@ -7,6 +7,7 @@ Deterministic by construction: time comes from ``context.current_utc_datetime``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, replace
@@ -603,6 +604,28 @@ class Onboarding:
                 )
             return tuple(left)
 
+    def record(self, outcome: Outcome) -> Steps:
+        """Keep what the expiry watch and day-2 operations need past the history's purge
+        (onboarding/records.py): written if a credential is left in the vault. Last, so a history
+        recorded before this step existed replays unchanged."""
+        if self.secret is None or self.app is None:
+            return
+        payload = C.RecordOnboarding(
+            onboarding_id=self.job.onboarding_id,
+            request=self.email_request,
+            mailbox_count=self.mailbox_count,
+            app=self.app,
+            outcome=outcome.value,
+            at=self.now.isoformat(),
+        )
+        # A failure is caught up by the retention run, which writes the record from the history.
+        with contextlib.suppress(Exception):
+            yield self.context.call_activity_with_retry(
+                C.RECORD_ONBOARDING.name,
+                self.retry,
+                logcontext.with_log_fields(self.context, Step.FINISH.value, payload.to_json()),
+            )
+
     def finish(
         self,
         outcome: Outcome,
@@ -642,6 +665,7 @@ class Onboarding:
             notes.append("The completion event could not be queued for delivery.")
         elif self.request.callback_url:
             notes.append("Completion event queued for delivery.")
+        yield from self.record(outcome)
         self.mark(Step.FINISH, StepState.DONE, " ".join(notes))
         self.event(
             opsevents.OpsEvent.ONBOARDING_FINISHED,

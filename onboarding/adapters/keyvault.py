@@ -160,7 +160,7 @@ class CredentialVault:
         )
 
     async def put(
-        self, name: str, value: str, *, content_type: str, expires_on: datetime, tags: dict[str, str]
+        self, name: str, value: str, *, content_type: str, expires_on: datetime | None, tags: dict[str, str]
     ) -> str:
         """Store a new version; returns its version id. A name in the vault's recycle bin (soft
         deleted, 409) is recovered first, then written; a name still being deleted or recovered is

@@ -6,14 +6,17 @@ test_signin.py. Link refusals come first, so they read the same signed in or not
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from onboarding.links import LinkPurpose, LinkSigner
+from onboarding.settings import load_settings
 
-from .conftest import Api
+from .conftest import SIGNING_KEY, Api
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 OTHER = "onb-" + "f" * 32
@@ -274,3 +277,67 @@ def test_approval_on_a_cancelled_onboarding_is_refused(api: Api) -> None:
     api.host.idle()
     assert_page(api.anonymous.post(f"/api/approvals/{token}", data={"decision": "approve"}), 410)
     assert api.view(onboarding_id)["status"] == "cancelled"
+
+
+# -- rotating the link-signing key ---------------------------------------------------------------
+
+NEW_KEY = "rotated-link-signing-key-0123456789abcdef"
+
+
+@contextmanager
+def link_keys(current: str, previous: str) -> Iterator[None]:
+    """The app settings after a rotation step (the app re-reads them on restart)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LINK_SIGNING_KEY", current)
+        patch.setenv("LINK_SIGNING_KEY_PREVIOUS", previous)
+        load_settings.cache_clear()
+        try:
+            yield
+        finally:
+            load_settings.cache_clear()
+
+
+def test_a_link_emailed_before_a_rotation_works_while_the_previous_key_is_kept(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    emailed = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"  # signed with the old key
+    with link_keys(NEW_KEY, SIGNING_KEY):
+        forged = LinkSigner(b"z" * 40).issue(
+            onboarding_id,
+            LinkPurpose.DECIDE,
+            api.nonce(onboarding_id),
+            api.signer._clock() + timedelta(hours=1),
+        )
+        refused_approval(api, onboarding_id, forged, 403)  # a third key is still refused
+        admin = api.signed_in()  # the sign-in cookie is sealed with the new key
+        form = hidden(assert_page(admin.get(emailed), 200))
+        assert_page(admin.post(emailed, data={**form, "decision": "approve"}), 200)
+    assert api.view(onboarding_id)["status"] == "succeeded"
+
+
+def test_a_link_signed_with_a_removed_previous_key_gets_a_page_saying_so(api: Api) -> None:
+    onboarding_id = api.start(consentMode="grant")
+    old = api.token(onboarding_id, LinkPurpose.DECIDE)
+    with link_keys(NEW_KEY, ""):  # the rotation window is over: the previous key was removed
+        page = assert_page(api.anonymous.get(f"/api/approvals/{old}"), 403)
+        assert "signed with a key this service no longer accepts" in page
+        assert "ask the requester to submit the onboarding again" in page
+        refused_approval(api, onboarding_id, old, 403)
+        fresh = LinkSigner(NEW_KEY.encode()).issue(
+            onboarding_id,
+            LinkPurpose.DECIDE,
+            api.nonce(onboarding_id),
+            api.signer._clock() + timedelta(hours=1),
+        )
+        assert_page(api.anonymous.get(f"/api/approvals/{fresh}"), 200)  # the new key's links work
+
+
+def test_a_consent_state_signed_before_a_rotation_still_continues_the_onboarding(api: Api) -> None:
+    onboarding_id = api.start()
+    state = api.token(onboarding_id, LinkPurpose.CONSENT)
+    with link_keys(NEW_KEY, SIGNING_KEY):
+        admin = api.signed_in()
+        page = assert_page(
+            admin.get("/api/consent/callback", params={"admin_consent": "True", "state": state}), 200
+        )
+        assert_page(admin.post("/api/consent/callback", data=hidden(page)), 200)
+    assert api.view(onboarding_id)["status"] == "succeeded"

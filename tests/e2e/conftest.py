@@ -20,7 +20,7 @@ import pytest
 
 from demo.admin import Admin, link_in
 from funchost import LocalHost, ManualClock
-from onboarding import logcontext
+from onboarding import logcontext, records
 from onboarding.settings import load_settings
 from sandbox import Sandbox, SandboxConfig
 from sandbox.profiles import REALISTIC, profile_from_env
@@ -224,6 +224,14 @@ class Tenant:
         ]
 
     def live_secrets(self) -> list[Any]:
+        """The client secrets in the vault (not the onboarding records beside them)."""
+        return [s for s in self.live_vault_items() if not s.name.startswith(records.RECORD_PREFIX)]
+
+    def live_records(self) -> list[Any]:
+        """The onboarding records (onboarding/records.py) in the vault."""
+        return [s for s in self.live_vault_items() if s.name.startswith(records.RECORD_PREFIX)]
+
+    def live_vault_items(self) -> list[Any]:
         return [s for s in self.sandbox.state.secrets(include_deleted=False) if s.deleted_at is None]
 
     def permissions(self) -> set[tuple[str, str]]:

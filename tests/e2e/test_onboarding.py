@@ -44,11 +44,17 @@ def assert_fully_onboarded(tenant: Tenant, view: dict, mailboxes=MAILBOXES, role
     assert {r["mailbox"]: r["state"] for r in view["mailboxes"]["results"]} == {
         m: "verified" for m in mailboxes
     }
+    # Its record, for the expiry watch and day-2 operations once the history is purged: no secret.
+    [record] = tenant.live_records()
+    assert record.name == f"onboarding-record-{view['id']}"
+    assert json.loads(record.current.value)["appId"] == app.app_id
+    assert app.passwords[0].secret_text not in record.current.value
 
 
 def assert_cleaned_up(tenant: Tenant) -> None:
     assert tenant.live_apps() == []
     assert tenant.live_secrets() == []
+    assert tenant.live_records() == []  # nothing left to track: no addresses kept past retention
     assert tenant.sandbox.state.exchange_service_principals() == []
 
 

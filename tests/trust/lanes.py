@@ -21,6 +21,7 @@ import httpx
 
 from demo.admin import Admin, link_in
 from funchost.process import HostProcess
+from onboarding import records
 from onboarding.domain import vault_secret_name
 from sandbox import Sandbox, SandboxConfig
 from tests.e2e.conftest import ADMIN, FINAL, Evidence, Tenant, assert_no_secret_anywhere, free_port
@@ -44,6 +45,9 @@ class ScopedTenant(Tenant):
 
     def live_secrets(self) -> list[Any]:
         return [s for s in super().live_secrets() if s.name == vault_secret_name(self.onboarding_id)]
+
+    def live_records(self) -> list[Any]:
+        return [s for s in super().live_records() if s.name == records.record_name(self.onboarding_id)]
 
     def permissions(self) -> set[tuple[str, str]]:
         apps = {a.app_id for a in self.live_apps()}
@@ -257,7 +261,13 @@ class Lane:
         apps = [a for a in state.applications() if "mail-onboarding" in a.tags]
         assert [a.deleted_at for a in apps] == [None] * succeeded
         assert sum(len(a.passwords) for a in apps) == succeeded
-        assert [len(s.versions) for s in state.secrets()] == [1] * succeeded
+        credentials = [s for s in state.secrets() if not s.name.startswith(records.RECORD_PREFIX)]
+        assert [len(s.versions) for s in credentials] == [1] * succeeded
+        # One onboarding record per credential, written once however often its activity ran.
+        kept = [s for s in state.secrets() if s.name.startswith(records.RECORD_PREFIX)]
+        assert sorted((s.name, len(s.versions)) for s in kept) == sorted(
+            (records.record_name(s.current.tags["onboardingId"]), 1) for s in credentials
+        )
         assert len(state.exchange_service_principals()) == succeeded
         assert len(state.mailbox_permissions()) == succeeded * len(self.mailboxes)
         app_sps = [sp for sp in state.service_principals() if sp.app_id in {a.app_id for a in apps}]

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 import activities
+import activities.records as record_activities
 import activities.webhooks as webhook_activities
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import plan
+from onboarding import plan, records
 from onboarding.domain import (
     AppRegistration,
     ConsentMode,
@@ -45,7 +46,7 @@ Activity = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 def activity_functions() -> dict[str, Activity]:
     """The user functions behind the blueprint's activity triggers, by activity name."""
     found: dict[str, Activity] = {}
-    for blueprint in (activities.blueprint, webhook_activities.blueprint):
+    for blueprint in (activities.blueprint, webhook_activities.blueprint, record_activities.blueprint):
         for builder in blueprint._function_builders:
             function = builder._function
             found[function.get_function_name()] = function.get_user_function()
@@ -205,6 +206,15 @@ async def test_every_activity_twice_leaves_the_tenant_as_once(
     )
     await twice(C.NOTIFY_OUTCOME, C.NotifyOutcome(request=req, result=outcome))
     result = outcome.to_json()
+    recorded = C.RecordOnboarding(
+        onboarding_id=ONBOARDING_ID,
+        request=req,
+        mailbox_count=len(MAILBOXES),
+        app=app,
+        outcome=Outcome.SUCCEEDED.value,
+        at="2026-01-01T00:00:00+00:00",
+    )
+    assert await twice(C.RECORD_ONBOARDING, recorded) == C.Recorded(True)
     completed = EventType.COMPLETED.value
     data = webhook_activities.event_data(
         C.EmitWebhookEvent(
@@ -231,8 +241,9 @@ async def test_every_activity_twice_leaves_the_tenant_as_once(
     assert sorted((p.mailbox, p.user) for p in state.mailbox_permissions()) == sorted(
         (m, registration.object_id) for m in MAILBOXES
     )
-    [vault_secret] = state.secrets()
+    [vault_secret, record] = sorted(state.secrets(), key=lambda s: s.name)
     assert vault_secret.name == vault_secret_name(ONBOARDING_ID) == secret.name
+    assert record.name == records.record_name(ONBOARDING_ID) and len(record.versions) == 1
     assert [v.version for v in vault_secret.versions] == [secret.version]
     assert json.loads(vault_secret.current.value)["clientSecret"] == password.secret_text
     # Emails and callbacks are deliveries, at least once: the second run sends again, the receiver

@@ -151,7 +151,7 @@ class FakeVault:
         return next((v for v in versions if v.version == version), None)
 
     async def put(
-        self, name: str, value: str, *, content_type: str, expires_on: datetime, tags: dict[str, str]
+        self, name: str, value: str, *, content_type: str, expires_on: datetime | None, tags: dict[str, str]
     ) -> str:
         if self.fail_next_put:
             self.fail_next_put = False

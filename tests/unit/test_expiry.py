@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from onboarding import emails
+from onboarding import emails, records
 from onboarding.domain import AppRegistration, OnboardingRequest, Protocol
 from onboarding.errors import TransientError
 from onboarding.expiry import (
@@ -143,9 +143,19 @@ async def test_a_secret_that_cannot_be_checked_today_does_not_stop_the_others_be
         admin_emails=("admin@contoso.com",),
     )
 
-    async def request_of(onboarding_id: str) -> OnboardingRequest:
-        return request
+    record = records.record_of(
+        "onb-2",
+        request,
+        mailbox_count=1,
+        app={"app_id": "app-2"},
+        secret_name="second",
+        outcome="succeeded",
+        operation=records.RecordedOperation(records.Operation.ONBOARDED, NOW.isoformat()),
+    )
 
-    warned = await warn_expiring(svc, now=NOW, first_days=30, request_of=request_of)
+    async def record_of(onboarding_id: str) -> records.OnboardingRecord:
+        return record
+
+    warned = await warn_expiring(svc, now=NOW, first_days=30, record_of=record_of)
     assert warned == ["second"] and vault.tagged == ["second"]
     assert svc.graph.mails == ["Client secret of Helpdesk expires in 6 days"]

@@ -207,3 +207,20 @@ def test_operator_command_prints_the_callback_key(
     assert printed == {"callbackKeyHex": callback_key(KEY).hex()}
     assert KEY.hex() not in printed["callbackKeyHex"]
     assert main([]) == 2
+
+
+def test_after_a_rotation_new_links_are_signed_with_the_new_key_only_and_old_ones_still_verify():
+    new_key = b"n" * 40
+    rotated = LinkSigner(new_key, previous=[KEY], clock=lambda: NOW)
+    old_link = issue()
+    assert rotated.verify(old_link, purposes={LinkPurpose.DECIDE}).onboarding_id == ONB
+    new_link = rotated.issue(ONB, LinkPurpose.DECIDE, "nonce-2", NOW + timedelta(hours=1))
+    assert (
+        LinkSigner(new_key, clock=lambda: NOW).verify(new_link, purposes={LinkPurpose.DECIDE}).nonce
+        == "nonce-2"
+    )
+    assert "no longer accepts" in refused(new_link, {LinkPurpose.DECIDE})  # the old key alone refuses it
+    # The previous key does not widen what a link may do: a consent state is still no approval.
+    consent = issue(LinkPurpose.CONSENT)
+    with pytest.raises(LinkError):
+        rotated.verify(consent, purposes={LinkPurpose.DECIDE})

@@ -74,6 +74,21 @@ def test_an_unresolved_key_vault_reference_is_never_used_as_the_signing_key():
     assert "did not resolve" in str(caught.value)
 
 
+def test_the_previous_link_key_is_accepted_only_when_set_and_resolved():
+    assert Settings.from_env(BASE).link_verification_keys == (b"k" * 40,)
+    rotated = Settings.from_env({**BASE, "LINK_SIGNING_KEY_PREVIOUS": "p" * 40})
+    assert rotated.link_verification_keys == (b"k" * 40, b"p" * 40)
+    assert "p" * 40 not in repr(rotated)
+    # The reference to a secret that was deleted after the rotation window stays unresolved: no key.
+    gone = "@Microsoft.KeyVault(SecretUri=https://kv.example.test/secrets/link-signing-key-previous/)"
+    assert Settings.from_env({**BASE, "LINK_SIGNING_KEY_PREVIOUS": gone}).link_verification_keys == (
+        b"k" * 40,
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**BASE, "LINK_SIGNING_KEY_PREVIOUS": "short-old-key"})
+    assert "LINK_SIGNING_KEY_PREVIOUS" in str(caught.value) and "short-old-key" not in str(caught.value)
+
+
 def test_the_settings_reference_in_the_docs_is_current():
     from onboarding.settings import settings_table
 

@@ -126,3 +126,17 @@ def test_the_digest_binds_the_exact_list():
     assert mailbox_digest(fifty) != mailbox_digest(fifty[:49])
     assert mailbox_digest(fifty) != mailbox_digest(list(reversed(fifty)))
     assert mailbox_digest(["ab@c.d", "e@f.g"]) != mailbox_digest(["a@b.c", "de@f.g"])
+
+
+def test_a_cookie_and_form_sealed_before_a_key_rotation_still_open_until_the_old_key_is_dropped():
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    old, new = CookieBox(b"o" * 40), CookieBox(b"n" * 40, previous=[b"o" * 40])
+    sealed = old.seal({"kind": "approver", "who": "x"}, now)
+    assert new.open(sealed, kind="approver", minutes=10, now=now) == {"kind": "approver", "who": "x"}
+    approver = Approver("oid", "tid", "Ada", "ada@contoso.com", (), None)
+    token = old.form_token(approver, "onb-1", "nonce", "digest")
+    assert new.form_token_matches(token, approver, "onb-1", "nonce", "digest")
+    assert new.form_token(approver, "onb-1", "nonce", "digest") != token  # new forms use the new key
+    dropped = CookieBox(b"n" * 40)
+    assert dropped.open(sealed, kind="approver", minutes=10, now=now) is None
+    assert not dropped.form_token_matches(token, approver, "onb-1", "nonce", "digest")
