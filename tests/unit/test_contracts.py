@@ -70,6 +70,9 @@ PAYLOADS: dict[str, C.Payload] = {
     A.VERIFY_MAILBOXES: C.VerifyMailboxes("t", APP, SECRET, ("IMAP",), MAILBOXES),
     A.COMPENSATE: C.Compensate("onb-1", None, exchange_registered=False),
     A.NOTIFY_OUTCOME: C.NotifyOutcome(REQUEST, RESULT, 2),
+    A.RECORD_ONBOARDING: C.RecordOnboarding(
+        "onb-1", REQUEST, 2, APP, Outcome.PARTIAL.value, "2030-01-01T00:00:00+00:00"
+    ),
     A.EMIT_WEBHOOK_EVENT: C.EmitWebhookEvent(
         "onb-1",
         1,
