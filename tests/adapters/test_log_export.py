@@ -154,3 +154,22 @@ def test_the_application_insights_exporter_takes_the_platform_connection_string(
     )
     processor = telemetry._application_insights()
     processor.shutdown()
+
+
+def test_application_insights_gets_the_fields_as_custom_dimensions(
+    exported: InMemoryLogRecordExporter,
+) -> None:
+    """The last step before the wire: the Azure Monitor exporter turns an exported record into a trace
+    (MessageData) whose properties are the customDimensions Application Insights stores."""
+    from azure.monitor.opentelemetry.exporter.export.logs._exporter import _convert_log_to_envelope
+
+    with logcontext.bound(ONBOARDING, "register_app"):
+        logging.getLogger("onboarding.test").info("registered")
+    (record,) = exported.get_finished_logs()
+    envelope = _convert_log_to_envelope(record)
+    assert envelope.data is not None and envelope.data.base_type == "MessageData"
+    assert envelope.data.base_data.properties == {  # type: ignore[union-attr]
+        "onboarding_id": ONBOARDING,
+        "step": "register_app",
+        "logger_name": "onboarding.test",
+    }
