@@ -1,4 +1,4 @@
-"""Composition root: the Durable Functions app, its blueprints, and the log redaction net."""
+"""Composition root: the Durable Functions app, its blueprints, the log redaction net and log export."""
 
 import logging
 
@@ -9,13 +9,16 @@ from activities import blueprint as activities
 from activities.records import blueprint as record_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
-from onboarding import logcontext, redaction
+from onboarding import logcontext, redaction, telemetry
 from orchestrations import blueprint as orchestrations
 from orchestrations.webhooks import blueprint as webhook_delivery
 from schedules import blueprint as schedules
 
 redaction.install()  # before any function runs: no token or secret reaches a log line
 logcontext.install()  # every line logged for an onboarding carries its id and step (customDimensions)
+# In Azure (PYTHON_ENABLE_OPENTELEMETRY and Application Insights set): the worker exports its records through
+# OpenTelemetry, so those fields become customDimensions; behind the same two filters. Off locally.
+telemetry.install()
 # The Azure SDK logs every HTTP request and response at INFO; at the host's Information level
 # that is several lines per Key Vault or token call. Its warnings and errors still come through.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)

@@ -313,6 +313,9 @@ var appSettings = {
   BRAND_ORGANIZATION_NAME: brandOrganizationName
   BRAND_LOGO_URL: brandLogoUrl
   BRAND_SUPPORT_CONTACT: brandSupportContact
+  // With host.json's telemetryMode OpenTelemetry: the worker exports its own logs, so their structured
+  // fields (onboarding_id, step) become customDimensions (onboarding/telemetry.py).
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 }
 
 module function 'app/function.bicep' = {

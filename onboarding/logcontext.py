@@ -3,8 +3,8 @@
 The activity wrapper (activities/__init__.py) and the endpoints bind the onboarding id and the step in a
 ``ContextVar``; ``ContextFilter``, installed once on the root logger and its handlers (function_app.py),
 copies them onto every record as ``onboarding_id`` and ``step``, whoever logs it: the project's own
-loggers, azure-core, MSAL, httpx. The Python worker sends a record's extra attributes to Application
-Insights as customDimensions (docs/sandbox-facts.md, "Logging (issue 13)").
+loggers, azure-core, MSAL, httpx. In Azure, onboarding/telemetry.py exports a record's attributes to
+Application Insights as customDimensions (docs/sandbox-facts.md, "Logging (issue 13)").
 
 A ``ContextVar`` follows asyncio tasks and ``asyncio.to_thread`` (both copy the context) but not
 ``loop.run_in_executor`` or a plain thread; the project's activities and endpoints are coroutines that use

@@ -38,8 +38,14 @@ def redact(text: str) -> str:
     return text
 
 
+# The attributes every LogRecord has; any other one came from ``extra`` or a filter.
+_STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's final message; arguments are folded in first so none escapes."""
+    """Rewrites each record's final message, arguments folded in first so none escapes, and its
+    ``extra`` text fields: the OpenTelemetry handler (onboarding/telemetry.py) exports those as they are,
+    as customDimensions."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -50,12 +56,17 @@ class RedactingFilter(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         record.msg, record.args = cleaned, None
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_FIELDS and isinstance(value, str):
+                setattr(record, name, redact(value))
         return True
 
 
-def install(logger: logging.Logger | None = None) -> None:
-    """Attach the filter to the root logger's handlers and the logger itself (idempotent)."""
-    target = logger or logging.getLogger()
-    for holder in (target, *target.handlers):
+def install(target: logging.Logger | logging.Handler | None = None) -> None:
+    """Attach the filter to a logger (default: the root) and its handlers, or to one handler
+    (idempotent)."""
+    target = target or logging.getLogger()
+    handlers = target.handlers if isinstance(target, logging.Logger) else []
+    for holder in (target, *handlers):
         if not any(isinstance(f, RedactingFilter) for f in holder.filters):
             holder.addFilter(RedactingFilter())

@@ -184,6 +184,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "BRAND_SUPPORT_CONTACT", "Who admins contact with questions (an email address or https URL).", ""
     ),
+    SettingSpec(
+        "PYTHON_ENABLE_OPENTELEMETRY",
+        "true: the worker exports its logs itself through OpenTelemetry (with host.json telemetryMode "
+        "OpenTelemetry), so their fields become customDimensions; only where "
+        "APPLICATIONINSIGHTS_CONNECTION_STRING is set.",
+    ),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -478,6 +484,16 @@ def _is_https_or_loopback(url: str) -> bool:
 def load_settings() -> Settings:
     """The process's settings, read once on first use (not at import: cold start stays cheap)."""
     return Settings.from_env()
+
+
+def opentelemetry_export_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the worker exports its own logs (onboarding/telemetry.py): the platform switch is on and
+    there is an Application Insights to send them to. The connection string is the platform's setting
+    (infra/app/function.bicep), which the exporter reads itself; it is only looked at here, so that a
+    local run or a test without it logs as before."""
+    env = os.environ if env is None else env
+    switch = env.get("PYTHON_ENABLE_OPENTELEMETRY", "").strip().lower() in {"true", "1", "yes"}
+    return switch and bool(env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip())
 
 
 def settings_table() -> str:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import pytest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import funchost.http_api
 from funchost import LocalHost
+from onboarding import telemetry
 from onboarding.logcontext import ENDPOINT_STEP, onboarding_id_of
 from tests.e2e.conftest import Tenant
 
@@ -64,8 +67,21 @@ def watched_host(monkeypatch: pytest.MonkeyPatch) -> list[tuple[logging.LogRecor
     logging.getLogger().removeHandler(watch)
 
 
+@pytest.fixture
+def exported() -> Iterator[InMemoryLogRecordExporter]:
+    """The app's OpenTelemetry log export (onboarding/telemetry.py), into memory instead of Application
+    Insights."""
+    exporter = InMemoryLogRecordExporter()
+    handler = telemetry.install(SimpleLogRecordProcessor(exporter))
+    assert handler is not None
+    yield exporter
+    logging.getLogger().removeHandler(handler)
+
+
 def test_every_line_of_an_onboarding_run_carries_its_id_and_step(
-    watched_host: list[tuple[logging.LogRecord, str | None]], tenant: Tenant
+    watched_host: list[tuple[logging.LogRecord, str | None]],
+    tenant: Tenant,
+    exported: InMemoryLogRecordExporter,
 ):
     location = tenant.submit()
     onboarding_id = location.rstrip("/").rsplit("/", 1)[-1]
@@ -104,5 +120,20 @@ def test_every_line_of_an_onboarding_run_carries_its_id_and_step(
         ENDPOINT_STEP + "start",
         ENDPOINT_STEP + "decision",
     } <= steps, steps
+    # And exported with them as attributes, which Application Insights stores as customDimensions.
+    attributes_by_body: dict[str, list[dict[str, Any]]] = {}
+    for item in exported.get_finished_logs():
+        attributes_by_body.setdefault(str(item.log_record.body), []).append(
+            dict(item.log_record.attributes or {})
+        )
+    unexported = [
+        (record.name, record.getMessage()[:120])
+        for record in concerning
+        if not any(
+            attributes.get("onboarding_id") == onboarding_id and attributes.get("step") == record.step  # type: ignore[attr-defined]
+            for attributes in attributes_by_body.get(record.getMessage(), [])
+        )
+    ]
+    assert unexported == [], "\n".join(map(str, unexported))
     # Lines about no onboarding get no id made up for them.
     assert all(getattr(record, "onboarding_id", onboarding_id) == onboarding_id for record, _ in watched_host)

@@ -74,6 +74,16 @@ def test_host_json_keeps_inputs_and_outputs_out_of_telemetry() -> None:
     assert "traceInputsAndOutputs" not in durable
 
 
+def test_host_and_worker_both_export_opentelemetry(parsed: dict[str, Bicep]) -> None:
+    """The host in OpenTelemetry mode and the worker exporting its own logs go together: the host alone
+    would still get the worker's lines as plain messages, the worker alone would export every line twice
+    (once itself, once through the host)."""
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host["telemetryMode"] == "OpenTelemetry"
+    settings = parsed["main.bicep"]["variables"]["appSettings"]["value"]
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+
+
 # --- hook scripts against a stand-in az/azd -------------------------------------------------
 
 
