@@ -21,6 +21,7 @@ from onboarding.diagnosis import (
     broken,
     diagnose,
     ok,
+    target_of,
 )
 from onboarding.domain import AppRegistration, app_unique_name, vault_secret_name
 from onboarding.errors import InvalidRequestError, TransientError
@@ -118,6 +119,10 @@ def _delete_vault_secret(svc: FakeServices, tokens: Tokens) -> None:
     svc.vault.versions.clear()
 
 
+def _expire_vault_secret(svc: FakeServices, tokens: Tokens) -> None:
+    svc.vault.versions[vault_secret_name(ONB)][-1].expires_on = NOW - timedelta(hours=1)
+
+
 def _revoke_consent(svc: FakeServices, tokens: Tokens) -> None:
     tokens.roles = ("POP.AccessAsApp",)
 
@@ -156,6 +161,7 @@ def _refuse_login(svc: FakeServices, tokens: Tokens) -> None:
         (_remove_credential, Link.CREDENTIAL, "Add a new client secret"),
         (_expire_credential, Link.CREDENTIAL, "Add a new client secret"),
         (_delete_vault_secret, Link.CREDENTIAL, "Recover the deleted secret"),
+        (_expire_vault_secret, Link.CREDENTIAL, "store it in Key Vault as a new version"),
         (_revoke_consent, Link.TOKEN_ROLES, "Grant admin consent for IMAP.AccessAsApp"),
         (_secret_refused, Link.TOKEN_ROLES, "Use the value."),
         (
@@ -226,3 +232,31 @@ def test_assemble_refuses_links_out_of_order_or_a_chain_that_stops_while_healthy
     assert report.links[2:] == tuple(
         LinkResult(name, LinkState.SKIPPED, "Not checked: service_principal is broken.") for name in LINKS[2:]
     )
+
+
+def _status(outcome: str, attention: list[dict] | None = None) -> dict:
+    request = {
+        "tenant_id": "tenant-1",
+        "display_name": "Helpdesk",
+        "protocols": ["IMAP"],
+        "mailboxes": [BOX, "sales@contoso.test"],
+        "admin_emails": ["it@contoso.test"],
+    }
+    output = {
+        "onboarding_id": ONB,
+        "outcome": outcome,
+        "app": {"object_id": "obj-1", "app_id": "app-1", "unique_name": "u"},
+        "mailbox_counts": {"verified": 1, "protocol_disabled": 1},
+        "attention": attention or [],
+    }
+    return {"input": {"onboarding_id": ONB, "request": request}, "output": output}
+
+
+def test_an_onboarding_is_diagnosed_on_its_verified_mailboxes_and_only_if_it_left_an_app():
+    disabled = {"mailbox": "sales@contoso.test", "state": "protocol_disabled", "detail": "IMAP off"}
+    target = target_of(_status("partial", [disabled]))
+    assert isinstance(target, Target)
+    assert target.mailboxes == (BOX,) and target.secret_name == vault_secret_name(ONB)
+    assert [p.value for p in target.protocols] == ["IMAP"]
+    assert target_of(_status("rejected")) == "The onboarding ended rejected: it left no app to diagnose."
+    assert "nothing to diagnose" in str(target_of({"input": None, "output": None}))
