@@ -408,9 +408,10 @@ class ExchangeAdmin:
 
     async def has_full_access(self, mailbox: str, service_principal_id: str) -> bool:
         """Whether the mailbox grants the principal FullAccess (Get-MailboxPermission -User): an entry
-        allowing (``Deny`` false) FullAccess. ``AccessRights`` is read as a list or as PowerShell's
-        comma-joined text. A principal Exchange does not know holds nothing; an unknown mailbox is
-        ``NotFoundError``."""
+        allowing FullAccess and none denying it ("Typically, deny permissions override allow
+        permissions", Get-MailboxPermission's documentation). ``AccessRights`` is read as a list (what
+        InvokeCommand clients read) or as comma-joined text. A principal Exchange does not know holds
+        nothing; an unknown mailbox is ``NotFoundError``. docs/sandbox-facts.md DG-2."""
         try:
             entries = await self.invoke(
                 "Get-MailboxPermission", {"Identity": mailbox, "User": service_principal_id}
@@ -424,14 +425,18 @@ class ExchangeAdmin:
             raise NotFoundError(
                 f"Exchange Online has no mailbox {mailbox}.", code="mailbox_not_found"
             ) from None
-        return any(_allows_full_access(entry) for entry in entries)
+        full = [entry for entry in entries if _names_full_access(entry)]
+        return bool(full) and not any(_denies(entry) for entry in full)
 
     async def close(self) -> None:
         await self._http.aclose()
 
 
-def _allows_full_access(entry: Mapping[str, Any]) -> bool:
+def _names_full_access(entry: Mapping[str, Any]) -> bool:
     rights = entry.get("AccessRights") or ()
     values = rights if isinstance(rights, list) else str(rights).split(",")
-    denied = str(entry.get("Deny", False)).lower() == "true"
-    return not denied and any(str(v).strip().lower() == "fullaccess" for v in values)
+    return any(str(v).strip().lower() == "fullaccess" for v in values)
+
+
+def _denies(entry: Mapping[str, Any]) -> bool:
+    return str(entry.get("Deny", False)).lower() == "true"
