@@ -6,11 +6,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import blueprint as activities
+from activities.diagnosis import blueprint as diagnosis_activities
 from activities.records import blueprint as record_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
 from onboarding import logcontext, redaction, telemetry
 from orchestrations import blueprint as orchestrations
+from orchestrations.diagnosis import blueprint as diagnosis
 from orchestrations.webhooks import blueprint as webhook_delivery
 from schedules import blueprint as schedules
 
@@ -32,5 +34,7 @@ for blueprint in (
     webhook_delivery,
     webhook_activities,
     record_activities,
+    diagnosis,
+    diagnosis_activities,
 ):
     app.register_functions(blueprint)

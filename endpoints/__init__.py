@@ -4,7 +4,7 @@ Triggers are thin: parse the request, call the core in ``onboarding/`` and map t
 response. Nothing heavy is imported here (no Graph, Key Vault or identity clients): cold start matters.
 """
 
-from endpoints import callbacks, decisions, onboardings, spec
+from endpoints import callbacks, decisions, diagnoses, onboardings, spec
 from endpoints.registry import blueprint
 
-__all__ = ["blueprint", "callbacks", "decisions", "onboardings", "spec"]
+__all__ = ["blueprint", "callbacks", "decisions", "diagnoses", "onboardings", "spec"]

@@ -538,6 +538,84 @@ class Recorded:
 RECORD_ONBOARDING = Contract(A.RECORD_ONBOARDING, RecordOnboarding, Recorded.from_json)
 
 
+# --- diagnosis and the drift check (activities/diagnosis.py) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Diagnose:
+    """Diagnose an onboarding (``onboarding_id``) or any app and mailbox (``target``, an
+    ``onboarding.diagnosis.Target`` as JSON). ``compact``: answer only the first broken link, as the
+    drift check keeps one small answer per onboarding in its history."""
+
+    onboarding_id: str | None = None
+    target: Json | None = None
+    compact: bool = False
+
+    def to_json(self) -> Json:
+        data: Json = {"compact": self.compact} if self.compact else {}
+        if self.onboarding_id is not None:
+            data["onboarding_id"] = self.onboarding_id
+        if self.target is not None:
+            data["target"] = self.target
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data.get("onboarding_id"),
+            target=data.get("target"),
+            compact=bool(data.get("compact")),
+        )
+
+
+@dataclass(frozen=True)
+class OnboardingRef:
+    onboarding_id: str
+
+    def to_json(self) -> Json:
+        return {"onboarding_id": self.onboarding_id}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(onboarding_id=data["onboarding_id"])
+
+
+@dataclass(frozen=True)
+class DriftEmail:
+    """Tell an onboarding's admins that ``link`` (``{"name", "detail", "fix"}``) broke."""
+
+    onboarding_id: str
+    app_id: str
+    link: Json
+
+    def to_json(self) -> Json:
+        return {"onboarding_id": self.onboarding_id, "app_id": self.app_id, "link": dict(self.link)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(onboarding_id=data["onboarding_id"], app_id=data["app_id"], link=dict(data["link"]))
+
+
+@dataclass(frozen=True)
+class NoPayload:
+    def to_json(self) -> Json:
+        return {}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls()
+
+
+def as_json(data: Any) -> Any:
+    return data
+
+
+DIAGNOSE = Contract(A.DIAGNOSE, Diagnose, as_json)
+NEXT_WEBHOOK_SEQUENCE = Contract(A.NEXT_WEBHOOK_SEQUENCE, OnboardingRef, int)
+SEND_DRIFT_EMAIL = Contract(A.SEND_DRIFT_EMAIL, DriftEmail, nothing)
+LIST_ACTIVE_ONBOARDINGS = Contract(A.LIST_ACTIVE_ONBOARDINGS, NoPayload, as_json)
+
+
 # --- the webhook activities (activities/webhooks.py) ------------------------------------------------
 
 

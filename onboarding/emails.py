@@ -287,3 +287,48 @@ def secret_expiring(
         ),
         brand,
     )
+
+
+_LINK_WORDS = {
+    "app_registration": "the app registration",
+    "service_principal": "the app's service principal (enterprise application)",
+    "credential": "the app's client secret",
+    "token_roles": "the app's permissions (IMAP.AccessAsApp / POP.AccessAsApp)",
+    "exchange_service_principal": "the app's registration in Exchange Online",
+    "mailbox_access": "FullAccess or IMAP/POP on a mailbox",
+    "mailbox_login": "the IMAP/POP login",
+}
+
+
+def drift_detected(
+    request: OnboardingRequest,
+    *,
+    app_id: str,
+    link: str,
+    detail: str,
+    fix: str,
+    brand: Brand | None = None,
+) -> Email:
+    """The daily drift check found a link of the chain broken that held before: sent once per breakage."""
+    what = _LINK_WORDS.get(link, link)
+    subject = f"{request.display_name} stopped working: {what}"
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=[
+                f"The daily check of {request.display_name} (application id {app_id}) found {what} broken. "
+                "Until it is fixed, the mail product cannot read the mailboxes that depend on it.",
+                f"What is wrong: {detail}",
+                f"How to fix it: {fix}",
+                "You will not be told again about this breakage; after a fix, the next daily check "
+                "confirms it, and a later breakage is reported anew.",
+            ],
+            why=_who_and_why(request),
+            accent=_RED,
+            facts=_facts(request, app_id, len(request.mailboxes)),
+            mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
+            mailbox_count=len(request.mailboxes),
+        ),
+        brand,
+    )

@@ -52,20 +52,51 @@ _ATTEMPTS = 3
 
 
 async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> None:
-    """Give event ``event["sequence"]`` to the delivery orchestration, starting it if needed."""
+    """Give event ``event["sequence"]`` to the delivery orchestration, starting it if needed.
+
+    A delivery that is not running is started with the event already in its state, so nothing is
+    raised to an instance that might not take it. A running one that holds the outcome may be
+    finishing at that very moment (events after the outcome, like drift reports, meet this), and an
+    event raised to an instance that completes is dropped; so such an event counts as handed over only
+    once the delivery shows it, or still runs after a short wait, and otherwise it is sent again."""
     instance_id = delivery_instance_id(onboarding_id)
     for attempt in range(_ATTEMPTS):
         status = await client.get_status(instance_id)
         if _runtime(status) not in _LIVE:
+            state = _last_state(status, onboarding_id)
+            state.add_event(event)
             try:
-                state = _last_state(status, onboarding_id)
                 await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
             except Exception:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
+            return
         await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
-        return
+        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+        # Before the outcome is in, the delivery cannot finish (``DeliveryState.done``): nothing to watch.
+        if not custom.get("final") or await _taken(client, onboarding_id, int(event["sequence"])):
+            return
+    raise RuntimeError("the delivery orchestration did not take the event")
+
+
+# How long a running delivery is watched after an event was raised to it (see ``send_event``).
+_TAKEN_POLLS, _TAKEN_POLL_S = 40, 0.25
+
+
+async def _taken(client: Any, onboarding_id: str, sequence: int) -> bool:
+    import asyncio
+
+    instance_id = delivery_instance_id(onboarding_id)
+    for _ in range(_TAKEN_POLLS):
+        status = await client.get_status(instance_id)
+        if _runtime(status) not in _LIVE:
+            return len(_last_state(status, onboarding_id).events) >= sequence
+        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+        if int(custom.get("events", 0)) >= sequence:
+            return True
+        await asyncio.sleep(_TAKEN_POLL_S)
+    return True  # still running: a running orchestration keeps the event until it takes it
 
 
 async def send_control(client: Any, onboarding_id: str, control: dict[str, Any]) -> None:

@@ -41,6 +41,9 @@ class EventType(StrEnum):
     APPROVED = "onboarding.approved"
     MAILBOX_PROGRESS = "onboarding.mailbox_progress"
     COMPLETED = "onboarding.completed"
+    # After completion: the daily drift check found a link of the chain newly broken
+    # (``onboarding.diagnosis``); data names the link, what is wrong and the fix.
+    DRIFT_DETECTED = "onboarding.drift_detected"
 
 
 class SubscriptionState(StrEnum):
@@ -148,8 +151,15 @@ class DeliveryState:
         return len(self.events) + 1
 
     @property
+    def completed_sequence(self) -> int | None:
+        """The sequence of the outcome event; events after it (drift reports) may follow."""
+        return next(
+            (i + 1 for i, e in enumerate(self.events) if e["type"] == EventType.COMPLETED.value), None
+        )
+
+    @property
     def final(self) -> bool:
-        return bool(self.events) and self.events[-1]["type"] == EventType.COMPLETED.value
+        return self.completed_sequence is not None
 
     def add_event(self, event: dict[str, Any]) -> None:
         if event.get("sequence") == self.next_event:  # anything else is a duplicate
@@ -158,7 +168,7 @@ class DeliveryState:
     def subscribe(self, url: str, sub_id: str, from_sequence: int | None = None) -> None:
         # A late subscriber (a Logic Apps HTTP Webhook action subscribing after the end) still gets
         # the outcome; otherwise it starts with the next event, or where it asked.
-        start = len(self.events) if self.final else self.next_event
+        start = self.completed_sequence or self.next_event
         if from_sequence is not None:
             start = max(1, min(from_sequence, start))
         for sub in self.subscriptions:

@@ -92,3 +92,30 @@ async def history_retention(timer: func.TimerRequest, client: df.DurableOrchestr
         await purge_finished(
             services, DurableInstances(client), now=utcnow(), retention_days=settings.history_retention_days
         )
+
+
+@blueprint.timer_trigger(schedule="0 30 6 * * *", arg_name="timer", run_on_startup=False)
+@blueprint.durable_client_input(client_name="client")
+async def drift_check(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Start today's drift check (``orchestrations.diagnosis.drift_check_orchestrator``) with what the
+    last one reported, unless one still runs. One instance id for every day: a second start while it
+    runs would restart it; after it finished, the new run takes over its memory (its output)."""
+    from onboarding.drift import DRIFT_INSTANCE, DRIFT_ORCHESTRATOR
+
+    status: Any = await client.get_status(DRIFT_INSTANCE, show_input=True)
+    runtime = getattr(getattr(status, "runtime_status", None), "name", None) if status else None
+    if runtime in ("Running", "Pending", "ContinuedAsNew"):
+        log.info("drift check: yesterday's run is still going; not started again")
+        return
+    # A finished run's memory is its output; a failed one's, the input it was given.
+    last = getattr(status, "output", None) if runtime == "Completed" else getattr(status, "input_", None)
+    if isinstance(last, str):
+        import json
+
+        try:
+            last = json.loads(last)
+        except ValueError:
+            last = None
+    memory = last.get("reported", {}) if isinstance(last, dict) else {}
+    await client.start_new(DRIFT_ORCHESTRATOR, DRIFT_INSTANCE, {"reported": memory})
+    log.info("drift check started (%d breakage(s) remembered)", len(memory))

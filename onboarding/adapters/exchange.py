@@ -661,7 +661,47 @@ class ExchangeAdmin:
         cas = found[0]
         return {"IMAP": bool(cas.get("ImapEnabled")), "POP": bool(cas.get("PopEnabled"))}
 
+    # --- read-only questions of the diagnosis -----------------------------------------------------
+
+    async def registered_service_principal(self, app_id: str) -> set[str] | None:
+        """The object ids Exchange's registration of ``app_id`` names (lower-case), None when Exchange
+        has none (Get-ServicePrincipal)."""
+        found = await self._get_service_principal(app_id)
+        return registered_object_ids(found) if found is not None else None
+
+    async def has_full_access(self, mailbox: str, service_principal_id: str) -> bool:
+        """Whether the mailbox grants the principal FullAccess (Get-MailboxPermission -User): an entry
+        allowing FullAccess and none denying it ("Typically, deny permissions override allow
+        permissions", Get-MailboxPermission's documentation). ``AccessRights`` is read as a list (what
+        InvokeCommand clients read) or as comma-joined text. A principal Exchange does not know holds
+        nothing; an unknown mailbox is ``NotFoundError``. docs/sandbox-facts.md DG-2."""
+        try:
+            entries = await self.invoke(
+                "Get-MailboxPermission", {"Identity": mailbox, "User": service_principal_id}
+            )
+        except CmdletError as exc:
+            if not exc.not_found:
+                raise
+            missing = _MISSING_OBJECT.search(exc.text)
+            if missing and missing.group(1).lower() == service_principal_id.lower():
+                return False
+            raise NotFoundError(
+                f"Exchange Online has no mailbox {mailbox}.", code="mailbox_not_found"
+            ) from None
+        full = [entry for entry in entries if _names_full_access(entry)]
+        return bool(full) and not any(_denies(entry) for entry in full)
+
     async def close(self) -> None:
         if self._batches:
             await asyncio.gather(*self._batches, return_exceptions=True)
         await self._http.aclose()
+
+
+def _names_full_access(entry: Mapping[str, Any]) -> bool:
+    rights = entry.get("AccessRights") or ()
+    values = rights if isinstance(rights, list) else str(rights).split(",")
+    return any(str(v).strip().lower() == "fullaccess" for v in values)
+
+
+def _denies(entry: Mapping[str, Any]) -> bool:
+    return str(entry.get("Deny", False)).lower() == "true"

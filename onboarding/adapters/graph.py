@@ -74,6 +74,22 @@ class NewPassword:
 
 
 @dataclass(frozen=True)
+class CredentialInfo:
+    """A password (client secret) or key (certificate) credential on an app, without its value."""
+
+    key_id: str
+    end_date_time: datetime
+    kind: str  # "password" or "certificate"
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    object_id: str
+    app_id: str
+    credentials: tuple[CredentialInfo, ...]
+
+
+@dataclass(frozen=True)
 class RoleAssignment:
     id: str
     resource_id: str
@@ -388,6 +404,40 @@ class GraphDirectory:
         if app is None or not app.id:
             return None
         return AppRegistration(object_id=str(app.id), app_id=str(app.app_id), unique_name=unique_name)
+
+    async def application_credentials(self, app_id: str) -> AppCredentials | None:
+        """The app registration with this application id and its credentials (password and key), or
+        None when Entra ID has none: ``GET /applications(appId='...')`` (Graph "Get application")."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder import (
+            ApplicationsWithAppIdRequestBuilder as B,
+        )
+
+        config = RequestConfiguration(
+            query_parameters=B.ApplicationsWithAppIdRequestBuilderGetQueryParameters(
+                select=["id", "appId", "passwordCredentials", "keyCredentials"]
+            )
+        )
+        builder = self._client.applications_with_app_id(app_id)
+        try:
+            app = await self._call(
+                "read the app registration", lambda: builder.get(request_configuration=config)
+            )
+        except NotFoundError:
+            return None
+        if app is None or not app.id:
+            return None
+        passwords = [
+            CredentialInfo(str(p.key_id), p.end_date_time, "password")
+            for p in app.password_credentials or ()
+            if p.key_id and p.end_date_time
+        ]
+        keys = [
+            CredentialInfo(str(k.key_id), k.end_date_time, "certificate")
+            for k in app.key_credentials or ()
+            if k.key_id and k.end_date_time
+        ]
+        return AppCredentials(str(app.id), str(app.app_id or app_id), (*passwords, *keys))
 
     async def delete_application(self, object_id: str) -> None:
         """Soft delete (restorable for 30 days); already gone counts as done."""

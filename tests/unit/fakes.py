@@ -52,6 +52,12 @@ class Info:
     content_type: str | None
 
 
+@dataclass(frozen=True)
+class AppCredentials:
+    object_id: str
+    credentials: tuple[Password, ...]
+
+
 class Crash(Exception):
     """Stands for the process dying at a chosen point."""
 
@@ -128,6 +134,12 @@ class FakeGraph:
         self.mail.append(
             {"from": sender, "to": list(to), "subject": subject, "html": html_body, "text": text_body}
         )
+
+    async def application_credentials(self, app_id: str) -> AppCredentials | None:
+        app = next((a for a in self.applications.values() if a.app_id == app_id), None)
+        if app is None or app.object_id in self.deleted:
+            return None
+        return AppCredentials(app.object_id, tuple(self.passwords.get(app.object_id, [])))
 
     async def delete_application(self, object_id: str) -> None:
         if object_id not in self.deleted:
@@ -214,6 +226,14 @@ class FakeExchange:
 
     async def remove_service_principal(self, app_id: str) -> None:
         self.principals.discard(app_id)
+
+    async def registered_service_principal(self, app_id: str) -> set[str] | None:
+        return {self.directory[app_id].lower()} if app_id in self.principals else None
+
+    async def has_full_access(self, mailbox: str, service_principal_id: str) -> bool:
+        if mailbox not in self.mailboxes:
+            raise NotFoundError(f"Mailbox {mailbox} not found.")
+        return (mailbox, service_principal_id) in self.permissions
 
     async def close(self) -> None:
         pass

@@ -70,6 +70,10 @@ PAYLOADS: dict[str, C.Payload] = {
     A.VERIFY_MAILBOXES: C.VerifyMailboxes("t", APP, SECRET, ("IMAP",), MAILBOXES),
     A.COMPENSATE: C.Compensate("onb-1", None, exchange_registered=False),
     A.NOTIFY_OUTCOME: C.NotifyOutcome(REQUEST, RESULT, 2),
+    A.DIAGNOSE: C.Diagnose(onboarding_id="onb-1", compact=True),
+    A.NEXT_WEBHOOK_SEQUENCE: C.OnboardingRef("onb-1"),
+    A.SEND_DRIFT_EMAIL: C.DriftEmail("onb-1", "app-1", {"name": "credential", "detail": "", "fix": ""}),
+    A.LIST_ACTIVE_ONBOARDINGS: C.NoPayload(),
     A.RECORD_ONBOARDING: C.RecordOnboarding(
         "onb-1", REQUEST, 2, APP, Outcome.PARTIAL.value, "2030-01-01T00:00:00+00:00"
     ),

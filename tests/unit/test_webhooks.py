@@ -128,3 +128,25 @@ def test_a_control_given_at_a_restart_keeps_the_number_senders_read() -> None:
         {"op": "subscribe", "subscriptionId": "sub-x", "url": "https://b.example/"}, raised=False
     )
     assert state.next_control == shown == 1 and len(state.subscriptions) == 2
+
+
+def test_a_drift_event_after_the_outcome_is_delivered_and_the_delivery_then_ends() -> None:
+    """Events may follow the outcome (``onboarding.drift_detected``): the delivery still counts as
+    final, delivers them in order and ends once they are delivered; a late subscriber starts at the
+    outcome and gets what came after it."""
+    state = subscribed("https://a.example/")
+    for sequence in (1, 2):
+        state.add_event(event(sequence))
+    state.add_event(event(3, EventType.COMPLETED))
+    state.add_event(event(4, EventType.DRIFT_DETECTED))
+    assert state.final and state.completed_sequence == 3
+    [sub] = state.due(T0)
+    while sub.next <= len(state.events):
+        state.delivered(sub)
+    assert state.done() and state.status() is DeliveryStatus.DELIVERED
+    state.subscribe("https://late.example/", subscription_id(OID, "https://late.example/"))
+    late = state.subscriptions[-1]
+    assert [state.events[i - 1]["type"] for i in range(late.next, len(state.events) + 1)] == [
+        EventType.COMPLETED.value,
+        EventType.DRIFT_DETECTED.value,
+    ]
