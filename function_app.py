@@ -6,10 +6,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import blueprint as activities
+from activities.offboarding import blueprint as offboarding_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
 from onboarding import logcontext, redaction
 from orchestrations import blueprint as orchestrations
+from orchestrations.offboarding import blueprint as offboarding
 from orchestrations.webhooks import blueprint as webhook_delivery
 from schedules import blueprint as schedules
 
@@ -20,5 +22,14 @@ logcontext.install()  # every line logged for an onboarding carries its id and s
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (endpoints, orchestrations, activities, schedules, webhook_delivery, webhook_activities):
+for blueprint in (
+    endpoints,
+    orchestrations,
+    activities,
+    schedules,
+    webhook_delivery,
+    webhook_activities,
+    offboarding,
+    offboarding_activities,
+):
     app.register_functions(blueprint)

@@ -14,3 +14,11 @@ COMPENSATE = "compensate"
 NOTIFY_OUTCOME = "notify_outcome"
 EMIT_WEBHOOK_EVENT = "emit_webhook_event"
 DELIVER_WEBHOOK = "deliver_webhook"
+# Offboarding (activities/offboarding.py)
+OFFBOARD_READ_ONBOARDING = "offboard_read_onboarding"
+OFFBOARD_FIND_APP = "offboard_find_app"
+OFFBOARD_REMOVE_MAILBOX_ACCESS = "offboard_remove_mailbox_access"
+OFFBOARD_REMOVE_EXCHANGE_SP = "offboard_remove_exchange_service_principal"
+OFFBOARD_DELETE_APP = "offboard_delete_app"
+OFFBOARD_DELETE_SECRET = "offboard_delete_secret"  # noqa: S105 - an activity name, not a password
+OFFBOARD_NOTIFY = "offboard_notify"

@@ -41,6 +41,16 @@ class EventType(StrEnum):
     APPROVED = "onboarding.approved"
     MAILBOX_PROGRESS = "onboarding.mailbox_progress"
     COMPLETED = "onboarding.completed"
+    # DELETE on an onboarding (onboarding/offboarding.py): numbered on from the onboarding's events.
+    OFFBOARDING_STARTED = "offboarding.started"
+    OFFBOARDING_COMPLETED = "offboarding.completed"
+    OFFBOARDING_FAILED = "offboarding.failed"
+
+
+# The events after which nothing more is sent (until a DELETE starts an offboarding).
+FINAL_EVENTS = frozenset(
+    {EventType.COMPLETED.value, EventType.OFFBOARDING_COMPLETED.value, EventType.OFFBOARDING_FAILED.value}
+)
 
 
 class SubscriptionState(StrEnum):
@@ -149,7 +159,7 @@ class DeliveryState:
 
     @property
     def final(self) -> bool:
-        return bool(self.events) and self.events[-1]["type"] == EventType.COMPLETED.value
+        return bool(self.events) and self.events[-1]["type"] in FINAL_EVENTS
 
     def add_event(self, event: dict[str, Any]) -> None:
         if event.get("sequence") == self.next_event:  # anything else is a duplicate

@@ -594,7 +594,8 @@ class Onboarding:
             step=error.step if error else "finish",
             mailbox_counts=counts or {},
         )
-        return summary
+        # An offboarding numbers its webhook events on from the onboarding's last one.
+        return {**summary, "webhook_events": self.events_sent}
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)

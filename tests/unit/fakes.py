@@ -62,6 +62,7 @@ class FakeGraph:
         self.assignments: dict[str, list[Assignment]] = {}
         self.mail: list[dict[str, object]] = []
         self.deleted: list[str] = []
+        self.purged: list[str] = []
         self.service_principals: dict[str, str] = {}  # app id -> service principal object id
         self.applications: dict[str, AppRegistration] = {}  # unique name -> app
         self.resource = ExchangeResource(
@@ -132,6 +133,10 @@ class FakeGraph:
     async def delete_application(self, object_id: str) -> None:
         if object_id not in self.deleted:
             self.deleted.append(object_id)
+
+    async def purge_deleted_application(self, object_id: str) -> None:
+        if object_id not in self.purged:
+            self.purged.append(object_id)
 
     async def close(self) -> None:
         pass
@@ -214,6 +219,11 @@ class FakeExchange:
 
     async def remove_service_principal(self, app_id: str) -> None:
         self.principals.discard(app_id)
+
+    async def remove_full_access(self, mailbox: str, service_principal_id: str) -> None:
+        if mailbox in self.refusals:
+            raise self.refusals[mailbox]
+        self.permissions.discard((mailbox, service_principal_id))
 
     async def close(self) -> None:
         pass
