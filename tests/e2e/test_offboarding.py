@@ -234,3 +234,32 @@ def test_an_offboarding_sigkilled_at_random_moments_ends_as_an_uninterrupted_one
         assert 1 <= len(removed) <= 1 + kills, [m.subject for m in removed]
     finally:
         close_all([lane])
+
+
+def test_what_exchange_refuses_is_listed_with_its_fix_and_everything_else_is_still_removed(
+    tenant: Tenant,
+) -> None:
+    location, view = onboarded(tenant)
+    app_id = view["app"]["appId"]
+    refusal = "Microsoft.Exchange.Sandbox.UnexpectedSandboxException"
+    faults = tenant.sandbox.faults
+    faults.fail_cmdlet(
+        "Remove-MailboxPermission", "sales@sandbox.example", exception_type=refusal, message="no"
+    )
+    faults.fail_cmdlet("Remove-ServicePrincipal", app_id, exception_type=refusal, message="no")
+    assert tenant.http.delete(v1(location)).status_code == 202
+    final = offboarded(tenant, location)["offboarding"]
+    assert final["status"] == "failed"
+    assert final["mailboxesRemoved"] == 2
+    [failed] = final["mailboxesFailed"]
+    assert failed["mailbox"] == "sales@sandbox.example" and "Remove-MailboxPermission" in failed["detail"]
+    assert any(f"Remove-ServicePrincipal -Identity {app_id}" in item for item in final["left"]), final["left"]
+    assert "no" not in " ".join(final["left"]).split()  # Exchange's own text is never repeated
+    # The one FullAccess entry and the Exchange principal stay; the app and the secret are gone.
+    assert {m for m, _ in tenant.permissions()} == {"sales@sandbox.example"}
+    assert len(tenant.sandbox.state.exchange_service_principals()) == 1
+    assert tenant.live_apps() == [] and tenant.live_secrets() == []
+    mail = tenant.mails_to_admin()[-1]
+    assert (
+        mail.subject.startswith("Mailbox access removal incomplete") and "sales@sandbox.example" in mail.html
+    )
