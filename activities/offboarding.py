@@ -145,7 +145,12 @@ async def _notify(s: Services, p: dict[str, Any]) -> dict[str, bool]:
 activity(A.OFFBOARD_REMOVE_EXCHANGE_SP, _remove_exchange_sp)
 activity(
     A.OFFBOARD_DELETE_APP,
-    lambda s, p: offboarding.delete_app(s, object_id=p["object_id"], purge=bool(p["purge"])),
+    lambda s, p: offboarding.delete_app(
+        s,
+        object_id=p["object_id"],
+        service_principal_id=p.get("service_principal_id"),
+        purge=bool(p["purge"]),
+    ),
 )
 activity(A.OFFBOARD_DELETE_SECRET, _delete_secret)
 activity(A.OFFBOARD_NOTIFY, _notify)

@@ -261,12 +261,17 @@ async def remove_exchange_service_principal(svc: ServicesPort, *, app_id: str) -
     await svc.exchange.remove_service_principal(app_id)
 
 
-async def delete_app(svc: ServicesPort, *, object_id: str, purge: bool) -> AppDeletion:
-    """Soft delete (restorable from deleted items for 30 days); with ``purge``, delete it from deleted
-    items too. Both count an app already gone as done, so a re-run changes nothing."""
+async def delete_app(
+    svc: ServicesPort, *, object_id: str, service_principal_id: str | None, purge: bool
+) -> AppDeletion:
+    """Soft delete (restorable from deleted items for 30 days; Entra deletes the app's service
+    principal with it); with ``purge``, delete both from deleted items too. Each counts an object
+    already gone as done, so a re-run changes nothing."""
     await svc.graph.delete_application(object_id)
     if purge:
-        await svc.graph.purge_deleted_application(object_id)
+        await svc.graph.purge_deleted_item(object_id)
+        if service_principal_id:
+            await svc.graph.purge_deleted_item(service_principal_id)
     return AppDeletion(deleted=True, purged=purge)
 
 

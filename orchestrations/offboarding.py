@@ -237,7 +237,11 @@ class Offboarding:
             self.mark(step, StepState.SKIPPED, "No app registration left.")
             return
         fix = f"Delete app registration {self.found.app_id} in Entra ID (App registrations)."
-        payload = {"object_id": self.found.object_id, "purge": self.job.purge}
+        payload = {
+            "object_id": self.found.object_id,
+            "service_principal_id": self.found.service_principal_id,
+            "purge": self.job.purge,
+        }
         reply = yield from self.attempt(step, A.OFFBOARD_DELETE_APP, payload, fix)
         if reply is None:
             return

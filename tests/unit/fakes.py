@@ -134,7 +134,7 @@ class FakeGraph:
         if object_id not in self.deleted:
             self.deleted.append(object_id)
 
-    async def purge_deleted_application(self, object_id: str) -> None:
+    async def purge_deleted_item(self, object_id: str) -> None:
         if object_id not in self.purged:
             self.purged.append(object_id)
 

@@ -66,13 +66,17 @@ async def test_a_refusal_about_the_function_apps_rights_stops_the_batch_to_repor
         await offboarding.remove_mailbox_access(svc, service_principal_id="sp-1", mailboxes=BOXES)
 
 
-async def test_deleting_the_app_twice_soft_deletes_once_and_purges_only_when_asked():
+async def test_deleting_the_app_twice_soft_deletes_once_and_purges_app_and_principal_only_when_asked():
     svc = services()
-    assert await offboarding.delete_app(svc, object_id="obj-1", purge=False) == offboarding.AppDeletion(True)
-    assert await offboarding.delete_app(svc, object_id="obj-1", purge=False) == offboarding.AppDeletion(True)
+    for _ in range(2):
+        deleted = await offboarding.delete_app(
+            svc, object_id="obj-1", service_principal_id="sp-1", purge=False
+        )
+        assert deleted == offboarding.AppDeletion(True)
     assert svc.graph.deleted == ["obj-1"] and svc.graph.purged == []
-    await offboarding.delete_app(svc, object_id="obj-1", purge=True)
-    assert svc.graph.purged == ["obj-1"]
+    for _ in range(2):
+        await offboarding.delete_app(svc, object_id="obj-1", service_principal_id="sp-1", purge=True)
+    assert svc.graph.purged == ["obj-1", "sp-1"]
 
 
 async def test_the_secret_and_the_exchange_principal_are_removed_and_removing_again_is_fine():
