@@ -48,6 +48,7 @@ class Offboarding:
         self.removed: list[str] = []
         self.left: list[str] = []
         self.found = FoundApp()
+        self.app_unknown = False  # the lookup failed and the onboarding reported no app
         self.events_sent = 0
 
     # -- progress ------------------------------------------------------------------------------
@@ -146,12 +147,24 @@ class Offboarding:
             attempt += 1
 
     def find_app(self, onboarding: OnboardingSnapshot) -> Steps:
+        """The app by its ``uniqueName``; if Graph cannot be asked, what the onboarding reported, and
+        without that the app's steps are reported as not attempted (never as nothing to remove)."""
         step = OffboardStep.FIND_APP
-        self.mark(step, StepState.RUNNING)
-        found = yield from self.call(step, A.OFFBOARD_FIND_APP, {"known_app": onboarding.app})
+        fix = "Check the function app's Microsoft Graph permissions, then send DELETE again."
+        found = yield from self.attempt(step, A.OFFBOARD_FIND_APP, {"known_app": onboarding.app}, fix)
+        if found is None:
+            self.found = FoundApp.from_json(onboarding.app or {})
+            self.app_unknown = not self.found.app_id
+            return
         self.found = FoundApp.from_json(found)
         detail = f"App {self.found.app_id}." if self.found.app_id else "No app registration left."
         self.mark(step, StepState.DONE, detail)
+
+    def nothing_to_do(self, step: OffboardStep, detail: str) -> None:
+        if self.app_unknown:
+            self.mark(step, StepState.FAILED, "Not attempted: the app registration could not be looked up.")
+        else:
+            self.mark(step, StepState.SKIPPED, detail)
 
     def remove_mailbox_access(self, mailboxes: list[str]) -> Steps:
         """In batches (``mailbox_batch_size``), at most ``mailbox_fanout`` at a time; each batch answers
@@ -159,7 +172,7 @@ class Offboarding:
         step = OffboardStep.MAILBOX_PERMISSIONS
         sp = self.found.service_principal_id
         if not sp or not mailboxes:
-            self.mark(step, StepState.SKIPPED, "No service principal or no mailboxes: nothing was granted.")
+            self.nothing_to_do(step, "No service principal or no mailboxes: nothing was granted.")
             return MailboxRemoval(removed=len(mailboxes))
         self.mark(step, StepState.RUNNING)
         size, fanout = self.options.mailbox_batch_size, self.options.mailbox_fanout
@@ -221,7 +234,7 @@ class Offboarding:
     def remove_exchange_service_principal(self) -> Steps:
         step = OffboardStep.EXCHANGE_SERVICE_PRINCIPAL
         if not self.found.app_id:
-            self.mark(step, StepState.SKIPPED, "No app registration: nothing to remove.")
+            self.nothing_to_do(step, "No app registration: nothing to remove.")
             return
         app_id = self.found.app_id
         fix = f"Run Remove-ServicePrincipal -Identity {app_id} in Exchange Online PowerShell."
@@ -234,7 +247,7 @@ class Offboarding:
     def delete_app(self) -> Steps:
         step = OffboardStep.APP_REGISTRATION
         if not self.found.object_id:
-            self.mark(step, StepState.SKIPPED, "No app registration left.")
+            self.nothing_to_do(step, "No app registration left.")
             return
         fix = f"Delete app registration {self.found.app_id} in Entra ID (App registrations)."
         payload = {
