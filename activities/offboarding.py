@@ -96,12 +96,15 @@ def _as_object(value: Any) -> dict[str, Any]:
 async def _events_sent(
     client: df.DurableOrchestrationClient, onboarding_id: str, output: dict[str, Any]
 ) -> int:
-    """The onboarding's last webhook event number: in its output since offboarding exists; for an
-    onboarding without one (older, terminated or crashed), what its delivery orchestration took in."""
-    if isinstance(output.get("webhook_events"), int):
-        return int(output["webhook_events"])
+    """The last webhook event number of the onboarding's stream: what the onboarding reports in its
+    output (exact), or what its delivery orchestration took in, whichever is higher. The delivery's
+    count covers an onboarding without the number (older, terminated or crashed) and the events of an
+    earlier offboarding run that ended unexpectedly: a number already used would be dropped as a
+    duplicate."""
+    reported = output.get("webhook_events")
     delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    return int((delivery or {}).get("events") or 0)
+    taken = int((delivery or {}).get("events") or 0)
+    return max(reported if isinstance(reported, int) else 0, taken)
 
 
 # --- the removals ---------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ last state (its output), with the message in that state, since an event to it wo
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 from onboarding.webhooks import (
@@ -52,20 +54,48 @@ _ATTEMPTS = 3
 
 
 async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> None:
-    """Give event ``event["sequence"]`` to the delivery orchestration, starting it if needed."""
+    """Give event ``event["sequence"]`` to the delivery orchestration: in its input when it has to be
+    started (again), else raised to it and confirmed taken (``_taken``)."""
     instance_id = delivery_instance_id(onboarding_id)
     for attempt in range(_ATTEMPTS):
         status = await client.get_status(instance_id)
         if _runtime(status) not in _LIVE:
+            state = _last_state(status, onboarding_id)
+            state.add_event(event)
             try:
-                state = _last_state(status, onboarding_id)
                 await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+                return
             except Exception:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
         await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
-        return
+        if await _taken(client, instance_id, onboarding_id, int(event["sequence"])):
+            return
+    raise RuntimeError("the delivery orchestration did not take the event")
+
+
+# How long a sender watches a delivery orchestration that had delivered everything (``final``) take
+# a raised event: events after the onboarding's outcome (an offboarding's) can reach it as it finishes.
+_CONFIRM_SECONDS = 10.0
+
+
+async def _taken(client: Any, instance_id: str, onboarding_id: str, sequence: int) -> bool:
+    """False when the instance completed without reading the event: Durable drops an event raised to
+    an instance that completes before taking it, so the caller starts it again with the event.
+
+    A live instance that is not ``final`` waits for the next event and takes it; one that is final
+    may be finishing, so it is watched until it took the event or completed."""
+    give_up = time.monotonic() + _CONFIRM_SECONDS
+    while time.monotonic() < give_up:
+        status = await client.get_status(instance_id)
+        if _runtime(status) not in _LIVE:
+            return len(_last_state(status, onboarding_id).events) >= sequence
+        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+        if not custom.get("final") or int(custom.get("events") or 0) >= sequence:
+            return True
+        await asyncio.sleep(0.1)
+    return True  # still live: it reads its events until it completes
 
 
 async def send_control(client: Any, onboarding_id: str, control: dict[str, Any]) -> None:

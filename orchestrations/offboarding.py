@@ -109,24 +109,7 @@ class Offboarding:
         yield from self.remove_exchange_service_principal()
         yield from self.delete_app()
         yield from self.delete_secret()
-        result = OffboardingResult(
-            onboarding_id=self.job.onboarding_id,
-            status=OffboardingStatus.FAILED if self.left else OffboardingStatus.SUCCEEDED,
-            purge=self.job.purge,
-            app_id=self.found.app_id,
-            removed=tuple(self.removed),
-            left=tuple(self.left),
-            mailboxes_removed=mailbox_result.removed,
-            mailboxes_failed=mailbox_result.failed[:100],
-        )
-        yield from self.notify(request, result, len(mailboxes))
-        final = EventType.OFFBOARDING_FAILED if self.left else EventType.OFFBOARDING_COMPLETED
-        yield from self.emit(final, result.to_json())
-        output = {**result.to_json(), "steps": self.steps, "webhook_events": self.events_sent}
-        self.context.set_custom_status(
-            {"status": result.status.value, "purge": self.job.purge, "steps": self.steps}
-        )
-        return output
+        return (yield from self.finish(request, mailbox_result, len(mailboxes)))
 
     def stop_onboarding(self) -> Steps:
         """Cancel a running onboarding and wait until it has ended: until then it may still grant
@@ -275,6 +258,25 @@ class Offboarding:
             )
             self.removed.append(text)
             self.mark(step, StepState.DONE, text)
+
+    def finish(self, request: dict[str, Any], mailboxes: MailboxRemoval, mailbox_count: int) -> Steps:
+        """Tell the admins and the subscribers; the output keeps the steps for the status view."""
+        result = OffboardingResult(
+            onboarding_id=self.job.onboarding_id,
+            status=OffboardingStatus.FAILED if self.left else OffboardingStatus.SUCCEEDED,
+            purge=self.job.purge,
+            app_id=self.found.app_id,
+            removed=tuple(self.removed),
+            left=tuple(self.left),
+            mailboxes_removed=mailboxes.removed,
+            mailboxes_failed=mailboxes.failed[:100],  # the rest are counted, not named
+        )
+        yield from self.notify(request, result, mailbox_count)
+        final = EventType.OFFBOARDING_FAILED if self.left else EventType.OFFBOARDING_COMPLETED
+        yield from self.emit(final, result.to_json())
+        status = {"status": result.status.value, "purge": self.job.purge, "steps": self.steps}
+        self.context.set_custom_status(status)
+        return {**result.to_json(), "steps": self.steps, "webhook_events": self.events_sent}
 
     def notify(self, request: dict[str, Any], result: OffboardingResult, mailbox_count: int) -> Steps:
         step = OffboardStep.NOTIFY
