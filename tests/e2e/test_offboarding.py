@@ -197,6 +197,10 @@ def test_an_offboarding_sigkilled_at_random_moments_ends_as_an_uninterrupted_one
         view = lane.onboard(lane.request(0))
         lane.assert_fully_onboarded(view)
         location = v1(lane.http.base_url.join(f"/api/onboardings/{view['id']}").__str__())
+        # Each removal takes a quarter second, so the offboarding runs for seconds: long enough for
+        # the kills to land inside it, wherever the seed puts them.
+        for service in ("graph", "exchange", "keyvault"):
+            lane.sandbox.faults[service].configure(latency_ms=250)
         kills, final = 0, None
         give_up = time.monotonic() + 180
         while final is None:
