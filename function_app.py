@@ -7,12 +7,14 @@ import azure.functions as func
 
 from activities import blueprint as activities
 from activities.diagnosis import blueprint as diagnosis_activities
+from activities.offboarding import blueprint as offboarding_activities
 from activities.records import blueprint as record_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
 from onboarding import logcontext, redaction, telemetry
 from orchestrations import blueprint as orchestrations
 from orchestrations.diagnosis import blueprint as diagnosis
+from orchestrations.offboarding import blueprint as offboarding
 from orchestrations.webhooks import blueprint as webhook_delivery
 from schedules import blueprint as schedules
 
@@ -36,5 +38,7 @@ for blueprint in (
     record_activities,
     diagnosis,
     diagnosis_activities,
+    offboarding,
+    offboarding_activities,
 ):
     app.register_functions(blueprint)

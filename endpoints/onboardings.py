@@ -42,7 +42,7 @@ from endpoints.http import (
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
-from onboarding import admission, logcontext, status_view
+from onboarding import admission, logcontext, offboarding, status_view
 from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
@@ -333,7 +333,9 @@ async def _status(
         return not_found(onboarding_id)
     view = links.view(status_view.build_view(status))
     view["callbackDelivery"] = await callbacks.delivery_view(client, onboarding_id)
-    if status_view.outcome_is_final(view):
+    offboarded = await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id))
+    view["offboarding"] = offboarding.offboarding_view(offboarded) if offboarded else None
+    if status_view.outcome_is_final(view) and not offboarding.is_running(view["offboarding"]):
         # Every outcome is 200: the poll succeeded, and the outcome is in the body (docs/api.md).
         return json_response(view, HTTPStatus.OK)
     if version.async_status and current is None:
@@ -425,6 +427,98 @@ async def _cancel(
     )
 
 
+def _purge_flag(req: func.HttpRequest) -> bool | func.HttpResponse:
+    value = req.params.get("purge")
+    if value in (None, "", "false"):
+        return False
+    if value == "true":
+        return True
+    return problem(
+        HTTPStatus.BAD_REQUEST,
+        "invalid-request",
+        "Invalid purge",
+        "The query parameter purge accepts only 'true' or 'false'.",
+        [FieldError("purge", "must be 'true' or 'false'")],
+    )
+
+
+def _offboarding_answer(
+    links: Links, onboarding_id: str, found: dict[str, Any], *, existing: bool
+) -> func.HttpResponse:
+    """202 while the offboarding runs (poll ``Location``, the onboarding's status, which shows it); 200
+    with its final view once it ended: a DELETE repeated later gives the same offboarding."""
+    view = offboarding.offboarding_view(found)
+    body = {
+        "id": onboarding_id,
+        "statusUrl": links.status(onboarding_id),
+        "existing": existing,
+        "offboarding": view,
+    }
+    if offboarding.is_running(view):
+        headers = {"Location": links.polling(onboarding_id), "Retry-After": RETRY_AFTER_SECONDS}
+        return json_response(body, HTTPStatus.ACCEPTED, headers=headers)
+    return json_response(body, HTTPStatus.OK)
+
+
+async def _offboard(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    """DELETE: start the onboarding's one offboarding (``<id>:offboarding``), or answer the one that
+    exists. Nothing is removed here: the orchestration cancels a running onboarding first."""
+    settings = _settings()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    links = Links.of(req, settings, version)
+    onboarding_id = req.route_params.get("id", "")
+    if not ONBOARDING_ID.fullmatch(onboarding_id):
+        return not_found(onboarding_id)
+    purge = _purge_flag(req)
+    if isinstance(purge, func.HttpResponse):
+        return purge
+    if not await fetch_status(client, onboarding_id):
+        return not_found(onboarding_id)
+    instance_id = offboarding.offboarding_instance_id(onboarding_id)
+    found = await fetch_status(client, instance_id, show_input=True)
+    if not found or offboarding.must_restart(found):
+        job = offboarding.OffboardingInput(
+            onboarding_id=onboarding_id,
+            purge=purge,
+            requested_at=datetime.now(UTC).isoformat(),
+            requested_by=requester().to_json(),
+            options=settings.workflow_options(),
+        )
+        try:
+            await client.start_new(offboarding.OFFBOARDING_ORCHESTRATOR, instance_id, job.to_json())
+        except Exception:  # a concurrent DELETE won the race, or the engine refused (type only: URLs)
+            found = await fetch_status(client, instance_id, show_input=True)
+            if not found or offboarding.must_restart(found):
+                log.error("could not start the offboarding of %s", onboarding_id)
+                return problem(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "offboard-failed",
+                    "Could not start the offboarding",
+                    "The workflow engine did not accept the offboarding. Try again shortly: "
+                    "a repeated DELETE is safe.",
+                    headers={"Retry-After": RETRY_AFTER_SECONDS},
+                )
+        else:
+            log.info("onboarding %s: offboarding started", onboarding_id)
+            found = await fetch_status(client, instance_id, show_input=True)
+            return _offboarding_answer(
+                links, onboarding_id, found or {"runtimeStatus": "Pending"}, existing=False
+            )
+    if offboarding.requested_purge(found) != purge:
+        return problem(
+            HTTPStatus.CONFLICT,
+            "offboarding-conflict",
+            "Offboarding already requested differently",
+            f"This onboarding's offboarding was requested with purge={str(not purge).lower()}; it is not "
+            "started again. Read the onboarding's status for its progress.",
+            headers={"Location": links.polling(onboarding_id)},
+        )
+    return _offboarding_answer(links, onboarding_id, found, existing=True)
+
+
 # The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
 async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
     # The lines of a call on one onboarding carry its id; a start binds the id once it has one.
@@ -483,6 +577,24 @@ async def cancel_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_cancel, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
+async def offboard_onboarding_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_offboard, req, client, V1)
+
+
+@blueprint.route(route="onboardings/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
+async def offboard_onboarding(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_offboard, req, client, UNVERSIONED)
 
 
 @blueprint.route(route="onboardings", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -19,3 +19,11 @@ DIAGNOSE = "diagnose"
 NEXT_WEBHOOK_SEQUENCE = "next_webhook_sequence"
 SEND_DRIFT_EMAIL = "send_drift_email"
 LIST_ACTIVE_ONBOARDINGS = "list_active_onboardings"
+# Offboarding (activities/offboarding.py)
+OFFBOARD_READ_ONBOARDING = "offboard_read_onboarding"
+OFFBOARD_FIND_APP = "offboard_find_app"
+OFFBOARD_REMOVE_MAILBOX_ACCESS = "offboard_remove_mailbox_access"
+OFFBOARD_REMOVE_EXCHANGE_SP = "offboard_remove_exchange_service_principal"
+OFFBOARD_DELETE_APP = "offboard_delete_app"
+OFFBOARD_DELETE_SECRET = "offboard_delete_secret"  # noqa: S105 - an activity name, not a password
+OFFBOARD_NOTIFY = "offboard_notify"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from onboarding.domain import ConsentMode, OnboardingRequest, OnboardingResult, Outcome
 
 if TYPE_CHECKING:
+    from onboarding.offboarding import OffboardingResult
     from onboarding.settings import Settings
 
 # Mailboxes an email names; the others are counted. The orchestrator passes the email activities
@@ -329,6 +330,55 @@ def drift_detected(
             facts=_facts(request, app_id, len(request.mailboxes)),
             mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
             mailbox_count=len(request.mailboxes),
+        ),
+        brand,
+    )
+
+
+def offboarded(
+    request: OnboardingRequest,
+    result: OffboardingResult,
+    mailbox_count: int | None = None,
+    brand: Brand | None = None,
+) -> Email:
+    """The offboarding's summary: what was removed, and what an admin must still remove by hand."""
+    count = len(request.mailboxes) if mailbox_count is None else mailbox_count
+    complete = not result.left
+    subject = (
+        f"Mailbox access removed: {request.display_name}"
+        if complete
+        else f"Mailbox access removal incomplete: {request.display_name}"
+    )
+    restore = (
+        "The app registration was deleted permanently (purged): it cannot be restored."
+        if result.purge
+        else "The app registration can be restored from Entra ID > App registrations > Deleted applications "
+        "for 30 days; the Key Vault secret can be recovered while the vault's soft-delete retention lasts."
+    )
+    lists: list[tuple[str, Sequence[str]]] = [("Removed", list(result.removed))]
+    if result.left:
+        lists.append(("Left in place: remove by hand", list(result.left)))
+    if result.mailboxes_failed:
+        items = [f"{m}: {d}" for m, d in result.mailboxes_failed[:50]]
+        if len(result.mailboxes_failed) > 50:
+            items.append(f"... and {len(result.mailboxes_failed) - 50} more.")
+        lists.append(("Mailboxes whose FullAccess could not be removed", items))
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=[
+                f"The onboarding of {request.display_name} was offboarded: the app no longer has access "
+                f"to the {count} mailbox{'' if count == 1 else 'es'} it was given"
+                + ("." if complete else ", except as listed below.")
+            ],
+            why=_who_and_why(request),
+            accent=_GREY if complete else _RED,
+            facts=_facts(request, result.app_id, count),
+            mailboxes=request.mailboxes[:SHOWN_MAILBOXES],
+            mailbox_count=count,
+            lists=lists,
+            notes=[restore],
         ),
         brand,
     )

@@ -9,6 +9,7 @@ last state (its output), with the message in that state, since an event to it wo
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -67,6 +68,7 @@ async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> 
             state.add_event(event)
             try:
                 await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+                return
             except Exception:
                 if attempt == _ATTEMPTS - 1:
                     raise
@@ -85,7 +87,6 @@ _TAKEN_POLLS, _TAKEN_POLL_S = 40, 0.25
 
 
 async def _taken(client: Any, onboarding_id: str, sequence: int) -> bool:
-    import asyncio
 
     instance_id = delivery_instance_id(onboarding_id)
     for _ in range(_TAKEN_POLLS):

@@ -44,6 +44,10 @@ class EventType(StrEnum):
     # After completion: the daily drift check found a link of the chain newly broken
     # (``onboarding.diagnosis``); data names the link, what is wrong and the fix.
     DRIFT_DETECTED = "onboarding.drift_detected"
+    # DELETE on an onboarding (onboarding/offboarding.py): numbered on from the onboarding's events.
+    OFFBOARDING_STARTED = "offboarding.started"
+    OFFBOARDING_COMPLETED = "offboarding.completed"
+    OFFBOARDING_FAILED = "offboarding.failed"
 
 
 class SubscriptionState(StrEnum):

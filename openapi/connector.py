@@ -37,6 +37,7 @@ OPERATIONS = {
     "getOnboarding": ("GetOnboarding", "important"),
     "listOnboardings": ("ListOnboardings", "advanced"),
     "cancelOnboarding": ("CancelOnboarding", "advanced"),
+    "offboardOnboarding": ("OffboardOnboarding", "advanced"),
     "onboardingCompletedTrigger": ("OnboardingCompleted", "important"),
 }
 TRIGGER = "onboardingCompletedTrigger"

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import azure.durable_functions as df
@@ -86,7 +87,7 @@ class Stopped(Exception):
 
 def call(
     context: df.DurableOrchestrationContext,
-    step: Step,
+    step: StrEnum,
     contract: C.Contract[Any, Any],
     payload: C.Payload,
     retry: df.RetryOptions,
@@ -673,7 +674,8 @@ class Onboarding:
             step=error.step if error else Step.FINISH.value,
             mailbox_counts=counts or {},
         )
-        return summary
+        # An offboarding numbers its webhook events on from the onboarding's last one.
+        return {**summary, "webhook_events": self.events_sent}
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)

@@ -445,6 +445,16 @@ class GraphDirectory:
         with contextlib.suppress(NotFoundError):
             await self._call("delete the app registration", lambda: builder.delete())
 
+    async def purge_deleted_item(self, object_id: str) -> None:
+        """Permanently delete a soft-deleted object (an app, or its service principal) from
+        ``/directory/deletedItems``: no restore after this. Not found counts as done: already purged,
+        or never soft-deleted (docs/sandbox-facts.md, "Offboarding")."""
+        builder = self._client.directory.deleted_items.by_directory_object_id(object_id)
+        with contextlib.suppress(NotFoundError):
+            await self._call(
+                "permanently delete a deleted app or service principal", lambda: builder.delete()
+            )
+
     # --- client secrets ---------------------------------------------------------------------------
 
     async def list_passwords(self, object_id: str) -> list[PasswordInfo]:

@@ -143,6 +143,16 @@ def test_caller_with_the_read_role_reads_but_cannot_start(api: Api, tenant: Sand
     assert len(api.host.instances()) == 1
 
 
+def test_caller_with_the_read_role_cannot_offboard(api: Api, tenant: Sandbox) -> None:
+    onboarding_id = api.start()
+    token = token_for(tenant, tenant.api_caller(READ))
+    refused = api.anonymous.delete(f"{V1}/{onboarding_id}", headers=bearer(token))
+    refusal(refused, 403, "insufficient_scope", "Onboardings.ReadWrite", token)
+    assert len(api.host.instances()) == 1  # no offboarding started
+    allowed = token_for(tenant, tenant.api_caller(READ_WRITE))
+    assert api.anonymous.delete(f"{V1}/{onboarding_id}", headers=bearer(allowed)).status_code == 202
+
+
 def test_caller_without_a_role_is_forbidden(api: Api, tenant: Sandbox) -> None:
     token = token_for(tenant, tenant.api_caller())
     refusal(

@@ -68,6 +68,7 @@ class FakeGraph:
         self.assignments: dict[str, list[Assignment]] = {}
         self.mail: list[dict[str, object]] = []
         self.deleted: list[str] = []
+        self.purged: list[str] = []
         self.service_principals: dict[str, str] = {}  # app id -> service principal object id
         self.applications: dict[str, AppRegistration] = {}  # unique name -> app
         self.resource = ExchangeResource(
@@ -144,6 +145,10 @@ class FakeGraph:
     async def delete_application(self, object_id: str) -> None:
         if object_id not in self.deleted:
             self.deleted.append(object_id)
+
+    async def purge_deleted_item(self, object_id: str) -> None:
+        if object_id not in self.purged:
+            self.purged.append(object_id)
 
     async def close(self) -> None:
         pass
@@ -234,6 +239,11 @@ class FakeExchange:
         if mailbox not in self.mailboxes:
             raise NotFoundError(f"Mailbox {mailbox} not found.")
         return (mailbox, service_principal_id) in self.permissions
+
+    async def remove_full_access(self, mailbox: str, service_principal_id: str) -> None:
+        if mailbox in self.refusals:
+            raise self.refusals[mailbox]
+        self.permissions.discard((mailbox, service_principal_id))
 
     async def close(self) -> None:
         pass

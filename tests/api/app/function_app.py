@@ -35,6 +35,13 @@ from onboarding.domain import (
     Waiting,
     WaitKind,
 )
+from onboarding.offboarding import (
+    OFFBOARDING_ORCHESTRATOR,
+    OffboardingInput,
+    OffboardingResult,
+    OffboardingStatus,
+    OffboardStep,
+)
 from orchestrations.webhooks import blueprint as webhook_delivery
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -109,3 +116,28 @@ def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[An
             outcome=Outcome.REJECTED,
             error=StepError(step=Step.ADMIN_CONSENT, message=f"The tenant admin {detail}.", code="rejected"),
         ).to_json()
+
+
+# A DELETE on an onboarding starts this in place of the real offboarding: it keeps the contract the
+# triggers rely on (input, custom status while it runs, the result as output) and ends when the test
+# raises FINISH_OFFBOARDING.
+FINISH_OFFBOARDING = "StandInFinishOffboarding"
+
+
+@app.orchestration_trigger(context_name="context", orchestration=OFFBOARDING_ORCHESTRATOR)
+def stand_in_offboarding(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    job = OffboardingInput.from_json(context.get_input())
+    now = context.current_utc_datetime.isoformat()
+    running = {OffboardStep.STOP_ONBOARDING.value: {"state": "running", "at": now, "detail": ""}}
+    context.set_custom_status({"status": "running", "purge": job.purge, "steps": running})
+    yield context.wait_for_external_event(FINISH_OFFBOARDING)
+    result = OffboardingResult(
+        onboarding_id=job.onboarding_id,
+        status=OffboardingStatus.SUCCEEDED,
+        purge=job.purge,
+        app_id="app-stand-in",
+        removed=("Removed FullAccess on 1 of 1 mailboxes.",),
+        mailboxes_removed=1,
+    )
+    done = {step.value: {"state": "done", "at": now, "detail": ""} for step in OffboardStep}
+    return {**result.to_json(), "steps": done, "webhook_events": 0}

@@ -1,0 +1,149 @@
+"""The offboarding's activities (``onboarding/offboarding.py``), under the shared error policy.
+
+All run at least once, and each is idempotent: what is already removed counts as removed. The one
+that reads the onboarding uses the Durable client (an orchestrator cannot read another instance, nor
+raise an event to one); the others are thin over ``onboarding.offboarding``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import ActivityFailed, register, typed_activity
+from onboarding import activity_names as A
+from onboarding import contracts as C
+from onboarding import logcontext, offboarding, webhook_hub
+from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
+from onboarding.services import Services
+
+blueprint = df.Blueprint()
+log = logging.getLogger("onboarding.activities")
+_RUNNING = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+
+
+# --- the onboarding, through the Durable client ------------------------------------------------------
+
+
+register(offboarding.READ_ONBOARDING)
+
+
+@blueprint.activity_trigger(input_name="payload", activity=A.OFFBOARD_READ_ONBOARDING)
+@blueprint.durable_client_input(client_name="client")
+async def offboard_read_onboarding(
+    payload: dict[str, Any], client: df.DurableOrchestrationClient
+) -> dict[str, Any]:
+    """The onboarding's state; with ``cancel``, first ask a running onboarding to cancel (it undoes
+    what it made and ends at its next wait: the cancellation the requester's API sends)."""
+    p = offboarding.ReadOnboarding.from_json(payload)
+    with logcontext.bound(p.onboarding_id, A.OFFBOARD_READ_ONBOARDING):
+        try:
+            return {"ok": (await _read(client, p.onboarding_id, cancel=p.cancel)).to_json()}
+        except Exception as exc:  # the SDK's messages can carry the Durable API's URLs: type only
+            log.warning(
+                "activity %s: Durable client failed (%s)", A.OFFBOARD_READ_ONBOARDING, type(exc).__name__
+            )
+            raise ActivityFailed(
+                "The onboarding's state could not be read from the workflow engine."
+            ) from None
+
+
+async def _read(
+    client: df.DurableOrchestrationClient, onboarding_id: str, *, cancel: bool
+) -> offboarding.OnboardingSnapshot:
+    status = await client.get_status(onboarding_id, show_input=True)
+    runtime = status.runtime_status.name if status and status.runtime_status else None
+    if runtime is None:
+        return offboarding.OnboardingSnapshot(final=True)
+    raw_input = _as_object(status.input_)
+    request = raw_input.get("request")
+    if runtime in _RUNNING:
+        if cancel:
+            try:
+                await client.raise_event(onboarding_id, EVENT_CANCEL, {})
+            except Exception:  # it finished meanwhile: the next read says so
+                log.info("onboarding %s finished before the cancellation arrived", onboarding_id)
+        return offboarding.OnboardingSnapshot(final=False, request=request)
+    output = _as_object(status.output)
+    return offboarding.OnboardingSnapshot(
+        final=True,
+        request=request,
+        app=output.get("app"),
+        events_sent=await _events_sent(client, onboarding_id, output),
+    )
+
+
+def _as_object(value: Any) -> dict[str, Any]:
+    """Durable hands inputs and outputs back decoded or as JSON text, depending on how they were set."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+async def _events_sent(
+    client: df.DurableOrchestrationClient, onboarding_id: str, output: dict[str, Any]
+) -> int:
+    """The last webhook event number of the onboarding's stream: what the onboarding reports in its
+    output (exact), or what its delivery orchestration took in, whichever is higher. The delivery's
+    count covers an onboarding without the number (older, terminated or crashed) and the events of an
+    earlier offboarding run that ended unexpectedly: a number already used would be dropped as a
+    duplicate."""
+    reported = output.get("webhook_events")
+    delivery = await webhook_hub.read_delivery(client, onboarding_id)
+    taken = int((delivery or {}).get("events") or 0)
+    return max(reported if isinstance(reported, int) else 0, taken)
+
+
+# --- the removals ---------------------------------------------------------------------------------
+
+
+def _known_app(p: offboarding.FindApp) -> AppRegistration | None:
+    return AppRegistration.from_json(p.known_app) if p.known_app else None
+
+
+async def _remove_exchange_sp(s: Services, p: offboarding.RemoveExchangeServicePrincipal) -> dict[str, bool]:
+    await offboarding.remove_exchange_service_principal(s, app_id=p.app_id)
+    return {"removed": True}
+
+
+async def _delete_secret(s: Services, p: C.OnboardingRef) -> offboarding.DeletedSecret:
+    return offboarding.DeletedSecret(await offboarding.delete_secret(s, onboarding_id=p.onboarding_id))
+
+
+async def _notify(s: Services, p: offboarding.NotifyOffboarded) -> None:
+    await offboarding.notify_admins(
+        s,
+        request=OnboardingRequest.from_json(p.request),
+        result=p.result,
+        mailbox_count=p.mailbox_count,
+    )
+
+
+typed_activity(
+    offboarding.FIND_APP,
+    lambda s, p: offboarding.find_app(s, onboarding_id=p.onboarding_id, known=_known_app(p)),
+    on=blueprint,
+)
+typed_activity(
+    offboarding.REMOVE_MAILBOX_ACCESS,
+    lambda s, p: offboarding.remove_mailbox_access(
+        s, service_principal_id=p.service_principal_id, mailboxes=list(p.mailboxes)
+    ),
+    on=blueprint,
+)
+typed_activity(offboarding.REMOVE_EXCHANGE_SP, _remove_exchange_sp, on=blueprint)
+typed_activity(
+    offboarding.DELETE_APP,
+    lambda s, p: offboarding.delete_app(
+        s, object_id=p.object_id, service_principal_id=p.service_principal_id, purge=p.purge
+    ),
+    on=blueprint,
+)
+typed_activity(offboarding.DELETE_SECRET, _delete_secret, on=blueprint)
+typed_activity(offboarding.NOTIFY, _notify, on=blueprint)
