@@ -27,7 +27,7 @@ from typing import Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails
+from onboarding import emails, records
 from onboarding.domain import (
     AppRegistration,
     OnboardingRequest,
@@ -282,6 +282,8 @@ async def delete_secret(svc: ServicesPort, *, onboarding_id: str) -> str:
     """Soft delete: recoverable while the vault's retention lasts. Already deleted counts as done."""
     name = vault_secret_name(onboarding_id)
     await svc.vault.delete(name)
+    # The onboarding's record (onboarding/records.py) goes with its credential: nothing is left to watch.
+    await records.forget(svc.vault, onboarding_id)
     return name
 
 

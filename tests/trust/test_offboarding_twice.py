@@ -71,13 +71,13 @@ async def test_every_offboarding_activity_twice_leaves_the_tenant_as_once(
     twice.functions = mine
     twice.ran = []
 
-    found = await twice(A.OFFBOARD_FIND_APP, {"onboarding_id": ONBOARDING_ID, "known_app": None})
+    found = await twice.raw(A.OFFBOARD_FIND_APP, {"onboarding_id": ONBOARDING_ID, "known_app": None})
     assert found == {k: app[k] for k in ("object_id", "app_id", "service_principal_id")}
     sp = found["service_principal_id"]
     removal = {"onboarding_id": ONBOARDING_ID, "service_principal_id": sp, "mailboxes": list(MAILBOXES)}
-    assert await twice(A.OFFBOARD_REMOVE_MAILBOX_ACCESS, removal) == {"removed": 3, "failed": []}
-    await twice(A.OFFBOARD_REMOVE_EXCHANGE_SP, {"onboarding_id": ONBOARDING_ID, "app_id": app["app_id"]})
-    deleted = await twice(
+    assert await twice.raw(A.OFFBOARD_REMOVE_MAILBOX_ACCESS, removal) == {"removed": 3, "failed": []}
+    await twice.raw(A.OFFBOARD_REMOVE_EXCHANGE_SP, {"onboarding_id": ONBOARDING_ID, "app_id": app["app_id"]})
+    deleted = await twice.raw(
         A.OFFBOARD_DELETE_APP,
         {
             "onboarding_id": ONBOARDING_ID,
@@ -87,7 +87,7 @@ async def test_every_offboarding_activity_twice_leaves_the_tenant_as_once(
         },
     )
     assert deleted == {"deleted": True, "purged": False}
-    assert await twice(A.OFFBOARD_DELETE_SECRET, {"onboarding_id": ONBOARDING_ID}) == {
+    assert await twice.raw(A.OFFBOARD_DELETE_SECRET, {"onboarding_id": ONBOARDING_ID}) == {
         "name": vault_secret_name(ONBOARDING_ID)
     }
     request = OnboardingRequest(
@@ -101,8 +101,13 @@ async def test_every_offboarding_activity_twice_leaves_the_tenant_as_once(
     result = OffboardingResult(
         ONBOARDING_ID, OffboardingStatus.SUCCEEDED, app_id=app["app_id"], mailboxes_removed=3
     )
-    notify = {"request": request.to_json(), "result": result.to_json(), "mailbox_count": 3}
-    await twice(A.OFFBOARD_NOTIFY, notify)
+    notify = {
+        "onboarding_id": ONBOARDING_ID,
+        "request": request.to_json(),
+        "result": result.to_json(),
+        "mailbox_count": 3,
+    }
+    await twice.raw(A.OFFBOARD_NOTIFY, notify)
 
     assert set(twice.ran) == set(mine)  # every offboarding activity ran twice
     assert state.mailbox_permissions() == [] and state.exchange_service_principals() == []
