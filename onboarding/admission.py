@@ -14,6 +14,7 @@ itself never leaves this module).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -62,6 +63,11 @@ class DomainCache:
     # (every API request asks for the domains, so each would otherwise resend at once).
     _not_before: dict[str, tuple[float, TransientError]] = field(default_factory=dict)
 
+    # A lookup under way, per key: callers arriving meanwhile wait for it rather than send their own,
+    # which could reach Graph before the Retry-After the first is about to read. Per event loop (a
+    # future belongs to one); a caller on another loop loads on its own.
+    _in_flight: dict[str, asyncio.Future[frozenset[str]]] = field(default_factory=dict)
+
     async def get(self, key: str, load: Callable[[], Awaitable[frozenset[str]]]) -> frozenset[str]:
         now = self.clock()
         found = self._entries.get(key)
@@ -70,6 +76,31 @@ class DomainCache:
         waiting = self._not_before.get(key)
         if waiting is not None and now < waiting[0]:
             raise waiting[1]
+        loop = asyncio.get_running_loop()
+        shared = self._in_flight.get(key)
+        if shared is not None and shared.get_loop() is loop and not shared.done():
+            return await asyncio.shield(shared)
+        future: asyncio.Future[frozenset[str]] = loop.create_future()
+        self._in_flight[key] = future
+        try:
+            domains = await self._load(key, now, load)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        else:
+            future.set_result(domains)
+            return domains
+        finally:
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+
+    async def _load(
+        self, key: str, now: float, load: Callable[[], Awaitable[frozenset[str]]]
+    ) -> frozenset[str]:
         try:
             found = (now, await load())
         except TransientError as exc:
