@@ -224,6 +224,12 @@ class Api:
         response = self.send("DELETE", f"{V1}/{onboarding_id}", what, params=params)
         return self.expect(response, what, HTTPStatus.ACCEPTED, HTTPStatus.OK)
 
+    def diagnose(self, onboarding_id: str) -> httpx.Response:
+        """GET /api/v1/onboardings/{id}/diagnosis: 202 with the report's Location."""
+        what = f"diagnose {onboarding_id}"
+        response = self.send("GET", f"{V1}/{onboarding_id}/diagnosis", what)
+        return self.expect(response, what, HTTPStatus.ACCEPTED)
+
     def pages(self, params: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every page of the listing, following ``nextLink`` until ``continuationToken`` is null."""
         path: str = V1

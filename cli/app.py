@@ -473,6 +473,30 @@ def _offboard_progress(body: dict[str, Any]) -> tuple[str, int, int]:
     return "offboarding: " + render.progress_text(part), done, total
 
 
+@app.command()
+@handled
+def diagnose(
+    ctx: typer.Context,
+    onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
+    timeout: Annotated[float, typer.Option(min=0, help="Give up waiting after this many seconds.")] = 600,
+) -> None:
+    """Check an onboarding's app link by link (app, service principal, credential, token roles,
+    Exchange registration, FullAccess and protocol, login) and name the first broken one with its fix.
+
+    Exits 11 when a link is broken or the diagnosis could not run."""
+    state = session(ctx)
+    api = state.api()
+    location = api.diagnose(onboarding_id).headers.get("Location")
+    if not location:
+        raise CliError(f"diagnose {onboarding_id}: the API gave no Location", ExitCode.FAILED)
+    report = _poll_until_final(
+        state, api.on_base(location), f"diagnose {onboarding_id}", timeout, lambda _: ("diagnosing", 0, 0)
+    )
+    state.emit(report, lambda: render.diagnosis(report))
+    if report.get("status") != "completed" or report.get("firstBroken"):
+        raise typer.Exit(int(ExitCode.UNSUCCESSFUL))
+
+
 # ------------------------------------------------------------------------------------------- the key
 @app.command("callback-key")
 @handled

@@ -162,6 +162,23 @@ def offboarding(onboarding_id: str, part: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def diagnosis(report: dict[str, Any]) -> Group | Text:
+    """The links checked, in order, with the first broken one's fix."""
+    if report.get("status") == "failed":
+        error = report.get("error") or {}
+        return Text(f"The diagnosis could not run: {error.get('message', '')} {error.get('fix', '')}".strip())
+    table = Table(title="Links, in the order the mail client depends on them")
+    for column in ("Link", "State", "Detail", "Fix"):
+        table.add_column(column)
+    for link in report.get("links") or []:
+        table.add_row(
+            link.get("name", ""), styled(link.get("state", "")), link.get("detail", ""), link.get("fix", "")
+        )
+    first = report.get("firstBroken")
+    verdict = Text(f"First broken link: {first}" if first else "Every link works.")
+    return Group(table, verdict)
+
+
 def listing(items: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Onboardings ({len(items)})", title_justify="left")
     for column in ("Id", "Status", "Reference", "Name", "Created"):

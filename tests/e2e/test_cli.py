@@ -86,7 +86,9 @@ def store_signing_key(tenant: Tenant) -> str:
     return value
 
 
-def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: Tenant, tmp_path: Path):
+def test_operator_drives_a_whole_onboarding_its_day_2_and_reads_the_callback_key(
+    tenant: Tenant, tmp_path: Path
+):
     operator = Operator(tenant, tmp_path, tenant.sandbox.api_caller(READ_WRITE, display_name="operator"))
     request = tmp_path / "request.json"
     request.write_text(json.dumps(tenant.request(externalReference="CHG-CLI-1", idempotencyKey="chg-cli-1")))
@@ -138,5 +140,23 @@ def test_operator_drives_a_whole_onboarding_and_reads_the_callback_key(tenant: T
     printed = operator.run("callback-key", entra=True)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.strip() == callback_key(signing_key.encode()).hex()
+
+    # Day 2: the diagnosis finds every link working ...
+    report = operator.json("diagnose", onboarding_id)
+    assert report["status"] == "completed" and report["firstBroken"] is None
+    assert [link["state"] for link in report["links"]] == ["ok"] * len(report["links"])
+    # ... a FullAccess removed behind the app's back is the first broken link, with its fix ...
+    [registration] = tenant.sandbox.state.exchange_service_principals()
+    mailbox = tenant.sandbox.state.find_mailbox(MAILBOXES[0])
+    assert mailbox is not None
+    tenant.sandbox.state.remove_mailbox_permission(mailbox, registration)
+    broken = operator.run("diagnose", onboarding_id)
+    assert broken.returncode == 11, broken.stderr
+    assert "First broken link: mailbox_access" in broken.stdout
+    # ... and the offboarding removes everything the onboarding made.
+    offboarded = operator.json("offboard", onboarding_id, "--yes")
+    assert offboarded["offboarding"]["status"] == "succeeded", offboarded
+    assert tenant.permissions() == set() and tenant.live_apps() == []
+    assert tenant.sandbox.state.exchange_service_principals() == []
 
     assert operator.printed_no_secret()
