@@ -6,6 +6,7 @@ registrations and permissions, outbox), not only the HTTP answers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import time
@@ -21,6 +22,7 @@ import pytest
 from demo.admin import Admin, link_in
 from funchost import LocalHost, ManualClock
 from onboarding import logcontext, records
+from onboarding.adapters import identity
 from onboarding.settings import load_settings
 from sandbox import Sandbox, SandboxConfig
 from sandbox.profiles import REALISTIC, profile_from_env
@@ -284,6 +286,16 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             monkeypatch.setenv(name, value)
         sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])
         load_settings.cache_clear()
+        if realistic and clock is not None:
+            # The worker's token cache judges a token's expiry on the worker's clock, and the tenant
+            # issues and checks tokens on its own: in Azure both are real time; here the tenant's
+            # jumps, so the worker reads it too (a cached token is not sent past its expiry).
+            monkeypatch.setattr(identity, "_workers", {})
+            monkeypatch.setattr(
+                identity,
+                "WorkerCredential",
+                functools.partial(identity.WorkerCredential, clock=lambda: clock.now().timestamp()),
+            )
         host = LocalHost(
             ROOT,
             db_path=tmp_path / f"hub{len(made)}.db",
