@@ -67,8 +67,8 @@ def _overview(view: dict[str, Any]) -> Table:
         rows.append(("App id", app.get("appId")))
     if app.get("servicePrincipalId"):
         rows.append(("Service principal", app.get("servicePrincipalId")))
-    if secret.get("keyVaultReference"):
-        rows.append(("Secret reference", secret.get("keyVaultReference")))
+    if secret.get("latestSecretUri"):
+        rows.append(("Secret (hand-off)", secret.get("latestSecretUri")))
         rows.append(("Secret expires", secret.get("expiresOn")))
     for label, value in rows:
         if value not in (None, ""):

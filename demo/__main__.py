@@ -9,16 +9,12 @@ over IMAP and POP3.
 from __future__ import annotations
 
 import argparse
-import imaplib
-import json
 import os
-import poplib
 import socket
 import ssl
 import sys
 import tempfile
 import time
-from base64 import b64encode
 from pathlib import Path
 from typing import Any
 
@@ -82,47 +78,27 @@ def wait_for_mail(sandbox: Any, app_id: str, timeout: float = 30) -> Any:
         time.sleep(0.1)
 
 
-def xoauth2(mailbox: str, token: str) -> str:
-    return f"user={mailbox}\x01auth=Bearer {token}\x01\x01"
-
-
 def mail_client_check(env: dict[str, str], secret_name: str, mailboxes: list[str]) -> list[str]:
-    """What the mail product does with the hand-off: Key Vault -> token -> IMAP/POP XOAUTH2."""
-    from azure.identity import ClientSecretCredential, ManagedIdentityCredential
-    from azure.keyvault.secrets import SecretClient
+    """What the mail product does with the hand-off (demo/mail_client.py, docs/client.md):
+    Key Vault -> token -> IMAP/POP XOAUTH2."""
+    from azure.identity import ManagedIdentityCredential
 
-    vault = SecretClient(
-        env["KEY_VAULT_URI"],
-        ManagedIdentityCredential(client_id=env["AZURE_CLIENT_ID"]),
-        verify_challenge_resource=False,
-    )
-    secret = vault.get_secret(secret_name)
-    creds = json.loads(secret.value or "{}")
-    credential = ClientSecretCredential(
-        creds["tenantId"],
-        creds["clientId"],
-        creds["clientSecret"],
-        authority=creds["authorityHost"],
-        disable_instance_discovery=True,
-    )
-    token = credential.get_token(creds["scope"]).token
+    from demo import mail_client
+
+    with ManagedIdentityCredential(client_id=env["AZURE_CLIENT_ID"]) as identity:
+        # The sandbox vault is an IP literal, which cannot match the challenge's resource domain.
+        handoff = mail_client.read_handoff(
+            env["KEY_VAULT_URI"], secret_name, identity, verify_challenge_resource=False
+        )
+    token = mail_client.app_token(handoff, disable_instance_discovery=True)
     tls = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
+    assert handoff.imap is not None and handoff.pop is not None  # the demo asks for both
     lines = []
     for mailbox in mailboxes:
-        imap = imaplib.IMAP4_SSL(creds["imap"]["host"], creds["imap"]["port"], ssl_context=tls)
-        sasl = xoauth2(mailbox, token).encode()
-        imap.authenticate("XOAUTH2", lambda _challenge: sasl)  # noqa: B023 - used at once
-        _, data = imap.select("INBOX", readonly=True)
-        imap.logout()
-        pop = poplib.POP3_SSL(creds["pop"]["host"], creds["pop"]["port"], context=tls)
-        # poplib has no SASL helper; the exchange is two lines (AUTH, then the initial response).
-        pop._shortcmd("AUTH XOAUTH2")  # type: ignore[attr-defined]
-        reply = pop._shortcmd(b64encode(sasl).decode())  # type: ignore[attr-defined]
-        count, _size = pop.stat()
-        pop.quit()
+        in_inbox = mail_client.imap_select_inbox(handoff.imap, mailbox, token, tls)
+        count, _size = mail_client.pop_stat(handoff.pop, mailbox, token, tls)
         lines.append(
-            f"  {mailbox}: IMAP login ok ({int(data[0] or 0)} messages in INBOX), "
-            f"POP3 login ok ({reply.decode().split()[0]}, {count} messages)"
+            f"  {mailbox}: IMAP login ok ({in_inbox} messages in INBOX), POP3 login ok ({count} messages)"
         )
     return lines
 

@@ -20,6 +20,8 @@ from onboarding.domain import (
     Progress,
     StepState,
 )
+from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
+from onboarding.handoff import CREDENTIALS_SCHEMA_VERSION
 
 RUNNING_STATES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 # Statuses a caller sees; "running" and "waiting" are not final.
@@ -99,8 +101,11 @@ def build_view(status: dict[str, Any]) -> dict[str, Any]:
                 "version": result.secret.version,
                 "expiresOn": result.secret.expires_on,
                 "secretUri": f"{base}/{result.secret.version}",
-                # Versionless, so an app setting follows a rotated secret.
-                "keyVaultReference": f"@Microsoft.KeyVault(SecretUri={base}/)",
+                # Versionless, so a reader follows a rotated secret. No App Service Key Vault
+                # reference: it would resolve to the whole JSON document, not the client secret.
+                "latestSecretUri": base,
+                "contentType": CREDENTIALS_CONTENT_TYPE,
+                "schemaVersion": CREDENTIALS_SCHEMA_VERSION,
             }
         view["compensation"] = list(result.compensation)
     else:

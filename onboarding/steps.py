@@ -28,6 +28,7 @@ from onboarding.domain import (
 )
 from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
+from onboarding.handoff import CREDENTIALS_SCHEMA_VERSION
 from onboarding.ports import ServicesPort
 
 T = TypeVar("T")
@@ -138,6 +139,7 @@ async def create_secret(
     end = (now or utcnow()) + timedelta(days=lifetime_days)
     new = await svc.graph.add_password(app.object_id, label, end)
     document = {
+        "schemaVersion": CREDENTIALS_SCHEMA_VERSION,
         "tenantId": tenant_id,
         "clientId": app.app_id,
         "clientSecret": new.secret_text,

@@ -70,6 +70,6 @@ def test_a_logic_apps_client_polls_a_real_onboarding_to_its_final_result(
     assert {r["mailbox"]: r["state"] for r in view["mailboxes"]["results"]} == {
         m: "verified" for m in body["mailboxes"]
     }
-    assert view["secret"]["keyVaultReference"].startswith("@Microsoft.KeyVault(SecretUri=")
+    assert view["secret"]["latestSecretUri"].endswith(f"/secrets/{view['secret']['name']}")
     # It waited on the service's terms: several polls, each after the Retry-After it was given.
     assert len(action.polls) >= 2 and {retry for _, retry in action.polls} == {10}

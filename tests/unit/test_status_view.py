@@ -111,7 +111,7 @@ def test_pending_instance_without_custom_status_is_running() -> None:
     assert all(s["state"] == "pending" for s in view["steps"])
 
 
-def test_finished_partial_onboarding_lists_each_mailbox_and_the_vault_reference() -> None:
+def test_finished_partial_onboarding_lists_each_mailbox_and_the_secrets_uri() -> None:
     result = OnboardingResult(
         onboarding_id=ONB,
         outcome=Outcome.PARTIAL,
@@ -129,10 +129,6 @@ def test_finished_partial_onboarding_lists_each_mailbox_and_the_vault_reference(
     assert view["status"] == "partial"
     assert view["waitingFor"] is None
     assert view["app"] == {"appId": "app-1", "servicePrincipalId": "sp-1"}
-    assert (
-        view["secret"]["keyVaultReference"]
-        == "@Microsoft.KeyVault(SecretUri=https://vault.example/secrets/mail-app-x/)"
-    )
     assert view["secret"]["secretUri"] == "https://vault.example/secrets/mail-app-x/v9"
     assert view["mailboxes"]["total"] == 3
     assert view["mailboxes"]["counts"] == {"verified": 1, "protocol_disabled": 1, "not_found": 1}
@@ -214,3 +210,16 @@ def test_decision_refusal() -> None:
     )
     assert decision_refusal(durable("Running"), nonce="n-1", kind="admin_consent")
     assert decision_refusal({}, nonce="n-1", kind="admin_consent")
+
+
+def test_the_secret_is_named_by_uri_and_format_never_by_an_app_service_key_vault_reference() -> None:
+    # A Key Vault reference resolves to the whole secret value: an app setting made from it would
+    # hold the JSON hand-off document, not a client secret. The view says where and what it is.
+    result = OnboardingResult(onboarding_id=ONB, outcome=Outcome.SUCCEEDED, app=APP, secret=SECRET).to_json()
+    secret = build_view(durable("Completed", custom=waiting_progress(), output=result))["secret"]
+    assert "keyVaultReference" not in secret
+    assert "@Microsoft.KeyVault" not in json.dumps(secret)
+    assert secret["latestSecretUri"] == "https://vault.example/secrets/mail-app-x"
+    assert secret["secretUri"] == "https://vault.example/secrets/mail-app-x/v9"
+    assert secret["contentType"] == "application/vnd.mail-onboarding.credentials+json"
+    assert secret["schemaVersion"] == 1
