@@ -156,3 +156,21 @@ def test_rotate_answers_404_for_an_unknown_onboarding_and_409_for_an_offboarded_
     assert tenant.http.delete(v1(view)).status_code == 202
     response = tenant.http.post(f"{v1(view)}/rotate")
     assert response.status_code == 409 and "offboarded" in response.json()["detail"]
+
+
+def test_a_later_rotation_replaces_the_rotated_secret_in_the_same_way(tenant: Tenant):
+    view = onboard(tenant, 180, "Twice")
+    name = view["secret"]["name"]
+    assert tenant.clock is not None
+    for rotation in (1, 2):
+        response = tenant.http.post(f"{v1(view)}/rotate")
+        assert response.status_code == 202 and response.json()["existing"] is False, response.text
+        rotation_of(tenant, view, lambda r: step_of(r, "overlap_window")["state"] == "waiting")
+        tenant.clock.advance(timedelta(hours=OVERLAP_HOURS, minutes=1))
+        final = rotation_of(tenant, view, lambda r: r["status"] != "running")
+        assert final["status"] == "succeeded", final
+        documents = vault_documents(tenant, name)
+        assert len(documents) == rotation + 1
+        [app] = tenant.live_apps()
+        assert [p.secret_text for p in app.passwords] == [documents[-1]["clientSecret"]]
+    assert client_logs_in(tenant, documents[-1]) and not client_logs_in(tenant, documents[-2])
