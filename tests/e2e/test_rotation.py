@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from onboarding.adapters.identity import acquire_token, app_secret_credential
 from onboarding.adapters.mailprobe import probe_login
@@ -21,6 +24,16 @@ from tests.e2e.conftest import MAILBOXES, Tenant
 from tests.e2e.test_secret_expiry import onboard
 
 OVERLAP_HOURS = 24
+DOCUMENT = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml").read_text("utf-8")
+)
+
+
+def conforms(rotation: dict[str, Any]) -> dict[str, Any]:
+    """The ``rotation`` part as the OpenAPI document describes it."""
+    schema = {**DOCUMENT["components"]["schemas"]["Rotation"], "components": DOCUMENT["components"]}
+    jsonschema.validate(rotation, schema, cls=jsonschema.Draft202012Validator)
+    return rotation
 
 
 def v1(view: dict[str, Any]) -> str:
@@ -63,7 +76,7 @@ def rotation_of(tenant: Tenant, view: dict[str, Any], done: Any, rounds: int = 2
         tenant.host.idle(10)
         current = tenant.http.get(v1(view), params={"view": "current"}).json()
         if current.get("rotation") and done(current["rotation"]):
-            return dict(current["rotation"])
+            return conforms(dict(current["rotation"]))
         assert tenant.clock is not None
         tenant.clock.advance(timedelta(seconds=5))
     raise AssertionError(f"the rotation did not get there: {current.get('rotation')}")
