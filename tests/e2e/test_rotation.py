@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from onboarding.domain import Protocol
 from onboarding.errors import OnboardingError
 from onboarding.settings import load_settings
 from tests.e2e.conftest import MAILBOXES, Tenant
-from tests.e2e.test_secret_expiry import onboard
+from tests.e2e.test_webhooks import events
+from tests.trust.receiver import CallbackReceiver
 
 OVERLAP_HOURS = 24
 DOCUMENT = yaml.safe_load(
@@ -34,6 +37,23 @@ def conforms(rotation: dict[str, Any]) -> dict[str, Any]:
     schema = {**DOCUMENT["components"]["schemas"]["Rotation"], "components": DOCUMENT["components"]}
     jsonschema.validate(rotation, schema, cls=jsonschema.Draft202012Validator)
     return rotation
+
+
+def onboard(tenant: Tenant, lifetime_days: int, name: str, **request: Any) -> dict[str, Any]:
+    """An onboarding of three mailboxes, consented, driven to success on the manual clock."""
+    location = tenant.submit(
+        secretLifetimeDays=lifetime_days, idempotencyKey=name, displayName=name, **request
+    )
+    tenant.wait_for_decision(location)
+    tenant.consent_from([m for m in tenant.mails_to_admin() if "Admin consent needed" in m.subject][-1])
+    assert tenant.clock is not None
+    for _ in range(400):  # the host's clock only moves when told: let polls and retries come due
+        tenant.host.idle(10)
+        view = tenant.status(location)
+        if view["status"] == "succeeded":
+            return view
+        tenant.clock.advance(timedelta(seconds=5))
+    raise AssertionError(f"onboarding {name} did not finish: {view}")
 
 
 def v1(view: dict[str, Any]) -> str:
@@ -87,12 +107,20 @@ def step_of(rotation: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
+def receiver() -> Iterator[CallbackReceiver]:
+    with CallbackReceiver() as server:
+        yield server
+
+
+@pytest.fixture
 def tenant(tenant_factory: Any) -> Tenant:
     return tenant_factory(manual_clock=True, extra_env={"ROTATION_OVERLAP_HOURS": str(OVERLAP_HOURS)})
 
 
-def test_rotation_keeps_both_secrets_working_through_the_overlap_then_only_the_new_one(tenant: Tenant):
-    view = onboard(tenant, 180, "Rotated")
+def test_rotation_keeps_both_secrets_working_through_the_overlap_then_only_the_new_one(
+    tenant: Tenant, receiver: CallbackReceiver
+):
+    view = onboard(tenant, 180, "Rotated", callbackUrl=receiver.url)
     name = view["secret"]["name"]
     [old] = vault_documents(tenant, name)
     assert client_logs_in(tenant, old)
@@ -135,6 +163,16 @@ def test_rotation_keeps_both_secrets_working_through_the_overlap_then_only_the_n
     # The onboarding's record says it was rotated (what outlives the history's purge).
     [record] = [r for r in tenant.live_records() if view["id"] in r.name]
     assert "rotated" in [o["kind"] for o in json.loads(record.current.value)["operations"]]
+    # The webhook stream goes on from the onboarding's events, without a secret (the leak scan reads them).
+    give_up = time.monotonic() + 30
+    while not any(b["type"] == "credential.rotated" for b in events(tenant, receiver.received())):
+        assert time.monotonic() < give_up, [d.body for d in receiver.received()]
+        tenant.host.idle(5)
+        time.sleep(0.1)
+    bodies = events(tenant, receiver.received())
+    assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
+    assert [b["type"] for b in bodies][-2:] == ["credential.rotation_started", "credential.rotated"]
+    assert bodies[-1]["data"]["secret"]["version"] == current.version
 
 
 def test_a_new_secret_that_does_not_verify_is_discarded_and_the_old_one_kept(tenant_factory: Any):
