@@ -22,7 +22,7 @@ with the cause.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -37,6 +37,7 @@ from onboarding.domain import (
     SecretRef,
     WorkflowOptions,
     _default_options,
+    app_unique_name,
     vault_secret_name,
 )
 from onboarding.errors import NotFoundError
@@ -398,6 +399,60 @@ async def notify_admins(svc: ServicesPort, p: NotifyRotated) -> None:
     if request.admin_emails:
         message = emails.rotated(request, p.result, p.mailbox_count, emails.Brand.from_settings(svc.settings))
         await send_email(svc, request.admin_emails, message)
+
+
+# --- automatic rotation from the daily expiry watch (``ROTATE_DAYS_BEFORE_EXPIRY``) ----------------
+
+
+def due_for_rotation(secrets: Iterable[Any], *, now: datetime, days: int) -> list[str]:
+    """The onboardings whose current client secret expires within ``days`` (and has not yet)."""
+    due = []
+    for info in secrets:
+        onboarding_id = (info.tags or {}).get("onboardingId")
+        if info.content_type != CREDENTIALS_CONTENT_TYPE or not onboarding_id or info.expires_on is None:
+            continue
+        if now < info.expires_on <= now + timedelta(days=days):
+            due.append(onboarding_id)
+    return due
+
+
+def input_from_record(
+    record: records.OnboardingRecord,
+    *,
+    overlap_hours: int,
+    requested_at: str,
+    events_sent: int,
+    options: WorkflowOptions,
+    days_before_expiry: int,
+) -> RotationInput | None:
+    """A rotation of what the onboarding's record names (it outlives the history), or None when it
+    must be rotated by hand: only a succeeded onboarding's mailboxes are all verified, and a secret
+    living no longer than the rotation's lead time would be rotated again the next day."""
+    if record.outcome != "succeeded" or not record.app_object_id or not record.mailboxes_shown:
+        return None
+    if record.secret_lifetime_days <= days_before_expiry:
+        return None
+    request = record.as_request()
+    return RotationInput(
+        onboarding_id=record.onboarding_id,
+        tenant_id=record.tenant_id,
+        app=AppRegistration(
+            record.app_object_id,
+            record.app_id,
+            app_unique_name(record.onboarding_id),
+            record.service_principal_id or None,
+        ),
+        protocols=tuple(p.value for p in record.protocols),
+        mailboxes=tuple(record.mailboxes_shown[:VERIFY_SAMPLE]),
+        request=request.to_json(),
+        mailbox_count=record.mailbox_count,
+        lifetime_days=record.secret_lifetime_days,
+        overlap_hours=overlap_hours,
+        requested_at=requested_at,
+        events_sent=events_sent,
+        requested_by={"kind": "expiry-watch"},
+        options=options,
+    )
 
 
 # --- the status view (pure: from the Durable status document, ``endpoints.http.status_json``) -----

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from onboarding import expiry
 from onboarding.adapters.identity import acquire_token, app_secret_credential
 from onboarding.adapters.mailprobe import probe_login
 from onboarding.domain import Protocol
@@ -27,6 +28,7 @@ from tests.e2e.test_webhooks import events
 from tests.trust.receiver import CallbackReceiver
 
 OVERLAP_HOURS = 24
+WATCH = "secret_expiry_watch"
 DOCUMENT = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml").read_text("utf-8")
 )
@@ -225,3 +227,34 @@ def test_a_later_rotation_replaces_the_rotated_secret_in_the_same_way(tenant: Te
         [app] = tenant.live_apps()
         assert [p.secret_text for p in app.passwords] == [documents[-1]["clientSecret"]]
     assert client_logs_in(tenant, documents[-1]) and not client_logs_in(tenant, documents[-2])
+
+
+def test_the_expiry_watch_rotates_a_secret_its_lead_time_before_expiry_and_only_once(
+    tenant_factory: Any, monkeypatch: pytest.MonkeyPatch
+):
+    tenant = tenant_factory(
+        manual_clock=True, extra_env={"ROTATE_DAYS_BEFORE_EXPIRY": "14", "ROTATION_OVERLAP_HOURS": "1"}
+    )
+    clock = tenant.clock
+    assert clock is not None
+    monkeypatch.setattr(expiry, "utcnow", clock.now)  # the watch reads the host's clock
+    view = onboard(tenant, 30, "Auto")
+    name = view["secret"]["name"]
+    tenant.host.run_timer(WATCH)
+    tenant.host.idle(10)
+    assert tenant.http.get(v1(view)).json()["rotation"] is None  # 30 days left: not yet
+
+    clock.advance(timedelta(days=17))  # 13 days left, within the 14-day lead time
+    tenant.host.run_timer(WATCH)
+    rotation_of(tenant, view, lambda r: step_of(r, "overlap_window")["state"] == "waiting")
+    clock.advance(timedelta(hours=2))
+    final = rotation_of(tenant, view, lambda r: r["status"] != "running")
+    assert final["status"] == "succeeded", final
+
+    old, new = vault_documents(tenant, name)
+    assert client_logs_in(tenant, new) and not client_logs_in(tenant, old)
+    expires = tenant.sandbox.state.get_secret(name).current.expires
+    assert expires is not None and expires - clock.now() > timedelta(days=29)
+    tenant.host.run_timer(WATCH)  # the new secret is 30 days from expiry: nothing more to rotate
+    tenant.host.idle(10)
+    assert len(vault_documents(tenant, name)) == 2

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from onboarding import rotation
-from onboarding.domain import AppRegistration, SecretRef, app_unique_name, vault_secret_name
+from onboarding.domain import AppRegistration, Protocol, SecretRef, app_unique_name, vault_secret_name
 from onboarding.rotation import (
     AddCredential,
     CredentialChange,
@@ -144,3 +144,61 @@ def test_the_status_view_shows_the_overlap_while_running_then_the_result() -> No
     assert done["status"] == "succeeded" and done["error"] is None
     crashed = rotation.rotation_view({"runtimeStatus": "Terminated"})
     assert crashed["status"] == "failed" and "POST" in crashed["error"]
+
+
+def test_only_credentials_expiring_within_the_lead_time_are_due_for_rotation() -> None:
+    from datetime import datetime, timedelta
+
+    from onboarding.adapters.keyvault import SecretInfo
+    from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
+    from onboarding.records import RECORD_CONTENT_TYPE
+
+    now = datetime.fromisoformat(AT)
+
+    def secret(onboarding: str, days: float, content_type: str = CREDENTIALS_CONTENT_TYPE) -> SecretInfo:
+        return SecretInfo(
+            f"s-{onboarding}", now + timedelta(days=days), {"onboardingId": onboarding}, content_type
+        )
+
+    secrets = [
+        secret("soon", 13),
+        secret("later", 15),
+        secret("expired", -1),
+        secret("record", 3, RECORD_CONTENT_TYPE),
+        SecretInfo("untagged", now + timedelta(days=1), {}, CREDENTIALS_CONTENT_TYPE),
+    ]
+    assert rotation.due_for_rotation(secrets, now=now, days=14) == ["soon"]
+
+
+def test_only_a_succeeded_onboarding_whose_secret_outlives_the_lead_time_is_rotated_automatically() -> None:
+    from dataclasses import replace
+
+    from onboarding.records import OnboardingRecord
+
+    record = OnboardingRecord(
+        onboarding_id=ID,
+        tenant_id="t",
+        display_name="Helpdesk",
+        protocols=(Protocol.IMAP,),
+        admin_emails=("admin@contoso.test",),
+        mailbox_count=12,
+        mailboxes_shown=("a@contoso.test",),
+        app_id="app-1",
+        secret_name=vault_secret_name(ID),
+        app_object_id="obj-1",
+        service_principal_id="sp-1",
+        secret_lifetime_days=180,
+        outcome="succeeded",
+    )
+
+    def job(r: OnboardingRecord) -> RotationInput | None:
+        options = default_workflow_options()
+        return rotation.input_from_record(
+            r, overlap_hours=24, requested_at=AT, events_sent=4, options=options, days_before_expiry=14
+        )
+
+    made = job(record)
+    assert made is not None and made.app == APP and made.mailboxes == ("a@contoso.test",)
+    assert made.mailbox_count == 12 and made.events_sent == 4 and made.lifetime_days == 180
+    assert job(replace(record, outcome="partial")) is None  # a mailbox may not verify: by hand
+    assert job(replace(record, secret_lifetime_days=14)) is None  # it would be rotated every day
