@@ -59,7 +59,8 @@ def rotation_label(onboarding_id: str, requested_at: str) -> str:
     for, so a rerun of the step finds its own credential and a later rotation makes its own."""
     from onboarding.steps import password_label
 
-    return f"{password_label(onboarding_id)} rotated {requested_at[:19]}"
+    # The full timestamp (microseconds): two rotations asked for within one second must not share it.
+    return f"{password_label(onboarding_id)} rotated {requested_at}"
 
 
 class RotateStep(StrEnum):

@@ -202,3 +202,11 @@ def test_only_a_succeeded_onboarding_whose_secret_outlives_the_lead_time_is_rota
     assert made.mailbox_count == 12 and made.events_sent == 4 and made.lifetime_days == 180
     assert job(replace(record, outcome="partial")) is None  # a mailbox may not verify: by hand
     assert job(replace(record, secret_lifetime_days=14)) is None  # it would be rotated every day
+
+
+async def test_two_rotations_asked_for_within_one_second_each_make_their_own_credential() -> None:
+    svc = await onboarded()
+    first = await rotation.add_credential(svc, AddCredential(ID, "t", APP, ("IMAP",), 180, AT))
+    later = AT.replace("00+00:00", "00.250000+00:00")
+    second = await rotation.add_credential(svc, AddCredential(ID, "t", APP, ("IMAP",), 180, later))
+    assert second.secret.key_id != first.secret.key_id and second.previous_version == first.secret.version
