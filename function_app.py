@@ -9,12 +9,14 @@ from activities import blueprint as activities
 from activities.diagnosis import blueprint as diagnosis_activities
 from activities.offboarding import blueprint as offboarding_activities
 from activities.records import blueprint as record_activities
+from activities.rotation import blueprint as rotation_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
 from onboarding import logcontext, redaction, telemetry
 from orchestrations import blueprint as orchestrations
 from orchestrations.diagnosis import blueprint as diagnosis
 from orchestrations.offboarding import blueprint as offboarding
+from orchestrations.rotation import blueprint as rotation
 from orchestrations.webhooks import blueprint as webhook_delivery
 from schedules import blueprint as schedules
 
@@ -40,5 +42,7 @@ for blueprint in (
     diagnosis_activities,
     offboarding,
     offboarding_activities,
+    rotation,
+    rotation_activities,
 ):
     app.register_functions(blueprint)

@@ -42,13 +42,15 @@ from endpoints.http import (
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
-from onboarding import admission, logcontext, offboarding, status_view
+from onboarding import admission, logcontext, offboarding, rotation, status_view, webhook_hub
 from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
     ORCHESTRATOR,
+    MailboxState,
     OnboardingInput,
     OnboardingRequest,
+    OnboardingResult,
     new_onboarding_id,
     onboarding_id_for,
 )
@@ -335,6 +337,8 @@ async def _status(
     view["callbackDelivery"] = await callbacks.delivery_view(client, onboarding_id)
     offboarded = await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id))
     view["offboarding"] = offboarding.offboarding_view(offboarded) if offboarded else None
+    rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))
+    view["rotation"] = rotation.rotation_view(rotated) if rotated else None
     if status_view.outcome_is_final(view) and not offboarding.is_running(view["offboarding"]):
         # Every outcome is 200: the poll succeeded, and the outcome is in the body (docs/api.md).
         return json_response(view, HTTPStatus.OK)
@@ -519,6 +523,120 @@ async def _offboard(
     return _offboarding_answer(links, onboarding_id, found, existing=True)
 
 
+ROTATABLE = frozenset({"succeeded", "partial"})
+
+
+def _rotation_answer(
+    links: Links, onboarding_id: str, found: dict[str, Any], *, existing: bool
+) -> func.HttpResponse:
+    """202 with the rotation's view; its progress is the ``rotation`` part of the onboarding's status
+    (``Location``). A POST while it runs answers the same rotation."""
+    body = {
+        "id": onboarding_id,
+        "statusUrl": links.status(onboarding_id),
+        "existing": existing,
+        "rotation": rotation.rotation_view(found),
+    }
+    headers = {"Location": links.polling(onboarding_id), "Retry-After": RETRY_AFTER_SECONDS}
+    return json_response(body, HTTPStatus.ACCEPTED, headers=headers)
+
+
+def _not_rotatable(links: Links, onboarding_id: str, detail: str) -> func.HttpResponse:
+    return problem(
+        HTTPStatus.CONFLICT,
+        "not-rotatable",
+        "The onboarding's secret cannot be rotated",
+        detail,
+        headers={"Location": links.polling(onboarding_id)},
+    )
+
+
+async def _rotation_input(
+    client: df.DurableOrchestrationClient,
+    settings: Settings,
+    status: dict[str, Any],
+    previous: dict[str, Any],
+) -> rotation.RotationInput | str:
+    """The rotation's input from the finished onboarding (its request and output), or why there is none."""
+    onboarding_id = str(status["instanceId"])
+    request = status_view.stored_request(status)
+    output = rotation.as_object(status.get("output"))
+    result = OnboardingResult.from_json(output) if output else None
+    if request is None or result is None or result.app is None:
+        return "The onboarding did not leave an app registration to rotate the secret of."
+    verified = [m.mailbox for m in result.mailbox_results(request) if m.state is MailboxState.VERIFIED]
+    if not verified:
+        return "No mailbox of this onboarding is verified, so a new secret could not be verified."
+    delivery = await webhook_hub.read_delivery(client, onboarding_id)
+    sent = [output.get("webhook_events"), rotation.as_object(previous.get("output")).get("webhook_events")]
+    sent.append((delivery or {}).get("events"))
+    return rotation.RotationInput(
+        onboarding_id=onboarding_id,
+        tenant_id=request.tenant_id,
+        app=result.app,
+        protocols=tuple(p.value for p in request.protocols),
+        mailboxes=tuple(verified[: rotation.VERIFY_SAMPLE]),
+        request=request.to_json(),
+        mailbox_count=len(request.mailboxes),
+        lifetime_days=request.secret_lifetime_days,
+        overlap_hours=settings.rotation_overlap_hours,
+        requested_at=datetime.now(UTC).isoformat(),
+        events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
+        requested_by=requester().to_json(),
+        options=settings.workflow_options(),
+    )
+
+
+async def _rotate(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    """POST .../rotate: start the onboarding's rotation (``<id>:rotation``), or answer the one that
+    runs. Only a succeeded or partial onboarding without an offboarding has a secret to rotate."""
+    settings = _settings()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    links = Links.of(req, settings, version)
+    onboarding_id = req.route_params.get("id", "")
+    if not ONBOARDING_ID.fullmatch(onboarding_id):
+        return not_found(onboarding_id)
+    status = await fetch_status(client, onboarding_id, show_input=True)
+    if not status:
+        return not_found(onboarding_id)
+    outcome = status_view.build_view(status)["status"]
+    if outcome not in ROTATABLE:
+        return _not_rotatable(
+            links,
+            onboarding_id,
+            f"The onboarding is {outcome}; only a succeeded or partial one has a secret to rotate.",
+        )
+    if await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id)):
+        return _not_rotatable(links, onboarding_id, "The onboarding is offboarded (or being offboarded).")
+    instance_id = rotation.rotation_instance_id(onboarding_id)
+    found = await fetch_status(client, instance_id, show_input=True)
+    if found and rotation.is_running(found):
+        return _rotation_answer(links, onboarding_id, found, existing=True)
+    job = await _rotation_input(client, settings, status, found)
+    if isinstance(job, str):
+        return _not_rotatable(links, onboarding_id, job)
+    try:
+        await client.start_new(rotation.ROTATION_ORCHESTRATOR, instance_id, job.to_json())
+    except Exception:  # a concurrent POST won the race, or the engine refused (type only: URLs)
+        found = await fetch_status(client, instance_id, show_input=True)
+        if found and rotation.is_running(found):
+            return _rotation_answer(links, onboarding_id, found, existing=True)
+        log.error("could not start the rotation of %s", onboarding_id)
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "rotate-failed",
+            "Could not start the rotation",
+            "The workflow engine did not accept the rotation. Try again shortly: a repeated POST is safe.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    log.info("onboarding %s: rotation started", onboarding_id)
+    found = await fetch_status(client, instance_id, show_input=True)
+    return _rotation_answer(links, onboarding_id, found or {"runtimeStatus": "Pending"}, existing=False)
+
+
 # The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
 async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
     # The lines of a call on one onboarding carry its id; a start binds the id once it has one.
@@ -618,3 +736,12 @@ async def cancel_onboarding(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_cancel, req, client, UNVERSIONED)
+
+
+@blueprint.route(route="v1/onboardings/{id}/rotate", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
+async def rotate_onboarding_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_rotate, req, client, V1)

@@ -27,3 +27,8 @@ OFFBOARD_REMOVE_EXCHANGE_SP = "offboard_remove_exchange_service_principal"
 OFFBOARD_DELETE_APP = "offboard_delete_app"
 OFFBOARD_DELETE_SECRET = "offboard_delete_secret"  # noqa: S105 - an activity name, not a password
 OFFBOARD_NOTIFY = "offboard_notify"
+# Rotation (activities/rotation.py)
+ROTATE_ADD_CREDENTIAL = "rotate_add_credential"
+ROTATE_DISCARD_NEW = "rotate_discard_new"
+ROTATE_REMOVE_OLD = "rotate_remove_old"
+ROTATE_NOTIFY = "rotate_notify"

@@ -19,6 +19,7 @@ from onboarding.domain import ConsentMode, OnboardingRequest, OnboardingResult, 
 
 if TYPE_CHECKING:
     from onboarding.offboarding import OffboardingResult
+    from onboarding.rotation import RotationResult
     from onboarding.settings import Settings
 
 # Mailboxes an email names; the others are counted. The orchestrator passes the email activities
@@ -379,6 +380,39 @@ def offboarded(
             mailbox_count=count,
             lists=lists,
             notes=[restore],
+        ),
+        brand,
+    )
+
+
+def rotated(
+    request: OnboardingRequest, result: RotationResult, mailbox_count: int, brand: Brand | None = None
+) -> Email:
+    """The rotation's summary: the new secret's version and expiry, or why the old one is kept."""
+    done = result.status.value == "succeeded"
+    subject = (
+        f"Client secret rotated: {request.display_name}"
+        if done
+        else f"Client secret rotation failed: {request.display_name}"
+    )
+    if done and result.secret:
+        intro = [
+            f"The app's client secret was replaced. The new secret is Key Vault version {result.secret.version} "
+            f"of {result.secret.name}, valid until {result.secret.expires_on}; the old one was removed after "
+            "the overlap window."
+        ]
+    else:
+        intro = [
+            f"The new client secret could not be verified, so it was discarded and the old one kept. {result.error}"
+        ]
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=intro,
+            why=_who_and_why(request),
+            accent=_GREEN if done else _RED,
+            facts=_facts(request, result.app_id, mailbox_count),
         ),
         brand,
     )

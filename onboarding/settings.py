@@ -134,6 +134,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "after they were created; a credential still in Key Vault keeps its onboarding record.",
         "90",
     ),
+    SettingSpec(
+        "ROTATION_OVERLAP_HOURS",
+        "After a rotation verified the new client secret, how long the old one stays valid on the app, so "
+        "a mail client still holding it keeps working until it reads the new Key Vault version.",
+        "24",
+    ),
+    SettingSpec(
+        "ROTATE_DAYS_BEFORE_EXPIRY",
+        "The daily expiry watch rotates a succeeded onboarding's client secret this many days before it "
+        "expires (0: never; rotate with POST .../rotate). Only secrets whose lifetime is longer are rotated.",
+        "0",
+    ),
     SettingSpec("ACTIVITY_RETRY_SECONDS", "Wait before Durable retries a transiently failed step.", "15"),
     SettingSpec(
         "CALLBACK_ALLOW_PRIVATE_NETWORKS",
@@ -261,6 +273,8 @@ class Settings:
     activity_retry_seconds: int
     credential_expiry_warning_days: int
     history_retention_days: int
+    rotation_overlap_hours: int
+    rotate_days_before_expiry: int
     callback_allow_private_networks: bool
     enable_grant_mode: bool
     signin_client_id: str | None = None
@@ -405,6 +419,8 @@ class Settings:
             activity_retry_seconds=integer("ACTIVITY_RETRY_SECONDS", 1, 3600),
             credential_expiry_warning_days=integer("CREDENTIAL_EXPIRY_WARNING_DAYS", 1, 365),
             history_retention_days=integer("HISTORY_RETENTION_DAYS", 1, 3650),
+            rotation_overlap_hours=integer("ROTATION_OVERLAP_HOURS", 0, 24 * 90),
+            rotate_days_before_expiry=integer("ROTATE_DAYS_BEFORE_EXPIRY", 0, 365),
             callback_allow_private_networks=flag("CALLBACK_ALLOW_PRIVATE_NETWORKS"),
             enable_grant_mode=flag("ENABLE_GRANT_MODE"),
             signin_client_id=raw("SIGNIN_CLIENT_ID"),

@@ -103,6 +103,31 @@ async def ensure_service_principal(svc: ServicesPort, app_id: str) -> ServicePri
         )
 
 
+def build_document(
+    settings: Any,
+    tenant_id: str,
+    client_id: str,
+    secret_text: str,
+    protocols: Sequence[str],
+    expires_on: datetime,
+) -> dict[str, Any]:
+    """The Key Vault secret's JSON document: what the mail client reads (docs/client.md)."""
+    return {
+        "schemaVersion": CREDENTIALS_SCHEMA_VERSION,
+        "tenantId": tenant_id,
+        "clientId": client_id,
+        "clientSecret": secret_text,
+        "authorityHost": settings.authority_host,
+        "tokenEndpoint": settings.token_endpoint(tenant_id),
+        "scope": settings.exchange_scope,
+        "imap": {"host": settings.imap_host, "port": settings.imap_port}
+        if Protocol.IMAP in protocols
+        else None,
+        "pop": {"host": settings.pop_host, "port": settings.pop_port} if Protocol.POP in protocols else None,
+        "expiresOn": expires_on.isoformat(),
+    }
+
+
 async def create_secret(
     svc: ServicesPort,
     *,
@@ -138,20 +163,7 @@ async def create_secret(
 
     end = (now or utcnow()) + timedelta(days=lifetime_days)
     new = await svc.graph.add_password(app.object_id, label, end)
-    document = {
-        "schemaVersion": CREDENTIALS_SCHEMA_VERSION,
-        "tenantId": tenant_id,
-        "clientId": app.app_id,
-        "clientSecret": new.secret_text,
-        "authorityHost": settings.authority_host,
-        "tokenEndpoint": settings.token_endpoint(tenant_id),
-        "scope": settings.exchange_scope,
-        "imap": {"host": settings.imap_host, "port": settings.imap_port}
-        if Protocol.IMAP in protocols
-        else None,
-        "pop": {"host": settings.pop_host, "port": settings.pop_port} if Protocol.POP in protocols else None,
-        "expiresOn": new.end_date_time.isoformat(),
-    }
+    document = build_document(settings, tenant_id, app.app_id, new.secret_text, protocols, new.end_date_time)
     try:
         version = await svc.vault.put(
             name,

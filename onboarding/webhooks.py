@@ -48,6 +48,10 @@ class EventType(StrEnum):
     OFFBOARDING_STARTED = "offboarding.started"
     OFFBOARDING_COMPLETED = "offboarding.completed"
     OFFBOARDING_FAILED = "offboarding.failed"
+    # POST .../rotate (onboarding/rotation.py): numbered on from the onboarding's events as well.
+    CREDENTIAL_ROTATION_STARTED = "credential.rotation_started"
+    CREDENTIAL_ROTATED = "credential.rotated"
+    CREDENTIAL_ROTATION_FAILED = "credential.rotation_failed"
 
 
 class SubscriptionState(StrEnum):

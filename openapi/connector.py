@@ -38,6 +38,7 @@ OPERATIONS = {
     "listOnboardings": ("ListOnboardings", "advanced"),
     "cancelOnboarding": ("CancelOnboarding", "advanced"),
     "offboardOnboarding": ("OffboardOnboarding", "advanced"),
+    "rotateOnboardingSecret": ("RotateOnboardingSecret", "advanced"),
     "onboardingCompletedTrigger": ("OnboardingCompleted", "important"),
 }
 TRIGGER = "onboardingCompletedTrigger"

@@ -4,7 +4,7 @@ finished histories past their retention."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +50,80 @@ async def secret_expiry_watch(timer: func.TimerRequest, client: df.DurableOrches
             first_days=settings.credential_expiry_warning_days,
             record_of=record_of,
         )
-    log.info("secret expiry watch: %d warning(s) sent", len(warned))
+        rotated = (
+            await _rotate_expiring(client, services, settings, record_of)
+            if settings.rotate_days_before_expiry
+            else []
+        )
+    log.info("secret expiry watch: %d warning(s) sent, %d rotation(s) started", len(warned), len(rotated))
+
+
+async def _rotate_expiring(
+    client: df.DurableOrchestrationClient,
+    services: Any,
+    settings: Any,
+    record_of: Callable[[str], Awaitable[OnboardingRecord | None]],
+) -> list[str]:
+    """Start the rotation of each succeeded onboarding whose secret expires within
+    ``ROTATE_DAYS_BEFORE_EXPIRY`` days (onboarding/rotation.py). One that cannot be started is logged
+    and tried again on the next run; the others still start."""
+    from onboarding import rotation
+    from onboarding.expiry import utcnow
+
+    now = utcnow()
+    secrets = await services.vault.list_secrets()
+    started = []
+    for onboarding_id in rotation.due_for_rotation(secrets, now=now, days=settings.rotate_days_before_expiry):
+        try:
+            if await _start_rotation(client, settings, onboarding_id, now, record_of):
+                started.append(onboarding_id)
+        except Exception as exc:  # the SDK's messages can carry the Durable API's URLs: type only
+            log.warning("automatic rotation of %s not started (%s)", onboarding_id, type(exc).__name__)
+    return started
+
+
+async def _start_rotation(
+    client: df.DurableOrchestrationClient,
+    settings: Any,
+    onboarding_id: str,
+    now: datetime,
+    record_of: Callable[[str], Awaitable[OnboardingRecord | None]],
+) -> bool:
+    """Not while an offboarding exists or a rotation runs, nor after one failed (its admins were told;
+    they rotate by POST once the cause is fixed)."""
+    from endpoints.http import status_json
+    from onboarding import offboarding, rotation, webhook_hub
+
+    if status_json(await client.get_status(offboarding.offboarding_instance_id(onboarding_id))):
+        return False
+    instance_id = rotation.rotation_instance_id(onboarding_id)
+    previous = status_json(await client.get_status(instance_id))
+    if previous and (rotation.is_running(previous) or rotation.rotation_view(previous)["status"] == "failed"):
+        return False
+    record = await record_of(onboarding_id)
+    delivery = await webhook_hub.read_delivery(client, onboarding_id)
+    sent = [(delivery or {}).get("events"), rotation.as_object(previous.get("output")).get("webhook_events")]
+    job = (
+        rotation.input_from_record(
+            record,
+            overlap_hours=settings.rotation_overlap_hours,
+            requested_at=now.isoformat(),
+            events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
+            options=settings.workflow_options(),
+            days_before_expiry=settings.rotate_days_before_expiry,
+        )
+        if record
+        else None
+    )
+    if job is None:
+        log.info(
+            "onboarding %s: secret expiring, not rotated automatically (see docs/api.md, Rotate)",
+            onboarding_id,
+        )
+        return False
+    await client.start_new(rotation.ROTATION_ORCHESTRATOR, instance_id, job.to_json())
+    log.info("onboarding %s: automatic rotation started", onboarding_id)
+    return True
 
 
 class DurableInstances:

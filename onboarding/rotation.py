@@ -1,0 +1,511 @@
+"""Rotation of an onboarding's client secret (issue 11 item 2). Its contract and its steps.
+
+``POST /api/v1/onboardings/{id}/rotate`` starts the durable orchestration ``<id>:rotation``
+(``orchestrations/rotation.py``); one instance per onboarding at a time, so a second POST while it
+runs finds the first. It:
+
+1. adds a new password credential to the app, labelled for this rotation (a rerun finds it by its
+   label), and puts its JSON document straight into Key Vault as a new version of the same secret:
+   the value never passes through the orchestration;
+2. verifies the new secret as the mail client will (token, then IMAP SELECT / POP STAT) on the
+   onboarding's verified mailboxes, at most ``VERIFY_SAMPLE`` of them;
+3. waits ``ROTATION_OVERLAP_HOURS``, during which both secrets work, so a client that still holds the
+   old one keeps logging in until it reads the vault again;
+4. removes the old credentials from the app (``removePassword`` by keyId; already gone counts);
+5. records the rotation, emails the admins, and sends the webhook events.
+
+If the new secret does not verify, it is discarded: removed from the app, and the old document put
+back as the vault's current version. The old credential is never touched, and the rotation fails
+with the cause.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Self
+
+from onboarding import activity_names as A
+from onboarding import contracts as C
+from onboarding import emails, records
+from onboarding.domain import (
+    AppRegistration,
+    OnboardingRequest,
+    SecretRef,
+    WorkflowOptions,
+    _default_options,
+    app_unique_name,
+    vault_secret_name,
+)
+from onboarding.errors import NotFoundError
+from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
+from onboarding.ports import ServicesPort
+
+ROTATION_ORCHESTRATOR = "rotation_orchestrator"
+VERIFY_SAMPLE = 10  # mailboxes a rotation logs in to: the credential is app-wide, a sample proves it
+PREVIOUS_VERSION_TAG = "previousVersion"
+
+
+def rotation_instance_id(onboarding_id: str) -> str:
+    """The onboarding's rotation: a second POST while it runs names the same instance."""
+    return f"{onboarding_id}:rotation"
+
+
+def rotation_label(onboarding_id: str, requested_at: str) -> str:
+    """The new credential's display name: the onboarding's label plus when this rotation was asked
+    for, so a rerun of the step finds its own credential and a later rotation makes its own."""
+    from onboarding.steps import password_label
+
+    # The full timestamp (microseconds): two rotations asked for within one second must not share it.
+    return f"{password_label(onboarding_id)} rotated {requested_at}"
+
+
+class RotateStep(StrEnum):
+    NEW_CREDENTIAL = "add_new_credential"
+    VERIFY = "verify_new_credential"
+    OVERLAP = "overlap_window"
+    REMOVE_OLD = "remove_old_credential"
+    NOTIFY = "notify_admins"
+
+
+STEP_TITLES: dict[RotateStep, str] = {
+    RotateStep.NEW_CREDENTIAL: "Add a new client secret to the app and store it as a new Key Vault version",
+    RotateStep.VERIFY: "Log in with the new secret (token, IMAP SELECT, POP STAT)",
+    RotateStep.OVERLAP: "Keep the old secret valid during the overlap window",
+    RotateStep.REMOVE_OLD: "Remove the old client secret from the app",
+    RotateStep.NOTIFY: "Email the admins",
+}
+
+
+class RotationStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the old credential is kept: see ``error``
+
+
+@dataclass(frozen=True)
+class RotationInput:
+    """The orchestration's input, taken from the finished onboarding by the HTTP trigger (no secret)."""
+
+    onboarding_id: str
+    tenant_id: str
+    app: AppRegistration
+    protocols: tuple[str, ...]
+    mailboxes: tuple[str, ...]  # verified mailboxes to log in to, at most VERIFY_SAMPLE
+    request: dict[str, Any]  # the onboarding's request (admins, display name) for the email
+    mailbox_count: int
+    lifetime_days: int
+    overlap_hours: int
+    requested_at: str
+    events_sent: int = 0  # the onboarding's stream so far: the rotation's events follow
+    requested_by: dict[str, str] = field(default_factory=dict)
+    options: WorkflowOptions = field(default_factory=_default_options)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "tenant_id": self.tenant_id,
+            "app": self.app.to_json(),
+            "protocols": list(self.protocols),
+            "mailboxes": list(self.mailboxes),
+            "request": self.request,
+            "mailbox_count": self.mailbox_count,
+            "lifetime_days": self.lifetime_days,
+            "overlap_hours": self.overlap_hours,
+            "requested_at": self.requested_at,
+            "events_sent": self.events_sent,
+            "requested_by": dict(self.requested_by),
+            "options": self.options.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            tenant_id=data["tenant_id"],
+            app=AppRegistration.from_json(data["app"]),
+            protocols=tuple(data["protocols"]),
+            mailboxes=tuple(data["mailboxes"]),
+            request=dict(data["request"]),
+            mailbox_count=int(data["mailbox_count"]),
+            lifetime_days=int(data["lifetime_days"]),
+            overlap_hours=int(data["overlap_hours"]),
+            requested_at=str(data["requested_at"]),
+            events_sent=int(data.get("events_sent") or 0),
+            requested_by=dict(data.get("requested_by") or {}),
+            options=WorkflowOptions.from_json(data["options"]) if data.get("options") else _default_options(),
+        )
+
+
+# --- the activities' payloads, each with its contract -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddCredential:
+    onboarding_id: str
+    tenant_id: str
+    app: AppRegistration
+    protocols: tuple[str, ...]
+    lifetime_days: int
+    requested_at: str  # names the credential (``rotation_label``) and dates it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "tenant_id": self.tenant_id,
+            "app": self.app.to_json(),
+            "protocols": list(self.protocols),
+            "lifetime_days": self.lifetime_days,
+            "requested_at": self.requested_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            data["onboarding_id"],
+            data["tenant_id"],
+            AppRegistration.from_json(data["app"]),
+            tuple(data["protocols"]),
+            int(data["lifetime_days"]),
+            str(data["requested_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class NewCredential:
+    """Where the new secret is (never its value), and the vault version it replaced."""
+
+    secret: SecretRef
+    previous_version: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"secret": self.secret.to_json(), "previous_version": self.previous_version}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(SecretRef.from_json(data["secret"]), data.get("previous_version"))
+
+
+@dataclass(frozen=True)
+class CredentialChange:
+    """Discard the new credential (``key_id``), or remove every other one of this onboarding's."""
+
+    onboarding_id: str
+    app_object_id: str
+    key_id: str
+    previous_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "app_object_id": self.app_object_id,
+            "key_id": self.key_id,
+            "previous_version": self.previous_version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["onboarding_id"], data["app_object_id"], data["key_id"], data.get("previous_version"))
+
+
+@dataclass(frozen=True)
+class RemovedCredentials:
+    key_ids: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key_ids": list(self.key_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(tuple(data["key_ids"]))
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """The orchestration's output, what the status view, the email and the last event show."""
+
+    onboarding_id: str
+    status: RotationStatus
+    app_id: str
+    secret: SecretRef | None = None  # the new one, once stored
+    removed_key_ids: tuple[str, ...] = ()
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "status": self.status.value,
+            "app_id": self.app_id,
+            "secret": self.secret.to_json() if self.secret else None,
+            "removed_key_ids": list(self.removed_key_ids),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            onboarding_id=data["onboarding_id"],
+            status=RotationStatus(data["status"]),
+            app_id=data["app_id"],
+            secret=SecretRef.from_json(data["secret"]) if data.get("secret") else None,
+            removed_key_ids=tuple(data.get("removed_key_ids", ())),
+            error=str(data.get("error", "")),
+        )
+
+
+@dataclass(frozen=True)
+class NotifyRotated:
+    """Record a succeeded rotation in the onboarding's record, and email the admins either way."""
+
+    onboarding_id: str
+    request: dict[str, Any]
+    result: RotationResult
+    mailbox_count: int
+    at: str  # when the rotation ended (ISO 8601), from the orchestration's clock
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "request": self.request,
+            "result": self.result.to_json(),
+            "mailbox_count": self.mailbox_count,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            data["onboarding_id"],
+            dict(data["request"]),
+            RotationResult.from_json(data["result"]),
+            int(data["mailbox_count"]),
+            str(data["at"]),
+        )
+
+
+ADD_CREDENTIAL = C.Contract(A.ROTATE_ADD_CREDENTIAL, AddCredential, NewCredential.from_json)
+DISCARD_NEW = C.Contract(A.ROTATE_DISCARD_NEW, CredentialChange, C.nothing)
+REMOVE_OLD = C.Contract(A.ROTATE_REMOVE_OLD, CredentialChange, RemovedCredentials.from_json)
+NOTIFY = C.Contract(A.ROTATE_NOTIFY, NotifyRotated, C.nothing)
+
+
+# --- the steps (each idempotent: an activity runs at least once) -----------------------------------
+
+
+def _owned(onboarding_id: str, display_name: str | None) -> bool:
+    """This onboarding's credentials: the onboarding's own and every rotation's (same label prefix)."""
+    from onboarding.steps import password_label
+
+    label = password_label(onboarding_id)
+    return display_name == label or (display_name or "").startswith(f"{label} rotated ")
+
+
+async def add_credential(svc: ServicesPort, p: AddCredential) -> NewCredential:
+    """Add this rotation's credential and store it as the vault's new current version.
+
+    A rerun finds the credential by its label: if the vault's current version holds it, that stands;
+    if the vault never got it (the value is lost), it is removed and made again."""
+    from onboarding.steps import build_document
+
+    name = vault_secret_name(p.onboarding_id)
+    label = rotation_label(p.onboarding_id, p.requested_at)
+    current = await svc.vault.get(name)
+    mine = [c for c in await svc.graph.list_passwords(p.app.object_id) if c.display_name == label]
+    if current is not None and current.tags.get("keyId") in {c.key_id for c in mine}:
+        return NewCredential(
+            _ref(svc, name, current.version, current.tags["keyId"], current.expires_on),
+            current.tags.get(PREVIOUS_VERSION_TAG) or None,
+        )
+    for orphan in mine:
+        await svc.graph.remove_password(p.app.object_id, orphan.key_id)
+    end = datetime.fromisoformat(p.requested_at) + timedelta(days=p.lifetime_days)
+    new = await svc.graph.add_password(p.app.object_id, label, end)
+    document = build_document(
+        svc.settings, p.tenant_id, p.app.app_id, new.secret_text, p.protocols, new.end_date_time
+    )
+    previous = current.version if current is not None else ""
+    try:
+        version = await svc.vault.put(
+            name,
+            json.dumps(document),
+            content_type=CREDENTIALS_CONTENT_TYPE,
+            expires_on=new.end_date_time,
+            tags={
+                "keyId": new.key_id,
+                "appId": p.app.app_id,
+                "onboardingId": p.onboarding_id,
+                PREVIOUS_VERSION_TAG: previous,
+            },
+        )
+    except BaseException:
+        # The value exists nowhere else: a credential nobody can use must not stay on the app.
+        await svc.graph.remove_password(p.app.object_id, new.key_id)
+        raise
+    return NewCredential(_ref(svc, name, version, new.key_id, new.end_date_time), previous or None)
+
+
+def _ref(svc: ServicesPort, name: str, version: str, key_id: str, expires_on: datetime | None) -> SecretRef:
+    return SecretRef(
+        vault_uri=svc.settings.key_vault_uri,
+        name=name,
+        version=version,
+        expires_on=expires_on.isoformat() if expires_on else "",
+        key_id=key_id,
+    )
+
+
+async def discard_new(svc: ServicesPort, p: CredentialChange) -> None:
+    """The new secret did not verify: put the old document back as the current version (only while
+    the current one is the discarded secret), then remove the new credential from the app."""
+    name = vault_secret_name(p.onboarding_id)
+    current = await svc.vault.get(name)
+    if current is not None and current.tags.get("keyId") == p.key_id and p.previous_version:
+        old = await svc.vault.get(name, p.previous_version)
+        if old is None:
+            raise NotFoundError(
+                f"Key Vault secret {name} version {p.previous_version} is missing.",
+                fix="Restore the previous version from the vault, or rotate again.",
+            )
+        await svc.vault.put(
+            name,
+            old.value,
+            content_type=CREDENTIALS_CONTENT_TYPE,
+            expires_on=old.expires_on,
+            tags=dict(old.tags),
+        )
+    await svc.graph.remove_password(p.app_object_id, p.key_id)
+
+
+async def remove_old(svc: ServicesPort, p: CredentialChange) -> RemovedCredentials:
+    """After the overlap: every credential of this onboarding but the new one (already gone: done)."""
+    held = await svc.graph.list_passwords(p.app_object_id)
+    old = [c.key_id for c in held if c.key_id != p.key_id and _owned(p.onboarding_id, c.display_name)]
+    for key_id in old:
+        await svc.graph.remove_password(p.app_object_id, key_id)
+    return RemovedCredentials(tuple(old))
+
+
+async def notify_admins(svc: ServicesPort, p: NotifyRotated) -> None:
+    from onboarding.steps import send_email
+
+    request = OnboardingRequest.from_json(p.request)
+    if p.result.status is RotationStatus.SUCCEEDED and p.result.secret:
+        detail = f"New client secret {p.result.secret.key_id}, expires {p.result.secret.expires_on}."
+        await records.update(
+            svc.vault, p.onboarding_id, records.Operation.ROTATED, datetime.fromisoformat(p.at), detail
+        )
+    if request.admin_emails:
+        message = emails.rotated(request, p.result, p.mailbox_count, emails.Brand.from_settings(svc.settings))
+        await send_email(svc, request.admin_emails, message)
+
+
+# --- automatic rotation from the daily expiry watch (``ROTATE_DAYS_BEFORE_EXPIRY``) ----------------
+
+
+def due_for_rotation(secrets: Iterable[Any], *, now: datetime, days: int) -> list[str]:
+    """The onboardings whose current client secret expires within ``days`` (and has not yet)."""
+    due = []
+    for info in secrets:
+        onboarding_id = (info.tags or {}).get("onboardingId")
+        if info.content_type != CREDENTIALS_CONTENT_TYPE or not onboarding_id or info.expires_on is None:
+            continue
+        if now < info.expires_on <= now + timedelta(days=days):
+            due.append(onboarding_id)
+    return due
+
+
+def input_from_record(
+    record: records.OnboardingRecord,
+    *,
+    overlap_hours: int,
+    requested_at: str,
+    events_sent: int,
+    options: WorkflowOptions,
+    days_before_expiry: int,
+) -> RotationInput | None:
+    """A rotation of what the onboarding's record names (it outlives the history), or None when it
+    must be rotated by hand: only a succeeded onboarding's mailboxes are all verified, and a secret
+    living no longer than the rotation's lead time would be rotated again the next day."""
+    if record.outcome != "succeeded" or not record.app_object_id or not record.mailboxes_shown:
+        return None
+    if record.secret_lifetime_days <= days_before_expiry:
+        return None
+    request = record.as_request()
+    return RotationInput(
+        onboarding_id=record.onboarding_id,
+        tenant_id=record.tenant_id,
+        app=AppRegistration(
+            record.app_object_id,
+            record.app_id,
+            app_unique_name(record.onboarding_id),
+            record.service_principal_id or None,
+        ),
+        protocols=tuple(p.value for p in record.protocols),
+        mailboxes=tuple(record.mailboxes_shown[:VERIFY_SAMPLE]),
+        request=request.to_json(),
+        mailbox_count=record.mailbox_count,
+        lifetime_days=record.secret_lifetime_days,
+        overlap_hours=overlap_hours,
+        requested_at=requested_at,
+        events_sent=events_sent,
+        requested_by={"kind": "expiry-watch"},
+        options=options,
+    )
+
+
+# --- the status view (pure: from the Durable status document, ``endpoints.http.status_json``) -----
+
+_LIVE = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """Durable hands JSON values back decoded or as JSON text, depending on how they were set."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def is_running(status: dict[str, Any]) -> bool:
+    return status.get("runtimeStatus") in _LIVE
+
+
+def rotation_view(status: dict[str, Any]) -> dict[str, Any]:
+    """The ``rotation`` part of an onboarding's status view: state, steps in order, the new secret's
+    version (never its value), and the cause when it failed."""
+    runtime = status.get("runtimeStatus")
+    custom = as_object(status.get("customStatus"))
+    output = as_object(status.get("output")) if runtime == "Completed" else {}
+    steps = output.get("steps") or custom.get("steps") or {}
+    secret = output.get("secret") or custom.get("secret")
+    view: dict[str, Any] = {
+        "status": RotationStatus.RUNNING.value,
+        "startedAt": status.get("createdTime"),
+        "updatedAt": status.get("lastUpdatedTime"),
+        "oldCredentialRemovalAt": custom.get("removeOldAt") or output.get("removeOldAt"),
+        "steps": [
+            {"name": step.value, "title": STEP_TITLES[step], **_step_state(steps.get(step.value))}
+            for step in RotateStep
+        ],
+        "secretVersion": secret.get("version") if isinstance(secret, dict) else None,
+        "expiresOn": secret.get("expires_on") if isinstance(secret, dict) else None,
+        "error": output.get("error") or None,
+    }
+    if runtime in _LIVE:
+        return view
+    if output:
+        view["status"] = RotationStatus(output["status"]).value
+        return view
+    view["status"] = RotationStatus.FAILED.value
+    view["error"] = f"The rotation stopped unexpectedly ({runtime}). Fix: send POST .../rotate again."
+    return view
+
+
+def _step_state(raw: Any) -> dict[str, str | None]:
+    raw = raw if isinstance(raw, dict) else {}
+    return {"state": str(raw.get("state", "pending")), "at": raw.get("at"), "detail": raw.get("detail", "")}
