@@ -224,6 +224,12 @@ class Api:
         response = self.send("DELETE", f"{V1}/{onboarding_id}", what, params=params)
         return self.expect(response, what, HTTPStatus.ACCEPTED, HTTPStatus.OK)
 
+    def rotate(self, onboarding_id: str) -> dict[str, Any]:
+        """POST /api/v1/onboardings/{id}/rotate: 202 with the rotation (a running one's, if any)."""
+        what = f"rotate {onboarding_id}"
+        response = self.send("POST", f"{V1}/{onboarding_id}/rotate", what)
+        return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
+
     def diagnose(self, onboarding_id: str) -> httpx.Response:
         """GET /api/v1/onboardings/{id}/diagnosis: 202 with the report's Location."""
         what = f"diagnose {onboarding_id}"

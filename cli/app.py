@@ -475,6 +475,26 @@ def _offboard_progress(body: dict[str, Any]) -> tuple[str, int, int]:
 
 @app.command()
 @handled
+def rotate(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Start rotating an onboarding's client secret: a new credential, verified, stored as the vault
+    secret's next version; the old one is removed after ROTATION_OVERLAP_HOURS (docs/operations.md).
+
+    Returns once the API accepted it (the overlap lasts hours): `show ID` follows its `rotation` part.
+    A rotation already running is answered, not started twice (`existing`)."""
+    state = session(ctx)
+    body = state.api().rotate(onboarding_id)
+    part = body.get("rotation") or {}
+    state.emit(
+        body,
+        lambda: (
+            f"Rotation of {onboarding_id} {'already running' if body.get('existing') else 'started'}"
+            f" ({part.get('status', 'running')})\n  status: {body.get('statusUrl', '')}"
+        ),
+    )
+
+
+@app.command()
+@handled
 def diagnose(
     ctx: typer.Context,
     onboarding_id: Annotated[str, typer.Argument(metavar="ID")],

@@ -524,3 +524,25 @@ def test_show_lists_at_most_fifty_mailboxes_needing_action_and_json_has_them_all
     assert "... and 10 more: --json lists every mailbox" in table.stdout
     assert "m49@x.example" in table.stdout and "m50@x.example" not in table.stdout
     assert len(json.loads(document.stdout)["mailboxes"]["results"]) == 60
+
+
+def test_rotate_starts_the_rotation_and_says_a_running_one_is_not_started_twice():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    accepted = {"id": ID, "statusUrl": location, "existing": True, "rotation": {"status": "running"}}
+    fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/rotate"): [answer(202, accepted, Location=location)]})
+
+    result = fake.run("rotate", ID)
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Rotation of {ID} already running (running)" in result.stdout
+    assert [(r.method, r.url.host) for r in fake.seen] == [("POST", "api.test")]
+
+
+def test_rotate_of_an_offboarded_onboarding_is_a_conflict_on_one_line():
+    refused = {"title": "The onboarding's secret cannot be rotated", "detail": "It is offboarded."}
+    fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/rotate"): [answer(409, refused)]})
+
+    result = fake.run("rotate", ID)
+
+    assert result.exit_code == ExitCode.CONFLICT
+    assert result.stderr.strip().count("\n") == 0 and "409" in result.stderr
