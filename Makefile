@@ -16,8 +16,8 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# The realistic profile (SANDBOX_PROFILE=realistic $(PY) -m pytest tests/e2e) is not in CI yet: after the
-# last merges test_grant_mode_rejected_removes_everything hangs under it (issue 15 stays open for it).
+# The realistic profile (SANDBOX_PROFILE=realistic $(PY) -m pytest tests/e2e) is not in CI yet: on main,
+# 6 of 60 scenarios still fail under it (issue 15 stays open; its note lists them and the causes found).
 test: setup lint
 	$(PY) -m pytest
 
