@@ -17,7 +17,7 @@ lint: setup
 	$(PY) -m mypy
 
 # The realistic profile (SANDBOX_PROFILE=realistic $(PY) -m pytest tests/e2e) is not in CI yet: on main,
-# 6 of 60 scenarios still fail under it (issue 15 stays open; its note lists them and the causes found).
+# some scenarios still fail under it (issue 15 stays open; its note lists them and the causes found).
 test: setup lint
 	$(PY) -m pytest
 
