@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from demo.admin import Admin, link_in
+from endpoints import decisions
 from funchost import LocalHost, ManualClock
 from onboarding import logcontext, records
 from onboarding.adapters import identity
@@ -298,6 +299,8 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
                 "WorkerCredential",
                 functools.partial(identity.WorkerCredential, clock=lambda: clock.now().timestamp()),
             )
+            # Likewise the approver's sign-in: the ID token's iat/exp are the tenant's time.
+            monkeypatch.setattr(decisions, "_now", clock.now)
         host = LocalHost(
             ROOT,
             db_path=tmp_path / f"hub{len(made)}.db",

@@ -41,7 +41,8 @@ def test_an_explicit_allow_list_of_admin_domains_replaces_the_verified_domains(
     tenant.wait(accepted.headers["location"], lambda v: (v.get("waitingFor") or {}).get("kind") is not None)
     give_up = time.monotonic() + 30
     while not tenant.sandbox.state.outbox() and time.monotonic() < give_up:
-        time.sleep(0.05)
+        if not tenant.skip_to_next_timer():  # under the realistic profile, replication takes minutes
+            time.sleep(0.05)
     assert [m.to for m in tenant.sandbox.state.outbox()] == [["it@partner.example"]]
 
 

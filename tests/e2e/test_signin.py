@@ -69,12 +69,13 @@ def test_consent_in_entra_without_the_confirmation_keeps_the_app_at_the_deadline
     admin.press("accept")  # consented in Entra; the confirmation page is left unanswered
     assert admin.pages[-1][2].count('id="confirm"') == 1
     [app] = tenant.live_apps()
-    assert exchange_roles(tenant, app.app_id) == {"IMAP.AccessAsApp", "POP.AccessAsApp"}
     assert tenant.clock is not None
     for day in range(1, 5):
         tenant.host.idle(10)
         tenant.clock.advance(timedelta(hours=24))
         view = tenant.wait(location, lambda v, d=day: (v["waitingFor"] or {}).get("remindersSent") == d)
+    # Granted in Entra (seen once replicated: minutes under the realistic profile).
+    assert exchange_roles(tenant, app.app_id) == {"IMAP.AccessAsApp", "POP.AccessAsApp"}
     assert "Consented in Entra ID" in next(s for s in view["steps"] if s["name"] == "admin_consent")["detail"]
     tenant.host.idle(10)
     tenant.clock.advance(timedelta(hours=24))
