@@ -52,6 +52,9 @@ class EventType(StrEnum):
     CREDENTIAL_ROTATION_STARTED = "credential.rotation_started"
     CREDENTIAL_ROTATED = "credential.rotated"
     CREDENTIAL_ROTATION_FAILED = "credential.rotation_failed"
+    # POST .../retry (onboarding/mailbox_ops.py): numbered on from the onboarding's events too.
+    MAILBOXES_RETRY_STARTED = "mailboxes.retry_started"
+    MAILBOXES_RETRIED = "mailboxes.retried"
 
 
 class SubscriptionState(StrEnum):

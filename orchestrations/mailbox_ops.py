@@ -1,0 +1,103 @@
+"""The mailbox operation orchestration (instance ``<onboarding id>:mailboxes``): retry the mailboxes
+of a finished onboarding that need attention (``onboarding/mailbox_ops.py``).
+
+Deterministic: time from the context, every effect from an activity, the secret only in Key Vault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from onboarding import contracts as C
+from onboarding import logcontext, plan
+from onboarding.domain import MailboxResult, MailboxState
+from onboarding.mailbox_ops import (
+    MAILBOX_OPERATION_ORCHESTRATOR,
+    RECORD,
+    MailboxOperationInput,
+    MailboxOperationResult,
+    OperationStatus,
+    OperationStep,
+    RecordMailboxOperation,
+)
+from onboarding.webhooks import EventType
+from orchestrations.onboarding import MailboxBatch, StepFailed, call, retry_policy
+
+blueprint = df.Blueprint()
+Steps = Generator[Any, Any, Any]
+
+
+class MailboxOperation:
+    def __init__(self, context: df.DurableOrchestrationContext) -> None:
+        self.context = context
+        self.job = MailboxOperationInput.from_json(context.get_input())
+        self.retry = retry_policy(self.job.options)
+        self.events_sent = self.job.events_sent
+        self.done: list[MailboxResult] = []
+
+    def show(self) -> None:
+        counts = plan.count_states(r.state.value for r in self.done)
+        self.context.set_custom_status(
+            {"status": OperationStatus.RUNNING.value, "kind": self.job.kind.value, "counts": counts}
+        )
+
+    def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
+        """The next event of the onboarding's stream; a courtesy that never stops the operation."""
+        payload = C.EmitWebhookEvent(
+            onboarding_id=self.job.onboarding_id,
+            sequence=self.events_sent + 1,
+            type=event_type.value,
+            occurred_at=self.context.current_utc_datetime.isoformat(),
+            data=data,
+        )
+        try:
+            yield self.context.call_activity_with_retry(
+                C.EMIT_WEBHOOK_EVENT.name,
+                self.retry,
+                logcontext.with_log_fields(self.context, "mailboxes", payload.to_json()),
+            )
+        except Exception:
+            return
+        self.events_sent += 1
+
+    # -- the procedure -----------------------------------------------------------------------------
+    def run(self) -> Steps:
+        yield from self.emit(EventType.MAILBOXES_RETRY_STARTED, {"mailboxes": list(self.job.mailboxes)})
+        self.show()
+        size = self.job.options.mailbox_batch_size
+        for start in range(0, len(self.job.mailboxes), size):
+            yield from self.grant_and_verify(self.job.mailboxes[start : start + size])
+            self.show()
+        result = MailboxOperationResult.of(self.job.onboarding_id, self.job.kind, self.done)
+        yield from self.record(result)
+        yield from self.emit(EventType.MAILBOXES_RETRIED, result.to_json())
+        self.context.set_custom_status({"status": result.status.value, "kind": self.job.kind.value})
+        return {**result.to_json(), "webhook_events": self.events_sent}
+
+    def grant_and_verify(self, mailboxes: tuple[str, ...]) -> Steps:
+        """The onboarding's own batch steps: grant FullAccess, then log in until verified or the
+        verify window ends. A grant that cannot complete fails its mailboxes with the cause."""
+        batch = MailboxBatch(self.context, self.job.job(mailboxes))
+        try:
+            results = yield from batch.grant()
+        except StepFailed as failure:
+            detail = f"FullAccess could not be granted: {failure.error.message} {failure.error.fix}".strip()
+            self.done.extend(MailboxResult(m, MailboxState.FAILED, detail) for m in mailboxes)
+            return
+        results = yield from batch.verify(results)
+        self.done.extend(results[m] for m in mailboxes)
+
+    def record(self, result: MailboxOperationResult) -> Steps:
+        payload = RecordMailboxOperation(result, self.context.current_utc_datetime.isoformat())
+        try:
+            yield from call(self.context, OperationStep.RECORD, RECORD, payload, self.retry)
+        except StepFailed:  # the record is a log of operations: the mailboxes' results stand
+            return
+
+
+@blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_OPERATION_ORCHESTRATOR)
+def mailbox_operation_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
+    return (yield from MailboxOperation(context).run())
