@@ -39,6 +39,7 @@ OPERATIONS = {
     "cancelOnboarding": ("CancelOnboarding", "advanced"),
     "offboardOnboarding": ("OffboardOnboarding", "advanced"),
     "rotateOnboardingSecret": ("RotateOnboardingSecret", "advanced"),
+    "retryOnboardingMailboxes": ("RetryOnboardingMailboxes", "advanced"),
     "onboardingCompletedTrigger": ("OnboardingCompleted", "important"),
 }
 TRIGGER = "onboardingCompletedTrigger"

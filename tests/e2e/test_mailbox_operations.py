@@ -7,15 +7,28 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from tests.e2e.conftest import Tenant
 from tests.e2e.test_webhooks import events
 from tests.trust.receiver import CallbackReceiver
 
 SALES = "sales@sandbox.example"
+DOCUMENT = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml").read_text("utf-8")
+)
+
+
+def conforms(operation: dict[str, Any]) -> dict[str, Any]:
+    """The ``mailboxOperation`` part as the OpenAPI document describes it."""
+    schema = {**DOCUMENT["components"]["schemas"]["MailboxOperation"], "components": DOCUMENT["components"]}
+    jsonschema.validate(operation, schema, cls=jsonschema.Draft202012Validator)
+    return operation
 
 
 @pytest.fixture
@@ -52,7 +65,7 @@ def test_retry_regrants_and_verifies_only_the_mailbox_that_needed_attention(
     assert response.status_code == 202, response.text
     started = response.json()
     assert started["existing"] is False and response.headers["Location"].endswith(v1(view))
-    assert started["mailboxOperation"]["mailboxes"] == [SALES]
+    assert conforms(started["mailboxOperation"])["mailboxes"] == [SALES]
 
     # A second POST while it runs answers the same operation and starts nothing.
     again = tenant.http.post(f"{v1(view)}/retry")
@@ -63,7 +76,7 @@ def test_retry_regrants_and_verifies_only_the_mailbox_that_needed_attention(
     final = tenant.wait(
         view["links"]["self"], lambda v: (v["mailboxOperation"] or {}).get("status") != "running"
     )
-    operation = final["mailboxOperation"]
+    operation = conforms(final["mailboxOperation"])
     assert operation["status"] == "succeeded", operation
     assert [r["mailbox"] for r in operation["results"]] == [SALES]
     assert operation["results"][0]["state"] == "verified"
