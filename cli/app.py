@@ -495,6 +495,26 @@ def rotate(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(meta
 
 @app.command()
 @handled
+def retry(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Grant and verify again only the mailboxes that need attention (after the fix each one names).
+
+    Returns once the API accepted it: `show ID` follows its `mailboxOperation` part. A retry already
+    running is answered, not started twice (`existing`)."""
+    state = session(ctx)
+    body = state.api().retry(onboarding_id)
+    part = body.get("mailboxOperation") or {}
+    mailboxes = ", ".join(part.get("mailboxes") or [])
+    state.emit(
+        body,
+        lambda: (
+            f"Retry of {onboarding_id} {'already running' if body.get('existing') else 'started'}"
+            f" ({part.get('status', 'running')})\n  mailboxes: {mailboxes}\n  status: {body.get('statusUrl', '')}"
+        ),
+    )
+
+
+@app.command()
+@handled
 def diagnose(
     ctx: typer.Context,
     onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
