@@ -11,3 +11,4 @@ from onboarding import mailbox_ops
 blueprint = df.Blueprint()
 
 typed_activity(mailbox_ops.RECORD, mailbox_ops.record_operation, on=blueprint)
+typed_activity(mailbox_ops.NOTIFY_ADDED, mailbox_ops.notify_added, on=blueprint)

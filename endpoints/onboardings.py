@@ -59,11 +59,13 @@ from onboarding.errors import ConfigurationError, OnboardingError
 from onboarding.services import Services
 from onboarding.settings import Settings, load_settings
 from onboarding.validation import (
+    MAX_MAILBOXES,
     FieldError,
     RequestRejected,
     check_body_size,
     check_content_type,
     decode_json,
+    parse_mailbox_change,
     parse_request,
 )
 
@@ -668,14 +670,15 @@ def _not_retryable(links: Links, onboarding_id: str, detail: str) -> func.HttpRe
     )
 
 
-async def _retry_input(
+async def _operation_input(
     client: df.DurableOrchestrationClient,
     settings: Settings,
     status: dict[str, Any],
     previous: dict[str, Any] | None,
-) -> mailbox_ops.MailboxOperationInput | str:
-    """The retry's input: the mailboxes that still need attention (the onboarding's, less those a
-    previous operation verified), or why there is nothing to retry."""
+    added: tuple[str, ...] | None,
+) -> mailbox_ops.MailboxOperationInput | str | func.HttpResponse:
+    """The operation's input: for a retry (``added`` None) the mailboxes that still need attention
+    (the onboarding's, less those an earlier operation verified); else the added ones. Or why not."""
     onboarding_id = str(status["instanceId"])
     request = status_view.stored_request(status)
     output = rotation.as_object(status.get("output"))
@@ -684,33 +687,55 @@ async def _retry_input(
         return "The onboarding did not leave an app registration and secret to grant mailboxes to."
     view = status_view.build_view(status)
     mailbox_ops.overlay(view, previous)
-    attention = mailbox_ops.needing_attention(view)
-    if not attention:
-        return "No mailbox of this onboarding needs attention."
+    if added is None:
+        mailboxes = mailbox_ops.needing_attention(view)
+        if not mailboxes:
+            return "No mailbox of this onboarding needs attention."
+    else:
+        refused = _not_addable(view, added)
+        if refused is not None:
+            return refused
+        mailboxes = list(added)
     rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))
     newer = rotation.as_object((rotated or {}).get("output"))
     # After a rotation the verify step must read the current secret, not the onboarding's first one.
-    secret = (
-        SecretRef.from_json(newer["secret"])
-        if newer.get("status") == "succeeded" and newer.get("secret")
-        else result.secret
-    )
+    rotated_secret = newer.get("secret") if newer.get("status") == "succeeded" else None
+    secret = SecretRef.from_json(rotated_secret) if rotated_secret else result.secret
     delivery = await webhook_hub.read_delivery(client, onboarding_id)
     sent = [output.get("webhook_events"), newer.get("webhook_events"), (delivery or {}).get("events")]
     sent.append(mailbox_ops.as_object((previous or {}).get("output")).get("webhook_events"))
+    before = mailbox_ops.finished_result(previous)
     return mailbox_ops.MailboxOperationInput(
         onboarding_id=onboarding_id,
-        kind=mailbox_ops.OperationKind.RETRY,
+        kind=mailbox_ops.OperationKind.RETRY if added is None else mailbox_ops.OperationKind.ADD,
         tenant_id=request.tenant_id,
         app=result.app,
         secret=secret,
         protocols=tuple(p.value for p in request.protocols),
-        mailboxes=tuple(attention),
+        mailboxes=tuple(mailboxes),
         requested_at=datetime.now(UTC).isoformat(),
         events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
         requested_by=requester().to_json(),
         options=settings.workflow_options(),
+        request=request.to_json(),
+        earlier=before.latest if before else (),
     )
+
+
+def _not_addable(view: dict[str, Any], added: tuple[str, ...]) -> func.HttpResponse | None:
+    """400 naming the addresses the onboarding has already, or a total above the request's maximum."""
+    known = {r["mailbox"] for r in (view.get("mailboxes") or {}).get("results") or []}
+    errors = [
+        FieldError(f"/add/{i}", f"{m} is already a mailbox of this onboarding")
+        for i, m in enumerate(added)
+        if m in known
+    ]
+    if len(known) + len(added) > MAX_MAILBOXES:
+        errors.append(FieldError("/add", f"the onboarding would have more than {MAX_MAILBOXES} mailboxes"))
+    if not errors:
+        return None
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem(HTTPStatus.BAD_REQUEST, "invalid-request", "Invalid mailbox change", detail, errors)
 
 
 async def _retry(
@@ -718,6 +743,30 @@ async def _retry(
 ) -> func.HttpResponse:
     """POST .../retry: grant and verify again only the mailboxes that need attention, as the
     onboarding's one mailbox operation (``<id>:mailboxes``), or answer the one that runs."""
+    return await _mailbox_operation(req, client, version, None)
+
+
+async def _change_mailboxes(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    """POST .../mailboxes ``{"add": [...]}``: tell the admins, then grant and verify the added
+    mailboxes, as the onboarding's one mailbox operation, or answer the one that runs."""
+    try:
+        body = req.get_body() or b""
+        check_body_size(body, header(req, "Content-Length"))
+        check_content_type(header(req, "Content-Type"))
+        added = parse_mailbox_change(decode_json(body))
+    except RequestRejected as rejected:
+        return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
+    return await _mailbox_operation(req, client, version, added)
+
+
+async def _mailbox_operation(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    version: ApiVersion,
+    added: tuple[str, ...] | None,
+) -> func.HttpResponse:
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
         return settings
@@ -735,13 +784,13 @@ async def _retry(
     outcome = status_view.build_view(status)["status"]
     if outcome not in ROTATABLE:
         return _not_retryable(
-            links,
-            onboarding_id,
-            f"The onboarding is {outcome}; only a succeeded or partial one can be retried.",
+            links, onboarding_id, f"The onboarding is {outcome}; only a succeeded or partial one can change."
         )
     if await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id)):
         return _not_retryable(links, onboarding_id, "The onboarding is offboarded (or being offboarded).")
-    job = await _retry_input(client, settings, status, found)
+    job = await _operation_input(client, settings, status, found, added)
+    if isinstance(job, func.HttpResponse):
+        return job
     if isinstance(job, str):
         return _not_retryable(links, onboarding_id, job)
     try:
@@ -750,19 +799,18 @@ async def _retry(
         found = await fetch_status(client, instance_id, show_input=True)
         if found and mailbox_ops.is_running(found):
             return _operation_answer(links, onboarding_id, found, existing=True)
-        log.error("could not start the mailbox retry of %s", onboarding_id)
+        log.error("could not start the mailbox operation of %s", onboarding_id)
         return problem(
             HTTPStatus.SERVICE_UNAVAILABLE,
-            "retry-failed",
-            "Could not start the retry",
-            "The workflow engine did not accept the retry. Try again shortly: a repeated POST is safe.",
+            "mailboxes-failed",
+            "Could not start the mailbox operation",
+            "The workflow engine did not accept it. Try again shortly: a repeated POST is safe.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
-    log.info("onboarding %s: mailbox retry started", onboarding_id)
+    log.info("onboarding %s: mailbox operation %s started", onboarding_id, job.kind.value)
     found = await fetch_status(client, instance_id, show_input=True)
-    return _operation_answer(
-        links, onboarding_id, found or {"runtimeStatus": "Pending", "input": job.to_json()}, existing=False
-    )
+    pending = {"runtimeStatus": "Pending", "input": job.to_json()}
+    return _operation_answer(links, onboarding_id, found or pending, existing=False)
 
 
 # The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
@@ -882,3 +930,12 @@ async def retry_onboarding_mailboxes_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_retry, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/{id}/mailboxes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
+async def change_onboarding_mailboxes_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_change_mailboxes, req, client, V1)

@@ -34,3 +34,4 @@ ROTATE_REMOVE_OLD = "rotate_remove_old"
 ROTATE_NOTIFY = "rotate_notify"
 # Mailbox operations after the onboarding (onboarding/mailbox_ops.py)
 MAILBOXES_RECORD = "mailboxes_record"
+MAILBOXES_NOTIFY_ADDED = "mailboxes_notify_added"

@@ -23,11 +23,12 @@ from typing import Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import plan, records
+from onboarding import emails, plan, records
 from onboarding.domain import (
     AppRegistration,
     MailboxResult,
     MailboxState,
+    OnboardingRequest,
     SecretRef,
     WorkflowOptions,
     _default_options,
@@ -44,10 +45,11 @@ def mailbox_operation_instance_id(onboarding_id: str) -> str:
 
 class OperationKind(StrEnum):
     RETRY = "retry"
+    ADD = "add"
 
 
 class OperationStep(StrEnum):
-    GRANT_AND_VERIFY = "grant_and_verify"
+    NOTIFY = "notify_admins"
     RECORD = "record_operation"
 
 
@@ -72,9 +74,15 @@ class MailboxOperationInput:
     events_sent: int = 0  # the onboarding's stream so far: the operation's events follow
     requested_by: dict[str, str] = field(default_factory=dict)
     options: WorkflowOptions = field(default_factory=_default_options)
+    request: dict[str, Any] = field(default_factory=dict)  # the onboarding's (admins, name) for the email
+    # The latest result of each mailbox earlier operations worked on: this one's output carries them on,
+    # so the view shows every mailbox's latest state although only the last operation is kept.
+    earlier: tuple[MailboxResult, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "request": self.request,
+            "earlier": [r.to_json() for r in self.earlier],
             "onboarding_id": self.onboarding_id,
             "kind": self.kind.value,
             "tenant_id": self.tenant_id,
@@ -102,6 +110,8 @@ class MailboxOperationInput:
             events_sent=int(data.get("events_sent") or 0),
             requested_by=dict(data.get("requested_by") or {}),
             options=WorkflowOptions.from_json(data["options"]) if data.get("options") else _default_options(),
+            request=dict(data.get("request") or {}),
+            earlier=tuple(MailboxResult.from_json(dict(r)) for r in data.get("earlier") or ()),
         )
 
     def job(self, mailboxes: Sequence[str]) -> C.MailboxJob:
@@ -125,6 +135,7 @@ class MailboxOperationResult:
     kind: OperationKind
     status: OperationStatus
     results: tuple[MailboxResult, ...]
+    latest: tuple[MailboxResult, ...] = ()  # every mailbox any operation worked on, its latest result
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +143,7 @@ class MailboxOperationResult:
             "kind": self.kind.value,
             "status": self.status.value,
             "results": [r.to_json() for r in self.results],
+            "latest": [r.to_json() for r in self.latest],
         }
 
     @classmethod
@@ -141,17 +153,21 @@ class MailboxOperationResult:
             kind=OperationKind(data["kind"]),
             status=OperationStatus(data["status"]),
             results=tuple(MailboxResult.from_json(dict(r)) for r in data["results"]),
+            latest=tuple(MailboxResult.from_json(dict(r)) for r in data.get("latest") or data["results"]),
         )
 
     @classmethod
-    def of(cls, onboarding_id: str, kind: OperationKind, results: Sequence[MailboxResult]) -> Self:
+    def of(
+        cls,
+        onboarding_id: str,
+        kind: OperationKind,
+        results: Sequence[MailboxResult],
+        earlier: Sequence[MailboxResult] = (),
+    ) -> Self:
         done = all(r.state is MailboxState.VERIFIED for r in results)
-        return cls(
-            onboarding_id,
-            kind,
-            OperationStatus.SUCCEEDED if done else OperationStatus.PARTIAL,
-            tuple(results),
-        )
+        status = OperationStatus.SUCCEEDED if done else OperationStatus.PARTIAL
+        latest = {r.mailbox: r for r in earlier} | {r.mailbox: r for r in results}
+        return cls(onboarding_id, kind, status, tuple(results), tuple(latest.values()))
 
 
 @dataclass(frozen=True)
@@ -169,9 +185,42 @@ class RecordMailboxOperation:
         return cls(MailboxOperationResult.from_json(data["result"]), str(data["at"]))
 
 
-RECORD = C.Contract(A.MAILBOXES_RECORD, RecordMailboxOperation, C.nothing)
+@dataclass(frozen=True)
+class NotifyAdded:
+    """Tell the onboarding's admins which mailboxes gain FullAccess, before it is granted."""
 
-_RECORDED = {OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED}
+    onboarding_id: str
+    request: dict[str, Any]
+    mailboxes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onboarding_id": self.onboarding_id,
+            "request": self.request,
+            "mailboxes": list(self.mailboxes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["onboarding_id"], dict(data["request"]), tuple(data["mailboxes"]))
+
+
+RECORD = C.Contract(A.MAILBOXES_RECORD, RecordMailboxOperation, C.nothing)
+NOTIFY_ADDED = C.Contract(A.MAILBOXES_NOTIFY_ADDED, NotifyAdded, C.nothing)
+
+_RECORDED = {
+    OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED,
+    OperationKind.ADD: records.Operation.MAILBOXES_ADDED,
+}
+
+
+async def notify_added(svc: ServicesPort, p: NotifyAdded) -> None:
+    from onboarding.steps import send_email
+
+    request = OnboardingRequest.from_json(p.request)
+    if request.admin_emails:
+        message = emails.mailboxes_added(request, p.mailboxes, emails.Brand.from_settings(svc.settings))
+        await send_email(svc, request.admin_emails, message)
 
 
 async def record_operation(svc: ServicesPort, p: RecordMailboxOperation) -> None:
@@ -248,9 +297,11 @@ def overlay(view: dict[str, Any], status: dict[str, Any] | None) -> None:
     shown = (view.get("mailboxes") or {}).get("results")
     if result is None or not shown:
         return
-    latest = {r.mailbox: r for r in result.results}
-    merged = [_result_view(latest[r["mailbox"]]) if r["mailbox"] in latest else r for r in shown]
+    latest = {r.mailbox: r for r in result.latest}
+    merged = [_result_view(latest.pop(r["mailbox"])) if r["mailbox"] in latest else r for r in shown]
+    merged += [_result_view(r) for r in latest.values()]  # mailboxes added after the onboarding
     view["mailboxes"]["results"] = merged
+    view["mailboxes"]["total"] = len(merged)
     view["mailboxes"]["counts"] = plan.count_states(r["state"] for r in merged)
 
 

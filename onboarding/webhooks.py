@@ -55,6 +55,8 @@ class EventType(StrEnum):
     # POST .../retry (onboarding/mailbox_ops.py): numbered on from the onboarding's events too.
     MAILBOXES_RETRY_STARTED = "mailboxes.retry_started"
     MAILBOXES_RETRIED = "mailboxes.retried"
+    MAILBOXES_ADD_STARTED = "mailboxes.add_started"
+    MAILBOXES_ADDED = "mailboxes.added"
 
 
 class SubscriptionState(StrEnum):

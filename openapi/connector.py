@@ -40,6 +40,7 @@ OPERATIONS = {
     "offboardOnboarding": ("OffboardOnboarding", "advanced"),
     "rotateOnboardingSecret": ("RotateOnboardingSecret", "advanced"),
     "retryOnboardingMailboxes": ("RetryOnboardingMailboxes", "advanced"),
+    "addOnboardingMailboxes": ("AddOnboardingMailboxes", "advanced"),
     "onboardingCompletedTrigger": ("OnboardingCompleted", "important"),
 }
 TRIGGER = "onboardingCompletedTrigger"

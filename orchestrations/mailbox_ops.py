@@ -16,9 +16,12 @@ from onboarding import logcontext, plan
 from onboarding.domain import MailboxResult, MailboxState
 from onboarding.mailbox_ops import (
     MAILBOX_OPERATION_ORCHESTRATOR,
+    NOTIFY_ADDED,
     RECORD,
     MailboxOperationInput,
     MailboxOperationResult,
+    NotifyAdded,
+    OperationKind,
     OperationStatus,
     OperationStep,
     RecordMailboxOperation,
@@ -28,6 +31,10 @@ from orchestrations.onboarding import MailboxBatch, StepFailed, call, retry_poli
 
 blueprint = df.Blueprint()
 Steps = Generator[Any, Any, Any]
+EVENTS = {
+    OperationKind.RETRY: (EventType.MAILBOXES_RETRY_STARTED, EventType.MAILBOXES_RETRIED),
+    OperationKind.ADD: (EventType.MAILBOXES_ADD_STARTED, EventType.MAILBOXES_ADDED),
+}
 
 
 class MailboxOperation:
@@ -65,17 +72,32 @@ class MailboxOperation:
 
     # -- the procedure -----------------------------------------------------------------------------
     def run(self) -> Steps:
-        yield from self.emit(EventType.MAILBOXES_RETRY_STARTED, {"mailboxes": list(self.job.mailboxes)})
+        started, ended = EVENTS[self.job.kind]
+        yield from self.emit(started, {"mailboxes": list(self.job.mailboxes)})
         self.show()
-        size = self.job.options.mailbox_batch_size
-        for start in range(0, len(self.job.mailboxes), size):
-            yield from self.grant_and_verify(self.job.mailboxes[start : start + size])
-            self.show()
-        result = MailboxOperationResult.of(self.job.onboarding_id, self.job.kind, self.done)
+        told = (yield from self.tell_admins()) if self.job.kind is OperationKind.ADD else True
+        if told:
+            size = self.job.options.mailbox_batch_size
+            for start in range(0, len(self.job.mailboxes), size):
+                yield from self.grant_and_verify(self.job.mailboxes[start : start + size])
+                self.show()
+        result = MailboxOperationResult.of(self.job.onboarding_id, self.job.kind, self.done, self.job.earlier)
         yield from self.record(result)
-        yield from self.emit(EventType.MAILBOXES_RETRIED, result.to_json())
+        yield from self.emit(ended, {k: v for k, v in result.to_json().items() if k != "latest"})
         self.context.set_custom_status({"status": result.status.value, "kind": self.job.kind.value})
         return {**result.to_json(), "webhook_events": self.events_sent}
+
+    def tell_admins(self) -> Steps:
+        """Before the grants: no consent is asked for added mailboxes, so the admins are told. An
+        email that cannot be sent stops the operation before any access is granted."""
+        payload = NotifyAdded(self.job.onboarding_id, self.job.request, self.job.mailboxes)
+        try:
+            yield from call(self.context, OperationStep.NOTIFY, NOTIFY_ADDED, payload, self.retry)
+        except StepFailed as failure:
+            detail = f"Not granted: the admins could not be told by email ({failure.error.message}). POST the add again."
+            self.done.extend(MailboxResult(m, MailboxState.FAILED, detail) for m in self.job.mailboxes)
+            return False
+        return True
 
     def grant_and_verify(self, mailboxes: tuple[str, ...]) -> Steps:
         """The onboarding's own batch steps: grant FullAccess, then log in until verified or the

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.e2e.conftest import Tenant
+from tests.e2e.conftest import MAILBOXES, Tenant
 from tests.e2e.test_webhooks import events
 from tests.trust.receiver import CallbackReceiver
 
@@ -109,3 +109,35 @@ def test_retry_is_refused_for_an_unknown_or_fully_verified_onboarding(tenant: Te
     assert response.status_code == 409
     assert response.json()["detail"] == "No mailbox of this onboarding needs attention."
     assert view["id"] and tenant.status(location)["mailboxOperation"] is None
+
+
+def test_added_mailboxes_are_announced_to_the_admins_then_granted_and_verified(tenant_factory: Any):
+    extra = "extra@sandbox.example"
+    tenant = tenant_factory(mailboxes=(*MAILBOXES, extra))
+    location = tenant.submit(mailboxes=list(MAILBOXES))
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "succeeded" and extra not in {m for m, _ in tenant.permissions()}
+
+    # Bad input is named and starts nothing.
+    bad = tenant.http.post(f"{v1(view)}/mailboxes", json={"add": ["not-an-address", MAILBOXES[0]]})
+    assert bad.status_code == 400
+    assert "/add/0" in bad.json()["detail"]
+    known = tenant.http.post(f"{v1(view)}/mailboxes", json={"add": [MAILBOXES[0]]})
+    assert known.status_code == 400
+    assert f"{MAILBOXES[0]} is already a mailbox of this onboarding" in known.json()["detail"]
+    assert tenant.status(location)["mailboxOperation"] is None
+
+    response = tenant.http.post(f"{v1(view)}/mailboxes", json={"add": [extra.upper()]})
+    assert response.status_code == 202, response.text
+    assert conforms(response.json()["mailboxOperation"])["mailboxes"] == [extra]
+    final = tenant.wait(location, lambda v: (v["mailboxOperation"] or {}).get("status") != "running")
+    operation = conforms(final["mailboxOperation"])
+    assert operation["kind"] == "add" and operation["status"] == "succeeded", operation
+    results = {r["mailbox"]: r["state"] for r in final["mailboxes"]["results"]}
+    assert results == {m: "verified" for m in (*MAILBOXES, extra)}
+    assert final["mailboxes"]["total"] == len(MAILBOXES) + 1
+    assert extra in {m for m, _ in tenant.permissions()}
+    [told] = [m for m in tenant.mails_to_admin() if m.subject.startswith("Mailboxes added")]
+    assert extra in told.html
