@@ -236,6 +236,12 @@ class Api:
         response = self.send("POST", f"{V1}/{onboarding_id}/retry", what)
         return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
 
+    def add_mailboxes(self, onboarding_id: str, mailboxes: list[str]) -> dict[str, Any]:
+        """POST /api/v1/onboardings/{id}/mailboxes {"add": [...]}: 202 with the mailbox operation."""
+        what = f"add mailboxes to {onboarding_id}"
+        response = self.send("POST", f"{V1}/{onboarding_id}/mailboxes", what, json={"add": mailboxes})
+        return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
+
     def diagnose(self, onboarding_id: str) -> httpx.Response:
         """GET /api/v1/onboardings/{id}/diagnosis: 202 with the report's Location."""
         what = f"diagnose {onboarding_id}"

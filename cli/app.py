@@ -515,6 +515,28 @@ def retry(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(metav
 
 @app.command()
 @handled
+def mailboxes(
+    ctx: typer.Context,
+    onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
+    add: Annotated[list[str], typer.Option("--add", help="A mailbox to add (repeat the option).")],
+) -> None:
+    """Add mailboxes to an onboarding: the admins are emailed the list gaining FullAccess (no new
+    consent), then each is granted and verified. `show ID` follows its `mailboxOperation` part."""
+    state = session(ctx)
+    body = state.api().add_mailboxes(onboarding_id, add)
+    part = body.get("mailboxOperation") or {}
+    state.emit(
+        body,
+        lambda: (
+            f"Adding to {onboarding_id} {'already running' if body.get('existing') else 'started'}"
+            f" ({part.get('status', 'running')})\n  mailboxes: {', '.join(part.get('mailboxes') or [])}"
+            f"\n  status: {body.get('statusUrl', '')}"
+        ),
+    )
+
+
+@app.command()
+@handled
 def diagnose(
     ctx: typer.Context,
     onboarding_id: Annotated[str, typer.Argument(metavar="ID")],

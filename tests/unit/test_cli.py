@@ -552,6 +552,21 @@ def test_retry_starts_the_mailbox_retry_and_names_the_mailboxes_it_works_on():
     assert [(r.method, r.url.path) for r in fake.seen] == [("POST", f"/api/v1/onboardings/{ID}/retry")]
 
 
+def test_mailboxes_add_sends_every_address_given_and_names_them():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    part = {"status": "running", "mailboxes": ["new1@contoso.test", "new2@contoso.test"]}
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "mailboxOperation": part}
+    fake = FakeApi(
+        {("POST", f"/api/v1/onboardings/{ID}/mailboxes"): [answer(202, accepted, Location=location)]}
+    )
+
+    result = fake.run("mailboxes", ID, "--add", "new1@contoso.test", "--add", "new2@contoso.test")
+
+    assert result.exit_code == 0, result.stderr
+    assert "mailboxes: new1@contoso.test, new2@contoso.test" in result.stdout
+    assert json.loads(fake.seen[0].content) == {"add": ["new1@contoso.test", "new2@contoso.test"]}
+
+
 def test_retry_with_nothing_needing_attention_is_a_conflict_on_one_line():
     refused = {
         "title": "The onboarding's mailboxes cannot be retried",

@@ -131,3 +131,33 @@ def test_a_running_retry_changes_nothing_in_the_onboarding_view_and_shows_its_ma
 def test_a_retry_that_stopped_unexpectedly_is_shown_failed_with_the_fix() -> None:
     part = mailbox_ops.operation_view({"runtimeStatus": "Terminated", "input": PAYLOADS[0].to_json()})
     assert part["status"] == "failed" and "POST it again" in part["error"]
+
+
+def test_a_mailbox_change_names_each_bad_address_and_unknown_field() -> None:
+    from onboarding.validation import RequestRejected, parse_mailbox_change
+
+    assert parse_mailbox_change({"add": ["New@Contoso.test"]}) == ("new@contoso.test",)
+    with pytest.raises(RequestRejected) as rejected:
+        parse_mailbox_change({"add": ["nope", "a@contoso.test", "A@contoso.test"], "remove": []})
+    fields = [e.field for e in rejected.value.errors]
+    assert fields == ["/remove", "/add/0", "/add/2"]
+    with pytest.raises(RequestRejected) as empty:
+        parse_mailbox_change({"add": []})
+    assert [e.field for e in empty.value.errors] == ["/add"]
+
+
+def test_the_admins_email_lists_every_mailbox_gaining_full_access() -> None:
+    from onboarding import emails
+    from onboarding.domain import ConsentMode, OnboardingRequest
+
+    request = OnboardingRequest(
+        tenant_id="t",
+        display_name="Helpdesk",
+        protocols=(Protocol.IMAP,),
+        mailboxes=("a@contoso.test",),
+        admin_emails=("admin@contoso.test",),
+        consent_mode=ConsentMode.CONSENT,
+    )
+    mail = emails.mailboxes_added(request, ("new1@contoso.test", "new2@contoso.test"))
+    assert mail.subject == "Mailboxes added: Helpdesk"
+    assert "new1@contoso.test" in mail.html and "new2@contoso.test" in mail.html
