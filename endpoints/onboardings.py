@@ -675,10 +675,11 @@ async def _operation_input(
     settings: Settings,
     status: dict[str, Any],
     previous: dict[str, Any] | None,
-    added: tuple[str, ...] | None,
+    change: tuple[mailbox_ops.OperationKind, tuple[str, ...]] | None,
 ) -> mailbox_ops.MailboxOperationInput | str | func.HttpResponse:
-    """The operation's input: for a retry (``added`` None) the mailboxes that still need attention
-    (the onboarding's, less those an earlier operation verified); else the added ones. Or why not."""
+    """The operation's input: for a retry (``change`` None) the mailboxes that still need attention
+    (the onboarding's, less those an earlier operation verified); else the added or removed ones.
+    Or why not."""
     onboarding_id = str(status["instanceId"])
     request = status_view.stored_request(status)
     output = rotation.as_object(status.get("output"))
@@ -687,15 +688,16 @@ async def _operation_input(
         return "The onboarding did not leave an app registration and secret to grant mailboxes to."
     view = status_view.build_view(status)
     mailbox_ops.overlay(view, previous)
-    if added is None:
+    kind = mailbox_ops.OperationKind.RETRY if change is None else change[0]
+    if change is None:
         mailboxes = mailbox_ops.needing_attention(view)
         if not mailboxes:
             return "No mailbox of this onboarding needs attention."
     else:
-        refused = _not_addable(view, added)
+        refused = _not_changeable(view, *change)
         if refused is not None:
             return refused
-        mailboxes = list(added)
+        mailboxes = list(change[1])
     rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))
     newer = rotation.as_object((rotated or {}).get("output"))
     # After a rotation the verify step must read the current secret, not the onboarding's first one.
@@ -707,7 +709,7 @@ async def _operation_input(
     before = mailbox_ops.finished_result(previous)
     return mailbox_ops.MailboxOperationInput(
         onboarding_id=onboarding_id,
-        kind=mailbox_ops.OperationKind.RETRY if added is None else mailbox_ops.OperationKind.ADD,
+        kind=kind,
         tenant_id=request.tenant_id,
         app=result.app,
         secret=secret,
@@ -722,16 +724,23 @@ async def _operation_input(
     )
 
 
-def _not_addable(view: dict[str, Any], added: tuple[str, ...]) -> func.HttpResponse | None:
-    """400 naming the addresses the onboarding has already, or a total above the request's maximum."""
+def _not_changeable(
+    view: dict[str, Any], kind: mailbox_ops.OperationKind, addresses: tuple[str, ...]
+) -> func.HttpResponse | None:
+    """400 naming each address to add that the onboarding has already, or to remove that it has not;
+    or an addition above the request's maximum."""
     known = {r["mailbox"] for r in (view.get("mailboxes") or {}).get("results") or []}
+    adding = kind is mailbox_ops.OperationKind.ADD
+    pointer = f"/{kind.value}"
     errors = [
-        FieldError(f"/add/{i}", f"{m} is already a mailbox of this onboarding")
-        for i, m in enumerate(added)
-        if m in known
+        FieldError(f"{pointer}/{i}", f"{m} is already a mailbox of this onboarding")
+        if adding
+        else FieldError(f"{pointer}/{i}", f"{m} is not a mailbox of this onboarding")
+        for i, m in enumerate(addresses)
+        if (m in known) == adding
     ]
-    if len(known) + len(added) > MAX_MAILBOXES:
-        errors.append(FieldError("/add", f"the onboarding would have more than {MAX_MAILBOXES} mailboxes"))
+    if adding and len(known) + len(addresses) > MAX_MAILBOXES:
+        errors.append(FieldError(pointer, f"the onboarding would have more than {MAX_MAILBOXES} mailboxes"))
     if not errors:
         return None
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
@@ -750,22 +759,24 @@ async def _change_mailboxes(
     req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
 ) -> func.HttpResponse:
     """POST .../mailboxes ``{"add": [...]}``: tell the admins, then grant and verify the added
-    mailboxes, as the onboarding's one mailbox operation, or answer the one that runs."""
+    mailboxes; ``{"remove": [...]}``: remove FullAccess and confirm a login is refused. As the
+    onboarding's one mailbox operation, or answer the one that runs."""
     try:
         body = req.get_body() or b""
         check_body_size(body, header(req, "Content-Length"))
         check_content_type(header(req, "Content-Type"))
-        added = parse_mailbox_change(decode_json(body))
+        change, addresses = parse_mailbox_change(decode_json(body))
     except RequestRejected as rejected:
         return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
-    return await _mailbox_operation(req, client, version, added)
+    kind = mailbox_ops.OperationKind(change)
+    return await _mailbox_operation(req, client, version, (kind, addresses))
 
 
 async def _mailbox_operation(
     req: func.HttpRequest,
     client: df.DurableOrchestrationClient,
     version: ApiVersion,
-    added: tuple[str, ...] | None,
+    change: tuple[mailbox_ops.OperationKind, tuple[str, ...]] | None,
 ) -> func.HttpResponse:
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
@@ -788,7 +799,7 @@ async def _mailbox_operation(
         )
     if await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id)):
         return _not_retryable(links, onboarding_id, "The onboarding is offboarded (or being offboarded).")
-    job = await _operation_input(client, settings, status, found, added)
+    job = await _operation_input(client, settings, status, found, change)
     if isinstance(job, func.HttpResponse):
         return job
     if isinstance(job, str):

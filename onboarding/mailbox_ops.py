@@ -46,10 +46,13 @@ def mailbox_operation_instance_id(onboarding_id: str) -> str:
 class OperationKind(StrEnum):
     RETRY = "retry"
     ADD = "add"
+    REMOVE = "remove"
 
 
 class OperationStep(StrEnum):
     NOTIFY = "notify_admins"
+    REMOVE = "remove_full_access"
+    CONFIRM_REMOVED = "confirm_login_refused"
     RECORD = "record_operation"
 
 
@@ -164,7 +167,8 @@ class MailboxOperationResult:
         results: Sequence[MailboxResult],
         earlier: Sequence[MailboxResult] = (),
     ) -> Self:
-        done = all(r.state is MailboxState.VERIFIED for r in results)
+        wanted = MailboxState.REMOVED if kind is OperationKind.REMOVE else MailboxState.VERIFIED
+        done = all(r.state is wanted for r in results)
         status = OperationStatus.SUCCEEDED if done else OperationStatus.PARTIAL
         latest = {r.mailbox: r for r in earlier} | {r.mailbox: r for r in results}
         return cls(onboarding_id, kind, status, tuple(results), tuple(latest.values()))
@@ -211,6 +215,7 @@ NOTIFY_ADDED = C.Contract(A.MAILBOXES_NOTIFY_ADDED, NotifyAdded, C.nothing)
 _RECORDED = {
     OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED,
     OperationKind.ADD: records.Operation.MAILBOXES_ADDED,
+    OperationKind.REMOVE: records.Operation.MAILBOXES_REMOVED,
 }
 
 
@@ -300,6 +305,7 @@ def overlay(view: dict[str, Any], status: dict[str, Any] | None) -> None:
     latest = {r.mailbox: r for r in result.latest}
     merged = [_result_view(latest.pop(r["mailbox"])) if r["mailbox"] in latest else r for r in shown]
     merged += [_result_view(r) for r in latest.values()]  # mailboxes added after the onboarding
+    merged = [r for r in merged if r["state"] != MailboxState.REMOVED.value]  # no longer the onboarding's
     view["mailboxes"]["results"] = merged
     view["mailboxes"]["total"] = len(merged)
     view["mailboxes"]["counts"] = plan.count_states(r["state"] for r in merged)
@@ -316,7 +322,7 @@ def _result_view(result: MailboxResult) -> dict[str, Any]:
         "state": result.state.value,
         "protocols": dict(result.protocols),
         "detail": result.detail,
-        "needsAction": result.state is not MailboxState.VERIFIED,
+        "needsAction": result.state not in (MailboxState.VERIFIED, MailboxState.REMOVED),
     }
 
 

@@ -57,6 +57,8 @@ class EventType(StrEnum):
     MAILBOXES_RETRIED = "mailboxes.retried"
     MAILBOXES_ADD_STARTED = "mailboxes.add_started"
     MAILBOXES_ADDED = "mailboxes.added"
+    MAILBOXES_REMOVE_STARTED = "mailboxes.remove_started"
+    MAILBOXES_REMOVED = "mailboxes.removed"
 
 
 class SubscriptionState(StrEnum):

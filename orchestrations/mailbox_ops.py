@@ -7,6 +7,7 @@ Deterministic: time from the context, every effect from an activity, the secret 
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -26,6 +27,7 @@ from onboarding.mailbox_ops import (
     OperationStep,
     RecordMailboxOperation,
 )
+from onboarding.offboarding import REMOVE_MAILBOX_ACCESS, MailboxRemoval, RemoveMailboxAccess
 from onboarding.webhooks import EventType
 from orchestrations.onboarding import MailboxBatch, StepFailed, call, retry_policy
 
@@ -34,6 +36,7 @@ Steps = Generator[Any, Any, Any]
 EVENTS = {
     OperationKind.RETRY: (EventType.MAILBOXES_RETRY_STARTED, EventType.MAILBOXES_RETRIED),
     OperationKind.ADD: (EventType.MAILBOXES_ADD_STARTED, EventType.MAILBOXES_ADDED),
+    OperationKind.REMOVE: (EventType.MAILBOXES_REMOVE_STARTED, EventType.MAILBOXES_REMOVED),
 }
 
 
@@ -78,8 +81,9 @@ class MailboxOperation:
         told = (yield from self.tell_admins()) if self.job.kind is OperationKind.ADD else True
         if told:
             size = self.job.options.mailbox_batch_size
+            work = self.remove_and_confirm if self.job.kind is OperationKind.REMOVE else self.grant_and_verify
             for start in range(0, len(self.job.mailboxes), size):
-                yield from self.grant_and_verify(self.job.mailboxes[start : start + size])
+                yield from work(self.job.mailboxes[start : start + size])
                 self.show()
         result = MailboxOperationResult.of(self.job.onboarding_id, self.job.kind, self.done, self.job.earlier)
         yield from self.record(result)
@@ -110,6 +114,55 @@ class MailboxOperation:
             self.done.extend(MailboxResult(m, MailboxState.FAILED, detail) for m in mailboxes)
             return
         results = yield from batch.verify(results)
+        self.done.extend(results[m] for m in mailboxes)
+
+    def remove_and_confirm(self, mailboxes: tuple[str, ...]) -> Steps:
+        """The offboarding's ``Remove-MailboxPermission`` step, then log in until each mailbox is
+        refused (a removal takes a while to apply everywhere) or the verify window ends."""
+        assert self.job.app.service_principal_id is not None
+        payload = RemoveMailboxAccess(self.job.onboarding_id, self.job.app.service_principal_id, mailboxes)
+        try:
+            removal: MailboxRemoval = yield from call(
+                self.context, OperationStep.REMOVE, REMOVE_MAILBOX_ACCESS, payload, self.retry
+            )
+        except StepFailed as failure:
+            detail = f"FullAccess could not be removed: {failure.error.message} {failure.error.fix}".strip()
+            self.done.extend(MailboxResult(m, MailboxState.FAILED, detail) for m in mailboxes)
+            return
+        refused = dict(removal.failed)
+        results = {m: MailboxResult(m, MailboxState.FAILED, refused[m]) for m in mailboxes if m in refused}
+        pending = [m for m in mailboxes if m not in refused]
+        options = self.job.options
+        give_up = self.context.current_utc_datetime + timedelta(minutes=options.verify_window_minutes)
+        attempt = 0
+        while pending:
+            check = C.VerifyMailboxes(
+                self.job.tenant_id, self.job.app, self.job.secret, self.job.protocols, tuple(pending)
+            )
+            try:
+                logins: C.MailboxResults = yield from call(
+                    self.context, OperationStep.CONFIRM_REMOVED, C.VERIFY_MAILBOXES, check, self.retry
+                )
+            except StepFailed as failure:
+                why = f"FullAccess removed, but a login could not be tried to confirm it: {failure.error.message}"
+                results.update((m, MailboxResult(m, MailboxState.FAILED, why)) for m in pending)
+                break
+            for login in logins.results:
+                if login.state is not MailboxState.VERIFIED:  # the login is refused: the removal holds
+                    results[login.mailbox] = MailboxResult(
+                        login.mailbox, MailboxState.REMOVED, "FullAccess removed; a login is now refused."
+                    )
+            pending = [m for m in pending if m not in results]
+            if not pending or self.context.current_utc_datetime >= give_up:
+                break
+            wait = plan.backoff(attempt, options.poll_initial_seconds, options.poll_max_seconds)
+            yield self.context.create_timer(min(self.context.current_utc_datetime + wait, give_up))
+            attempt += 1
+        stale = (
+            f"FullAccess was removed, but a login still worked after {options.verify_window_minutes} minutes. "
+            "Check Get-MailboxPermission, then remove the mailbox again."
+        )
+        results.update((m, MailboxResult(m, MailboxState.FAILED, stale)) for m in pending)
         self.done.extend(results[m] for m in mailboxes)
 
     def record(self, result: MailboxOperationResult) -> Steps:

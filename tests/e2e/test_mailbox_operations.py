@@ -141,3 +141,32 @@ def test_added_mailboxes_are_announced_to_the_admins_then_granted_and_verified(t
     assert extra in {m for m, _ in tenant.permissions()}
     [told] = [m for m in tenant.mails_to_admin() if m.subject.startswith("Mailboxes added")]
     assert extra in told.html
+
+
+def test_a_removed_mailbox_loses_full_access_and_its_select_login_is_refused(tenant: Tenant):
+    from tests.e2e.test_rotation import client_logs_in, vault_documents
+
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "succeeded"
+    [document] = vault_documents(tenant, view["secret"]["name"])
+    gone, kept = MAILBOXES[1], MAILBOXES[0]
+    assert client_logs_in(tenant, document, gone)
+
+    stranger = tenant.http.post(f"{v1(view)}/mailboxes", json={"remove": ["other@sandbox.example"]})
+    assert stranger.status_code == 400
+    assert "other@sandbox.example is not a mailbox of this onboarding" in stranger.json()["detail"]
+
+    response = tenant.http.post(f"{v1(view)}/mailboxes", json={"remove": [gone]})
+    assert response.status_code == 202, response.text
+    final = tenant.wait(location, lambda v: (v["mailboxOperation"] or {}).get("status") != "running")
+    operation = conforms(final["mailboxOperation"])
+    assert operation["kind"] == "remove" and operation["status"] == "succeeded", operation
+    assert [(r["mailbox"], r["state"]) for r in operation["results"]] == [(gone, "removed")]
+    assert gone not in {r["mailbox"] for r in final["mailboxes"]["results"]}
+    assert gone not in {m for m, _ in tenant.permissions()}
+    # The mail client's login (token, IMAP SELECT, POP STAT) is refused there, and still works elsewhere.
+    assert not client_logs_in(tenant, document, gone)
+    assert client_logs_in(tenant, document, kept)

@@ -136,11 +136,15 @@ def test_a_retry_that_stopped_unexpectedly_is_shown_failed_with_the_fix() -> Non
 def test_a_mailbox_change_names_each_bad_address_and_unknown_field() -> None:
     from onboarding.validation import RequestRejected, parse_mailbox_change
 
-    assert parse_mailbox_change({"add": ["New@Contoso.test"]}) == ("new@contoso.test",)
+    assert parse_mailbox_change({"add": ["New@Contoso.test"]}) == ("add", ("new@contoso.test",))
+    assert parse_mailbox_change({"remove": ["a@contoso.test"]}) == ("remove", ("a@contoso.test",))
     with pytest.raises(RequestRejected) as rejected:
-        parse_mailbox_change({"add": ["nope", "a@contoso.test", "A@contoso.test"], "remove": []})
+        parse_mailbox_change({"add": ["nope", "a@contoso.test", "A@contoso.test"], "keep": []})
     fields = [e.field for e in rejected.value.errors]
-    assert fields == ["/remove", "/add/0", "/add/2"]
+    assert fields == ["/keep", "/add/0", "/add/2"]
+    with pytest.raises(RequestRejected) as both:
+        parse_mailbox_change({"add": ["a@contoso.test"], "remove": ["b@contoso.test"]})
+    assert "exactly one of add or remove" in both.value.detail
     with pytest.raises(RequestRejected) as empty:
         parse_mailbox_change({"add": []})
     assert [e.field for e in empty.value.errors] == ["/add"]
