@@ -236,10 +236,10 @@ class Api:
         response = self.send("POST", f"{V1}/{onboarding_id}/retry", what)
         return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
 
-    def add_mailboxes(self, onboarding_id: str, mailboxes: list[str]) -> dict[str, Any]:
-        """POST /api/v1/onboardings/{id}/mailboxes {"add": [...]}: 202 with the mailbox operation."""
-        what = f"add mailboxes to {onboarding_id}"
-        response = self.send("POST", f"{V1}/{onboarding_id}/mailboxes", what, json={"add": mailboxes})
+    def change_mailboxes(self, onboarding_id: str, change: str, mailboxes: list[str]) -> dict[str, Any]:
+        """POST /api/v1/onboardings/{id}/mailboxes {"add"|"remove": [...]}: 202 with the operation."""
+        what = f"{change} mailboxes of {onboarding_id}"
+        response = self.send("POST", f"{V1}/{onboarding_id}/mailboxes", what, json={change: mailboxes})
         return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
 
     def diagnose(self, onboarding_id: str) -> httpx.Response:

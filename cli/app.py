@@ -518,17 +518,24 @@ def retry(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(metav
 def mailboxes(
     ctx: typer.Context,
     onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
-    add: Annotated[list[str], typer.Option("--add", help="A mailbox to add (repeat the option).")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="A mailbox to add (repeatable).")] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="A mailbox to remove (repeatable).")
+    ] = None,
 ) -> None:
-    """Add mailboxes to an onboarding: the admins are emailed the list gaining FullAccess (no new
-    consent), then each is granted and verified. `show ID` follows its `mailboxOperation` part."""
+    """Add mailboxes (the admins are emailed the list gaining FullAccess, then each is granted and
+    verified) or remove some (FullAccess removed, then a login confirmed refused); one or the other.
+    `show ID` follows its `mailboxOperation` part."""
+    if bool(add) == bool(remove):
+        raise typer.BadParameter("give --add or --remove (repeatable), not both")
     state = session(ctx)
-    body = state.api().add_mailboxes(onboarding_id, add)
+    change, addresses = ("add", add) if add else ("remove", remove or [])
+    body = state.api().change_mailboxes(onboarding_id, change, addresses)
     part = body.get("mailboxOperation") or {}
     state.emit(
         body,
         lambda: (
-            f"Adding to {onboarding_id} {'already running' if body.get('existing') else 'started'}"
+            f"{change.capitalize()} on {onboarding_id} {'already running' if body.get('existing') else 'started'}"
             f" ({part.get('status', 'running')})\n  mailboxes: {', '.join(part.get('mailboxes') or [])}"
             f"\n  status: {body.get('statusUrl', '')}"
         ),

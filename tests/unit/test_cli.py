@@ -567,6 +567,23 @@ def test_mailboxes_add_sends_every_address_given_and_names_them():
     assert json.loads(fake.seen[0].content) == {"add": ["new1@contoso.test", "new2@contoso.test"]}
 
 
+def test_mailboxes_remove_sends_the_removal_and_refuses_add_and_remove_together():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    part = {"status": "running", "mailboxes": ["old@contoso.test"]}
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "mailboxOperation": part}
+    fake = FakeApi(
+        {("POST", f"/api/v1/onboardings/{ID}/mailboxes"): [answer(202, accepted, Location=location)]}
+    )
+
+    result = fake.run("mailboxes", ID, "--remove", "old@contoso.test")
+    both = fake.run("mailboxes", ID, "--remove", "old@contoso.test", "--add", "new@contoso.test")
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Remove on {ID} started (running)" in result.stdout
+    assert json.loads(fake.seen[0].content) == {"remove": ["old@contoso.test"]}
+    assert both.exit_code != 0 and len(fake.seen) == 1
+
+
 def test_retry_with_nothing_needing_attention_is_a_conflict_on_one_line():
     refused = {
         "title": "The onboarding's mailboxes cannot be retried",
