@@ -7,6 +7,7 @@ import azure.functions as func
 
 from activities import blueprint as activities
 from activities.diagnosis import blueprint as diagnosis_activities
+from activities.mailbox_ops import blueprint as mailbox_activities
 from activities.offboarding import blueprint as offboarding_activities
 from activities.records import blueprint as record_activities
 from activities.rotation import blueprint as rotation_activities
@@ -15,6 +16,7 @@ from endpoints import blueprint as endpoints
 from onboarding import logcontext, redaction, telemetry
 from orchestrations import blueprint as orchestrations
 from orchestrations.diagnosis import blueprint as diagnosis
+from orchestrations.mailbox_ops import blueprint as mailbox_operations
 from orchestrations.offboarding import blueprint as offboarding
 from orchestrations.rotation import blueprint as rotation
 from orchestrations.webhooks import blueprint as webhook_delivery
@@ -44,5 +46,7 @@ for blueprint in (
     offboarding_activities,
     rotation,
     rotation_activities,
+    mailbox_operations,
+    mailbox_activities,
 ):
     app.register_functions(blueprint)

@@ -230,6 +230,18 @@ class Api:
         response = self.send("POST", f"{V1}/{onboarding_id}/rotate", what)
         return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
 
+    def retry(self, onboarding_id: str) -> dict[str, Any]:
+        """POST /api/v1/onboardings/{id}/retry: 202 with the mailbox operation (a running one's, if any)."""
+        what = f"retry {onboarding_id}"
+        response = self.send("POST", f"{V1}/{onboarding_id}/retry", what)
+        return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
+
+    def change_mailboxes(self, onboarding_id: str, change: str, mailboxes: list[str]) -> dict[str, Any]:
+        """POST /api/v1/onboardings/{id}/mailboxes {"add"|"remove": [...]}: 202 with the operation."""
+        what = f"{change} mailboxes of {onboarding_id}"
+        response = self.send("POST", f"{V1}/{onboarding_id}/mailboxes", what, json={change: mailboxes})
+        return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
+
     def diagnose(self, onboarding_id: str) -> httpx.Response:
         """GET /api/v1/onboardings/{id}/diagnosis: 202 with the report's Location."""
         what = f"diagnose {onboarding_id}"

@@ -495,6 +495,55 @@ def rotate(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(meta
 
 @app.command()
 @handled
+def retry(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Grant and verify again only the mailboxes that need attention (after the fix each one names).
+
+    Returns once the API accepted it: `show ID` follows its `mailboxOperation` part. A retry already
+    running is answered, not started twice (`existing`)."""
+    state = session(ctx)
+    body = state.api().retry(onboarding_id)
+    part = body.get("mailboxOperation") or {}
+    mailboxes = ", ".join(part.get("mailboxes") or [])
+    state.emit(
+        body,
+        lambda: (
+            f"Retry of {onboarding_id} {'already running' if body.get('existing') else 'started'}"
+            f" ({part.get('status', 'running')})\n  mailboxes: {mailboxes}\n  status: {body.get('statusUrl', '')}"
+        ),
+    )
+
+
+@app.command()
+@handled
+def mailboxes(
+    ctx: typer.Context,
+    onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="A mailbox to add (repeatable).")] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="A mailbox to remove (repeatable).")
+    ] = None,
+) -> None:
+    """Add mailboxes (the admins are emailed the list gaining FullAccess, then each is granted and
+    verified) or remove some (FullAccess removed, then a login confirmed refused); one or the other.
+    `show ID` follows its `mailboxOperation` part."""
+    if bool(add) == bool(remove):
+        raise typer.BadParameter("give --add or --remove (repeatable), not both")
+    state = session(ctx)
+    change, addresses = ("add", add) if add else ("remove", remove or [])
+    body = state.api().change_mailboxes(onboarding_id, change, addresses)
+    part = body.get("mailboxOperation") or {}
+    state.emit(
+        body,
+        lambda: (
+            f"{change.capitalize()} on {onboarding_id} {'already running' if body.get('existing') else 'started'}"
+            f" ({part.get('status', 'running')})\n  mailboxes: {', '.join(part.get('mailboxes') or [])}"
+            f"\n  status: {body.get('statusUrl', '')}"
+        ),
+    )
+
+
+@app.command()
+@handled
 def diagnose(
     ctx: typer.Context,
     onboarding_id: Annotated[str, typer.Argument(metavar="ID")],

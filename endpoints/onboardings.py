@@ -42,7 +42,7 @@ from endpoints.http import (
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
-from onboarding import admission, logcontext, offboarding, rotation, status_view, webhook_hub
+from onboarding import admission, logcontext, mailbox_ops, offboarding, rotation, status_view, webhook_hub
 from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
@@ -51,6 +51,7 @@ from onboarding.domain import (
     OnboardingInput,
     OnboardingRequest,
     OnboardingResult,
+    SecretRef,
     new_onboarding_id,
     onboarding_id_for,
 )
@@ -58,11 +59,13 @@ from onboarding.errors import ConfigurationError, OnboardingError
 from onboarding.services import Services
 from onboarding.settings import Settings, load_settings
 from onboarding.validation import (
+    MAX_MAILBOXES,
     FieldError,
     RequestRejected,
     check_body_size,
     check_content_type,
     decode_json,
+    parse_mailbox_change,
     parse_request,
 )
 
@@ -339,6 +342,11 @@ async def _status(
     view["offboarding"] = offboarding.offboarding_view(offboarded) if offboarded else None
     rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))
     view["rotation"] = rotation.rotation_view(rotated) if rotated else None
+    operated = await fetch_status(
+        client, mailbox_ops.mailbox_operation_instance_id(onboarding_id), show_input=True
+    )
+    view["mailboxOperation"] = mailbox_ops.operation_view(operated) if operated else None
+    mailbox_ops.overlay(view, operated)
     if status_view.outcome_is_final(view) and not offboarding.is_running(view["offboarding"]):
         # Every outcome is 200: the poll succeeded, and the outcome is in the body (docs/api.md).
         return json_response(view, HTTPStatus.OK)
@@ -637,6 +645,185 @@ async def _rotate(
     return _rotation_answer(links, onboarding_id, found or {"runtimeStatus": "Pending"}, existing=False)
 
 
+def _operation_answer(
+    links: Links, onboarding_id: str, found: dict[str, Any], *, existing: bool
+) -> func.HttpResponse:
+    """202 with the operation's view; its progress is the ``mailboxOperation`` part of the
+    onboarding's status (``Location``). A POST while it runs answers the same operation."""
+    body = {
+        "id": onboarding_id,
+        "statusUrl": links.status(onboarding_id),
+        "existing": existing,
+        "mailboxOperation": mailbox_ops.operation_view(found),
+    }
+    headers = {"Location": links.polling(onboarding_id), "Retry-After": RETRY_AFTER_SECONDS}
+    return json_response(body, HTTPStatus.ACCEPTED, headers=headers)
+
+
+def _not_retryable(links: Links, onboarding_id: str, detail: str) -> func.HttpResponse:
+    return problem(
+        HTTPStatus.CONFLICT,
+        "not-retryable",
+        "The onboarding's mailboxes cannot be retried",
+        detail,
+        headers={"Location": links.polling(onboarding_id)},
+    )
+
+
+async def _operation_input(
+    client: df.DurableOrchestrationClient,
+    settings: Settings,
+    status: dict[str, Any],
+    previous: dict[str, Any] | None,
+    change: tuple[mailbox_ops.OperationKind, tuple[str, ...]] | None,
+) -> mailbox_ops.MailboxOperationInput | str | func.HttpResponse:
+    """The operation's input: for a retry (``change`` None) the mailboxes that still need attention
+    (the onboarding's, less those an earlier operation verified); else the added or removed ones.
+    Or why not."""
+    onboarding_id = str(status["instanceId"])
+    request = status_view.stored_request(status)
+    output = rotation.as_object(status.get("output"))
+    result = OnboardingResult.from_json(output) if output else None
+    if request is None or result is None or result.app is None or result.secret is None:
+        return "The onboarding did not leave an app registration and secret to grant mailboxes to."
+    view = status_view.build_view(status)
+    mailbox_ops.overlay(view, previous)
+    kind = mailbox_ops.OperationKind.RETRY if change is None else change[0]
+    if change is None:
+        mailboxes = mailbox_ops.needing_attention(view)
+        if not mailboxes:
+            return "No mailbox of this onboarding needs attention."
+    else:
+        refused = _not_changeable(view, *change)
+        if refused is not None:
+            return refused
+        mailboxes = list(change[1])
+    rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))
+    newer = rotation.as_object((rotated or {}).get("output"))
+    # After a rotation the verify step must read the current secret, not the onboarding's first one.
+    rotated_secret = newer.get("secret") if newer.get("status") == "succeeded" else None
+    secret = SecretRef.from_json(rotated_secret) if rotated_secret else result.secret
+    delivery = await webhook_hub.read_delivery(client, onboarding_id)
+    sent = [output.get("webhook_events"), newer.get("webhook_events"), (delivery or {}).get("events")]
+    sent.append(mailbox_ops.as_object((previous or {}).get("output")).get("webhook_events"))
+    before = mailbox_ops.finished_result(previous)
+    return mailbox_ops.MailboxOperationInput(
+        onboarding_id=onboarding_id,
+        kind=kind,
+        tenant_id=request.tenant_id,
+        app=result.app,
+        secret=secret,
+        protocols=tuple(p.value for p in request.protocols),
+        mailboxes=tuple(mailboxes),
+        requested_at=datetime.now(UTC).isoformat(),
+        events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
+        requested_by=requester().to_json(),
+        options=settings.workflow_options(),
+        request=request.to_json(),
+        earlier=before.latest if before else (),
+    )
+
+
+def _not_changeable(
+    view: dict[str, Any], kind: mailbox_ops.OperationKind, addresses: tuple[str, ...]
+) -> func.HttpResponse | None:
+    """400 naming each address to add that the onboarding has already, or to remove that it has not;
+    or an addition above the request's maximum."""
+    known = {r["mailbox"] for r in (view.get("mailboxes") or {}).get("results") or []}
+    adding = kind is mailbox_ops.OperationKind.ADD
+    pointer = f"/{kind.value}"
+    errors = [
+        FieldError(f"{pointer}/{i}", f"{m} is already a mailbox of this onboarding")
+        if adding
+        else FieldError(f"{pointer}/{i}", f"{m} is not a mailbox of this onboarding")
+        for i, m in enumerate(addresses)
+        if (m in known) == adding
+    ]
+    if adding and len(known) + len(addresses) > MAX_MAILBOXES:
+        errors.append(FieldError(pointer, f"the onboarding would have more than {MAX_MAILBOXES} mailboxes"))
+    if not errors:
+        return None
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem(HTTPStatus.BAD_REQUEST, "invalid-request", "Invalid mailbox change", detail, errors)
+
+
+async def _retry(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    """POST .../retry: grant and verify again only the mailboxes that need attention, as the
+    onboarding's one mailbox operation (``<id>:mailboxes``), or answer the one that runs."""
+    return await _mailbox_operation(req, client, version, None)
+
+
+async def _change_mailboxes(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
+) -> func.HttpResponse:
+    """POST .../mailboxes ``{"add": [...]}``: tell the admins, then grant and verify the added
+    mailboxes; ``{"remove": [...]}``: remove FullAccess and confirm a login is refused. As the
+    onboarding's one mailbox operation, or answer the one that runs."""
+    try:
+        body = req.get_body() or b""
+        check_body_size(body, header(req, "Content-Length"))
+        check_content_type(header(req, "Content-Type"))
+        change, addresses = parse_mailbox_change(decode_json(body))
+    except RequestRejected as rejected:
+        return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
+    kind = mailbox_ops.OperationKind(change)
+    return await _mailbox_operation(req, client, version, (kind, addresses))
+
+
+async def _mailbox_operation(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    version: ApiVersion,
+    change: tuple[mailbox_ops.OperationKind, tuple[str, ...]] | None,
+) -> func.HttpResponse:
+    settings = _settings()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    links = Links.of(req, settings, version)
+    onboarding_id = req.route_params.get("id", "")
+    if not ONBOARDING_ID.fullmatch(onboarding_id):
+        return not_found(onboarding_id)
+    status = await fetch_status(client, onboarding_id, show_input=True)
+    if not status:
+        return not_found(onboarding_id)
+    instance_id = mailbox_ops.mailbox_operation_instance_id(onboarding_id)
+    found = await fetch_status(client, instance_id, show_input=True)
+    if found and mailbox_ops.is_running(found):
+        return _operation_answer(links, onboarding_id, found, existing=True)
+    outcome = status_view.build_view(status)["status"]
+    if outcome not in ROTATABLE:
+        return _not_retryable(
+            links, onboarding_id, f"The onboarding is {outcome}; only a succeeded or partial one can change."
+        )
+    if await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id)):
+        return _not_retryable(links, onboarding_id, "The onboarding is offboarded (or being offboarded).")
+    job = await _operation_input(client, settings, status, found, change)
+    if isinstance(job, func.HttpResponse):
+        return job
+    if isinstance(job, str):
+        return _not_retryable(links, onboarding_id, job)
+    try:
+        await client.start_new(mailbox_ops.MAILBOX_OPERATION_ORCHESTRATOR, instance_id, job.to_json())
+    except Exception:  # a concurrent POST won the race, or the engine refused (type only: URLs)
+        found = await fetch_status(client, instance_id, show_input=True)
+        if found and mailbox_ops.is_running(found):
+            return _operation_answer(links, onboarding_id, found, existing=True)
+        log.error("could not start the mailbox operation of %s", onboarding_id)
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "mailboxes-failed",
+            "Could not start the mailbox operation",
+            "The workflow engine did not accept it. Try again shortly: a repeated POST is safe.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    log.info("onboarding %s: mailbox operation %s started", onboarding_id, job.kind.value)
+    found = await fetch_status(client, instance_id, show_input=True)
+    pending = {"runtimeStatus": "Pending", "input": job.to_json()}
+    return _operation_answer(links, onboarding_id, found or pending, existing=False)
+
+
 # The triggers: each delegates, and answers 503 when the Durable engine cannot be asked.
 async def _guarded(handler: Any, *args: Any) -> func.HttpResponse:
     # The lines of a call on one onboarding carry its id; a start binds the id once it has one.
@@ -745,3 +932,21 @@ async def rotate_onboarding_v1(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     return await _guarded(_rotate, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/{id}/retry", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
+async def retry_onboarding_mailboxes_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_retry, req, client, V1)
+
+
+@blueprint.route(route="v1/onboardings/{id}/mailboxes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@blueprint.durable_client_input(client_name="client")
+@api_access(Role.READ_WRITE)
+async def change_onboarding_mailboxes_v1(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _guarded(_change_mailboxes, req, client, V1)

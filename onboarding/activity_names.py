@@ -32,3 +32,6 @@ ROTATE_ADD_CREDENTIAL = "rotate_add_credential"
 ROTATE_DISCARD_NEW = "rotate_discard_new"
 ROTATE_REMOVE_OLD = "rotate_remove_old"
 ROTATE_NOTIFY = "rotate_notify"
+# Mailbox operations after the onboarding (onboarding/mailbox_ops.py)
+MAILBOXES_RECORD = "mailboxes_record"
+MAILBOXES_NOTIFY_ADDED = "mailboxes_notify_added"

@@ -263,6 +263,7 @@ class MailboxState(StrEnum):
     PROTOCOL_DISABLED = "protocol_disabled"
     NOT_FOUND = "not_found"
     FAILED = "failed"
+    REMOVED = "removed"  # FullAccess removed after the onboarding, and a login confirmed refused
 
 
 VERIFIED_DETAIL = "Login verified."

@@ -416,3 +416,27 @@ def rotated(
         ),
         brand,
     )
+
+
+def mailboxes_added(
+    request: OnboardingRequest, mailboxes: Sequence[str], brand: Brand | None = None
+) -> Email:
+    """Before FullAccess is granted on mailboxes added to an onboarding: which ones (no new consent is
+    asked, since the app's roles are tenant-wide, so this email is how the admins learn of it)."""
+    subject = f"Mailboxes added: {request.display_name}"
+    listed = ", ".join(mailboxes)
+    return render(
+        Message(
+            subject=subject,
+            heading=subject,
+            intro=[
+                f"The app gains FullAccess on {len(mailboxes)} more mailbox(es): {listed}. No new consent "
+                "is needed: the app's IMAP/POP roles are tenant-wide, and FullAccess is what limits it to "
+                "these mailboxes.",
+            ],
+            why=_who_and_why(request),
+            accent=_GREEN,
+            facts=_facts(request, None, len(mailboxes)),
+        ),
+        brand,
+    )

@@ -57,6 +57,7 @@ class Operation(StrEnum):
     RECORDED_FROM_HISTORY = "recorded_from_history"  # written by retention before a purge
     MAILBOXES_ADDED = "mailboxes_added"
     MAILBOXES_REMOVED = "mailboxes_removed"
+    MAILBOXES_RETRIED = "mailboxes_retried"
     ROTATED = "rotated"
     OFFBOARDED = "offboarded"
 

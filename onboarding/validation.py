@@ -401,6 +401,26 @@ def _addresses(value: Any, pointer: str, errors: _Errors, limit: int) -> list[st
     return result
 
 
+def parse_mailbox_change(data: Any) -> tuple[str, tuple[str, ...]]:
+    """The body of POST .../mailboxes, ``{"add": [...]}`` or ``{"remove": [...]}``: which, and the
+    addresses, checked as the onboarding request's ``mailboxes`` are (lower-cased); or
+    ``RequestRejected`` naming every bad one."""
+    errors = _Errors()
+    if not isinstance(data, dict):
+        errors.add("", f"must be a JSON object, not {_json_type(data)}")
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid mailbox change", errors.final())
+    for name in sorted(set(data) - {"add", "remove"}):
+        errors.add(f"/{name}", "unknown field; this call takes add or remove")
+    given = [name for name in ("add", "remove") if name in data]
+    if len(given) != 1:
+        errors.add("", "give exactly one of add or remove (an array of mailbox addresses)")
+    change = given[0] if given else "add"
+    addresses = _addresses(data.get(change), f"/{change}", errors, MAX_MAILBOXES)
+    if errors.total:
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid mailbox change", errors.final())
+    return change, tuple(addresses)
+
+
 def _consent_mode(value: Any, errors: _Errors) -> ConsentMode:
     if value is None:
         return ConsentMode.CONSENT

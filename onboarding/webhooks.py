@@ -52,6 +52,13 @@ class EventType(StrEnum):
     CREDENTIAL_ROTATION_STARTED = "credential.rotation_started"
     CREDENTIAL_ROTATED = "credential.rotated"
     CREDENTIAL_ROTATION_FAILED = "credential.rotation_failed"
+    # POST .../retry (onboarding/mailbox_ops.py): numbered on from the onboarding's events too.
+    MAILBOXES_RETRY_STARTED = "mailboxes.retry_started"
+    MAILBOXES_RETRIED = "mailboxes.retried"
+    MAILBOXES_ADD_STARTED = "mailboxes.add_started"
+    MAILBOXES_ADDED = "mailboxes.added"
+    MAILBOXES_REMOVE_STARTED = "mailboxes.remove_started"
+    MAILBOXES_REMOVED = "mailboxes.removed"
 
 
 class SubscriptionState(StrEnum):

@@ -39,6 +39,8 @@ OPERATIONS = {
     "cancelOnboarding": ("CancelOnboarding", "advanced"),
     "offboardOnboarding": ("OffboardOnboarding", "advanced"),
     "rotateOnboardingSecret": ("RotateOnboardingSecret", "advanced"),
+    "retryOnboardingMailboxes": ("RetryOnboardingMailboxes", "advanced"),
+    "addOnboardingMailboxes": ("AddOnboardingMailboxes", "advanced"),
     "onboardingCompletedTrigger": ("OnboardingCompleted", "important"),
 }
 TRIGGER = "onboardingCompletedTrigger"

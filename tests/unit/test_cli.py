@@ -538,6 +538,65 @@ def test_rotate_starts_the_rotation_and_says_a_running_one_is_not_started_twice(
     assert [(r.method, r.url.host) for r in fake.seen] == [("POST", "api.test")]
 
 
+def test_retry_starts_the_mailbox_retry_and_names_the_mailboxes_it_works_on():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    part = {"status": "running", "mailboxes": ["sales@contoso.test"]}
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "mailboxOperation": part}
+    fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/retry"): [answer(202, accepted, Location=location)]})
+
+    result = fake.run("retry", ID)
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Retry of {ID} started (running)" in result.stdout
+    assert "mailboxes: sales@contoso.test" in result.stdout
+    assert [(r.method, r.url.path) for r in fake.seen] == [("POST", f"/api/v1/onboardings/{ID}/retry")]
+
+
+def test_mailboxes_add_sends_every_address_given_and_names_them():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    part = {"status": "running", "mailboxes": ["new1@contoso.test", "new2@contoso.test"]}
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "mailboxOperation": part}
+    fake = FakeApi(
+        {("POST", f"/api/v1/onboardings/{ID}/mailboxes"): [answer(202, accepted, Location=location)]}
+    )
+
+    result = fake.run("mailboxes", ID, "--add", "new1@contoso.test", "--add", "new2@contoso.test")
+
+    assert result.exit_code == 0, result.stderr
+    assert "mailboxes: new1@contoso.test, new2@contoso.test" in result.stdout
+    assert json.loads(fake.seen[0].content) == {"add": ["new1@contoso.test", "new2@contoso.test"]}
+
+
+def test_mailboxes_remove_sends_the_removal_and_refuses_add_and_remove_together():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    part = {"status": "running", "mailboxes": ["old@contoso.test"]}
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "mailboxOperation": part}
+    fake = FakeApi(
+        {("POST", f"/api/v1/onboardings/{ID}/mailboxes"): [answer(202, accepted, Location=location)]}
+    )
+
+    result = fake.run("mailboxes", ID, "--remove", "old@contoso.test")
+    both = fake.run("mailboxes", ID, "--remove", "old@contoso.test", "--add", "new@contoso.test")
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Remove on {ID} started (running)" in result.stdout
+    assert json.loads(fake.seen[0].content) == {"remove": ["old@contoso.test"]}
+    assert both.exit_code != 0 and len(fake.seen) == 1
+
+
+def test_retry_with_nothing_needing_attention_is_a_conflict_on_one_line():
+    refused = {
+        "title": "The onboarding's mailboxes cannot be retried",
+        "detail": "No mailbox needs attention.",
+    }
+    fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/retry"): [answer(409, refused)]})
+
+    result = fake.run("retry", ID)
+
+    assert result.exit_code == ExitCode.CONFLICT
+    assert result.stderr.strip().count("\n") == 0 and "409" in result.stderr
+
+
 def test_rotate_of_an_offboarded_onboarding_is_a_conflict_on_one_line():
     refused = {"title": "The onboarding's secret cannot be rotated", "detail": "It is offboarded."}
     fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/rotate"): [answer(409, refused)]})
