@@ -181,6 +181,18 @@ def test_operator_drives_a_whole_onboarding_its_day_2_and_reads_the_callback_key
     broken = operator.run("diagnose", onboarding_id)
     assert broken.returncode == 11, broken.stderr
     assert "First broken link: mailbox_access" in broken.stdout
+    # ... nothing needs a retry (a conflict, on one line) ...
+    retried = operator.run("retry", onboarding_id)
+    assert retried.returncode == 6 and "409" in retried.stderr
+    # ... a mailbox taken off the app: FullAccess removed, its login refused afterwards ...
+    removal = operator.json("mailboxes", onboarding_id, "--remove", MAILBOXES[1])
+    assert removal["mailboxOperation"]["kind"] == "remove", removal
+    done = tenant.wait(
+        f"/api/onboardings/{onboarding_id}",
+        lambda v: (v.get("mailboxOperation") or {}).get("status") not in (None, "running"),
+    )
+    assert done["mailboxOperation"]["status"] == "succeeded", done["mailboxOperation"]
+    assert (MAILBOXES[1], registration.object_id) not in tenant.permissions()
     # ... and the offboarding removes everything the onboarding made.
     offboarded = operator.json("offboard", onboarding_id, "--yes")
     assert offboarded["offboarding"]["status"] == "succeeded", offboarded
