@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,10 @@ def store_signing_key(tenant: Tenant) -> str:
 
 
 def test_operator_drives_a_whole_onboarding_its_day_2_and_reads_the_callback_key(
-    tenant: Tenant, tmp_path: Path
+    tenant_factory: Callable[..., Tenant], tmp_path: Path
 ):
+    # No overlap: the rotation removes the old credential as soon as the new one is verified.
+    tenant = tenant_factory(extra_env={"ROTATION_OVERLAP_HOURS": "0"})
     operator = Operator(tenant, tmp_path, tenant.sandbox.api_caller(READ_WRITE, display_name="operator"))
     request = tmp_path / "request.json"
     request.write_text(json.dumps(tenant.request(externalReference="CHG-CLI-1", idempotencyKey="chg-cli-1")))
@@ -173,6 +175,16 @@ def test_operator_drives_a_whole_onboarding_its_day_2_and_reads_the_callback_key
     report = operator.json("diagnose", onboarding_id)
     assert report["status"] == "completed" and report["firstBroken"] is None
     assert [link["state"] for link in report["links"]] == ["ok"] * len(report["links"])
+    # ... the secret is rotated: a new credential, verified, and the old one removed ...
+    rotation = operator.json("rotate", onboarding_id)
+    assert rotation["existing"] is False
+    rotated = tenant.wait(
+        f"/api/onboardings/{onboarding_id}",
+        lambda v: (v.get("rotation") or {}).get("status") not in (None, "running"),
+    )
+    assert rotated["rotation"]["status"] == "succeeded", rotated["rotation"]
+    [app] = tenant.live_apps()
+    assert len(app.passwords) == 1  # only the new credential is left
     # ... a FullAccess removed behind the app's back is the first broken link, with its fix ...
     [registration] = tenant.sandbox.state.exchange_service_principals()
     mailbox = tenant.sandbox.state.find_mailbox(MAILBOXES[0])
