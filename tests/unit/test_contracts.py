@@ -229,7 +229,7 @@ async def test_the_procedure_runs_through_its_typed_contracts_on_the_fakes(
 
     async def token(credential: object, scope: str) -> identity.TokenInfo:
         return identity.TokenInfo(
-            "token-1", "https://outlook.office365.com", ("IMAP.AccessAsApp",), app.app_id, "o", 0
+            "token-1", scope.removesuffix("/.default"), ("IMAP.AccessAsApp",), app.app_id, "o", 0
         )
 
     monkeypatch.setattr(identity, "acquire_token", token)

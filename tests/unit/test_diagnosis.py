@@ -46,7 +46,8 @@ class Tokens:
         self.asked.append((tenant_id, client_id, secret))
         if self.error:
             raise self.error
-        return TokenInfo("token-xyz", "https://outlook.office365.com", self.roles, client_id, "sp-1", 0)
+        audience = settings().exchange_endpoint  # the configured cloud's Exchange resource
+        return TokenInfo("token-xyz", audience, self.roles, client_id, "sp-1", 0)
 
 
 def healthy() -> tuple[FakeServices, Target, Tokens]:
