@@ -13,7 +13,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from onboarding import contracts as C
-from onboarding import logcontext, plan
+from onboarding import plan
 from onboarding.domain import MailboxResult, MailboxState
 from onboarding.mailbox_ops import (
     MAILBOX_OPERATION_ORCHESTRATOR,
@@ -29,7 +29,7 @@ from onboarding.mailbox_ops import (
 )
 from onboarding.offboarding import REMOVE_MAILBOX_ACCESS, MailboxRemoval, RemoveMailboxAccess
 from onboarding.webhooks import EventType
-from orchestrations.onboarding import MailboxBatch, StepFailed, call, retry_policy
+from orchestrations.onboarding import MailboxBatch, StepFailed, call, emit_after, retry_policy
 
 blueprint = df.Blueprint()
 Steps = Generator[Any, Any, Any]
@@ -56,22 +56,9 @@ class MailboxOperation:
 
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
         """The next event of the onboarding's stream; a courtesy that never stops the operation."""
-        payload = C.EmitWebhookEvent(
-            onboarding_id=self.job.onboarding_id,
-            sequence=self.events_sent + 1,
-            type=event_type.value,
-            occurred_at=self.context.current_utc_datetime.isoformat(),
-            data=data,
+        self.events_sent = yield from emit_after(
+            self.context, self.retry, self.job.onboarding_id, self.events_sent, event_type, data, "mailboxes"
         )
-        try:
-            yield self.context.call_activity_with_retry(
-                C.EMIT_WEBHOOK_EVENT.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, "mailboxes", payload.to_json()),
-            )
-        except Exception:
-            return
-        self.events_sent += 1
 
     # -- the procedure -----------------------------------------------------------------------------
     def run(self) -> Steps:

@@ -44,7 +44,7 @@ from onboarding.offboarding import (
     RemoveMailboxAccess,
 )
 from onboarding.webhooks import EventType
-from orchestrations.onboarding import StepFailed, call, retry_policy
+from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
 
 blueprint = df.Blueprint()
 Steps = Generator[Any, Any, Any]
@@ -95,22 +95,15 @@ class Offboarding:
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
         """The next webhook event of the onboarding's stream (see ``Onboarding.emit``); a courtesy that
         never stops the offboarding."""
-        payload = C.EmitWebhookEvent(
-            onboarding_id=self.job.onboarding_id,
-            sequence=self.events_sent + 1,
-            type=event_type.value,
-            occurred_at=self.now.isoformat(),
-            data=data,
+        self.events_sent = yield from emit_after(
+            self.context,
+            self.retry,
+            self.job.onboarding_id,
+            self.events_sent,
+            event_type,
+            data,
+            "offboarding",
         )
-        try:
-            yield self.context.call_activity_with_retry(
-                C.EMIT_WEBHOOK_EVENT.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, "offboarding", payload.to_json()),
-            )
-        except Exception:
-            return
-        self.events_sent += 1
 
     # -- the procedure -----------------------------------------------------------------------------
     def run(self) -> Steps:

@@ -113,6 +113,33 @@ def call(
     return contract.result(reply["ok"])
 
 
+def emit_after(
+    context: df.DurableOrchestrationContext,
+    retry: df.RetryOptions,
+    onboarding_id: str,
+    sent: int,
+    event_type: EventType,
+    data: dict[str, Any],
+    log_step: str,
+) -> Steps:
+    """Hand event ``sent + 1`` of an onboarding's stream to its delivery orchestration, for a day-2
+    operation; a courtesy that never stops it. Answers how many events are now sent."""
+    payload = C.EmitWebhookEvent(
+        onboarding_id=onboarding_id,
+        sequence=sent + 1,
+        type=event_type.value,
+        occurred_at=context.current_utc_datetime.isoformat(),
+        data=data,
+    )
+    try:
+        yield context.call_activity_with_retry(
+            C.EMIT_WEBHOOK_EVENT.name, retry, logcontext.with_log_fields(context, log_step, payload.to_json())
+        )
+    except Exception:
+        return sent
+    return sent + 1
+
+
 @dataclass(frozen=True)
 class ConsentWait:
     """One wait for an admin's decision: what a decision must carry to answer it, and until when."""

@@ -13,7 +13,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from onboarding import contracts as C
-from onboarding import logcontext, plan
+from onboarding import plan
 from onboarding.domain import MailboxState, StepError, StepState
 from onboarding.rotation import (
     ADD_CREDENTIAL,
@@ -32,7 +32,7 @@ from onboarding.rotation import (
     RotationStatus,
 )
 from onboarding.webhooks import EventType
-from orchestrations.onboarding import StepFailed, call, retry_policy
+from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
 
 blueprint = df.Blueprint()
 Steps = Generator[Any, Any, Any]
@@ -64,22 +64,9 @@ class Rotation:
 
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
         """The next event of the onboarding's stream; a courtesy that never stops the rotation."""
-        payload = C.EmitWebhookEvent(
-            onboarding_id=self.job.onboarding_id,
-            sequence=self.events_sent + 1,
-            type=event_type.value,
-            occurred_at=self.now.isoformat(),
-            data=data,
+        self.events_sent = yield from emit_after(
+            self.context, self.retry, self.job.onboarding_id, self.events_sent, event_type, data, "rotation"
         )
-        try:
-            yield self.context.call_activity_with_retry(
-                C.EMIT_WEBHOOK_EVENT.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, "rotation", payload.to_json()),
-            )
-        except Exception:
-            return
-        self.events_sent += 1
 
     # -- the procedure -----------------------------------------------------------------------------
     def run(self) -> Steps:
