@@ -21,6 +21,7 @@ import pytest
 
 from demo.admin import Admin, link_in
 from endpoints import decisions
+from endpoints import http as endpoint_http
 from funchost import LocalHost, ManualClock
 from onboarding import logcontext, records
 from onboarding.adapters import identity
@@ -299,8 +300,15 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
                 "WorkerCredential",
                 functools.partial(identity.WorkerCredential, clock=lambda: clock.now().timestamp()),
             )
-            # Likewise the approver's sign-in: the ID token's iat/exp are the tenant's time.
+            # Likewise the approver's sign-in (the ID token's iat/exp) and the API's bearer tokens
+            # (exp/nbf): the tenant's time.
             monkeypatch.setattr(decisions, "_now", clock.now)
+            monkeypatch.setattr(endpoint_http, "_VALIDATORS", {})
+            monkeypatch.setattr(
+                endpoint_http,
+                "TokenValidator",
+                functools.partial(endpoint_http.TokenValidator, clock=lambda: clock.now().timestamp()),
+            )
         host = LocalHost(
             ROOT,
             db_path=tmp_path / f"hub{len(made)}.db",
