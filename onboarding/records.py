@@ -180,7 +180,7 @@ class OnboardingRecord:
         gone = {m.lower() for m in removed}
         shown = [m for m in self.mailboxes_shown if m.lower() not in gone]
         shown += [m for m in added if m not in shown]
-        counted = {
+        counted: dict[str, Any] = {
             "mailbox_count": max(0, self.mailbox_count + len(added) - len(removed)),
             "mailboxes_shown": tuple(shown[:SHOWN_MAILBOXES]),
         }

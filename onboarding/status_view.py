@@ -178,7 +178,11 @@ def _readers(request: OnboardingRequest | None) -> list[dict[str, str]]:
     if request is None or not request.mail_product_principal_id:
         return []
     return [
-        {"principalId": request.mail_product_principal_id, "role": "Key Vault Secrets User", "scope": "secret"}
+        {
+            "principalId": request.mail_product_principal_id,
+            "role": "Key Vault Secrets User",
+            "scope": "secret",
+        }
     ]
 
 

@@ -158,7 +158,8 @@ class ResourceManager:
 
     # ------------------------------------------------------------ handlers
     def put(self, caller: str, scope: str, name: str, body: dict[str, Any]) -> web.Response:
-        props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+        given = body.get("properties")
+        props: dict[str, Any] = given if isinstance(given, dict) else {}
         role_definition_id = str(props.get("roleDefinitionId") or "")
         principal_id = str(props.get("principalId") or "")
         principal_type = props.get("principalType")

@@ -134,7 +134,7 @@ class SecretAccess:
         """Key Vault Secrets User on the one secret for the principal; answers the assignment's name.
         An identical assignment already there (this activity's earlier run) counts as done."""
         from azure.core.exceptions import ResourceExistsError
-        from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+        from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
         vault = self._require_vault()
         scope = secret_scope(vault, secret_name)

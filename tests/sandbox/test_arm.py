@@ -11,7 +11,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
 from sandbox import Sandbox
 from sandbox.catalog import KEY_VAULT_SECRETS_OFFICER_ROLE, KEY_VAULT_SECRETS_USER_ROLE
