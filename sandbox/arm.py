@@ -128,8 +128,8 @@ class ResourceManager:
         return ArmError(
             403,
             "AuthorizationFailed",
-            f"The client '{caller}' with object id '{caller}' does not have authorization to perform action "
-            f"'Microsoft.Authorization/roleAssignments/{action}' over scope "
+            f"The client '{caller}' with object id '{caller}' does not have authorization or an ABAC condition "
+            f"not fulfilled to perform action 'Microsoft.Authorization/roleAssignments/{action}' over scope "
             f"'{scope}/providers/Microsoft.Authorization/roleAssignments/{name}' or the scope is invalid. "
             "If access was recently granted, please refresh your credentials.",
         )
