@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -90,3 +91,24 @@ def test_the_mail_products_principal_reads_its_secret_and_no_other_until_offboar
     assert sandbox.state.rbac_assignments() == []
     assert refused(lambda: vault.get_secret(secret["name"])) == 403
     assert tenant.http.post(f"{other}/cancel").status_code == 202
+
+
+def test_an_identity_that_may_not_assign_the_role_fails_the_onboarding_early_and_nothing_is_left(
+    tenant_factory: Any,
+) -> None:
+    """Without the delegation (MAIL_PRODUCT_ACCESS granted but the role removed, say), the role
+    assignment is refused: the onboarding fails at the secret's step with the role to give, before any
+    admin is asked, and what it made is undone."""
+    tenant = tenant_factory(configure=lambda sb: sb.state.allow_role_assignments(sb.identity.id, None))
+    _, principal_id, _ = tenant.sandbox.create_client_app("mail product")
+    view = tenant.finished(tenant.submit(mailProductPrincipalId=principal_id))
+    assert view["status"] == "failed", view
+    [error] = view["errors"]
+    assert error["step"] == "client_secret" and error["code"] == "AuthorizationFailed"
+    assert "Role Based Access Control Administrator" in error["fix"]
+    assert "does not have authorization" not in json.dumps(view)  # ARM's own text stays out
+    assert tenant.live_apps() == [] and tenant.live_secrets() == []
+    assert tenant.sandbox.state.rbac_assignments() == []
+    assert not any("consent" in m.subject.lower() for m in tenant.mails_to_admin()), [
+        m.subject for m in tenant.mails_to_admin()
+    ]
