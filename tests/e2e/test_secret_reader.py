@@ -11,15 +11,30 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
 
 from tests.e2e.conftest import MAILBOXES, Tenant
 from tests.e2e.test_offboarding import offboarded, step, v1
+
+
+DOCUMENT = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml").read_text("utf-8")
+)
+
+
+def conforms(view: dict[str, Any]) -> dict[str, Any]:
+    """The status view as the OpenAPI document describes it (``secret.readers``, the offboarding's steps)."""
+    schema = {**DOCUMENT["components"]["schemas"]["StatusView"], "components": DOCUMENT["components"]}
+    jsonschema.validate(view, schema, cls=jsonschema.Draft202012Validator)
+    return view
 
 
 def mail_product_vault(tenant: Tenant, client_id: str, secret: str) -> SecretClient:
@@ -52,7 +67,7 @@ def test_the_mail_products_principal_reads_its_secret_and_no_other_until_offboar
     waiting = tenant.wait_for_decision(location)
     mail = next(m for m in tenant.mails_to_admin() if waiting["app"]["appId"] in m.html)
     tenant.consent_from(mail)
-    view = tenant.finished(location)
+    view = conforms(tenant.finished(location))
     assert view["status"] == "succeeded", view
     secret = view["secret"]
     assert secret["readers"] == [
@@ -85,7 +100,7 @@ def test_the_mail_products_principal_reads_its_secret_and_no_other_until_offboar
 
     # Offboarded: the assignment is removed before the secret is soft-deleted.
     assert tenant.http.delete(v1(location)).status_code == 202
-    final = offboarded(tenant, location)
+    final = conforms(offboarded(tenant, location))
     assert final["offboarding"]["status"] == "succeeded", final["offboarding"]
     assert step(final, "remove_secret_reader")["state"] == "done"
     assert sandbox.state.rbac_assignments() == []
