@@ -24,7 +24,6 @@ from azure.keyvault.secrets import SecretClient
 from tests.e2e.conftest import MAILBOXES, Tenant
 from tests.e2e.test_offboarding import offboarded, step, v1
 
-
 DOCUMENT = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml").read_text("utf-8")
 )
