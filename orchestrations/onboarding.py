@@ -540,6 +540,14 @@ class Onboarding:
                 f"App registration {self.app.app_id} is consented and was left in place; delete it in "
                 "Entra ID if it is not wanted, or submit the onboarding again.",
                 f"Key Vault secret {self.secret.name} was left in place with the app; delete it with the app.",
+            )
+            + (
+                (
+                    f"The mail product's principal {self.secret_reader} keeps Key Vault Secrets User on that "
+                    "secret; offboarding the onboarding (DELETE) removes it with the rest.",
+                )
+                if self.secret_reader
+                else ()
             ),
         )
 
