@@ -123,6 +123,10 @@ typed_activity(
     ),
 )
 typed_activity(
+    C.GRANT_SECRET_READER,
+    lambda s, p: steps.grant_secret_reader(s, onboarding_id=p.onboarding_id, principal_id=p.principal_id),
+)
+typed_activity(
     C.SEND_DECISION_EMAIL,
     lambda s, p: steps.send_decision_email(
         s,
@@ -175,7 +179,11 @@ async def _verify_mailboxes(s: Services, p: C.VerifyMailboxes) -> C.MailboxResul
 
 async def _compensate(s: Services, p: C.Compensate) -> C.Compensation:
     done = await steps.compensate(
-        s, onboarding_id=p.onboarding_id, app=p.app, exchange_registered=p.exchange_registered
+        s,
+        onboarding_id=p.onboarding_id,
+        app=p.app,
+        exchange_registered=p.exchange_registered,
+        secret_reader=p.secret_reader,
     )
     return C.Compensation(tuple(done))
 

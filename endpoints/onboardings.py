@@ -252,6 +252,7 @@ async def _start(
             tenant_id=settings.tenant_id,
             allow_private_callbacks=settings.callback_allow_private_networks,
             allow_grant_mode=settings.enable_grant_mode,
+            allow_mail_product_principal=bool(settings.key_vault_resource_id),
         )
         if callback_required and not request.callback_url:
             raise RequestRejected(

@@ -224,6 +224,43 @@ class CreateSecret:
 
 
 @dataclass(frozen=True)
+class SecretReaderRef:
+    """The mail product's principal (object id) and the onboarding whose secret it is to read."""
+
+    onboarding_id: str
+    principal_id: str
+
+    def to_json(self) -> Json:
+        return {"onboarding_id": self.onboarding_id, "principal_id": self.principal_id}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(onboarding_id=data["onboarding_id"], principal_id=data["principal_id"])
+
+
+@dataclass(frozen=True)
+class SecretReader:
+    """The principal holds Key Vault Secrets User on the one secret (the role assignment's name)."""
+
+    principal_id: str
+    secret_name: str
+    assignment: str
+
+    def to_json(self) -> Json:
+        return {
+            "principal_id": self.principal_id,
+            "secret_name": self.secret_name,
+            "assignment": self.assignment,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            principal_id=data["principal_id"], secret_name=data["secret_name"], assignment=data["assignment"]
+        )
+
+
+@dataclass(frozen=True)
 class SendDecisionEmail:
     """``request`` may name only the mailboxes the email shows; ``mailbox_count`` says how many there are."""
 
@@ -363,13 +400,18 @@ class Compensate:
     onboarding_id: str
     app: AppRegistration | None
     exchange_registered: bool
+    # The mail product's principal, once its role on the secret may have been assigned.
+    secret_reader: str | None = None
 
     def to_json(self) -> Json:
-        return {
+        data: Json = {
             "onboarding_id": self.onboarding_id,
             "app": self.app.to_json() if self.app else None,
             "exchange_registered": self.exchange_registered,
         }
+        if self.secret_reader:
+            data["secret_reader"] = self.secret_reader
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
@@ -377,6 +419,7 @@ class Compensate:
             onboarding_id=data["onboarding_id"],
             app=AppRegistration.from_json(data["app"]) if data.get("app") else None,
             exchange_registered=bool(data["exchange_registered"]),
+            secret_reader=data.get("secret_reader"),
         )
 
 
@@ -472,6 +515,7 @@ ENSURE_SERVICE_PRINCIPAL = Contract(
     A.ENSURE_SERVICE_PRINCIPAL, EnsureServicePrincipal, or_pending(ServicePrincipal.from_json)
 )
 CREATE_SECRET = Contract(A.CREATE_SECRET, CreateSecret, SecretRef.from_json)
+GRANT_SECRET_READER = Contract(A.GRANT_SECRET_READER, SecretReaderRef, or_pending(SecretReader.from_json))
 SEND_DECISION_EMAIL = Contract(A.SEND_DECISION_EMAIL, SendDecisionEmail, nothing)
 GRANT_APP_ROLES = Contract(A.GRANT_APP_ROLES, AppRoles, nothing)
 CHECK_APP_ROLES = Contract(A.CHECK_APP_ROLES, AppRoles, or_pending(RolesConfirmed.from_json))

@@ -88,6 +88,9 @@ class OnboardingRequest(_Json):
     # Who asked (onboarding.admission.requester_id), set by the API, never by the body: the emails
     # name it so the admin knows where the request came from.
     requested_by: str | None = None
+    # The mail product's service principal or managed identity (object id): it gets Key Vault Secrets
+    # User on this onboarding's secret only (onboarding/secret_reader.py).
+    mail_product_principal_id: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -103,6 +106,7 @@ class OnboardingRequest(_Json):
             external_reference=data.get("external_reference"),
             idempotency_key=data.get("idempotency_key"),
             requested_by=data.get("requested_by"),
+            mail_product_principal_id=data.get("mail_product_principal_id"),
         )
 
     @property

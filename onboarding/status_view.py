@@ -106,6 +106,9 @@ def build_view(status: dict[str, Any]) -> dict[str, Any]:
                 "latestSecretUri": base,
                 "contentType": CREDENTIALS_CONTENT_TYPE,
                 "schemaVersion": CREDENTIALS_SCHEMA_VERSION,
+                # Who may read it besides this service: the request's mail product principal, with
+                # Key Vault Secrets User on this secret only (docs/handoff.md, "Access").
+                "readers": _readers(request),
             }
         view["compensation"] = list(result.compensation)
     else:
@@ -169,6 +172,18 @@ def _as_object(value: Any) -> dict[str, Any] | None:
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
+
+
+def _readers(request: OnboardingRequest | None) -> list[dict[str, str]]:
+    if request is None or not request.mail_product_principal_id:
+        return []
+    return [
+        {
+            "principalId": request.mail_product_principal_id,
+            "role": "Key Vault Secrets User",
+            "scope": "secret",
+        }
+    ]
 
 
 def _request_summary(request: OnboardingRequest | None) -> dict[str, Any] | None:

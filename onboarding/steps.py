@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from onboarding import emails
-from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed, ServicePrincipal
+from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed, SecretReader, ServicePrincipal
 from onboarding.domain import (
     EXCHANGE_ONLINE_APP_ID,
     VERIFIED_DETAIL,
@@ -183,6 +183,23 @@ async def create_secret(
         expires_on=new.end_date_time.isoformat(),
         key_id=new.key_id,
     )
+
+
+async def grant_secret_reader(
+    svc: ServicesPort, *, onboarding_id: str, principal_id: str
+) -> SecretReader | Pending:
+    """Key Vault Secrets User for the mail product's principal on this onboarding's secret only
+    (onboarding/adapters/rbac.py). Idempotent: the assignment's name is derived from the secret and the
+    principal, and an existing one counts as made. A principal Azure Resource Manager does not find
+    yet (a new one, still replicating) answers ``Pending``, so the orchestrator waits with backoff."""
+    name = vault_secret_name(onboarding_id)
+    try:
+        assignment = await svc.secret_access.grant_secret_reader(name, principal_id)
+    except TransientError as exc:
+        if exc.code == "PrincipalNotFound":
+            return Pending(exc.message, exc.fix)
+        raise
+    return SecretReader(principal_id=principal_id, secret_name=name, assignment=assignment)
 
 
 async def send_decision_email(
@@ -427,7 +444,12 @@ async def verify_mailboxes(
 
 
 async def compensate(
-    svc: ServicesPort, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
+    svc: ServicesPort,
+    *,
+    onboarding_id: str,
+    app: AppRegistration | None,
+    exchange_registered: bool,
+    secret_reader: str | None = None,
 ) -> list[str]:
     """Undo an onboarding that will not complete, and say what was undone or is left for an admin.
 
@@ -444,6 +466,18 @@ async def compensate(
                 lambda: svc.exchange.remove_service_principal(app.app_id),
                 f"Removed the Exchange Online service principal of app {app.app_id}.",
                 f"Remove it with: Remove-ServicePrincipal -Identity {app.app_id}",
+            )
+        )
+    if secret_reader:
+
+        async def remove_reader() -> None:
+            await svc.secret_access.remove_secret_reader(name, secret_reader)
+
+        parts.append(
+            (
+                remove_reader,
+                f"Removed the mail product's Key Vault Secrets User role on secret {name}.",
+                f"Remove the role assignment of principal {secret_reader} on secret {name} (Access control).",
             )
         )
     parts.append(

@@ -56,6 +56,7 @@ FIELDS: dict[str, str] = {
     "callbackUrl": "callback_url",
     "externalReference": "external_reference",
     "idempotencyKey": "idempotency_key",
+    "mailProductPrincipalId": "mail_product_principal_id",
 }
 REQUIRED = ("tenantId", "displayName", "protocols", "mailboxes", "adminEmails")
 
@@ -211,12 +212,18 @@ class _Errors:
 
 
 def parse_request(
-    data: Any, *, tenant_id: str, allow_private_callbacks: bool = False, allow_grant_mode: bool = True
+    data: Any,
+    *,
+    tenant_id: str,
+    allow_private_callbacks: bool = False,
+    allow_grant_mode: bool = True,
+    allow_mail_product_principal: bool = True,
 ) -> OnboardingRequest:
     """Validate a decoded JSON body against this deployment; raise ``RequestRejected`` with every problem.
 
     A well-formed request this deployment does not serve (another tenant; ``grant`` mode while
-    ``ENABLE_GRANT_MODE`` is off) is 422 when that is its only problem."""
+    ``ENABLE_GRANT_MODE`` is off; a mail product principal while ``KEY_VAULT_RESOURCE_ID`` is not set)
+    is 422 when that is its only problem."""
     errors = _Errors()
     if not isinstance(data, dict):
         raise RequestRejected(
@@ -244,6 +251,7 @@ def parse_request(
     callback = _callback_url(data.get("callbackUrl"), errors, allow_private=allow_private_callbacks)
     reference = _text(data.get("externalReference"), "/externalReference", errors, MAX_EXTERNAL_REFERENCE)
     key = _idempotency_key(data.get("idempotencyKey"), errors)
+    reader = _principal_id(data.get("mailProductPrincipalId"), errors)
 
     not_served = []
     if wrong_tenant:
@@ -252,11 +260,25 @@ def parse_request(
         not_served.append(
             FieldError("/consentMode", 'grant mode is not enabled in this deployment; use "consent"')
         )
+    if reader is not None and not allow_mail_product_principal:
+        not_served.append(
+            FieldError(
+                "/mailProductPrincipalId",
+                "this deployment cannot give a principal access to the secret (KEY_VAULT_RESOURCE_ID is not "
+                "set); leave the field out and have a vault administrator assign the role",
+            )
+        )
     if errors.total or not_served:
         found = not_served + errors.final()
         if errors.total:
             raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid onboarding request", found)
-        title = "Tenant not served here" if wrong_tenant else "Grant mode is not enabled"
+        title = (
+            "Tenant not served here"
+            if wrong_tenant
+            else "Grant mode is not enabled"
+            if not_served[0].field == "/consentMode"
+            else "Secret access is not enabled"
+        )
         raise RequestRejected(HTTPStatus.UNPROCESSABLE_ENTITY, title, found)
 
     assert tenant is not None and display_name is not None
@@ -271,6 +293,7 @@ def parse_request(
         callback_url=callback,
         external_reference=reference,
         idempotency_key=key,
+        mail_product_principal_id=reader,
     )
 
 
@@ -508,6 +531,19 @@ def _idempotency_key(value: Any, errors: _Errors) -> str | None:
         )
         return None
     return value
+
+
+def _principal_id(value: Any, errors: _Errors) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
+        errors.add(
+            "/mailProductPrincipalId",
+            "must be the object id of the mail product's service principal or managed identity: a GUID like "
+            "00000000-0000-0000-0000-000000000000 (Enterprise applications, Object ID; not the client id)",
+        )
+        return None
+    return value.lower()
 
 
 def _pointer(key: str) -> str:

@@ -1,5 +1,5 @@
 """Key Vault secrets stand-in: the data-plane REST API azure-keyvault-secrets speaks, with challenge
-authentication, RBAC (Secrets Officer / Secrets User), versions, tags, soft delete, recover and purge."""
+authentication, RBAC (Secrets Officer / Secrets User, on the vault or on one secret), versions, tags, soft delete, recover and purge."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox import catalog
 from sandbox.state import SecretVersion, TenantState, VaultSecret
 from sandbox.tokens import TokenError
 from sandbox.web import CALLER_KEY, make_app
@@ -130,8 +129,9 @@ class KeyVault:
                 response.headers.update(challenge)
                 return response
             request[CALLER_KEY] = str(claims.get("appid", ""))
-            role = self.state.vault_role_in_effect(str(claims.get("oid", "")))
-            if role is None or action not in catalog.VAULT_ROLE_ACTIONS.get(role, frozenset()):
+            # A role on one secret (an ARM assignment scoped to it) counts for that secret's paths only.
+            secret = request.match_info.get("name") if request.path.startswith("/secrets/") else None
+            if not self.state.vault_allows(str(claims.get("oid", "")), action, secret):
                 return vault_error(
                     403,
                     "Forbidden",

@@ -14,7 +14,14 @@ from onboarding.adapters.mailprobe import LoginResult
 from onboarding.domain import AppRegistration, ExchangeResource
 from onboarding.domain import Protocol as MailProtocol
 from onboarding.errors import NotFoundError, TransientError
-from onboarding.ports import ExchangePort, GraphPort, MailProbePort, ServicesPort, VaultPort
+from onboarding.ports import (
+    ExchangePort,
+    GraphPort,
+    MailProbePort,
+    SecretAccessPort,
+    ServicesPort,
+    VaultPort,
+)
 from onboarding.settings import Settings
 
 _ids = itertools.count(1)
@@ -265,6 +272,35 @@ class FakeMailProbe:
         return LoginResult(False, f"{protocol} login as {mailbox} was refused.")
 
 
+class FakeSecretAccess:
+    """Role assignments on the vault's secrets: (secret name, principal id) pairs holding Secrets User.
+    ``refuse`` makes the next calls fail as ARM would (an ``OnboardingError``)."""
+
+    def __init__(self) -> None:
+        self.readers: set[tuple[str, str]] = set()
+        self.calls: list[tuple[str, str, str]] = []  # (grant|remove, secret, principal)
+        self.refuse: Exception | None = None
+
+    async def grant_secret_reader(self, secret_name: str, principal_id: str) -> str:
+        self.calls.append(("grant", secret_name, principal_id))
+        if self.refuse is not None:
+            raise self.refuse
+        self.readers.add((secret_name, principal_id))
+        return f"assignment-{secret_name}-{principal_id}"
+
+    async def remove_secret_reader(self, secret_name: str, principal_id: str) -> bool:
+        self.calls.append(("remove", secret_name, principal_id))
+        if self.refuse is not None:
+            raise self.refuse
+        if (secret_name, principal_id) in self.readers:
+            self.readers.discard((secret_name, principal_id))
+            return True
+        return False
+
+    async def close(self) -> None:
+        pass
+
+
 class FakeServices:
     def __init__(self, settings: Settings, *, mailboxes: dict[str, dict[str, bool]] | None = None) -> None:
         self.settings = settings
@@ -272,6 +308,7 @@ class FakeServices:
         self.vault = FakeVault()
         self.exchange = FakeExchange(mailboxes or {})
         self.mail_probe = FakeMailProbe()
+        self.secret_access = FakeSecretAccess()
 
 
 def settings() -> Settings:
@@ -291,4 +328,5 @@ _graph: GraphPort = FakeGraph()
 _vault: VaultPort = FakeVault()
 _exchange: ExchangePort = FakeExchange({})
 _probe: MailProbePort = FakeMailProbe()
+_access: SecretAccessPort = FakeSecretAccess()
 _services: ServicesPort = FakeServices(settings())

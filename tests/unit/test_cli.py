@@ -155,6 +155,23 @@ def test_show_prints_the_steps_as_a_table_and_the_mailboxes_per_state():
     assert any("verified" in line and "2" in line for line in lines)
 
 
+def test_show_names_the_principal_that_may_read_the_secret():
+    principal = "5b1c6f0e-aaaa-4000-8000-000000000001"
+    body = view("succeeded")
+    body["secret"] = {
+        "latestSecretUri": "https://kv.vault.azure.net/secrets/mail-app-x",
+        "expiresOn": "2030-01-01T00:00:00+00:00",
+        "readers": [{"principalId": principal, "role": "Key Vault Secrets User", "scope": "secret"}],
+    }
+    fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(200, body)]})
+
+    result = fake.run("show", ID, env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.stderr
+    read_by = next(line for line in result.stdout.splitlines() if "Read by" in line)
+    assert principal in read_by and "Key Vault Secrets User" in read_by
+
+
 def test_show_json_is_the_api_view_unchanged():
     body = view("succeeded")
     fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(200, body)]})

@@ -503,3 +503,28 @@ def test_arbitrary_bytes_never_raise_anything_but_a_rejection(raw: bytes) -> Non
         return
     with contextlib.suppress(RequestRejected):
         parse_request(data, tenant_id=TENANT)
+
+
+def test_the_mail_product_principal_is_an_object_id_named_in_the_error_when_it_is_not() -> None:
+    principal = "5B1C6F0E-AAAA-4000-8000-000000000001"
+    request = parse_request(valid(mailProductPrincipalId=principal), tenant_id=TENANT)
+    assert request.mail_product_principal_id == principal.lower()
+    assert request_to_wire(request)["mailProductPrincipalId"] == principal.lower()
+    assert parse_request(valid(), tenant_id=TENANT).mail_product_principal_id is None
+    for wrong in ("api://mail-product", "5b1c6f0e", 42, ""):
+        error = rejected(valid(mailProductPrincipalId=wrong))
+        assert error.status == HTTPStatus.BAD_REQUEST
+        assert fields(error) == ["/mailProductPrincipalId"]
+        assert "object id" in error.errors[0].message
+
+
+def test_a_mail_product_principal_where_the_deployment_cannot_grant_it_is_422_naming_the_field() -> None:
+    with pytest.raises(RequestRejected) as info:
+        parse_request(
+            valid(mailProductPrincipalId="5b1c6f0e-aaaa-4000-8000-000000000001"),
+            tenant_id=TENANT,
+            allow_mail_product_principal=False,
+        )
+    assert info.value.status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert fields(info.value) == ["/mailProductPrincipalId"]
+    assert "KEY_VAULT_RESOURCE_ID" in info.value.errors[0].message
