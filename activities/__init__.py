@@ -120,6 +120,7 @@ typed_activity(
         app=p.app,
         lifetime_days=p.lifetime_days,
         protocols=p.protocols,
+        credential_type=p.credential_type,
     ),
 )
 typed_activity(

@@ -16,6 +16,7 @@ from onboarding.domain import (
     VERIFIED_DETAIL,
     AppRegistration,
     ConsentMode,
+    CredentialType,
     ExchangeResource,
     MailboxResult,
     MailboxState,
@@ -137,13 +138,27 @@ async def create_secret(
     lifetime_days: int,
     protocols: Sequence[str],
     now: datetime | None = None,
+    credential_type: CredentialType = CredentialType.SECRET,
 ) -> SecretRef:
-    """Mint the client secret and put it in Key Vault, never handing it back.
+    """Mint the client secret (or certificate: ``onboarding.certificates``) and put it in Key Vault,
+    never handing it back.
 
     Idempotent: if the vault already holds a secret whose password credential is still on the app,
     that one stands. A credential carrying this onboarding's label but absent from the vault is an
     orphan of an interrupted attempt (its value was lost), so it is removed before a new one is made.
     """
+    if credential_type is CredentialType.CERTIFICATE:
+        from onboarding import certificates
+
+        return await certificates.issue(
+            svc,
+            onboarding_id=onboarding_id,
+            tenant_id=tenant_id,
+            app=app,
+            lifetime_days=lifetime_days,
+            protocols=protocols,
+            label=password_label(onboarding_id),
+        )
     settings = svc.settings
     name = vault_secret_name(onboarding_id)
     label = password_label(onboarding_id)
@@ -372,12 +387,13 @@ async def verify_mailboxes(
     protocols: Sequence[str],
     mailboxes: Sequence[str],
 ) -> list[MailboxResult]:
-    """Log in as the mail client will: secret from Key Vault, token for Exchange, XOAUTH2 per mailbox.
+    """Log in as the mail client will: its credential (secret or certificate) from Key Vault, a token
+    for Exchange, XOAUTH2 per mailbox.
 
     A refusal leaves the mailbox GRANTED (the orchestrator tries again while permissions propagate);
     only a verified login on every protocol makes it VERIFIED.
     """
-    from onboarding.adapters.identity import acquire_token, app_secret_credential
+    from onboarding.adapters.identity import acquire_token, document_credential
 
     settings = svc.settings
     stored = await svc.vault.get(secret.name, secret.version)
@@ -386,7 +402,7 @@ async def verify_mailboxes(
             f"Key Vault secret {secret.name} is missing.", fix="Restore it from the vault's deleted secrets."
         )
     document = json.loads(stored.value)
-    credential = app_secret_credential(settings, tenant_id, document["clientId"], document["clientSecret"])
+    credential = document_credential(settings, document)
     try:
         token = await acquire_token(credential, settings.exchange_scope)
     except TransientError as exc:

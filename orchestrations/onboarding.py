@@ -377,6 +377,7 @@ class Onboarding:
                 app=self.app,
                 lifetime_days=self.request.secret_lifetime_days,
                 protocols=self.protocols,
+                credential_type=self.request.credential_type,
             ),
         )
 

@@ -85,7 +85,13 @@ class Rotation:
         self.mark(step, StepState.RUNNING)
         job = self.job
         payload = AddCredential(
-            job.onboarding_id, job.tenant_id, job.app, job.protocols, job.lifetime_days, job.requested_at
+            job.onboarding_id,
+            job.tenant_id,
+            job.app,
+            job.protocols,
+            job.lifetime_days,
+            job.requested_at,
+            job.credential_type,
         )
         try:
             new: NewCredential = yield from self.call(step, ADD_CREDENTIAL, payload)
