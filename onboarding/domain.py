@@ -41,7 +41,7 @@ class CredentialType(StrEnum):
     """How the onboarded app proves itself to Entra ID. Microsoft recommends certificates over
     client secrets (docs/handoff.md, "Which credential to choose")."""
 
-    SECRET = "secret"  # a password credential (Graph addPassword)
+    SECRET = "secret"  # noqa: S105 - a credential type, not a password (Graph addPassword)
     CERTIFICATE = "certificate"  # a Key Vault certificate whose public part is a keyCredential
 
 
