@@ -59,6 +59,8 @@ class SandboxConfig:
     identity_exchange_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_EXCHANGE_ROLES
     identity_directory_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_DIRECTORY_ROLES
     identity_vault_role: str | None = catalog.VAULT_SECRETS_OFFICER
+    # The certificates API's role (certificate onboardings): a separate RBAC role on the same vault.
+    identity_vault_certificate_role: str | None = catalog.VAULT_CERTIFICATES_OFFICER
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # Replication and propagation delays (sandbox/profiles.py): "fast" has none; "realistic" draws them
     # from documented ranges, on the tenant clock, so give it a clock the test moves.
@@ -137,6 +139,7 @@ class Sandbox:
             directory_roles=cfg.identity_directory_roles,
             vault_role=cfg.identity_vault_role,
         )
+        state.set_vault_certificate_role(self.identity.id, cfg.identity_vault_certificate_role)
         identity_header = secrets.token_urlsafe(24)
 
         entra = Entra(state, authority=authority, identity_header=identity_header, identity_sp=self.identity)
