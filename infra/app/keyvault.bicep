@@ -13,7 +13,7 @@ param location string
 @description('Tags applied to the vault.')
 param tags object = {}
 
-@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer: it writes client secrets and reads the link-signing key; it cannot manage keys, certificates or access.')
+@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer (it writes the hand-off secrets and reads the link-signing key) and Key Vault Certificates Officer (it creates the certificates of certificate onboardings); it cannot manage keys or access.')
 param principalId string
 
 @description('Days a deleted vault or secret stays recoverable (7-90). Fixed when the vault is created; purge protection means nobody can shorten it after a deletion.')
@@ -42,6 +42,7 @@ param apiFunctionKey string
 param linkSigningKey string
 
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+var keyVaultCertificatesOfficer = 'a4417e6f-fecd-4de8-b567-7b0420556985'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: The Flex Consumption app runs without VNet integration and reaches the vault over its public endpoint; access is by Entra ID and RBAC only. Add VNet integration and a private endpoint to set defaultAction Deny.
@@ -77,6 +78,18 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+  }
+}
+
+// Certificate onboardings (credentialType "certificate"): the certificates API has its own data-plane
+// role; the private key is then read through the secrets role above.
+resource certificatesOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, keyVaultCertificatesOfficer)
+  scope: vault
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificatesOfficer)
   }
 }
 

@@ -95,15 +95,19 @@ def test_key_vault_uses_rbac_soft_delete_and_purge_protection(parsed: dict[str, 
     assert "accessPolicies" not in properties
 
 
-def test_identity_gets_only_secrets_officer_on_the_vault(parsed: dict[str, Bicep]) -> None:
+def test_identity_gets_only_the_secrets_and_certificates_officer_roles_on_the_vault(
+    parsed: dict[str, Bicep],
+) -> None:
+    """Secrets Officer writes the hand-off secrets; Certificates Officer creates the certificates of
+    certificate onboardings. Nothing over keys or access."""
     vault_file = parsed["app/keyvault.bicep"]
     assignments = list(
         _resources({"app/keyvault.bicep": vault_file}, "Microsoft.Authorization/roleAssignments")
     )
-    assert len(assignments) == 1
-    assert (
-        vault_file["variables"]["keyVaultSecretsOfficer"]["value"] == "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
-    )
+    assert len(assignments) == 2
+    variables = vault_file["variables"]
+    assert variables["keyVaultSecretsOfficer"]["value"] == "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+    assert variables["keyVaultCertificatesOfficer"]["value"] == "a4417e6f-fecd-4de8-b567-7b0420556985"
 
 
 def test_storage_roles_are_the_three_the_host_needs(parsed: dict[str, Bicep]) -> None:
