@@ -822,6 +822,11 @@ class TenantState:
     def vault_certificates(self) -> list[VaultCertificate]:
         return list(self._certificates.values())
 
+    def record_issued_secret(self, value: str) -> None:
+        """A secret value the tenant made (a certificate's private key): the leak scan looks for it."""
+        with self.lock:
+            self._issued_secrets.append(value)
+
     def set_key_credentials(self, app: Application, keys: list[KeyCredential]) -> None:
         with self.lock:
             app.keys = list(keys)

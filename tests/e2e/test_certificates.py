@@ -1,0 +1,97 @@
+"""Certificate credentials end to end (issue 11 item 3), on the local host with the manual clock:
+an onboarding with ``credentialType: "certificate"`` hands the mail product a certificate it logs in
+with (a client assertion, then IMAP SELECT and POP STAT), and a client-secret onboarding switched to
+a certificate by ``POST .../rotate {"credentialType": "certificate"}`` loses its password once the
+overlap is over (``ROTATION_OVERLAP_HOURS=0``). The tenant_factory's leak scan also looks for every
+private key Key Vault made: none may appear in the task hub, a log line, an HTTP answer or an email."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from onboarding.adapters.identity import acquire_token, document_credential
+from onboarding.adapters.mailprobe import probe_login
+from onboarding.domain import Protocol, vault_certificate_name
+from onboarding.errors import OnboardingError
+from onboarding.settings import load_settings
+from tests.e2e.conftest import MAILBOXES, Tenant
+from tests.e2e.test_rotation import onboard, rotation_of, step_of, v1, vault_documents
+
+
+@pytest.fixture
+def tenant(tenant_factory: Any) -> Tenant:
+    return tenant_factory(manual_clock=True, extra_env={"ROTATION_OVERLAP_HOURS": "0"})
+
+
+def logs_in(tenant: Tenant, document: dict[str, Any], mailbox: str = MAILBOXES[0]) -> bool:
+    """What the mail product does with the hand-off (docs/client.md): a token with the document's
+    credential, secret or certificate, then IMAP SELECT and POP STAT."""
+
+    async def run() -> bool:
+        credential = document_credential(load_settings(), document)
+        try:
+            token = await acquire_token(credential, document["scope"])
+        except OnboardingError:
+            return False
+        finally:
+            await credential.close()
+        env = tenant.sandbox.env
+        imap = await probe_login(env["IMAP_HOST"], int(env["IMAP_PORT"]), Protocol.IMAP, mailbox, token.token)
+        pop = await probe_login(env["POP_HOST"], int(env["POP_PORT"]), Protocol.POP, mailbox, token.token)
+        return imap.ok and pop.ok
+
+    return asyncio.run(run())
+
+
+def test_a_certificate_onboarding_hands_over_a_certificate_that_logs_in_and_no_secret(tenant: Tenant) -> None:
+    view = onboard(tenant, 90, "Cert", credentialType="certificate")
+    [document] = vault_documents(tenant, view["secret"]["name"])
+    assert document["credentialType"] == "certificate" and "clientSecret" not in document
+    [app] = tenant.live_apps()
+    assert app.passwords == []  # the onboarding never made a client secret
+    [key] = app.keys
+    certificate = tenant.sandbox.state.get_certificate(vault_certificate_name(view["id"]))
+    assert certificate is not None and key.der == certificate.versions[-1].der
+    assert key.key_id == final_key(tenant, view["secret"]["name"])
+    assert document["certificateThumbprint"] == key.custom_key_identifier.hex().upper()
+    assert logs_in(tenant, document)
+    assert all(logs_in(tenant, document, mailbox) for mailbox in MAILBOXES[1:])
+    # Not the private key, not the PEM: the status names where the credential is, never what it is.
+    assert "PRIVATE KEY" not in json.dumps(view)
+
+
+def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_the_overlap(
+    tenant: Tenant,
+) -> None:
+    view = onboard(tenant, 180, "Switch")
+    name = view["secret"]["name"]
+    [old] = vault_documents(tenant, name)
+    assert logs_in(tenant, old)
+
+    refused = tenant.http.post(f"{v1(view)}/rotate", json={"credentialType": "pfx"})
+    assert refused.status_code == 400 and "/credentialType" in refused.text
+    response = tenant.http.post(f"{v1(view)}/rotate", json={"credentialType": "certificate"})
+    assert response.status_code == 202, response.text
+    final = rotation_of(tenant, view, lambda r: r["status"] != "running")
+    assert final["status"] == "succeeded", final
+    assert [s["state"] for s in final["steps"]] == ["done"] * 5
+
+    documents = vault_documents(tenant, name)
+    assert documents[:-1] == [old] and documents[-1]["credentialType"] == "certificate"
+    new = documents[-1]
+    [app] = tenant.live_apps()
+    assert app.passwords == [] and [k.key_id for k in app.keys] == [final_key(tenant, name)]
+    assert not logs_in(tenant, old)  # the password is gone from the app
+    for mailbox in MAILBOXES:
+        assert logs_in(tenant, new, mailbox)  # the certificate works for IMAP and POP
+    assert step_of(final, "remove_old_credential")["state"] == "done"
+
+
+def final_key(tenant: Tenant, name: str) -> str:
+    current = tenant.sandbox.state.get_secret(name)
+    assert current is not None
+    return current.current.tags["keyId"]
