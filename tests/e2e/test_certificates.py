@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,13 +20,53 @@ from onboarding.adapters.mailprobe import probe_login
 from onboarding.domain import Protocol, vault_certificate_name
 from onboarding.errors import OnboardingError
 from onboarding.settings import load_settings
-from tests.e2e.conftest import MAILBOXES, Tenant
-from tests.e2e.test_rotation import onboard, rotation_of, step_of, v1, vault_documents
+from tests.e2e.conftest import FINAL, MAILBOXES, Tenant
+from tests.e2e.test_rotation import conforms, step_of, v1, vault_documents
 
 
 @pytest.fixture
 def tenant(tenant_factory: Any) -> Tenant:
     return tenant_factory(manual_clock=True, extra_env={"ROTATION_OVERLAP_HOURS": "0"})
+
+
+def drive(tenant: Tenant, done: Callable[[], dict[str, Any] | None], rounds: int = 600) -> dict[str, Any]:
+    """Let the host work until ``done()`` answers, moving the manual clock: to the next durable timer
+    under the realistic profile (its delays are minutes), else a few seconds at a time."""
+    assert tenant.clock is not None
+    for _ in range(rounds):
+        tenant.host.idle(10)
+        answer = done()
+        if answer is not None:
+            return answer
+        if not tenant.skip_to_next_timer():
+            tenant.clock.advance(timedelta(seconds=5))
+    raise AssertionError("the host did not get there")
+
+
+def onboard(tenant: Tenant, lifetime_days: int, name: str, **request: Any) -> dict[str, Any]:
+    location = tenant.submit(
+        secretLifetimeDays=lifetime_days, idempotencyKey=name, displayName=name, **request
+    )
+    tenant.wait_for_decision(location)
+    tenant.consent_from([m for m in tenant.mails_to_admin() if "Admin consent needed" in m.subject][-1])
+
+    def ended() -> dict[str, Any] | None:
+        view = tenant.status(location)
+        return view if view["status"] in FINAL else None
+
+    view = drive(tenant, ended)
+    assert view["status"] == "succeeded", view
+    return view
+
+
+def rotation_of(tenant: Tenant, view: dict[str, Any]) -> dict[str, Any]:
+    """The rotation's part of the status once it has ended."""
+
+    def ended() -> dict[str, Any] | None:
+        part = tenant.http.get(v1(view), params={"view": "current"}).json().get("rotation")
+        return conforms(dict(part)) if part and part["status"] != "running" else None
+
+    return drive(tenant, ended)
 
 
 def logs_in(tenant: Tenant, document: dict[str, Any], mailbox: str = MAILBOXES[0]) -> bool:
@@ -76,7 +118,7 @@ def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_t
     assert refused.status_code == 400 and "/credentialType" in refused.text
     response = tenant.http.post(f"{v1(view)}/rotate", json={"credentialType": "certificate"})
     assert response.status_code == 202, response.text
-    final = rotation_of(tenant, view, lambda r: r["status"] != "running")
+    final = rotation_of(tenant, view)
     assert final["status"] == "succeeded", final
     assert [s["state"] for s in final["steps"]] == ["done"] * 5
 
