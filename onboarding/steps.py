@@ -402,7 +402,7 @@ async def verify_mailboxes(
             f"Key Vault secret {secret.name} is missing.", fix="Restore it from the vault's deleted secrets."
         )
     document = json.loads(stored.value)
-    credential = document_credential(settings, document)
+    credential = document_credential(settings, document, tenant_id)
     try:
         token = await acquire_token(credential, settings.exchange_scope)
     except TransientError as exc:

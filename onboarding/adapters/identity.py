@@ -173,9 +173,12 @@ def app_certificate_credential(
     )
 
 
-def document_credential(settings: Settings, document: Mapping[str, Any]) -> AsyncTokenCredential:
-    """The credential a hand-off document (docs/handoff.md) holds: its certificate, or its secret."""
-    tenant_id, client_id = str(document["tenantId"]), str(document["clientId"])
+def document_credential(
+    settings: Settings, document: Mapping[str, Any], tenant_id: str | None = None
+) -> AsyncTokenCredential:
+    """The credential a hand-off document (docs/handoff.md) holds: its certificate, or its secret;
+    in the document's tenant unless ``tenant_id`` names it."""
+    tenant_id, client_id = tenant_id or str(document["tenantId"]), str(document["clientId"])
     if document.get("credentialType") == "certificate":
         return app_certificate_credential(settings, tenant_id, client_id, str(document["clientCertificate"]))
     return app_secret_credential(settings, tenant_id, client_id, str(document["clientSecret"]))
