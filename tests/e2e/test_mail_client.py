@@ -50,7 +50,7 @@ def test_the_documented_client_reads_the_handoff_and_opens_each_onboarded_mailbo
             secret["vaultUri"], secret["name"], credential, verify_challenge_resource=False
         )
     assert handoff.client_id == view["app"]["appId"]
-    assert handoff.client_secret not in repr(handoff)
+    assert handoff.secret not in repr(handoff)
     token = mail_client.app_token(handoff, disable_instance_discovery=True)
 
     assert handoff.imap is not None and handoff.pop is not None
