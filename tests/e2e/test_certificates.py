@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
+from demo import mail_client
 from onboarding.adapters.identity import acquire_token, document_credential
 from onboarding.adapters.mailprobe import probe_login
 from onboarding.domain import Protocol, vault_certificate_name
 from onboarding.errors import OnboardingError
 from onboarding.settings import load_settings
 from tests.e2e.conftest import FINAL, MAILBOXES, Tenant
+from tests.e2e.test_mail_client import mail_product_credential
 from tests.e2e.test_rotation import conforms, step_of, v1, vault_documents
 
 
@@ -104,6 +106,18 @@ def test_a_certificate_onboarding_hands_over_a_certificate_that_logs_in_and_no_s
     assert all(logs_in(tenant, document, mailbox) for mailbox in MAILBOXES[1:])
     # Not the private key, not the PEM: the status names where the credential is, never what it is.
     assert "PRIVATE KEY" not in json.dumps(view)
+
+    # The documented client (docs/client.md) as the mail product: its own principal reads the
+    # hand-off, and the certificate in it signs the client assertion.
+    with mail_product_credential(tenant) as credential:
+        handoff = mail_client.read_handoff(
+            view["secret"]["vaultUri"], view["secret"]["name"], credential, verify_challenge_resource=False
+        )
+    assert handoff.credential_type == "certificate" and handoff.secret not in repr(handoff)
+    token = mail_client.app_token(handoff, disable_instance_discovery=True)
+    assert handoff.imap is not None and handoff.pop is not None
+    assert mail_client.imap_select_inbox(handoff.imap, MAILBOXES[0], token) >= 0
+    assert mail_client.pop_stat(handoff.pop, MAILBOXES[0], token)[0] >= 0
 
 
 def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_the_overlap(
