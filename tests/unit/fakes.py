@@ -312,6 +312,7 @@ class FakeCertificates:
         self.keys: dict[tuple[str, str], str] = {}  # (name, version) -> PEM
         self.created: list[tuple[str, str, int]] = []  # (name, subject, validity months)
         self.crash_after_create = False
+        self.pem: str | None = None  # what every private key reads as, when a test needs a real shape
 
     async def create(
         self, name: str, *, subject: str, validity_months: int, tags: dict[str, str]
@@ -324,7 +325,9 @@ class FakeCertificates:
             f"v{n}", f"der-{n}".encode(), f"{n:040X}", now, now + timedelta(days=30 * validity_months), tags
         )
         self.versions.setdefault(name, []).append(made)
-        self.keys[(name, made.version)] = f"-----BEGIN PRIVATE KEY-----\nkey-{n}\n-----END PRIVATE KEY-----\n"
+        self.keys[(name, made.version)] = (
+            self.pem or f"-----BEGIN PRIVATE KEY-----\nkey-{n}\n-----END PRIVATE KEY-----\n"
+        )
         self.created.append((name, subject, validity_months))
         if self.crash_after_create:
             self.crash_after_create = False
