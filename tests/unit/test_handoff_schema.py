@@ -7,8 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from onboarding import steps
-from onboarding.domain import AppRegistration
-from onboarding.domain import CredentialType
+from onboarding.domain import AppRegistration, CredentialType
 from onboarding.handoff import CREDENTIALS_SCHEMA, CREDENTIALS_SCHEMA_V2, CREDENTIALS_SCHEMA_VERSION
 from tests.unit.fakes import FakeServices, settings
 
