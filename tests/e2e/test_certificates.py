@@ -22,6 +22,7 @@ from onboarding.domain import Protocol, vault_certificate_name
 from onboarding.errors import OnboardingError
 from onboarding.settings import load_settings
 from tests.e2e.conftest import FINAL, MAILBOXES, Tenant
+from tests.e2e.test_diagnosis import first_broken, of_onboarding
 from tests.e2e.test_mail_client import mail_product_credential
 from tests.e2e.test_rotation import conforms, step_of, v1, vault_documents
 
@@ -145,6 +146,12 @@ def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_t
     for mailbox in MAILBOXES:
         assert logs_in(tenant, new, mailbox)  # the certificate works for IMAP and POP
     assert step_of(final, "remove_old_credential")["state"] == "done"
+
+    # The diagnosis follows the switch: every link holds, the credential named as a certificate.
+    report = of_onboarding(tenant, view["id"])
+    assert first_broken(report) == (None, "")
+    [link] = [link for link in report["links"] if link["name"] == "credential"]
+    assert link["detail"].startswith("Certificate "), link
 
 
 def final_key(tenant: Tenant, name: str) -> str:
