@@ -111,6 +111,8 @@ def test_a_certificate_onboarding_hands_over_a_certificate_that_logs_in_and_no_s
     # The documented client (docs/client.md) as the mail product: its own principal reads the
     # hand-off, and the certificate in it signs the client assertion.
     with mail_product_credential(tenant) as credential:
+        assert tenant.clock is not None
+        tenant.clock.advance(timedelta(minutes=11))  # its new vault role propagates (realistic: minutes)
         handoff = mail_client.read_handoff(
             view["secret"]["vaultUri"], view["secret"]["name"], credential, verify_challenge_resource=False
         )
