@@ -136,9 +136,7 @@ class CertificateVault:
     def _error(self, exc: BaseException, action: str) -> OnboardingError:
         from azure.core.exceptions import ResourceExistsError
 
-        if isinstance(exc, ResourceExistsError) and _inner_code(exc) not in (
-            "ObjectIsDeletedButRecoverable",
-        ):
+        if isinstance(exc, ResourceExistsError) and not _inner_code(exc):
             # Key Vault refuses a create while another creation of the name is in progress.
             return TransientError(
                 f"Key Vault is already creating a version of the certificate ({action}).",
@@ -183,6 +181,24 @@ class CertificateVault:
                 code="certificate_format",
             )
         return secret.value
+
+    async def delete(self, name: str) -> None:
+        """Soft delete (recoverable while the vault's retention lasts), its private key with it; none
+        by that name, or one already being deleted, counts as done. Not waited for: the vault
+        finishes a soft delete it has accepted without us."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            await asyncio.wait_for(
+                self._certificates.delete_certificate(name, _polling_interval=self._polling),
+                self._polling * CREATE_POLLS,
+            )
+        except (ResourceNotFoundError, TimeoutError):
+            return
+        except Exception as exc:
+            error = self._error(exc, f"delete certificate {name}")
+            if error.code != "ObjectIsBeingDeleted":
+                raise error from None
 
     async def close(self) -> None:
         await self._certificates.close()

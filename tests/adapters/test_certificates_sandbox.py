@@ -125,6 +125,15 @@ async def test_key_vault_creates_a_self_signed_certificate_whose_private_key_is_
     assert second.version != made.version and (await certificates.latest("mail-cert-t1")) == second
     assert await certificates.latest("no-such-cert") is None
 
+    # Offboarding: a soft delete takes the private key with it; again, or none by that name, is done.
+    await certificates.delete("mail-cert-t1")
+    await certificates.delete("mail-cert-t1")
+    await certificates.delete("no-such-cert")
+    assert await certificates.latest("mail-cert-t1") is None
+    [gone] = sb.state.vault_certificates()
+    [key] = [s for s in sb.state.secrets() if s.name == "mail-cert-t1"]
+    assert gone.deleted_at is not None and key.deleted_at is not None
+
 
 async def test_the_certificates_api_follows_the_sdk_pending_versions_soft_delete_and_policy_checks(
     sb: Sandbox, settings: Settings

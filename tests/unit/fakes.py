@@ -341,6 +341,9 @@ class FakeCertificates:
     async def private_pem(self, name: str, version: str) -> str:
         return self.keys[(name, version)]
 
+    async def delete(self, name: str) -> None:
+        self.versions.pop(name, None)
+
     async def close(self) -> None:
         pass
 

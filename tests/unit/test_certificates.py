@@ -156,3 +156,13 @@ async def test_no_rotation_payload_of_a_certificate_carries_its_private_key() ->
         text = json.dumps(payload.to_json())
         assert "PRIVATE KEY" not in text and "clientCertificate" not in text
     assert type(new).from_json(json.loads(json.dumps(new.to_json()))) == new
+
+
+async def test_offboarding_deletes_the_certificate_with_the_hand_off_secret_and_twice_is_once() -> None:
+    from onboarding import offboarding
+
+    svc = FakeServices(settings())
+    await onboard(svc, CredentialType.CERTIFICATE)
+    await offboarding.delete_secret(svc, onboarding_id=ID)
+    await offboarding.delete_secret(svc, onboarding_id=ID)
+    assert CERT not in svc.certificates.versions
