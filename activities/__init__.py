@@ -176,7 +176,11 @@ async def _verify_mailboxes(s: Services, p: C.VerifyMailboxes) -> C.MailboxResul
 
 async def _compensate(s: Services, p: C.Compensate) -> C.Compensation:
     done = await steps.compensate(
-        s, onboarding_id=p.onboarding_id, app=p.app, exchange_registered=p.exchange_registered
+        s,
+        onboarding_id=p.onboarding_id,
+        app=p.app,
+        exchange_registered=p.exchange_registered,
+        credential_type=p.credential_type,
     )
     return C.Compensation(tuple(done))
 

@@ -368,12 +368,14 @@ class Compensate:
     onboarding_id: str
     app: AppRegistration | None
     exchange_registered: bool
+    credential_type: CredentialType = CredentialType.SECRET  # a certificate's is deleted too
 
     def to_json(self) -> Json:
         return {
             "onboarding_id": self.onboarding_id,
             "app": self.app.to_json() if self.app else None,
             "exchange_registered": self.exchange_registered,
+            "credential_type": self.credential_type.value,
         }
 
     @classmethod
@@ -382,6 +384,7 @@ class Compensate:
             onboarding_id=data["onboarding_id"],
             app=AppRegistration.from_json(data["app"]) if data.get("app") else None,
             exchange_registered=bool(data["exchange_registered"]),
+            credential_type=CredentialType(data.get("credential_type") or CredentialType.SECRET),
         )
 
 

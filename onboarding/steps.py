@@ -25,6 +25,7 @@ from onboarding.domain import (
     Protocol,
     SecretRef,
     app_unique_name,
+    vault_certificate_name,
     vault_secret_name,
 )
 from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
@@ -443,7 +444,12 @@ async def verify_mailboxes(
 
 
 async def compensate(
-    svc: ServicesPort, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
+    svc: ServicesPort,
+    *,
+    onboarding_id: str,
+    app: AppRegistration | None,
+    exchange_registered: bool,
+    credential_type: CredentialType = CredentialType.SECRET,
 ) -> list[str]:
     """Undo an onboarding that will not complete, and say what was undone or is left for an admin.
 
@@ -469,6 +475,16 @@ async def compensate(
             f"Delete the Key Vault secret {name} in the vault.",
         )
     )
+    if credential_type is CredentialType.CERTIFICATE:
+        certificate = vault_certificate_name(onboarding_id)
+        parts.append(
+            (
+                lambda: svc.certificates.delete(certificate),
+                f"Deleted Key Vault certificate {certificate} and its private key (recoverable while the "
+                "vault's soft delete lasts).",
+                f"Delete the Key Vault certificate {certificate} in the vault.",
+            )
+        )
     if app is not None:
         parts.append(
             (

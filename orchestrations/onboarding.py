@@ -614,6 +614,7 @@ class Onboarding:
                 onboarding_id=self.job.onboarding_id,
                 app=self.app,
                 exchange_registered=self.exchange_registered,
+                credential_type=self.request.credential_type,
             )
             reply = yield self.context.call_activity_with_retry(
                 C.COMPENSATE.name,

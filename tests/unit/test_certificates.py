@@ -166,3 +166,15 @@ async def test_offboarding_deletes_the_certificate_with_the_hand_off_secret_and_
     await offboarding.delete_secret(svc, onboarding_id=ID)
     await offboarding.delete_secret(svc, onboarding_id=ID)
     assert CERT not in svc.certificates.versions
+
+
+async def test_a_failed_certificate_onboarding_is_undone_with_its_certificate() -> None:
+    from onboarding.steps import compensate
+
+    svc = FakeServices(settings())
+    await onboard(svc, CredentialType.CERTIFICATE)
+    report = await compensate(
+        svc, onboarding_id=ID, app=APP, exchange_registered=False, credential_type=CredentialType.CERTIFICATE
+    )
+    assert CERT not in svc.certificates.versions
+    assert any(line.startswith(f"Deleted Key Vault certificate {CERT}") for line in report)
