@@ -198,13 +198,19 @@ class NewCredential:
 
     secret: SecretRef
     previous_version: str | None
+    credential_type: CredentialType = CredentialType.SECRET
 
     def to_json(self) -> dict[str, Any]:
-        return {"secret": self.secret.to_json(), "previous_version": self.previous_version}
+        return {
+            "secret": self.secret.to_json(),
+            "previous_version": self.previous_version,
+            "credential_type": self.credential_type.value,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        return cls(SecretRef.from_json(data["secret"]), data.get("previous_version"))
+        kind = _credential_type(data.get("credential_type")) or CredentialType.SECRET
+        return cls(SecretRef.from_json(data["secret"]), data.get("previous_version"), kind)
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,7 @@ class RotationResult:
     secret: SecretRef | None = None  # the new one, once stored
     removed_key_ids: tuple[str, ...] = ()
     error: str = ""
+    credential_type: CredentialType | None = None  # the new credential's, once made
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,6 +267,7 @@ class RotationResult:
             "secret": self.secret.to_json() if self.secret else None,
             "removed_key_ids": list(self.removed_key_ids),
             "error": self.error,
+            "credential_type": self.credential_type.value if self.credential_type else None,
         }
 
     @classmethod
@@ -271,6 +279,7 @@ class RotationResult:
             secret=SecretRef.from_json(data["secret"]) if data.get("secret") else None,
             removed_key_ids=tuple(data.get("removed_key_ids", ())),
             error=str(data.get("error", "")),
+            credential_type=_credential_type(data.get("credential_type")),
         )
 
 
@@ -393,7 +402,7 @@ async def _add_certificate(svc: ServicesPort, p: AddCredential, label: str, prev
     stored = await svc.vault.get(secret.name, secret.version)
     # A rerun after the document was written: the version it replaced is on its tag, not ``current``.
     replaced = stored.tags.get(PREVIOUS_VERSION_TAG, previous) if stored is not None else previous
-    return NewCredential(secret, replaced or None)
+    return NewCredential(secret, replaced or None, CredentialType.CERTIFICATE)
 
 
 def _ref(svc: ServicesPort, name: str, version: str, key_id: str, expires_on: datetime | None) -> SecretRef:

@@ -179,6 +179,7 @@ class Rotation:
             secret=new.secret if new else None,
             removed_key_ids=removed,
             error=error,
+            credential_type=new.credential_type if new else self.job.credential_type,
         )
         yield from self.notify(result)
         succeeded = status is RotationStatus.SUCCEEDED

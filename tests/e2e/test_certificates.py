@@ -148,6 +148,7 @@ def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_t
     for mailbox in MAILBOXES:
         assert logs_in(tenant, new, mailbox)  # the certificate works for IMAP and POP
     assert step_of(final, "remove_old_credential")["state"] == "done"
+    assert tenant.mails_to_admin()[-1].subject == "Certificate rotated: Switch"
 
     # The diagnosis follows the switch: every link holds, the credential named as a certificate.
     report = of_onboarding(tenant, view["id"])
