@@ -161,3 +161,26 @@ def final_key(tenant: Tenant, name: str) -> str:
     current = tenant.sandbox.state.get_secret(name)
     assert current is not None
     return current.current.tags["keyId"]
+
+
+def test_a_certificate_onboarding_rotates_to_a_new_certificate_version_and_key(tenant: Tenant) -> None:
+    view = onboard(tenant, 30, "CertRotated", credentialType="certificate")
+    name = view["secret"]["name"]
+    [old] = vault_documents(tenant, name)
+
+    response = tenant.http.post(f"{v1(view)}/rotate")  # no body: the type in use, a certificate
+    assert response.status_code == 202, response.text
+    final = rotation_of(tenant, view)
+    assert final["status"] == "succeeded", final
+
+    new = vault_documents(tenant, name)[-1]
+    assert (
+        new["credentialType"] == "certificate"
+        and new["certificateThumbprint"] != old["certificateThumbprint"]
+    )
+    certificate = tenant.sandbox.state.get_certificate(vault_certificate_name(view["id"]))
+    assert certificate is not None and len(certificate.versions) == 2
+    [app] = tenant.live_apps()
+    assert [k.der for k in app.keys] == [certificate.versions[-1].der] and app.passwords == []
+    assert logs_in(tenant, new) and not logs_in(tenant, old)
+    assert tenant.mails_to_admin()[-1].subject == "Certificate rotated: CertRotated"
