@@ -403,7 +403,15 @@ async def verify_mailboxes(
             f"Key Vault secret {secret.name} is missing.", fix="Restore it from the vault's deleted secrets."
         )
     document = json.loads(stored.value)
-    credential = document_credential(settings, document, tenant_id)
+    try:
+        credential = document_credential(settings, document, tenant_id)
+    except (ValueError, KeyError, TypeError):
+        # azure-identity parses the PEM here; its words are not passed on (they could quote it).
+        raise OnboardingError(
+            f"The credential in Key Vault secret {secret.name} cannot be used (malformed document or certificate).",
+            fix="Rotate the onboarding's credential (POST .../rotate) to write a new one.",
+            code="credential_unreadable",
+        ) from None
     try:
         token = await acquire_token(credential, settings.exchange_scope)
     except TransientError as exc:

@@ -178,3 +178,23 @@ async def test_a_failed_certificate_onboarding_is_undone_with_its_certificate() 
     )
     assert CERT not in svc.certificates.versions
     assert any(line.startswith(f"Deleted Key Vault certificate {CERT}") for line in report)
+
+
+async def test_a_certificate_that_cannot_be_read_fails_verification_without_quoting_it() -> None:
+    from onboarding.domain import SecretRef
+    from onboarding.errors import OnboardingError
+    from onboarding.steps import verify_mailboxes
+
+    svc = FakeServices(settings())
+    ref = await onboard(svc, CredentialType.CERTIFICATE)  # the fake's key is not a real PEM
+    with pytest.raises(OnboardingError) as caught:
+        await verify_mailboxes(
+            svc,
+            tenant_id="t",
+            app=APP,
+            secret=SecretRef.from_json(ref.to_json()),
+            protocols=["IMAP"],
+            mailboxes=["a@contoso.test"],
+        )
+    assert caught.value.code == "credential_unreadable"
+    assert "PRIVATE KEY" not in str(caught.value) and "key-" not in str(caught.value)
