@@ -29,12 +29,12 @@ from onboarding.domain import (
     vault_secret_name,
 )
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
+from onboarding.handoff import CERTIFICATE_SCHEMA_VERSION
 from onboarding.ports import IssuedCertificateRecord, ServicesPort
 
-# The hand-off document of a certificate: version 2 (docs/schemas/credentials-v2.schema.json). A
+# The hand-off document of a certificate is version 2 (``handoff.CERTIFICATE_SCHEMA_VERSION``): a
 # version 1 reader requires clientSecret, which a certificate document has not, and refuses a version
-# it does not know: it fails clearly instead of misreading the document.
-CERTIFICATE_SCHEMA_VERSION = 2
+# it does not know, so it fails clearly instead of misreading the document.
 LABEL_TAG = "label"
 CREDENTIAL_TYPE_TAG = "credentialType"
 DAYS_PER_MONTH = 30
@@ -141,4 +141,5 @@ def _ref(svc: ServicesPort, name: str, version: str, key_id: str, expires_on: da
         version=version,
         expires_on=expires_on.isoformat() if expires_on else "",
         key_id=key_id,
+        credential_type=CredentialType.CERTIFICATE.value,
     )

@@ -228,7 +228,8 @@ class SecretRef(_Json):
     name: str
     version: str
     expires_on: str  # ISO 8601
-    key_id: str  # the password credential's keyId on the app (not secret)
+    key_id: str  # the password or key credential's keyId on the app (not secret)
+    credential_type: str = "secret"  # a CredentialType value: which hand-off document version it is
 
 
 @dataclass(frozen=True)

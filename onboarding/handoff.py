@@ -15,3 +15,4 @@ CREDENTIALS_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schemas" / 
 # Certificate documents (``onboarding.certificates``): a version 1 reader requires clientSecret, so a
 # document without one is version 2. Client secrets are still written as version 1.
 CREDENTIALS_SCHEMA_V2 = CREDENTIALS_SCHEMA.with_name("credentials-v2.schema.json")
+CERTIFICATE_SCHEMA_VERSION = 2

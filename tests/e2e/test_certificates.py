@@ -102,6 +102,7 @@ def test_a_certificate_onboarding_hands_over_a_certificate_that_logs_in_and_no_s
     certificate = tenant.sandbox.state.get_certificate(vault_certificate_name(view["id"]))
     assert certificate is not None and key.der == certificate.versions[-1].der
     assert key.key_id == final_key(tenant, view["secret"]["name"])
+    assert (view["secret"]["schemaVersion"], view["secret"]["credentialType"]) == (2, "certificate")
     assert document["certificateThumbprint"] == key.custom_key_identifier.hex().upper()
     assert logs_in(tenant, document)
     assert all(logs_in(tenant, document, mailbox) for mailbox in MAILBOXES[1:])
