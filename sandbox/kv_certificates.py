@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -415,7 +415,3 @@ def _key_body(pem: str) -> str:
 def thumbprint(der: bytes) -> bytes:
     """The SHA-1 thumbprint Entra ID names a certificate by (x5t, customKeyIdentifier)."""
     return hashlib.sha1(der).digest()  # noqa: S324 - X.509 thumbprint, not security
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
