@@ -120,6 +120,7 @@ typed_activity(
         app=p.app,
         lifetime_days=p.lifetime_days,
         protocols=p.protocols,
+        credential_type=p.credential_type,
     ),
 )
 typed_activity(
@@ -184,6 +185,7 @@ async def _compensate(s: Services, p: C.Compensate) -> C.Compensation:
         app=p.app,
         exchange_registered=p.exchange_registered,
         secret_reader=p.secret_reader,
+        credential_type=p.credential_type,
     )
     return C.Compensation(tuple(done))
 

@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from onboarding import activity_names as A
 from onboarding.domain import (
     AppRegistration,
+    CredentialType,
     ExchangeResource,
     MailboxResult,
     OnboardingRequest,
@@ -202,6 +203,7 @@ class CreateSecret:
     app: AppRegistration
     lifetime_days: int
     protocols: tuple[str, ...]
+    credential_type: CredentialType = CredentialType.SECRET
 
     def to_json(self) -> Json:
         return {
@@ -210,6 +212,7 @@ class CreateSecret:
             "app": self.app.to_json(),
             "lifetime_days": self.lifetime_days,
             "protocols": list(self.protocols),
+            "credential_type": self.credential_type.value,
         }
 
     @classmethod
@@ -220,6 +223,8 @@ class CreateSecret:
             app=AppRegistration.from_json(data["app"]),
             lifetime_days=int(data["lifetime_days"]),
             protocols=tuple(data["protocols"]),
+            # Histories from before certificates carry no type: they made secrets.
+            credential_type=CredentialType(data.get("credential_type") or CredentialType.SECRET),
         )
 
 
@@ -402,12 +407,14 @@ class Compensate:
     exchange_registered: bool
     # The mail product's principal, once its role on the secret may have been assigned.
     secret_reader: str | None = None
+    credential_type: CredentialType = CredentialType.SECRET  # a certificate's is deleted too
 
     def to_json(self) -> Json:
         data: Json = {
             "onboarding_id": self.onboarding_id,
             "app": self.app.to_json() if self.app else None,
             "exchange_registered": self.exchange_registered,
+            "credential_type": self.credential_type.value,
         }
         if self.secret_reader:
             data["secret_reader"] = self.secret_reader
@@ -420,6 +427,7 @@ class Compensate:
             app=AppRegistration.from_json(data["app"]) if data.get("app") else None,
             exchange_registered=bool(data["exchange_registered"]),
             secret_reader=data.get("secret_reader"),
+            credential_type=CredentialType(data.get("credential_type") or CredentialType.SECRET),
         )
 
 

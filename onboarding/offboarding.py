@@ -36,6 +36,7 @@ from onboarding.domain import (
     WorkflowOptions,
     _default_options,
     app_unique_name,
+    vault_certificate_name,
     vault_secret_name,
 )
 from onboarding.errors import InvalidRequestError, NotFoundError
@@ -292,6 +293,9 @@ async def delete_secret(svc: ServicesPort, *, onboarding_id: str) -> str:
     """Soft delete: recoverable while the vault's retention lasts. Already deleted counts as done."""
     name = vault_secret_name(onboarding_id)
     await svc.vault.delete(name)
+    # A certificate onboarding's certificate (and its private key) goes the same way; a client-secret
+    # onboarding has none, which counts as done.
+    await svc.certificates.delete(vault_certificate_name(onboarding_id))
     # The onboarding's record (onboarding/records.py) goes with its credential: nothing is left to watch.
     await records.forget(svc.vault, onboarding_id)
     return name

@@ -30,7 +30,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onboarding import netcheck
-from onboarding.domain import DEFAULT_SECRET_LIFETIME_DAYS, ConsentMode, OnboardingRequest, Protocol
+from onboarding.domain import (
+    DEFAULT_SECRET_LIFETIME_DAYS,
+    ConsentMode,
+    CredentialType,
+    OnboardingRequest,
+    Protocol,
+)
 from onboarding.lookalike import display_name_problem
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -57,6 +63,7 @@ FIELDS: dict[str, str] = {
     "externalReference": "external_reference",
     "idempotencyKey": "idempotency_key",
     "mailProductPrincipalId": "mail_product_principal_id",
+    "credentialType": "credential_type",
 }
 REQUIRED = ("tenantId", "displayName", "protocols", "mailboxes", "adminEmails")
 
@@ -248,6 +255,7 @@ def parse_request(
     admin_emails = _addresses(data.get("adminEmails"), "/adminEmails", errors, MAX_ADMIN_EMAILS)
     consent_mode = _consent_mode(data.get("consentMode"), errors)
     lifetime = _lifetime(data.get("secretLifetimeDays"), errors)
+    credential_type = credential_type_of(data.get("credentialType"), "/credentialType", errors)
     callback = _callback_url(data.get("callbackUrl"), errors, allow_private=allow_private_callbacks)
     reference = _text(data.get("externalReference"), "/externalReference", errors, MAX_EXTERNAL_REFERENCE)
     key = _idempotency_key(data.get("idempotencyKey"), errors)
@@ -294,6 +302,7 @@ def parse_request(
         external_reference=reference,
         idempotency_key=key,
         mail_product_principal_id=reader,
+        credential_type=credential_type,
     )
 
 
@@ -444,6 +453,25 @@ def parse_mailbox_change(data: Any) -> tuple[str, tuple[str, ...]]:
     return change, tuple(addresses)
 
 
+def parse_rotation(data: Any) -> CredentialType | None:
+    """The optional body of POST .../rotate, ``{"credentialType": "certificate"}``: the type the new
+    credential is to be (switching an onboarding from a secret to a certificate, or back), or None to
+    keep the current one; or ``RequestRejected`` naming what is wrong."""
+    errors = _Errors()
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        errors.add("", f"must be a JSON object, not {_json_type(data)}")
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid rotation", errors.final())
+    for name in sorted(set(data) - {"credentialType"}):
+        errors.add(f"/{name}", "unknown field; this call takes only credentialType")
+    wanted = data.get("credentialType")
+    credential_type = credential_type_of(wanted, "/credentialType", errors)
+    if errors.total:
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid rotation", errors.final())
+    return credential_type if wanted is not None else None
+
+
 def _consent_mode(value: Any, errors: _Errors) -> ConsentMode:
     if value is None:
         return ConsentMode.CONSENT
@@ -452,6 +480,17 @@ def _consent_mode(value: Any, errors: _Errors) -> ConsentMode:
         errors.add("/consentMode", f"must be one of {allowed}")
         return ConsentMode.CONSENT
     return ConsentMode(value)
+
+
+def credential_type_of(value: Any, pointer: str, errors: _Errors) -> CredentialType:
+    """``secret`` (the default) or ``certificate``; anything else is named as the problem."""
+    if value is None:
+        return CredentialType.SECRET
+    allowed = [t.value for t in CredentialType]
+    if value not in allowed:
+        errors.add(pointer, f"must be one of {allowed}")
+        return CredentialType.SECRET
+    return CredentialType(value)
 
 
 def _lifetime(value: Any, errors: _Errors) -> int:

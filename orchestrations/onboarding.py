@@ -375,6 +375,7 @@ class Onboarding:
             app=self.app,
             lifetime_days=self.request.secret_lifetime_days,
             protocols=self.protocols,
+            credential_type=self.request.credential_type,
         )
         reader = self.request.mail_product_principal_id
         if reader is None:  # as before the mail product's role existed: such histories replay unchanged
@@ -644,6 +645,7 @@ class Onboarding:
                 app=self.app,
                 exchange_registered=self.exchange_registered,
                 secret_reader=self.secret_reader,
+                credential_type=self.request.credential_type,
             )
             reply = yield self.context.call_activity_with_retry(
                 C.COMPENSATE.name,

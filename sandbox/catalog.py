@@ -89,6 +89,13 @@ VAULT_ROLE_DEFINITION_IDS = {
     KEY_VAULT_SECRETS_USER_ROLE: VAULT_SECRETS_USER,
 }
 
+# The certificates API's data-plane role (Key Vault Certificates Officer: Microsoft.KeyVault/vaults/
+# certificates/*); reading a certificate's private key is a secrets action (docs/sandbox-facts.md).
+VAULT_CERTIFICATES_OFFICER = "Key Vault Certificates Officer"
+VAULT_CERTIFICATE_ROLE_ACTIONS = {
+    VAULT_CERTIFICATES_OFFICER: frozenset({"get", "list", "create", "update", "delete", "recover", "purge"}),
+}
+
 DEFAULT_IDENTITY_GRAPH_ROLES = (
     "Application.ReadWrite.OwnedBy",
     "AppRoleAssignment.ReadWrite.All",

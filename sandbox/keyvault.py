@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.kv_certificates import VaultCertificates
 from sandbox.state import SecretVersion, TenantState, VaultSecret
 from sandbox.tokens import TokenError
 from sandbox.web import CALLER_KEY, make_app
@@ -107,6 +108,8 @@ class KeyVault:
         ]
         for method, path, handler, action in routes:
             app.router.add_route(method, path, self._guard(handler, action))
+        # Certificates live on the same vault host, with their own RBAC role (sandbox/kv_certificates.py).
+        VaultCertificates(self.state, vault_uri=self.uri, authority=self.authority).register(app)
         return app
 
     def _guard(self, handler: Any, action: str) -> Any:
@@ -196,6 +199,9 @@ class KeyVault:
             out["value"] = v.value
         if v.content_type is not None:
             out["contentType"] = v.content_type
+        if v.managed:  # a certificate's secret names its key, as Key Vault's does
+            out["kid"] = f"{self.uri}/keys/{s.name}/{v.version}"
+            out["managed"] = True
         return out
 
     def _deleted_bundle(self, s: VaultSecret) -> dict[str, Any]:

@@ -51,6 +51,20 @@ class PasswordCredential:
 
 
 @dataclass
+class KeyCredential:
+    """A certificate on an app: its public part (DER) and the thumbprint that names it."""
+
+    key_id: str
+    display_name: str | None
+    start: datetime
+    end: datetime
+    der: bytes = field(repr=False)
+    custom_key_identifier: bytes = b""  # the SHA-1 thumbprint unless the writer set another
+    type: str = "AsymmetricX509Cert"
+    usage: str = "Verify"
+
+
+@dataclass
 class Application:
     id: str
     app_id: str
@@ -63,6 +77,7 @@ class Application:
     notes: str | None = None
     tags: list[str] = field(default_factory=list)
     passwords: list[PasswordCredential] = field(default_factory=list)
+    keys: list[KeyCredential] = field(default_factory=list)
     owners: set[str] = field(default_factory=set)  # service principal object ids
     deleted_at: datetime | None = None
 
@@ -132,6 +147,37 @@ class SecretVersion:
     enabled: bool = True
     expires: datetime | None = None
     not_before: datetime | None = None
+    managed: bool = False  # the secret of a certificate (its private key): Key Vault writes it, not us
+
+
+@dataclass
+class CertificateVersion:
+    version: str
+    der: bytes = field(repr=False)
+    created: datetime
+    not_before: datetime
+    expires: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+
+@dataclass
+class CertificateOperation:
+    """A creation in progress: the version it will make, complete once polled (self-signed)."""
+
+    request_id: str
+    made: CertificateVersion
+    secret: SecretVersion = field(repr=False)
+    status: str = "inProgress"
+
+
+@dataclass
+class VaultCertificate:
+    name: str
+    policy: dict[str, Any]
+    versions: list[CertificateVersion] = field(default_factory=list)  # oldest first
+    operation: CertificateOperation | None = None
+    deleted_at: datetime | None = None
 
 
 @dataclass
@@ -235,6 +281,8 @@ class TenantState:
         self._mailboxes: dict[str, Mailbox] = {}
         self._vault_roles: dict[str, str] = {}  # principal object id -> RBAC role name
         self._vault_role_since: dict[str, datetime] = {}  # when each principal's role was assigned
+        self._vault_certificate_roles: dict[str, str] = {}  # principal object id -> certificates role
+        self._certificates: dict[str, VaultCertificate] = {}
         self._secrets: dict[str, VaultSecret] = {}
         self._rbac: dict[str, RbacAssignment] = {}  # lower-cased name -> assignment
         # Principals that may write role assignments on the vault and below, and the role definition
@@ -330,6 +378,18 @@ class TenantState:
             if since is not None and not self._visible(since, self.faults.replication.vault_role_s):
                 return None
             return self._vault_roles.get(principal_id)
+
+    def set_vault_certificate_role(self, principal_id: str, role: str | None) -> None:
+        """Key Vault Certificates Officer (or none): the certificates API's own RBAC role."""
+        with self.lock:
+            if role:
+                self._vault_certificate_roles[principal_id] = role
+            else:
+                self._vault_certificate_roles.pop(principal_id, None)
+
+    def vault_certificate_role(self, principal_id: str) -> str | None:
+        with self.lock:
+            return self._vault_certificate_roles.get(principal_id)
 
     def vault_role(self, principal_id: str) -> str | None:
         with self.lock:
@@ -847,6 +907,30 @@ class TenantState:
 
     def vault_secrets(self) -> list[VaultSecret]:
         return list(self._secrets.values())
+
+    def get_certificate(self, name: str) -> VaultCertificate | None:
+        return self._certificates.get(name.lower())
+
+    def put_certificate(self, certificate: VaultCertificate) -> None:
+        with self.lock:
+            self._certificates[certificate.name.lower()] = certificate
+
+    def purge_certificate(self, name: str) -> None:
+        with self.lock:
+            self._certificates.pop(name.lower(), None)
+            self._secrets.pop(name.lower(), None)
+
+    def vault_certificates(self) -> list[VaultCertificate]:
+        return list(self._certificates.values())
+
+    def record_issued_secret(self, value: str) -> None:
+        """A secret value the tenant made (a certificate's private key): the leak scan looks for it."""
+        with self.lock:
+            self._issued_secrets.append(value)
+
+    def set_key_credentials(self, app: Application, keys: list[KeyCredential]) -> None:
+        with self.lock:
+            app.keys = list(keys)
 
     # ---------------------------------------------------------------- outbox
     def domains(self) -> list[dict[str, Any]]:

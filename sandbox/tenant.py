@@ -66,6 +66,8 @@ class SandboxConfig:
     # Role definitions (GUIDs) the identity may assign on the vault and its secrets: Role Based Access
     # Control Administrator constrained by a condition, as infra/app/keyvault.bicep gives it.
     identity_assignable_roles: Iterable[str] | None = (catalog.KEY_VAULT_SECRETS_USER_ROLE,)
+    # The certificates API's role (certificate onboardings): a separate RBAC role on the same vault.
+    identity_vault_certificate_role: str | None = catalog.VAULT_CERTIFICATES_OFFICER
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # Replication and propagation delays (sandbox/profiles.py): "fast" has none; "realistic" draws them
     # from documented ranges, on the tenant clock, so give it a clock the test moves.
@@ -147,6 +149,7 @@ class Sandbox:
             vault_role=cfg.identity_vault_role,
         )
         state.allow_role_assignments(self.identity.id, cfg.identity_assignable_roles)
+        state.set_vault_certificate_role(self.identity.id, cfg.identity_vault_certificate_role)
         identity_header = secrets.token_urlsafe(24)
 
         entra = Entra(state, authority=authority, identity_header=identity_header, identity_sp=self.identity)

@@ -14,7 +14,7 @@ param location string
 @description('Tags applied to the vault.')
 param tags object = {}
 
-@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer: it writes client secrets and reads the link-signing key; it cannot manage keys, certificates or access.')
+@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer (it writes the hand-off secrets and reads the link-signing key) and Key Vault Certificates Officer (it creates the certificates of certificate onboardings); it cannot manage keys or access.')
 param principalId string
 
 @description('Let the identity give a mail product Key Vault Secrets User on its onboarding\'s secret (the request\'s mailProductPrincipalId). Grants Role Based Access Control Administrator on the vault, constrained by a condition to assigning and removing Key Vault Secrets User for service principals only.')
@@ -52,6 +52,7 @@ var roleBasedAccessControlAdministrator = 'f58310d9-a9f6-439a-9e8d-f62e7b41a168'
 // principal types): the identity may write and delete assignments of Key Vault Secrets User to
 // service principals, and no other role, at the vault and below (its secrets).
 var onlySecretsUserForServicePrincipals = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyVaultSecretsUser}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyVaultSecretsUser}} AND @Resource[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'}))'
+var keyVaultCertificatesOfficer = 'a4417e6f-fecd-4de8-b567-7b0420556985'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: The Flex Consumption app runs without VNet integration and reaches the vault over its public endpoint; access is by Entra ID and RBAC only. Add VNet integration and a private endpoint to set defaultAction Deny.
@@ -101,6 +102,18 @@ resource secretReaderDelegation 'Microsoft.Authorization/roleAssignments@2022-04
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleBasedAccessControlAdministrator)
     condition: onlySecretsUserForServicePrincipals
     conditionVersion: '2.0'
+  }
+}
+
+// Certificate onboardings (credentialType "certificate"): the certificates API has its own data-plane
+// role; the private key is then read through the secrets role above.
+resource certificatesOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, keyVaultCertificatesOfficer)
+  scope: vault
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificatesOfficer)
   }
 }
 

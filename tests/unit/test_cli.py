@@ -555,6 +555,23 @@ def test_rotate_starts_the_rotation_and_says_a_running_one_is_not_started_twice(
     assert [(r.method, r.url.host) for r in fake.seen] == [("POST", "api.test")]
 
 
+def test_rotate_to_a_certificate_sends_the_type_and_an_unknown_type_is_refused_before_any_call():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "rotation": {"status": "running"}}
+    fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/rotate"): [answer(202, accepted, Location=location)]})
+
+    result = fake.run("rotate", ID, "--credential-type", "certificate")
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Rotation of {ID} started (running)" in result.stdout
+    [sent] = fake.seen
+    assert json.loads(sent.content) == {"credentialType": "certificate"}
+
+    refused = FakeApi({})
+    assert refused.run("rotate", ID, "--credential-type", "pfx").exit_code != 0
+    assert refused.seen == []
+
+
 def test_retry_starts_the_mailbox_retry_and_names_the_mailboxes_it_works_on():
     location = f"https://public.example/api/v1/onboardings/{ID}"
     part = {"status": "running", "mailboxes": ["sales@contoso.test"]}

@@ -20,6 +20,7 @@ from onboarding.validation import (
     check_content_type,
     decode_json,
     parse_request,
+    parse_rotation,
     request_to_wire,
 )
 
@@ -438,6 +439,7 @@ _requests = st.fixed_dictionaries(
     optional={
         "consentMode": st.sampled_from(["consent", "grant"]),
         "secretLifetimeDays": st.integers(1, 730),
+        "credentialType": st.sampled_from(["secret", "certificate"]),
         "callbackUrl": st.builds(lambda h: f"https://{h}.example.com/cb", _label),
         "externalReference": _text,
         "idempotencyKey": st.from_regex(r"[A-Za-z0-9._:-]{1,100}", fullmatch=True),
@@ -462,6 +464,7 @@ def test_valid_requests_round_trip(body: dict[str, Any]) -> None:
         expected["externalReference"] = unicodedata.normalize("NFC", body["externalReference"])
     expected.setdefault("consentMode", "consent")
     expected.setdefault("secretLifetimeDays", 180)
+    expected.setdefault("credentialType", "secret")
     assert wire == expected
     assert parse_request(wire, tenant_id=TENANT) == request
 
@@ -528,3 +531,46 @@ def test_a_mail_product_principal_where_the_deployment_cannot_grant_it_is_422_na
     assert info.value.status == HTTPStatus.UNPROCESSABLE_ENTITY
     assert fields(info.value) == ["/mailProductPrincipalId"]
     assert "KEY_VAULT_RESOURCE_ID" in info.value.errors[0].message
+
+
+@pytest.mark.parametrize("value", ["certificate", "secret"])
+def test_the_credential_type_is_taken_as_asked(value: str) -> None:
+    request = parse_request(valid(credentialType=value), tenant_id=TENANT)
+    assert request.credential_type.value == value
+
+
+def test_without_a_credential_type_the_onboarding_makes_a_client_secret() -> None:
+    assert parse_request(valid(), tenant_id=TENANT).credential_type.value == "secret"
+
+
+@pytest.mark.parametrize("value", ["cert", "Certificate", 1, "", ["certificate"]])
+def test_an_unknown_credential_type_is_refused_naming_the_field(value: Any) -> None:
+    error = rejected(valid(credentialType=value))
+    assert error.status == HTTPStatus.BAD_REQUEST
+    assert fields(error) == ["/credentialType"]
+    assert "certificate" in error.errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ({"credentialType": "certificate"}, "certificate"),
+        ({"credentialType": "secret"}, "secret"),
+    ],
+)
+def test_a_rotation_body_names_the_type_to_switch_to_or_keeps_it(body: Any, expected: str | None) -> None:
+    wanted = parse_rotation(body)
+    assert (wanted.value if wanted else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"credentialType": "pfx"}, "/credentialType"), ({"type": "certificate"}, "/type"), ([], "")],
+)
+def test_a_bad_rotation_body_is_refused_naming_what_is_wrong(body: Any, field: str) -> None:
+    with pytest.raises(RequestRejected) as caught:
+        parse_rotation(body)
+    assert caught.value.status == HTTPStatus.BAD_REQUEST
+    assert [e.field for e in caught.value.errors] == [field]
