@@ -314,12 +314,18 @@ class GrantMailboxes:
     service_principal_id: str
     mailboxes: tuple[str, ...]
     protocols: tuple[str, ...]
+    # Answer only the mailboxes not granted (every other one was): a pipelined level of batches
+    # (orchestrations/onboarding.py MailboxLevel) keeps the answers of ten batches in the history
+    # it replays at every step.
+    only_not_granted: bool = False
 
     def to_json(self) -> Json:
+        flag = {"only_not_granted": True} if self.only_not_granted else {}
         return {
             "service_principal_id": self.service_principal_id,
             "mailboxes": list(self.mailboxes),
             "protocols": list(self.protocols),
+            **flag,
         }
 
     @classmethod
@@ -328,6 +334,7 @@ class GrantMailboxes:
             service_principal_id=data["service_principal_id"],
             mailboxes=tuple(data["mailboxes"]),
             protocols=tuple(data["protocols"]),
+            only_not_granted=bool(data.get("only_not_granted", False)),
         )
 
 

@@ -726,7 +726,8 @@ class MailboxLevel:
     verification so starts when its own FullAccess was given, and waits for its propagation as
     before (``MailboxBatch.verify``), instead of after the grants of every batch; and the worker's
     activity slots are not all held by grants queued behind Exchange's throttling. A grant answer
-    is read here only for the mailboxes it did not grant (``C.BatchGrant``). An onboarding started
+    names only the mailboxes it did not grant (``C.GrantMailboxes.only_not_granted``), so the
+    answers of ten batches stay small in the history replayed at every step. An onboarding started
     before the setting existed (``mailbox_grants_at_once == 0``) replays as it ran: every child at
     once, each batch granting then verifying."""
 
@@ -775,6 +776,7 @@ class MailboxLevel:
             service_principal_id=part.app.service_principal_id,
             mailboxes=part.mailboxes,
             protocols=part.protocols,
+            only_not_granted=True,
         )
         task = self.context.call_activity_with_retry(
             C.GRANT_MAILBOXES.name,
@@ -795,18 +797,14 @@ class MailboxLevel:
             self.start_grant()
 
     def granted(self, reply: Any) -> C.BatchGrant:
-        """A grant activity's answer as its batch needs it: the mailboxes not granted, or the error.
-        The granted ones are not decoded: on every replay that would be one object per mailbox."""
+        """A grant activity's answer (only the mailboxes it did not grant) as its batch needs it, or
+        the step's error."""
         step = Step.MAILBOX_PERMISSIONS
         if isinstance(reply, BaseException):  # the activity kept failing
             return C.BatchGrant(error=retries_exhausted(step, self.retry, reply))
         if "error" in reply:
             return C.BatchGrant(error=StepError.from_json({**reply["error"], "step": step}))
-        return C.BatchGrant(
-            not_granted=tuple(
-                MailboxResult.from_json(r) for r in reply["ok"] if r["state"] != MailboxState.GRANTED.value
-            )
-        )
+        return C.BatchGrant(not_granted=C.GRANT_MAILBOXES.result(reply["ok"]).results)
 
 
 def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
