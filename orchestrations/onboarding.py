@@ -742,7 +742,8 @@ class MailboxLevel:
         self.grants: dict[TaskBase, C.MailboxJob] = {}  # running grant activity -> its batch
         self.waiting: list[C.MailboxJob] = []  # batches whose grants have not started
         window = job.options.mailbox_grants_at_once
-        pipelined = window > 0 and all(stop - start == 1 for start, stop in spans)
+        # One batch has nothing to overlap: it grants and verifies itself, one hop fewer.
+        pipelined = window > 0 and len(spans) > 1 and all(stop - start == 1 for start, stop in spans)
         for start, stop in spans:
             part = replace(
                 job, mailboxes=job.mailboxes[start * size : stop * size], first_batch=job.first_batch + start

@@ -511,6 +511,17 @@ service anvil {{
   }}
 }}
 
+# Mail processes kept for 100 sessions each rather than one (every mailbox has the same system
+# user here), so a login does not fork and exec a new process: the stand-in's cost only.
+service imap {{
+  service_count = 100
+  process_min_avail = 2
+}}
+service pop3 {{
+  service_count = 100
+  process_min_avail = 2
+}}
+
 protocol imap {{
   login_greeting = The Microsoft Exchange IMAP4 service is ready.
   # Exchange Online's list (docs/sandbox-facts.md MP-2) less AUTH=PLAIN, which is refused here;
