@@ -111,9 +111,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "MAILBOX_GRANTS_AT_ONCE",
-        "Grant activities an onboarding runs at once (shared among its groups of batches, at least one "
-        "each), in batch order; each batch verifies its mailboxes as soon as they are granted, while "
-        "the next batches are granted.",
+        "Grant activities one orchestration of batches runs at once, in batch order; each batch verifies "
+        "its mailboxes as soon as they are granted, while the next batches are granted.",
         "2",
     ),
     SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),

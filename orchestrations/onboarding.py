@@ -721,8 +721,7 @@ class MailboxLevel:
     depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``.
 
     Pipelined: where the children are batches, this level runs their grant activities itself, in
-    batch order, ``mailbox_grants_at_once`` at a time (a level of groups shares that number among
-    them, at least one each), and starts each batch (which then only
+    batch order, ``mailbox_grants_at_once`` at a time, and starts each batch (which then only
     verifies) as soon as its grants are done, while the next batches are granted. A batch's
     verification so starts when its own FullAccess was given, and waits for its propagation as
     before (``MailboxBatch.verify``), instead of after the grants of every batch; and the worker's
@@ -745,18 +744,9 @@ class MailboxLevel:
         window = job.options.mailbox_grants_at_once
         # One batch has nothing to overlap: it grants and verifies itself, one hop fewer.
         pipelined = window > 0 and len(spans) > 1 and all(stop - start == 1 for start, stop in spans)
-        # Groups share the window: every group grants at once, so each gets its share (at least one).
-        # More grant activities than that only wait on Exchange's throttling while holding the
-        # worker's activity slots, which the verifications need.
-        options = job.options
-        if window > 0 and not pipelined:
-            options = replace(options, mailbox_grants_at_once=max(1, window // len(spans)))
         for start, stop in spans:
             part = replace(
-                job,
-                mailboxes=job.mailboxes[start * size : stop * size],
-                first_batch=job.first_batch + start,
-                options=options,
+                job, mailboxes=job.mailboxes[start * size : stop * size], first_batch=job.first_batch + start
             )
             if pipelined:
                 self.waiting.append(part)
