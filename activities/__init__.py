@@ -121,7 +121,12 @@ typed_activity(
         app=p.app,
         lifetime_days=p.lifetime_days,
         protocols=p.protocols,
+        credential_type=p.credential_type,
     ),
+)
+typed_activity(
+    C.GRANT_SECRET_READER,
+    lambda s, p: steps.grant_secret_reader(s, onboarding_id=p.onboarding_id, principal_id=p.principal_id),
 )
 typed_activity(
     C.SEND_DECISION_EMAIL,
@@ -178,7 +183,12 @@ async def _verify_mailboxes(s: Services, p: C.VerifyMailboxes) -> C.MailboxResul
 
 async def _compensate(s: Services, p: C.Compensate) -> C.Compensation:
     done = await steps.compensate(
-        s, onboarding_id=p.onboarding_id, app=p.app, exchange_registered=p.exchange_registered
+        s,
+        onboarding_id=p.onboarding_id,
+        app=p.app,
+        exchange_registered=p.exchange_registered,
+        secret_reader=p.secret_reader,
+        credential_type=p.credential_type,
     )
     return C.Compensation(tuple(done))
 

@@ -112,6 +112,13 @@ async def _remove_exchange_sp(s: Services, p: offboarding.RemoveExchangeServiceP
     return {"removed": True}
 
 
+async def _remove_secret_reader(s: Services, p: C.SecretReaderRef) -> dict[str, bool]:
+    removed = await offboarding.remove_secret_reader(
+        s, onboarding_id=p.onboarding_id, principal_id=p.principal_id
+    )
+    return {"removed": removed}
+
+
 async def _delete_secret(s: Services, p: C.OnboardingRef) -> offboarding.DeletedSecret:
     return offboarding.DeletedSecret(await offboarding.delete_secret(s, onboarding_id=p.onboarding_id))
 
@@ -145,5 +152,6 @@ typed_activity(
     ),
     on=blueprint,
 )
+typed_activity(offboarding.REMOVE_SECRET_READER, _remove_secret_reader, on=blueprint)
 typed_activity(offboarding.DELETE_SECRET, _delete_secret, on=blueprint)
 typed_activity(offboarding.NOTIFY, _notify, on=blueprint)

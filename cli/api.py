@@ -224,10 +224,12 @@ class Api:
         response = self.send("DELETE", f"{V1}/{onboarding_id}", what, params=params)
         return self.expect(response, what, HTTPStatus.ACCEPTED, HTTPStatus.OK)
 
-    def rotate(self, onboarding_id: str) -> dict[str, Any]:
-        """POST /api/v1/onboardings/{id}/rotate: 202 with the rotation (a running one's, if any)."""
+    def rotate(self, onboarding_id: str, credential_type: str | None = None) -> dict[str, Any]:
+        """POST /api/v1/onboardings/{id}/rotate: 202 with the rotation (a running one's, if any).
+        ``credential_type`` switches the onboarding to that type; None keeps the current one."""
         what = f"rotate {onboarding_id}"
-        response = self.send("POST", f"{V1}/{onboarding_id}/rotate", what)
+        body = {"credentialType": credential_type} if credential_type else None
+        response = self.send("POST", f"{V1}/{onboarding_id}/rotate", what, json=body)
         return dict(self.expect(response, what, HTTPStatus.ACCEPTED).json())
 
     def retry(self, onboarding_id: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from cli.api import (
     retry_after,
 )
 from cli.vault import LINK_SIGNING_KEY_SECRET, read_callback_key
-from onboarding.domain import Outcome
+from onboarding.domain import CredentialType, Outcome
 
 ENV = "MAILONBOARD_"
 
@@ -347,6 +347,9 @@ def start(
     ] = None,
     consent_mode: Annotated[str | None, typer.Option(help="consent (default) or grant.")] = None,
     secret_lifetime_days: Annotated[int | None, typer.Option(help="1-730, default 180.")] = None,
+    credential_type: Annotated[
+        str | None, typer.Option(help="secret (default) or certificate (recommended).")
+    ] = None,
     external_reference: Annotated[str | None, typer.Option(help="Your ticket or change number.")] = None,
     idempotency_key: Annotated[
         str | None,
@@ -366,6 +369,7 @@ def start(
         "adminEmails": list(admin_email) if admin_email else None,
         "consentMode": consent_mode,
         "secretLifetimeDays": secret_lifetime_days,
+        "credentialType": credential_type,
         "externalReference": external_reference,
         "idempotencyKey": idempotency_key,
         "callbackUrl": callback_url,
@@ -475,14 +479,25 @@ def _offboard_progress(body: dict[str, Any]) -> tuple[str, int, int]:
 
 @app.command()
 @handled
-def rotate(ctx: typer.Context, onboarding_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Start rotating an onboarding's client secret: a new credential, verified, stored as the vault
-    secret's next version; the old one is removed after ROTATION_OVERLAP_HOURS (docs/operations.md).
+def rotate(
+    ctx: typer.Context,
+    onboarding_id: Annotated[str, typer.Argument(metavar="ID")],
+    credential_type: Annotated[
+        CredentialType | None,
+        typer.Option(
+            "--credential-type",
+            help="Switch to this type: certificate (recommended) or secret. Default: keep the current one.",
+        ),
+    ] = None,
+) -> None:
+    """Start rotating an onboarding's credential: a new one, verified, stored as the vault secret's
+    next version; the old one is removed after ROTATION_OVERLAP_HOURS (docs/operations.md).
+    `--credential-type certificate` switches a client-secret onboarding to a certificate.
 
     Returns once the API accepted it (the overlap lasts hours): `show ID` follows its `rotation` part.
     A rotation already running is answered, not started twice (`existing`)."""
     state = session(ctx)
-    body = state.api().rotate(onboarding_id)
+    body = state.api().rotate(onboarding_id, credential_type.value if credential_type else None)
     part = body.get("rotation") or {}
     state.emit(
         body,

@@ -70,6 +70,8 @@ def _overview(view: dict[str, Any]) -> Table:
     if secret.get("latestSecretUri"):
         rows.append(("Secret (hand-off)", secret.get("latestSecretUri")))
         rows.append(("Secret expires", secret.get("expiresOn")))
+        for reader in secret.get("readers") or []:
+            rows.append(("Read by", f"{reader.get('principalId')} ({reader.get('role')}, this secret only)"))
     for label, value in rows:
         if value not in (None, ""):
             grid.add_row(label, value if isinstance(value, Text) else str(value))

@@ -1,13 +1,14 @@
 """A minimal mail client for the hand-off (docs/client.md): what the mail product does with the
 onboarding's Key Vault secret.
 
-1. Read the secret (its value is the JSON document of docs/schemas/credentials-v1.schema.json).
-2. Get an app-only token with the client credentials flow, for the scope the document names.
+1. Read the secret (its value is the JSON document of docs/schemas/credentials-v2.schema.json, or
+   of credentials-v1.schema.json for a client secret written by an older service).
+2. Get an app-only token with the client credentials flow, for the scope the document names: with
+   the certificate (a client assertion signed with its private key) or with the client secret.
 3. Log in to a mailbox with SASL XOAUTH2: IMAP ``SELECT INBOX``, POP3 ``STAT``.
 
 Every endpoint (authority, scope, IMAP and POP hosts) comes from the document, which the service
-wrote from its cloud configuration, so the client works unchanged in every cloud. Only client
-secrets are handled: certificate credentials are not built yet (issue 11 item 3).
+wrote from its cloud configuration, so the client works unchanged in every cloud.
 
 Run it: ``python -m demo.mail_client --vault-url URL --secret-name NAME --mailbox ADDRESS``; it
 signs in to Key Vault with ``DefaultAzureCredential`` (the mail product's managed identity in Azure).
@@ -28,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"
-SUPPORTED_VERSIONS = frozenset({1})
-REQUIRED = ("tenantId", "clientId", "clientSecret", "authorityHost", "scope")
+SUPPORTED_VERSIONS = frozenset({1, 2})
+REQUIRED = ("tenantId", "clientId", "authorityHost", "scope")  # the credential's field goes after clientId
+# What each credential type needs besides; version 1 documents are client secrets.
+CREDENTIAL_FIELDS = {"secret": ("clientSecret",), "certificate": ("clientCertificate",)}
 
 
 class HandoffError(ValueError):
@@ -50,7 +53,8 @@ class Endpoint:
 class Handoff:
     tenant_id: str
     client_id: str
-    client_secret: str = field(repr=False)
+    credential_type: str  # "secret" or "certificate"
+    secret: str = field(repr=False)  # the client secret, or the PEM private key and certificate
     authority_host: str
     scope: str
     imap: Endpoint | None
@@ -68,14 +72,23 @@ class Handoff:
         # Documents written before the field existed are version 1.
         version = document.get("schemaVersion", 1)
         if version not in SUPPORTED_VERSIONS:
-            raise HandoffError(f"hand-off schema version {version!r} is not supported (this client reads 1)")
-        missing = [name for name in REQUIRED if not isinstance(document.get(name), str) or not document[name]]
+            raise HandoffError(
+                f"hand-off schema version {version!r} is not supported (this client reads 1 and 2)"
+            )
+        kind = document.get("credentialType", "secret")
+        if kind not in CREDENTIAL_FIELDS:
+            raise HandoffError(
+                f"credential type {kind!r} is not supported (this client reads secret, certificate)"
+            )
+        wanted = (*REQUIRED[:2], *CREDENTIAL_FIELDS[kind], *REQUIRED[2:])
+        missing = [name for name in wanted if not isinstance(document.get(name), str) or not document[name]]
         if missing:
             raise HandoffError(f"the hand-off document lacks {', '.join(missing)}")
         return cls(
             tenant_id=document["tenantId"],
             client_id=document["clientId"],
-            client_secret=document["clientSecret"],
+            credential_type=kind,
+            secret=document[CREDENTIAL_FIELDS[kind][0]],
             authority_host=document["authorityHost"],
             scope=document["scope"],
             imap=_endpoint(document.get("imap")),
@@ -101,15 +114,18 @@ def read_handoff(vault_url: str, secret_name: str, credential: Any, **client_opt
 
 def app_token(handoff: Handoff, **credential_options: Any) -> str:
     """An app-only access token for Exchange Online (client credentials flow)."""
-    from azure.identity import ClientSecretCredential
+    from azure.identity import CertificateCredential, ClientSecretCredential
 
-    credential = ClientSecretCredential(
-        handoff.tenant_id,
-        handoff.client_id,
-        handoff.client_secret,
-        authority=handoff.authority_host,
-        **credential_options,
-    )
+    options = {"authority": handoff.authority_host, **credential_options}
+    credential: CertificateCredential | ClientSecretCredential
+    if handoff.credential_type == "certificate":
+        # A client assertion signed with the private key, naming the certificate by its thumbprint.
+        pem = handoff.secret.encode("ascii")
+        credential = CertificateCredential(
+            handoff.tenant_id, handoff.client_id, certificate_data=pem, **options
+        )
+    else:
+        credential = ClientSecretCredential(handoff.tenant_id, handoff.client_id, handoff.secret, **options)
     with credential:
         return credential.get_token(handoff.scope).token
 

@@ -47,6 +47,7 @@ from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
     ORCHESTRATOR,
+    CredentialType,
     MailboxState,
     OnboardingInput,
     OnboardingRequest,
@@ -67,6 +68,7 @@ from onboarding.validation import (
     decode_json,
     parse_mailbox_change,
     parse_request,
+    parse_rotation,
 )
 
 RETRY_AFTER_SECONDS = "10"
@@ -252,6 +254,7 @@ async def _start(
             tenant_id=settings.tenant_id,
             allow_private_callbacks=settings.callback_allow_private_networks,
             allow_grant_mode=settings.enable_grant_mode,
+            allow_mail_product_principal=bool(settings.key_vault_resource_id),
         )
         if callback_required and not request.callback_url:
             raise RequestRejected(
@@ -564,6 +567,7 @@ async def _rotation_input(
     settings: Settings,
     status: dict[str, Any],
     previous: dict[str, Any],
+    credential_type: CredentialType | None = None,
 ) -> rotation.RotationInput | str:
     """The rotation's input from the finished onboarding (its request and output), or why there is none."""
     onboarding_id = str(status["instanceId"])
@@ -592,14 +596,30 @@ async def _rotation_input(
         events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
         requested_by=requester().to_json(),
         options=settings.workflow_options(),
+        credential_type=credential_type,
     )
+
+
+def _rotation_body(req: func.HttpRequest) -> CredentialType | None:
+    """The optional body ``{"credentialType": ...}``; no body keeps the current type."""
+    body = req.get_body() or b""
+    if not body.strip():
+        return None
+    check_body_size(body, header(req, "Content-Length"))
+    check_content_type(header(req, "Content-Type"))
+    return parse_rotation(decode_json(body))
 
 
 async def _rotate(
     req: func.HttpRequest, client: df.DurableOrchestrationClient, version: ApiVersion
 ) -> func.HttpResponse:
     """POST .../rotate: start the onboarding's rotation (``<id>:rotation``), or answer the one that
-    runs. Only a succeeded or partial onboarding without an offboarding has a secret to rotate."""
+    runs. Only a succeeded or partial onboarding without an offboarding has a secret to rotate.
+    ``{"credentialType": "certificate"}`` switches it to a certificate (or back to a secret)."""
+    try:
+        credential_type = _rotation_body(req)
+    except RequestRejected as rejected:
+        return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
         return settings
@@ -623,7 +643,7 @@ async def _rotate(
     found = await fetch_status(client, instance_id, show_input=True)
     if found and rotation.is_running(found):
         return _rotation_answer(links, onboarding_id, found, existing=True)
-    job = await _rotation_input(client, settings, status, found)
+    job = await _rotation_input(client, settings, status, found, credential_type)
     if isinstance(job, str):
         return _not_rotatable(links, onboarding_id, job)
     try:

@@ -37,6 +37,9 @@ param azureCloud string = ''
 @description('Allow the "grant" consent mode, in which the workflow assigns IMAP/POP app roles itself after an admin approves. Grants the identity AppRoleAssignment.ReadWrite.All (a tenant-wide privilege) and Application.Read.All, which assigning an app role needs; leave false if admins always consent in Entra ("consent" mode).')
 param enableGrantMode bool = false
 
+@description('Let onboarding requests name the mail product\'s principal (mailProductPrincipalId), which then gets Key Vault Secrets User on its one secret. Gives the identity Role Based Access Control Administrator on the vault, constrained to assigning Key Vault Secrets User to service principals (docs/security.md).')
+param mailProductAccess bool = true
+
 @description('Client id of the app registration tenant admins sign in with before deciding (OpenID Connect, single tenant, web redirect URI <base URL>/api/signin/callback, optional claims: groupMembershipClaims DirectoryRole; see docs/deploy.md). Empty: no approval or consent confirmation can be made.')
 param signinClientId string = ''
 
@@ -213,6 +216,7 @@ module keyVault 'app/keyvault.bicep' = {
     location: location
     tags: tags
     principalId: identity.outputs.principalId
+    mailProductAccess: mailProductAccess
     softDeleteRetentionInDays: keyVaultSoftDeleteRetentionInDays
     linkSigningKeySecretName: linkSigningKeySecretName
     linkSigningKeyExists: linkSigningKeyExists
@@ -281,6 +285,10 @@ var appSettings = {
   POP_HOST: cloud.POP_HOST
   POP_PORT: '995'
   KEY_VAULT_URI: keyVault.outputs.uri
+  KEY_VAULT_RESOURCE_ID: keyVault.outputs.resourceId
+  // The vault's cloud, which is the deployment's: not the Microsoft 365 preset (a GCC tenant may use
+  // public endpoints from an Azure Government subscription). Same hosts as the presets' defaults.
+  RESOURCE_MANAGER_ENDPOINT: environment().resourceManager
   MAIL_SENDER: mailSender
   LINK_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.linkSigningKeySecretUri})'
   LINK_SIGNING_KEY_PREVIOUS: '@Microsoft.KeyVault(SecretUri=${linkSigningKeyPreviousSecretUri})'

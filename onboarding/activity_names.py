@@ -12,6 +12,7 @@ GRANT_MAILBOXES = "grant_mailboxes"
 VERIFY_MAILBOXES = "verify_mailboxes"
 COMPENSATE = "compensate"
 NOTIFY_OUTCOME = "notify_outcome"
+GRANT_SECRET_READER = "grant_secret_reader"  # noqa: S105 - an activity name, not a password
 EMIT_WEBHOOK_EVENT = "emit_webhook_event"
 DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_ONBOARDING = "record_onboarding"
@@ -26,6 +27,7 @@ OFFBOARD_REMOVE_MAILBOX_ACCESS = "offboard_remove_mailbox_access"
 OFFBOARD_REMOVE_EXCHANGE_SP = "offboard_remove_exchange_service_principal"
 OFFBOARD_DELETE_APP = "offboard_delete_app"
 OFFBOARD_DELETE_SECRET = "offboard_delete_secret"  # noqa: S105 - an activity name, not a password
+OFFBOARD_REMOVE_SECRET_READER = "offboard_remove_secret_reader"  # noqa: S105 - an activity name
 OFFBOARD_NOTIFY = "offboard_notify"
 # Rotation (activities/rotation.py)
 ROTATE_ADD_CREDENTIAL = "rotate_add_credential"

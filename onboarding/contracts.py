@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from onboarding import activity_names as A
 from onboarding.domain import (
     AppRegistration,
+    CredentialType,
     ExchangeResource,
     MailboxResult,
     OnboardingRequest,
@@ -203,6 +204,7 @@ class CreateSecret:
     app: AppRegistration
     lifetime_days: int
     protocols: tuple[str, ...]
+    credential_type: CredentialType = CredentialType.SECRET
 
     def to_json(self) -> Json:
         return {
@@ -211,6 +213,7 @@ class CreateSecret:
             "app": self.app.to_json(),
             "lifetime_days": self.lifetime_days,
             "protocols": list(self.protocols),
+            "credential_type": self.credential_type.value,
         }
 
     @classmethod
@@ -221,6 +224,45 @@ class CreateSecret:
             app=AppRegistration.from_json(data["app"]),
             lifetime_days=int(data["lifetime_days"]),
             protocols=tuple(data["protocols"]),
+            # Histories from before certificates carry no type: they made secrets.
+            credential_type=CredentialType(data.get("credential_type") or CredentialType.SECRET),
+        )
+
+
+@dataclass(frozen=True)
+class SecretReaderRef:
+    """The mail product's principal (object id) and the onboarding whose secret it is to read."""
+
+    onboarding_id: str
+    principal_id: str
+
+    def to_json(self) -> Json:
+        return {"onboarding_id": self.onboarding_id, "principal_id": self.principal_id}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(onboarding_id=data["onboarding_id"], principal_id=data["principal_id"])
+
+
+@dataclass(frozen=True)
+class SecretReader:
+    """The principal holds Key Vault Secrets User on the one secret (the role assignment's name)."""
+
+    principal_id: str
+    secret_name: str
+    assignment: str
+
+    def to_json(self) -> Json:
+        return {
+            "principal_id": self.principal_id,
+            "secret_name": self.secret_name,
+            "assignment": self.assignment,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            principal_id=data["principal_id"], secret_name=data["secret_name"], assignment=data["assignment"]
         )
 
 
@@ -371,13 +413,20 @@ class Compensate:
     onboarding_id: str
     app: AppRegistration | None
     exchange_registered: bool
+    # The mail product's principal, once its role on the secret may have been assigned.
+    secret_reader: str | None = None
+    credential_type: CredentialType = CredentialType.SECRET  # a certificate's is deleted too
 
     def to_json(self) -> Json:
-        return {
+        data: Json = {
             "onboarding_id": self.onboarding_id,
             "app": self.app.to_json() if self.app else None,
             "exchange_registered": self.exchange_registered,
+            "credential_type": self.credential_type.value,
         }
+        if self.secret_reader:
+            data["secret_reader"] = self.secret_reader
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
@@ -385,6 +434,8 @@ class Compensate:
             onboarding_id=data["onboarding_id"],
             app=AppRegistration.from_json(data["app"]) if data.get("app") else None,
             exchange_registered=bool(data["exchange_registered"]),
+            secret_reader=data.get("secret_reader"),
+            credential_type=CredentialType(data.get("credential_type") or CredentialType.SECRET),
         )
 
 
@@ -508,6 +559,7 @@ ENSURE_SERVICE_PRINCIPAL = Contract(
     A.ENSURE_SERVICE_PRINCIPAL, EnsureServicePrincipal, or_pending(ServicePrincipal.from_json)
 )
 CREATE_SECRET = Contract(A.CREATE_SECRET, CreateSecret, SecretRef.from_json)
+GRANT_SECRET_READER = Contract(A.GRANT_SECRET_READER, SecretReaderRef, or_pending(SecretReader.from_json))
 SEND_DECISION_EMAIL = Contract(A.SEND_DECISION_EMAIL, SendDecisionEmail, nothing)
 GRANT_APP_ROLES = Contract(A.GRANT_APP_ROLES, AppRoles, nothing)
 CHECK_APP_ROLES = Contract(A.CHECK_APP_ROLES, AppRoles, or_pending(RolesConfirmed.from_json))

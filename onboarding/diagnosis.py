@@ -231,17 +231,28 @@ class StoredCredential:
     key_id: str
     expires_on: datetime | None
     protocols: tuple[Protocol, ...]
-    secret: str = field(repr=False, default="")
+    secret: str = field(repr=False, default="")  # the client secret, or a certificate's PEM
+    credential_type: str = "secret"  # a CredentialType value: what ``secret`` holds
+
+    @property
+    def kind(self) -> str:
+        """How an admin names the credential."""
+        return "certificate" if self.credential_type == "certificate" else "client secret"
 
 
 TokenSource = Callable[[str, str, str], Awaitable["TokenInfo"]]
 
 
 async def app_token(svc: ServicesPort, tenant_id: str, client_id: str, secret: str) -> TokenInfo:
-    """An app-only token for Exchange Online with the app's own secret, as the mail client gets it."""
-    from onboarding.adapters.identity import acquire_token, app_secret_credential
+    """An app-only token for Exchange Online with the app's own credential, as the mail client gets it:
+    a certificate's PEM (a client assertion signed with its private key) or a client secret."""
+    from onboarding.adapters.identity import acquire_token, app_certificate_credential, app_secret_credential
 
-    credential = app_secret_credential(svc.settings, tenant_id, client_id, secret)
+    credential = (
+        app_certificate_credential(svc.settings, tenant_id, client_id, secret)
+        if secret.startswith("-----BEGIN")  # a PEM private key is never a client secret
+        else app_secret_credential(svc.settings, tenant_id, client_id, secret)
+    )
     try:
         return await acquire_token(credential, svc.settings.exchange_scope)
     finally:
@@ -274,7 +285,8 @@ async def stored_credential(svc: ServicesPort, target: Target) -> StoredCredenti
         key_id=stored.tags.get("keyId", ""),
         expires_on=stored.expires_on,
         protocols=protocols,
-        secret=str(document.get("clientSecret") or ""),
+        secret=str(document.get("clientSecret") or document.get("clientCertificate") or ""),
+        credential_type=str(document.get("credentialType") or "secret"),
     )
 
 
@@ -338,7 +350,7 @@ async def _credential(chain: _Chain) -> LinkResult:
     if stored.client_id.lower() != target.app_id.lower() or not stored.secret:
         return broken(
             Link.CREDENTIAL,
-            f"Key Vault secret {stored.name} does not hold a client secret for app {target.app_id}.",
+            f"Key Vault secret {stored.name} does not hold a credential for app {target.app_id}.",
             fix,
         )
     on_app = {c.key_id.lower(): c for c in chain.app_credentials}
@@ -346,14 +358,14 @@ async def _credential(chain: _Chain) -> LinkResult:
     if mine is None:
         return broken(
             Link.CREDENTIAL,
-            f"The client secret stored in Key Vault secret {stored.name} (key id {stored.key_id or 'unknown'}) is "
+            f"The {stored.kind} stored in Key Vault secret {stored.name} (key id {stored.key_id or 'unknown'}) is "
             f"no longer on app {target.app_id}: it was removed ({len(on_app)} other credential(s) on the app).",
             fix,
         )
     if mine.end_date_time <= now:
         return broken(
             Link.CREDENTIAL,
-            f"The client secret of app {target.app_id} (key id {mine.key_id}) expired on "
+            f"The {stored.kind} of app {target.app_id} (key id {mine.key_id}) expired on "
             f"{mine.end_date_time.strftime('%Y-%m-%d')}.",
             fix,
         )
@@ -367,7 +379,7 @@ async def _credential(chain: _Chain) -> LinkResult:
     chain.protocols = chain.target.protocols or stored.protocols or tuple(Protocol)
     return ok(
         Link.CREDENTIAL,
-        f"Client secret {mine.key_id} is on the app and in Key Vault ({stored.name}); it expires on "
+        f"{stored.kind.capitalize()} {mine.key_id} is on the app and in Key Vault ({stored.name}); it expires on "
         f"{mine.end_date_time.strftime('%Y-%m-%d')}.",
     )
 

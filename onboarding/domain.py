@@ -37,6 +37,14 @@ class Protocol(StrEnum):
         return f"{self.value}.AccessAsApp"
 
 
+class CredentialType(StrEnum):
+    """How the onboarded app proves itself to Entra ID. Microsoft recommends certificates over
+    client secrets (docs/handoff.md, "Which credential to choose")."""
+
+    SECRET = "secret"  # noqa: S105 - a credential type, not a password (Graph addPassword)
+    CERTIFICATE = "certificate"  # a Key Vault certificate whose public part is a keyCredential
+
+
 class ConsentMode(StrEnum):
     CONSENT = "consent"  # the admin grants admin consent in Entra
     GRANT = "grant"  # the admin approves here and the workflow assigns the app roles itself
@@ -81,13 +89,17 @@ class OnboardingRequest(_Json):
     mailboxes: tuple[str, ...]
     admin_emails: tuple[str, ...]
     consent_mode: ConsentMode = ConsentMode.CONSENT
-    secret_lifetime_days: int = DEFAULT_SECRET_LIFETIME_DAYS
+    secret_lifetime_days: int = DEFAULT_SECRET_LIFETIME_DAYS  # the credential's, whatever its type
     callback_url: str | None = None
     external_reference: str | None = None
     idempotency_key: str | None = None
     # Who asked (onboarding.admission.requester_id), set by the API, never by the body: the emails
     # name it so the admin knows where the request came from.
     requested_by: str | None = None
+    # The mail product's service principal or managed identity (object id): it gets Key Vault Secrets
+    # User on this onboarding's secret only (onboarding/secret_reader.py).
+    mail_product_principal_id: str | None = None
+    credential_type: CredentialType = CredentialType.SECRET
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -103,6 +115,8 @@ class OnboardingRequest(_Json):
             external_reference=data.get("external_reference"),
             idempotency_key=data.get("idempotency_key"),
             requested_by=data.get("requested_by"),
+            mail_product_principal_id=data.get("mail_product_principal_id"),
+            credential_type=CredentialType(data.get("credential_type") or CredentialType.SECRET),
         )
 
     @property
@@ -138,6 +152,12 @@ def app_unique_name(onboarding_id: str) -> str:
 def vault_secret_name(onboarding_id: str) -> str:
     """Key Vault secret names allow only letters, digits and dashes."""
     return f"mail-app-{onboarding_id}"
+
+
+def vault_certificate_name(onboarding_id: str) -> str:
+    """The onboarding's Key Vault certificate. Not the hand-off secret's name: a certificate owns the
+    secret of its own name (its private key), which may not be written as a plain secret."""
+    return f"mail-cert-{onboarding_id}"
 
 
 @dataclass(frozen=True)
@@ -220,7 +240,8 @@ class SecretRef(_Json):
     name: str
     version: str
     expires_on: str  # ISO 8601
-    key_id: str  # the password credential's keyId on the app (not secret)
+    key_id: str  # the password or key credential's keyId on the app (not secret)
+    credential_type: str = "secret"  # a CredentialType value: which hand-off document version it is
 
 
 @dataclass(frozen=True)

@@ -390,20 +390,23 @@ def rotated(
 ) -> Email:
     """The rotation's summary: the new secret's version and expiry, or why the old one is kept."""
     done = result.status.value == "succeeded"
+    certificate = result.credential_type is not None and result.credential_type.value == "certificate"
+    noun = "Certificate" if certificate else "Client secret"
     subject = (
-        f"Client secret rotated: {request.display_name}"
+        f"{noun} rotated: {request.display_name}"
         if done
-        else f"Client secret rotation failed: {request.display_name}"
+        else f"{noun} rotation failed: {request.display_name}"
     )
+    new = "certificate" if certificate else "secret"
     if done and result.secret:
         intro = [
-            f"The app's client secret was replaced. The new secret is Key Vault version {result.secret.version} "
-            f"of {result.secret.name}, valid until {result.secret.expires_on}; the old one was removed after "
-            "the overlap window."
+            f"The app's credential was replaced. The new {new} is in Key Vault version {result.secret.version} "
+            f"of {result.secret.name}, valid until {result.secret.expires_on}; the old credential was removed "
+            "after the overlap window."
         ]
     else:
         intro = [
-            f"The new client secret could not be verified, so it was discarded and the old one kept. {result.error}"
+            f"The new {new} could not be verified, so it was discarded and the old credential kept. {result.error}"
         ]
     return render(
         Message(

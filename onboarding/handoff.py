@@ -12,3 +12,7 @@ from pathlib import Path
 # Documents written before the field existed have no ``schemaVersion``: they are version 1.
 CREDENTIALS_SCHEMA_VERSION = 1
 CREDENTIALS_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schemas" / "credentials-v1.schema.json"
+# Certificate documents (``onboarding.certificates``): a version 1 reader requires clientSecret, so a
+# document without one is version 2. Client secrets are still written as version 1.
+CREDENTIALS_SCHEMA_V2 = CREDENTIALS_SCHEMA.with_name("credentials-v2.schema.json")
+CERTIFICATE_SCHEMA_VERSION = 2

@@ -229,13 +229,30 @@ async def notify_added(svc: ServicesPort, p: NotifyAdded) -> None:
 
 
 async def record_operation(svc: ServicesPort, p: RecordMailboxOperation) -> None:
-    """Idempotent: the record keeps one entry per operation and time (``with_operation``)."""
-    verified = [r.mailbox for r in p.result.results if r.state is MailboxState.VERIFIED]
-    detail = (
-        f"{len(verified)} of {len(p.result.results)} mailboxes verified: {', '.join(verified) or 'none'}."
+    """Idempotent: the record keeps one entry per operation and time (``with_operation``), and its
+    mailbox count follows the onboarding's mailboxes: every mailbox added is one of them from now on
+    (one that failed stays, to be retried), a mailbox removed leaves only once its FullAccess is gone."""
+    kind = p.result.kind
+    results = p.result.results
+    added = [r.mailbox for r in results] if kind is OperationKind.ADD else []
+    removed = (
+        [r.mailbox for r in results if r.state is MailboxState.REMOVED]
+        if kind is OperationKind.REMOVE
+        else []
     )
+    if kind is OperationKind.REMOVE:
+        detail = f"{len(removed)} of {len(results)} mailboxes removed: {', '.join(removed) or 'none'}."
+    else:
+        verified = [r.mailbox for r in results if r.state is MailboxState.VERIFIED]
+        detail = f"{len(verified)} of {len(results)} mailboxes verified: {', '.join(verified) or 'none'}."
     await records.update(
-        svc.vault, p.result.onboarding_id, _RECORDED[p.result.kind], datetime.fromisoformat(p.at), detail
+        svc.vault,
+        p.result.onboarding_id,
+        _RECORDED[kind],
+        datetime.fromisoformat(p.at),
+        detail,
+        added=added,
+        removed=removed,
     )
 
 

@@ -9,7 +9,9 @@ removes, each step idempotent and each failure isolated so the others still run:
 2. the app's service principal in Exchange Online (``Remove-ServicePrincipal``; absent counts);
 3. the app registration (soft delete, restorable for 30 days; ``purge`` also deletes it from
    ``/directory/deletedItems``); Entra deletes its service principal with it;
-4. the Key Vault secret (soft delete; already deleted counts);
+4. the mail product's Key Vault Secrets User role on the secret, when the request named its principal
+   (deleting an assignment already gone counts);
+5. the Key Vault secret (soft delete; already deleted counts);
 
 then emails the admins. What could not be removed is listed with the manual fix.
 
@@ -34,6 +36,7 @@ from onboarding.domain import (
     WorkflowOptions,
     _default_options,
     app_unique_name,
+    vault_certificate_name,
     vault_secret_name,
 )
 from onboarding.errors import InvalidRequestError, NotFoundError
@@ -53,6 +56,7 @@ class OffboardStep(StrEnum):
     MAILBOX_PERMISSIONS = "remove_mailbox_permissions"
     EXCHANGE_SERVICE_PRINCIPAL = "remove_exchange_service_principal"
     APP_REGISTRATION = "delete_app_registration"
+    SECRET_READER = "remove_secret_reader"  # noqa: S105 - a step name, not a password
     KEY_VAULT_SECRET = "delete_key_vault_secret"  # noqa: S105 - a step name, not a password
     NOTIFY = "notify_admins"
 
@@ -63,6 +67,7 @@ STEP_TITLES: dict[OffboardStep, str] = {
     OffboardStep.MAILBOX_PERMISSIONS: "Remove FullAccess on each mailbox",
     OffboardStep.EXCHANGE_SERVICE_PRINCIPAL: "Remove the service principal from Exchange Online",
     OffboardStep.APP_REGISTRATION: "Delete the app registration",
+    OffboardStep.SECRET_READER: "Remove the mail product's read access to the secret",
     OffboardStep.KEY_VAULT_SECRET: "Delete the Key Vault secret",
     OffboardStep.NOTIFY: "Email the admins",
 }
@@ -278,10 +283,19 @@ async def delete_app(
     return AppDeletion(deleted=True, purged=purge)
 
 
+async def remove_secret_reader(svc: ServicesPort, *, onboarding_id: str, principal_id: str) -> bool:
+    """Delete the mail product's Key Vault Secrets User assignment on the secret; True if there was one.
+    Already gone counts as done (ARM answers 204, or 404)."""
+    return await svc.secret_access.remove_secret_reader(vault_secret_name(onboarding_id), principal_id)
+
+
 async def delete_secret(svc: ServicesPort, *, onboarding_id: str) -> str:
     """Soft delete: recoverable while the vault's retention lasts. Already deleted counts as done."""
     name = vault_secret_name(onboarding_id)
     await svc.vault.delete(name)
+    # A certificate onboarding's certificate (and its private key) goes the same way; a client-secret
+    # onboarding has none, which counts as done.
+    await svc.certificates.delete(vault_certificate_name(onboarding_id))
     # The onboarding's record (onboarding/records.py) goes with its credential: nothing is left to watch.
     await records.forget(svc.vault, onboarding_id)
     return name
@@ -508,6 +522,10 @@ def _removed(data: Any) -> bool:
     return bool(data["removed"])
 
 
+def _reader_removed(data: Any) -> bool:
+    return bool(data["removed"])
+
+
 def _deleted_secret(data: Any) -> DeletedSecret:
     return DeletedSecret.from_json(data)
 
@@ -517,5 +535,6 @@ FIND_APP = C.Contract(A.OFFBOARD_FIND_APP, FindApp, _found)
 REMOVE_MAILBOX_ACCESS = C.Contract(A.OFFBOARD_REMOVE_MAILBOX_ACCESS, RemoveMailboxAccess, _removal)
 REMOVE_EXCHANGE_SP = C.Contract(A.OFFBOARD_REMOVE_EXCHANGE_SP, RemoveExchangeServicePrincipal, _removed)
 DELETE_APP = C.Contract(A.OFFBOARD_DELETE_APP, DeleteApp, _deletion)
+REMOVE_SECRET_READER = C.Contract(A.OFFBOARD_REMOVE_SECRET_READER, C.SecretReaderRef, _reader_removed)
 DELETE_SECRET = C.Contract(A.OFFBOARD_DELETE_SECRET, C.OnboardingRef, _deleted_secret)
 NOTIFY = C.Contract(A.OFFBOARD_NOTIFY, NotifyOffboarded, C.nothing)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -160,12 +161,30 @@ class OnboardingRecord:
             requested_by=self.requested_by,
         )
 
-    def with_operation(self, kind: Operation, at: datetime, detail: str = "", **changes: Any) -> Self:
-        """This record after a day-2 operation: ``changes`` applied and the operation appended once
-        (the same operation at the same time again, as a retried activity does, appends nothing)."""
+    def with_operation(
+        self,
+        kind: Operation,
+        at: datetime,
+        detail: str = "",
+        *,
+        added: Sequence[str] = (),
+        removed: Sequence[str] = (),
+        **changes: Any,
+    ) -> Self:
+        """This record after a day-2 operation: ``changes`` applied, the mailboxes ``added`` and
+        ``removed`` counted (and shown, up to ``SHOWN_MAILBOXES``), and the operation appended. Once:
+        the same operation at the same time again, as a retried activity does, changes nothing."""
         done = RecordedOperation(kind, at.isoformat(), detail)
-        operations = self.operations if done in self.operations else (*self.operations, done)
-        return replace(self, **changes, operations=operations)
+        if done in self.operations:
+            return self
+        gone = {m.lower() for m in removed}
+        shown = [m for m in self.mailboxes_shown if m.lower() not in gone]
+        shown += [m for m in added if m not in shown]
+        counted: dict[str, Any] = {
+            "mailbox_count": max(0, self.mailbox_count + len(added) - len(removed)),
+            "mailboxes_shown": tuple(shown[:SHOWN_MAILBOXES]),
+        }
+        return replace(self, **(counted | changes), operations=(*self.operations, done))
 
 
 def record_of(
@@ -252,14 +271,23 @@ async def save(vault: VaultPort, record: OnboardingRecord) -> bool:
 
 
 async def update(
-    vault: VaultPort, onboarding_id: str, kind: Operation, at: datetime, detail: str = "", **changes: Any
+    vault: VaultPort,
+    onboarding_id: str,
+    kind: Operation,
+    at: datetime,
+    detail: str = "",
+    *,
+    added: Sequence[str] = (),
+    removed: Sequence[str] = (),
+    **changes: Any,
 ) -> OnboardingRecord | None:
-    """For day-2 operations: apply ``changes`` (field names of ``OnboardingRecord``) and log the
-    operation. Idempotent; None when the onboarding has no record (nothing to update)."""
+    """For day-2 operations: apply ``changes`` (field names of ``OnboardingRecord``), count the
+    mailboxes ``added`` and ``removed``, and log the operation. Idempotent; None when the onboarding
+    has no record (nothing to update)."""
     record = await load(vault, onboarding_id)
     if record is None:
         return None
-    updated = record.with_operation(kind, at, detail, **changes)
+    updated = record.with_operation(kind, at, detail, added=added, removed=removed, **changes)
     await save(vault, updated)
     return updated
 

@@ -17,6 +17,12 @@ runs finds the first. It:
 If the new secret does not verify, it is discarded: removed from the app, and the old document put
 back as the vault's current version. The old credential is never touched, and the rotation fails
 with the cause.
+
+A certificate onboarding rotates the same way with a new Key Vault certificate version and a new
+keyCredential (``onboarding.certificates``). The POST may name ``credentialType``: a rotation to
+another type switches the onboarding, e.g. from its client secret to a certificate, and the overlap
+then keeps the old password until it is removed with the other old credentials. Without it, the
+rotation keeps the type of the vault's current document.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from onboarding import contracts as C
 from onboarding import emails, records
 from onboarding.domain import (
     AppRegistration,
+    CredentialType,
     OnboardingRequest,
     SecretRef,
     WorkflowOptions,
@@ -72,10 +79,11 @@ class RotateStep(StrEnum):
 
 
 STEP_TITLES: dict[RotateStep, str] = {
-    RotateStep.NEW_CREDENTIAL: "Add a new client secret to the app and store it as a new Key Vault version",
-    RotateStep.VERIFY: "Log in with the new secret (token, IMAP SELECT, POP STAT)",
-    RotateStep.OVERLAP: "Keep the old secret valid during the overlap window",
-    RotateStep.REMOVE_OLD: "Remove the old client secret from the app",
+    RotateStep.NEW_CREDENTIAL: "Add a new credential (client secret or certificate) to the app and store it "
+    "as a new Key Vault version",
+    RotateStep.VERIFY: "Log in with the new credential (token, IMAP SELECT, POP STAT)",
+    RotateStep.OVERLAP: "Keep the old credential valid during the overlap window",
+    RotateStep.REMOVE_OLD: "Remove the old credential from the app",
     RotateStep.NOTIFY: "Email the admins",
 }
 
@@ -103,6 +111,7 @@ class RotationInput:
     events_sent: int = 0  # the onboarding's stream so far: the rotation's events follow
     requested_by: dict[str, str] = field(default_factory=dict)
     options: WorkflowOptions = field(default_factory=_default_options)
+    credential_type: CredentialType | None = None  # None: the type of the vault's current document
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +120,7 @@ class RotationInput:
             "app": self.app.to_json(),
             "protocols": list(self.protocols),
             "mailboxes": list(self.mailboxes),
+            "credential_type": self.credential_type.value if self.credential_type else None,
             "request": self.request,
             "mailbox_count": self.mailbox_count,
             "lifetime_days": self.lifetime_days,
@@ -137,7 +147,12 @@ class RotationInput:
             events_sent=int(data.get("events_sent") or 0),
             requested_by=dict(data.get("requested_by") or {}),
             options=WorkflowOptions.from_json(data["options"]) if data.get("options") else _default_options(),
+            credential_type=_credential_type(data.get("credential_type")),
         )
+
+
+def _credential_type(value: Any) -> CredentialType | None:
+    return CredentialType(value) if value else None
 
 
 # --- the activities' payloads, each with its contract -----------------------------------------------
@@ -151,6 +166,7 @@ class AddCredential:
     protocols: tuple[str, ...]
     lifetime_days: int
     requested_at: str  # names the credential (``rotation_label``) and dates it
+    credential_type: CredentialType | None = None  # None: keep the vault's current document's type
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,6 +176,7 @@ class AddCredential:
             "protocols": list(self.protocols),
             "lifetime_days": self.lifetime_days,
             "requested_at": self.requested_at,
+            "credential_type": self.credential_type.value if self.credential_type else None,
         }
 
     @classmethod
@@ -171,6 +188,7 @@ class AddCredential:
             tuple(data["protocols"]),
             int(data["lifetime_days"]),
             str(data["requested_at"]),
+            _credential_type(data.get("credential_type")),
         )
 
 
@@ -180,13 +198,19 @@ class NewCredential:
 
     secret: SecretRef
     previous_version: str | None
+    credential_type: CredentialType = CredentialType.SECRET
 
     def to_json(self) -> dict[str, Any]:
-        return {"secret": self.secret.to_json(), "previous_version": self.previous_version}
+        return {
+            "secret": self.secret.to_json(),
+            "previous_version": self.previous_version,
+            "credential_type": self.credential_type.value,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        return cls(SecretRef.from_json(data["secret"]), data.get("previous_version"))
+        kind = _credential_type(data.get("credential_type")) or CredentialType.SECRET
+        return cls(SecretRef.from_json(data["secret"]), data.get("previous_version"), kind)
 
 
 @dataclass(frozen=True)
@@ -233,6 +257,7 @@ class RotationResult:
     secret: SecretRef | None = None  # the new one, once stored
     removed_key_ids: tuple[str, ...] = ()
     error: str = ""
+    credential_type: CredentialType | None = None  # the new credential's, once made
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -242,6 +267,7 @@ class RotationResult:
             "secret": self.secret.to_json() if self.secret else None,
             "removed_key_ids": list(self.removed_key_ids),
             "error": self.error,
+            "credential_type": self.credential_type.value if self.credential_type else None,
         }
 
     @classmethod
@@ -253,6 +279,7 @@ class RotationResult:
             secret=SecretRef.from_json(data["secret"]) if data.get("secret") else None,
             removed_key_ids=tuple(data.get("removed_key_ids", ())),
             error=str(data.get("error", "")),
+            credential_type=_credential_type(data.get("credential_type")),
         )
 
 
@@ -313,6 +340,8 @@ async def add_credential(svc: ServicesPort, p: AddCredential) -> NewCredential:
     name = vault_secret_name(p.onboarding_id)
     label = rotation_label(p.onboarding_id, p.requested_at)
     current = await svc.vault.get(name)
+    if target_type(p.credential_type, current) is CredentialType.CERTIFICATE:
+        return await _add_certificate(svc, p, label, current.version if current is not None else "")
     mine = [c for c in await svc.graph.list_passwords(p.app.object_id) if c.display_name == label]
     if current is not None and current.tags.get("keyId") in {c.key_id for c in mine}:
         return NewCredential(
@@ -347,6 +376,35 @@ async def add_credential(svc: ServicesPort, p: AddCredential) -> NewCredential:
     return NewCredential(_ref(svc, name, version, new.key_id, new.end_date_time), previous or None)
 
 
+def target_type(wanted: CredentialType | None, current: Any) -> CredentialType:
+    """The new credential's type: the one asked for, else the one the vault's current document (the
+    credential in use) has; documents from before certificates are secrets."""
+    if wanted is not None:
+        return wanted
+    tags = getattr(current, "tags", None) or {}
+    return CredentialType(tags.get("credentialType") or CredentialType.SECRET)
+
+
+async def _add_certificate(svc: ServicesPort, p: AddCredential, label: str, previous: str) -> NewCredential:
+    """A new certificate version and keyCredential; a rerun finds and finishes them (by ``label``)."""
+    from onboarding import certificates
+
+    secret = await certificates.issue(
+        svc,
+        onboarding_id=p.onboarding_id,
+        tenant_id=p.tenant_id,
+        app=p.app,
+        lifetime_days=p.lifetime_days,
+        protocols=p.protocols,
+        label=label,
+        tags={PREVIOUS_VERSION_TAG: previous},
+    )
+    stored = await svc.vault.get(secret.name, secret.version)
+    # A rerun after the document was written: the version it replaced is on its tag, not ``current``.
+    replaced = stored.tags.get(PREVIOUS_VERSION_TAG, previous) if stored is not None else previous
+    return NewCredential(secret, replaced or None, CredentialType.CERTIFICATE)
+
+
 def _ref(svc: ServicesPort, name: str, version: str, key_id: str, expires_on: datetime | None) -> SecretRef:
     return SecretRef(
         vault_uri=svc.settings.key_vault_uri,
@@ -376,16 +434,25 @@ async def discard_new(svc: ServicesPort, p: CredentialChange) -> None:
             expires_on=old.expires_on,
             tags=dict(old.tags),
         )
-    await svc.graph.remove_password(p.app_object_id, p.key_id)
+    keys = {k.key_id for k in await svc.graph.list_key_credentials(p.app_object_id)}
+    if p.key_id in keys:
+        await svc.graph.remove_key_credential(p.app_object_id, p.key_id)
+    else:
+        await svc.graph.remove_password(p.app_object_id, p.key_id)
 
 
 async def remove_old(svc: ServicesPort, p: CredentialChange) -> RemovedCredentials:
-    """After the overlap: every credential of this onboarding but the new one (already gone: done)."""
-    held = await svc.graph.list_passwords(p.app_object_id)
-    old = [c.key_id for c in held if c.key_id != p.key_id and _owned(p.onboarding_id, c.display_name)]
+    """After the overlap: every credential of this onboarding but the new one, passwords and
+    certificates alike, so a switch of type removes the old type's (already gone: done)."""
+    passwords = await svc.graph.list_passwords(p.app_object_id)
+    old = [c.key_id for c in passwords if c.key_id != p.key_id and _owned(p.onboarding_id, c.display_name)]
     for key_id in old:
         await svc.graph.remove_password(p.app_object_id, key_id)
-    return RemovedCredentials(tuple(old))
+    keys = await svc.graph.list_key_credentials(p.app_object_id)
+    old_keys = [k.key_id for k in keys if k.key_id != p.key_id and _owned(p.onboarding_id, k.display_name)]
+    for key_id in old_keys:
+        await svc.graph.remove_key_credential(p.app_object_id, key_id)
+    return RemovedCredentials((*old, *old_keys))
 
 
 async def notify_admins(svc: ServicesPort, p: NotifyRotated) -> None:
@@ -393,7 +460,7 @@ async def notify_admins(svc: ServicesPort, p: NotifyRotated) -> None:
 
     request = OnboardingRequest.from_json(p.request)
     if p.result.status is RotationStatus.SUCCEEDED and p.result.secret:
-        detail = f"New client secret {p.result.secret.key_id}, expires {p.result.secret.expires_on}."
+        detail = f"New credential {p.result.secret.key_id}, expires {p.result.secret.expires_on}."
         await records.update(
             svc.vault, p.onboarding_id, records.Operation.ROTATED, datetime.fromisoformat(p.at), detail
         )

@@ -19,7 +19,14 @@ from onboarding.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
-    from onboarding.ports import ExchangePort, GraphPort, MailProbePort, VaultPort
+    from onboarding.ports import (
+        CertificatePort,
+        ExchangePort,
+        GraphPort,
+        MailProbePort,
+        SecretAccessPort,
+        VaultPort,
+    )
 
 
 _modules_when_frozen = 0
@@ -51,6 +58,8 @@ class Services:
         self._graph: GraphPort | None = None
         self._exchange: ExchangePort | None = None
         self._vault: VaultPort | None = None
+        self._secret_access: SecretAccessPort | None = None
+        self._certificates: CertificatePort | None = None
 
     @property
     def credential(self) -> AsyncTokenCredential:
@@ -91,9 +100,31 @@ class Services:
             self._vault = CredentialVault(self.settings, self.credential)
         return self._vault
 
+    @property
+    def secret_access(self) -> SecretAccessPort:
+        if self._secret_access is None:
+            from onboarding.adapters.rbac import SecretAccess
+
+            self._secret_access = SecretAccess(self.settings, self.credential)
+        return self._secret_access
+
+    @property
+    def certificates(self) -> CertificatePort:
+        if self._certificates is None:
+            from onboarding.adapters.kvcertificates import CertificateVault
+
+            self._certificates = CertificateVault(self.settings, self.credential)
+        return self._certificates
+
     async def aclose(self) -> None:
         try:
-            for adapter in (self._graph, self._exchange, self._vault):
+            for adapter in (
+                self._graph,
+                self._exchange,
+                self._vault,
+                self._secret_access,
+                self._certificates,
+            ):
                 if adapter is not None:
                     await adapter.close()
             if self._credential is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -66,6 +67,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("POP_HOST", "POP3 host the mail client connects to."),
     SettingSpec("POP_PORT", "POP3 port (implicit TLS).", "995"),
     SettingSpec("KEY_VAULT_URI", "URI of the Key Vault that receives the client secrets.", required=True),
+    SettingSpec(
+        "KEY_VAULT_RESOURCE_ID",
+        "Azure resource id of that vault (/subscriptions/.../providers/Microsoft.KeyVault/vaults/{name}): the "
+        "scope of the mail product's Key Vault Secrets User role on its secret. Empty: requests naming "
+        "mailProductPrincipalId are refused (422).",
+        "",
+    ),
+    SettingSpec(
+        "RESOURCE_MANAGER_ENDPOINT",
+        "Azure Resource Manager base URL of the vault's cloud (role assignments on the vault's secrets).",
+    ),
     SettingSpec("MAIL_SENDER", "Mailbox (UPN) that sends consent and approval emails.", required=True),
     SettingSpec(
         "PUBLIC_BASE_URL",
@@ -263,6 +275,8 @@ class Settings:
     pop_host: str
     pop_port: int
     key_vault_uri: str
+    key_vault_resource_id: str
+    resource_manager_endpoint: str
     mail_sender: str
     public_base_url: str
     link_signing_key: bytes = field(repr=False)
@@ -330,6 +344,10 @@ class Settings:
     @property
     def graph_scope(self) -> str:
         return f"{self.graph_endpoint}/.default"
+
+    @property
+    def resource_manager_scope(self) -> str:
+        return f"{self.resource_manager_endpoint}/.default"
 
     @property
     def exchange_scope(self) -> str:
@@ -411,6 +429,8 @@ class Settings:
             pop_host=get("POP_HOST"),
             pop_port=integer("POP_PORT", 1, 65535),
             key_vault_uri=url("KEY_VAULT_URI"),
+            key_vault_resource_id=_vault_resource_id(get("KEY_VAULT_RESOURCE_ID"), problems),
+            resource_manager_endpoint=url("RESOURCE_MANAGER_ENDPOINT"),
             mail_sender=get("MAIL_SENDER"),
             public_base_url=url("PUBLIC_BASE_URL"),
             link_signing_key=get("LINK_SIGNING_KEY").encode(),
@@ -477,6 +497,23 @@ def _resolved_secret(value: str | None) -> str | None:
     reference (its public text is no credential). Sign-in then stays off: decisions are refused."""
     if value is None or value.startswith("@Microsoft.KeyVault("):
         return None
+    return value
+
+
+_VAULT_RESOURCE_ID = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.KeyVault/vaults/[0-9A-Za-z-]{3,24}",
+    re.IGNORECASE,
+)
+
+
+def _vault_resource_id(text: str, problems: list[str]) -> str:
+    value = text.strip().rstrip("/")
+    if value and not _VAULT_RESOURCE_ID.fullmatch(value):
+        problems.append(
+            "KEY_VAULT_RESOURCE_ID: must be a vault's resource id, "
+            "/subscriptions/{id}/resourceGroups/{group}/providers/Microsoft.KeyVault/vaults/{name}"
+        )
+        return ""
     return value
 
 

@@ -21,7 +21,7 @@ from onboarding.domain import (
     StepState,
 )
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
-from onboarding.handoff import CREDENTIALS_SCHEMA_VERSION
+from onboarding.handoff import CERTIFICATE_SCHEMA_VERSION, CREDENTIALS_SCHEMA_VERSION
 
 RUNNING_STATES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 # Statuses a caller sees; "running" and "waiting" are not final.
@@ -105,7 +105,13 @@ def build_view(status: dict[str, Any]) -> dict[str, Any]:
                 # reference: it would resolve to the whole JSON document, not the client secret.
                 "latestSecretUri": base,
                 "contentType": CREDENTIALS_CONTENT_TYPE,
-                "schemaVersion": CREDENTIALS_SCHEMA_VERSION,
+                "schemaVersion": CERTIFICATE_SCHEMA_VERSION
+                if result.secret.credential_type == "certificate"
+                else CREDENTIALS_SCHEMA_VERSION,
+                "credentialType": result.secret.credential_type,
+                # Who may read it besides this service: the request's mail product principal, with
+                # Key Vault Secrets User on this secret only (docs/handoff.md, "Access").
+                "readers": _readers(request),
             }
         view["compensation"] = list(result.compensation)
     else:
@@ -169,6 +175,18 @@ def _as_object(value: Any) -> dict[str, Any] | None:
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
+
+
+def _readers(request: OnboardingRequest | None) -> list[dict[str, str]]:
+    if request is None or not request.mail_product_principal_id:
+        return []
+    return [
+        {
+            "principalId": request.mail_product_principal_id,
+            "role": "Key Vault Secrets User",
+            "scope": "secret",
+        }
+    ]
 
 
 def _request_summary(request: OnboardingRequest | None) -> dict[str, Any] | None:

@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from onboarding import emails
-from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed, ServicePrincipal
+from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed, SecretReader, ServicePrincipal
 from onboarding.domain import (
     EXCHANGE_ONLINE_APP_ID,
     GRANTED_DETAIL,
     VERIFIED_DETAIL,
     AppRegistration,
     ConsentMode,
+    CredentialType,
     ExchangeResource,
     MailboxResult,
     MailboxState,
@@ -25,6 +26,7 @@ from onboarding.domain import (
     Protocol,
     SecretRef,
     app_unique_name,
+    vault_certificate_name,
     vault_secret_name,
 )
 from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
@@ -138,13 +140,27 @@ async def create_secret(
     lifetime_days: int,
     protocols: Sequence[str],
     now: datetime | None = None,
+    credential_type: CredentialType = CredentialType.SECRET,
 ) -> SecretRef:
-    """Mint the client secret and put it in Key Vault, never handing it back.
+    """Mint the client secret (or certificate: ``onboarding.certificates``) and put it in Key Vault,
+    never handing it back.
 
     Idempotent: if the vault already holds a secret whose password credential is still on the app,
     that one stands. A credential carrying this onboarding's label but absent from the vault is an
     orphan of an interrupted attempt (its value was lost), so it is removed before a new one is made.
     """
+    if credential_type is CredentialType.CERTIFICATE:
+        from onboarding import certificates
+
+        return await certificates.issue(
+            svc,
+            onboarding_id=onboarding_id,
+            tenant_id=tenant_id,
+            app=app,
+            lifetime_days=lifetime_days,
+            protocols=protocols,
+            label=password_label(onboarding_id),
+        )
     settings = svc.settings
     name = vault_secret_name(onboarding_id)
     label = password_label(onboarding_id)
@@ -184,6 +200,23 @@ async def create_secret(
         expires_on=new.end_date_time.isoformat(),
         key_id=new.key_id,
     )
+
+
+async def grant_secret_reader(
+    svc: ServicesPort, *, onboarding_id: str, principal_id: str
+) -> SecretReader | Pending:
+    """Key Vault Secrets User for the mail product's principal on this onboarding's secret only
+    (onboarding/adapters/rbac.py). Idempotent: the assignment's name is derived from the secret and the
+    principal, and an existing one counts as made. A principal Azure Resource Manager does not find
+    yet (a new one, still replicating) answers ``Pending``, so the orchestrator waits with backoff."""
+    name = vault_secret_name(onboarding_id)
+    try:
+        assignment = await svc.secret_access.grant_secret_reader(name, principal_id)
+    except TransientError as exc:
+        if exc.code == "PrincipalNotFound":
+            return Pending(exc.message, exc.fix)
+        raise
+    return SecretReader(principal_id=principal_id, secret_name=name, assignment=assignment)
 
 
 async def send_decision_email(
@@ -373,12 +406,13 @@ async def verify_mailboxes(
     protocols: Sequence[str],
     mailboxes: Sequence[str],
 ) -> list[MailboxResult]:
-    """Log in as the mail client will: secret from Key Vault, token for Exchange, XOAUTH2 per mailbox.
+    """Log in as the mail client will: its credential (secret or certificate) from Key Vault, a token
+    for Exchange, XOAUTH2 per mailbox.
 
     A refusal leaves the mailbox GRANTED (the orchestrator tries again while permissions propagate);
     only a verified login on every protocol makes it VERIFIED.
     """
-    from onboarding.adapters.identity import acquire_token, app_secret_credential
+    from onboarding.adapters.identity import acquire_token, document_credential
 
     settings = svc.settings
     stored = await svc.vault.get(secret.name, secret.version)
@@ -387,7 +421,15 @@ async def verify_mailboxes(
             f"Key Vault secret {secret.name} is missing.", fix="Restore it from the vault's deleted secrets."
         )
     document = json.loads(stored.value)
-    credential = app_secret_credential(settings, tenant_id, document["clientId"], document["clientSecret"])
+    try:
+        credential = document_credential(settings, document, tenant_id)
+    except (ValueError, KeyError, TypeError):
+        # azure-identity parses the PEM here; its words are not passed on (they could quote it).
+        raise OnboardingError(
+            f"The credential in Key Vault secret {secret.name} cannot be used (malformed document or certificate).",
+            fix="Rotate the onboarding's credential (POST .../rotate) to write a new one.",
+            code="credential_unreadable",
+        ) from None
     try:
         token = await acquire_token(credential, settings.exchange_scope)
     except TransientError as exc:
@@ -428,7 +470,13 @@ async def verify_mailboxes(
 
 
 async def compensate(
-    svc: ServicesPort, *, onboarding_id: str, app: AppRegistration | None, exchange_registered: bool
+    svc: ServicesPort,
+    *,
+    onboarding_id: str,
+    app: AppRegistration | None,
+    exchange_registered: bool,
+    secret_reader: str | None = None,
+    credential_type: CredentialType = CredentialType.SECRET,
 ) -> list[str]:
     """Undo an onboarding that will not complete, and say what was undone or is left for an admin.
 
@@ -447,6 +495,18 @@ async def compensate(
                 f"Remove it with: Remove-ServicePrincipal -Identity {app.app_id}",
             )
         )
+    if secret_reader:
+
+        async def remove_reader() -> None:
+            await svc.secret_access.remove_secret_reader(name, secret_reader)
+
+        parts.append(
+            (
+                remove_reader,
+                f"Removed the mail product's Key Vault Secrets User role on secret {name}.",
+                f"Remove the role assignment of principal {secret_reader} on secret {name} (Access control).",
+            )
+        )
     parts.append(
         (
             lambda: svc.vault.delete(name),
@@ -454,6 +514,16 @@ async def compensate(
             f"Delete the Key Vault secret {name} in the vault.",
         )
     )
+    if credential_type is CredentialType.CERTIFICATE:
+        certificate = vault_certificate_name(onboarding_id)
+        parts.append(
+            (
+                lambda: svc.certificates.delete(certificate),
+                f"Deleted Key Vault certificate {certificate} and its private key (recoverable while the "
+                "vault's soft delete lasts).",
+                f"Delete the Key Vault certificate {certificate} in the vault.",
+            )
+        )
     if app is not None:
         parts.append(
             (

@@ -30,7 +30,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onboarding import netcheck
-from onboarding.domain import DEFAULT_SECRET_LIFETIME_DAYS, ConsentMode, OnboardingRequest, Protocol
+from onboarding.domain import (
+    DEFAULT_SECRET_LIFETIME_DAYS,
+    ConsentMode,
+    CredentialType,
+    OnboardingRequest,
+    Protocol,
+)
 from onboarding.lookalike import display_name_problem
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -56,6 +62,8 @@ FIELDS: dict[str, str] = {
     "callbackUrl": "callback_url",
     "externalReference": "external_reference",
     "idempotencyKey": "idempotency_key",
+    "mailProductPrincipalId": "mail_product_principal_id",
+    "credentialType": "credential_type",
 }
 REQUIRED = ("tenantId", "displayName", "protocols", "mailboxes", "adminEmails")
 
@@ -211,12 +219,18 @@ class _Errors:
 
 
 def parse_request(
-    data: Any, *, tenant_id: str, allow_private_callbacks: bool = False, allow_grant_mode: bool = True
+    data: Any,
+    *,
+    tenant_id: str,
+    allow_private_callbacks: bool = False,
+    allow_grant_mode: bool = True,
+    allow_mail_product_principal: bool = True,
 ) -> OnboardingRequest:
     """Validate a decoded JSON body against this deployment; raise ``RequestRejected`` with every problem.
 
     A well-formed request this deployment does not serve (another tenant; ``grant`` mode while
-    ``ENABLE_GRANT_MODE`` is off) is 422 when that is its only problem."""
+    ``ENABLE_GRANT_MODE`` is off; a mail product principal while ``KEY_VAULT_RESOURCE_ID`` is not set)
+    is 422 when that is its only problem."""
     errors = _Errors()
     if not isinstance(data, dict):
         raise RequestRejected(
@@ -241,9 +255,11 @@ def parse_request(
     admin_emails = _addresses(data.get("adminEmails"), "/adminEmails", errors, MAX_ADMIN_EMAILS)
     consent_mode = _consent_mode(data.get("consentMode"), errors)
     lifetime = _lifetime(data.get("secretLifetimeDays"), errors)
+    credential_type = credential_type_of(data.get("credentialType"), "/credentialType", errors)
     callback = _callback_url(data.get("callbackUrl"), errors, allow_private=allow_private_callbacks)
     reference = _text(data.get("externalReference"), "/externalReference", errors, MAX_EXTERNAL_REFERENCE)
     key = _idempotency_key(data.get("idempotencyKey"), errors)
+    reader = _principal_id(data.get("mailProductPrincipalId"), errors)
 
     not_served = []
     if wrong_tenant:
@@ -252,11 +268,25 @@ def parse_request(
         not_served.append(
             FieldError("/consentMode", 'grant mode is not enabled in this deployment; use "consent"')
         )
+    if reader is not None and not allow_mail_product_principal:
+        not_served.append(
+            FieldError(
+                "/mailProductPrincipalId",
+                "this deployment cannot give a principal access to the secret (KEY_VAULT_RESOURCE_ID is not "
+                "set); leave the field out and have a vault administrator assign the role",
+            )
+        )
     if errors.total or not_served:
         found = not_served + errors.final()
         if errors.total:
             raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid onboarding request", found)
-        title = "Tenant not served here" if wrong_tenant else "Grant mode is not enabled"
+        title = (
+            "Tenant not served here"
+            if wrong_tenant
+            else "Grant mode is not enabled"
+            if not_served[0].field == "/consentMode"
+            else "Secret access is not enabled"
+        )
         raise RequestRejected(HTTPStatus.UNPROCESSABLE_ENTITY, title, found)
 
     assert tenant is not None and display_name is not None
@@ -271,6 +301,8 @@ def parse_request(
         callback_url=callback,
         external_reference=reference,
         idempotency_key=key,
+        mail_product_principal_id=reader,
+        credential_type=credential_type,
     )
 
 
@@ -421,6 +453,25 @@ def parse_mailbox_change(data: Any) -> tuple[str, tuple[str, ...]]:
     return change, tuple(addresses)
 
 
+def parse_rotation(data: Any) -> CredentialType | None:
+    """The optional body of POST .../rotate, ``{"credentialType": "certificate"}``: the type the new
+    credential is to be (switching an onboarding from a secret to a certificate, or back), or None to
+    keep the current one; or ``RequestRejected`` naming what is wrong."""
+    errors = _Errors()
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        errors.add("", f"must be a JSON object, not {_json_type(data)}")
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid rotation", errors.final())
+    for name in sorted(set(data) - {"credentialType"}):
+        errors.add(f"/{name}", "unknown field; this call takes only credentialType")
+    wanted = data.get("credentialType")
+    credential_type = credential_type_of(wanted, "/credentialType", errors)
+    if errors.total:
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "Invalid rotation", errors.final())
+    return credential_type if wanted is not None else None
+
+
 def _consent_mode(value: Any, errors: _Errors) -> ConsentMode:
     if value is None:
         return ConsentMode.CONSENT
@@ -429,6 +480,17 @@ def _consent_mode(value: Any, errors: _Errors) -> ConsentMode:
         errors.add("/consentMode", f"must be one of {allowed}")
         return ConsentMode.CONSENT
     return ConsentMode(value)
+
+
+def credential_type_of(value: Any, pointer: str, errors: _Errors) -> CredentialType:
+    """``secret`` (the default) or ``certificate``; anything else is named as the problem."""
+    if value is None:
+        return CredentialType.SECRET
+    allowed = [t.value for t in CredentialType]
+    if value not in allowed:
+        errors.add(pointer, f"must be one of {allowed}")
+        return CredentialType.SECRET
+    return CredentialType(value)
 
 
 def _lifetime(value: Any, errors: _Errors) -> int:
@@ -508,6 +570,19 @@ def _idempotency_key(value: Any, errors: _Errors) -> str | None:
         )
         return None
     return value
+
+
+def _principal_id(value: Any, errors: _Errors) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
+        errors.add(
+            "/mailProductPrincipalId",
+            "must be the object id of the mail product's service principal or managed identity: a GUID like "
+            "00000000-0000-0000-0000-000000000000 (Enterprise applications, Object ID; not the client id)",
+        )
+        return None
+    return value.lower()
 
 
 def _pointer(key: str) -> str:

@@ -26,6 +26,7 @@ from onboarding.offboarding import (
     READ_ONBOARDING,
     REMOVE_EXCHANGE_SP,
     REMOVE_MAILBOX_ACCESS,
+    REMOVE_SECRET_READER,
     STEP_TITLES,
     AppDeletion,
     DeleteApp,
@@ -116,6 +117,7 @@ class Offboarding:
         mailbox_result = yield from self.remove_mailbox_access(mailboxes)
         yield from self.remove_exchange_service_principal()
         yield from self.delete_app()
+        yield from self.remove_secret_reader(request.get("mail_product_principal_id"))
         yield from self.delete_secret()
         return (yield from self.finish(request, mailbox_result, len(mailboxes)))
 
@@ -258,6 +260,25 @@ class Offboarding:
             text = f"Deleted app registration {self.found.app_id} (restorable for 30 days in Entra ID)."
         self.removed.append(text)
         self.mark(step, StepState.DONE, text)
+
+    def remove_secret_reader(self, principal_id: str | None) -> Steps:
+        """Before the secret goes: the mail product's role on it (the request's principal, if any). A role
+        assignment is an object of its own in Azure Resource Manager; deleting the secret is not known
+        to remove it (no public source says so), so it is removed by name."""
+        step = OffboardStep.SECRET_READER
+        if not principal_id:
+            self.mark(step, StepState.SKIPPED, "The onboarding named no mail product principal.")
+            return
+        fix = (
+            f"Remove the Key Vault Secrets User role assignment of principal {principal_id} on the secret "
+            "(the secret's Access control in the Azure portal)."
+        )
+        payload = C.SecretReaderRef(self.job.onboarding_id, principal_id)
+        removed = yield from self.attempt(step, REMOVE_SECRET_READER, payload, fix)
+        if removed is not None:
+            text = f"Removed the mail product's read access to the secret (principal {principal_id})."
+            self.removed.append(text)
+            self.mark(step, StepState.DONE, text)
 
     def delete_secret(self) -> Steps:
         step = OffboardStep.KEY_VAULT_SECRET

@@ -187,6 +187,7 @@ class Onboarding:
         self.app: AppRegistration | None = None
         self.secret: SecretRef | None = None
         self.exchange_registered = False
+        self.secret_reader: str | None = None  # the principal given a role on the secret, if any
         self.current_step = STEPS[0][0]
         self.retry = retry_policy(self.options)
         self.events_sent = 0  # the last webhook event's sequence number
@@ -372,16 +373,38 @@ class Onboarding:
 
     def create_secret(self) -> Steps:
         assert self.app is not None
-        self.secret = yield from self.run_step(
+        payload = C.CreateSecret(
+            onboarding_id=self.job.onboarding_id,
+            tenant_id=self.request.tenant_id,
+            app=self.app,
+            lifetime_days=self.request.secret_lifetime_days,
+            protocols=self.protocols,
+            credential_type=self.request.credential_type,
+        )
+        reader = self.request.mail_product_principal_id
+        if reader is None:  # as before the mail product's role existed: such histories replay unchanged
+            self.secret = yield from self.run_step(Step.CLIENT_SECRET, C.CREATE_SECRET, payload)
+            return
+        self.mark(Step.CLIENT_SECRET, StepState.RUNNING)
+        self.secret = yield from self.call(Step.CLIENT_SECRET, C.CREATE_SECRET, payload)
+        yield from self.grant_secret_reader(reader)
+
+    def grant_secret_reader(self, principal_id: str) -> Steps:
+        """The mail product's principal reads this secret and no other: Key Vault Secrets User scoped
+        to it (onboarding/adapters/rbac.py). Before anyone is asked for consent, so a principal that
+        cannot be given the role fails the onboarding early, and everything made is undone."""
+        self.secret_reader = principal_id  # from the first attempt on: removing it later is idempotent
+        yield from self.poll(
             Step.CLIENT_SECRET,
-            C.CREATE_SECRET,
-            C.CreateSecret(
-                onboarding_id=self.job.onboarding_id,
-                tenant_id=self.request.tenant_id,
-                app=self.app,
-                lifetime_days=self.request.secret_lifetime_days,
-                protocols=self.protocols,
-            ),
+            C.GRANT_SECRET_READER,
+            C.SecretReaderRef(onboarding_id=self.job.onboarding_id, principal_id=principal_id),
+            kind=WaitKind.DIRECTORY_REPLICATION,
+            limit=timedelta(hours=1),
+        )
+        self.mark(
+            Step.CLIENT_SECRET,
+            StepState.DONE,
+            f"The mail product's principal {principal_id} may read this secret (Key Vault Secrets User).",
         )
 
     @property
@@ -522,6 +545,14 @@ class Onboarding:
                 f"App registration {self.app.app_id} is consented and was left in place; delete it in "
                 "Entra ID if it is not wanted, or submit the onboarding again.",
                 f"Key Vault secret {self.secret.name} was left in place with the app; delete it with the app.",
+            )
+            + (
+                (
+                    f"The mail product's principal {self.secret_reader} keeps Key Vault Secrets User on that "
+                    "secret; offboarding the onboarding (DELETE) removes it with the rest.",
+                )
+                if self.secret_reader
+                else ()
             ),
         )
 
@@ -613,6 +644,8 @@ class Onboarding:
                 onboarding_id=self.job.onboarding_id,
                 app=self.app,
                 exchange_registered=self.exchange_registered,
+                secret_reader=self.secret_reader,
+                credential_type=self.request.credential_type,
             )
             reply = yield self.context.call_activity_with_retry(
                 C.COMPENSATE.name,
@@ -629,6 +662,11 @@ class Onboarding:
             if self.secret:
                 left.append(
                     f"Key Vault secret {self.secret.name} could not be deleted: delete it in the vault."
+                )
+            if self.secret_reader:
+                left.append(
+                    f"The role of principal {self.secret_reader} on the secret could not be removed: remove "
+                    "its Key Vault Secrets User assignment on the secret (Access control)."
                 )
             return tuple(left)
 

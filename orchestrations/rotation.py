@@ -85,7 +85,13 @@ class Rotation:
         self.mark(step, StepState.RUNNING)
         job = self.job
         payload = AddCredential(
-            job.onboarding_id, job.tenant_id, job.app, job.protocols, job.lifetime_days, job.requested_at
+            job.onboarding_id,
+            job.tenant_id,
+            job.app,
+            job.protocols,
+            job.lifetime_days,
+            job.requested_at,
+            job.credential_type,
         )
         try:
             new: NewCredential = yield from self.call(step, ADD_CREDENTIAL, payload)
@@ -173,6 +179,7 @@ class Rotation:
             secret=new.secret if new else None,
             removed_key_ids=removed,
             error=error,
+            credential_type=new.credential_type if new else self.job.credential_type,
         )
         yield from self.notify(result)
         succeeded = status is RotationStatus.SUCCEEDED

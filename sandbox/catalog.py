@@ -11,6 +11,8 @@ from dataclasses import dataclass
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+# Azure Resource Manager ("Windows Azure Service Management API"): the audience of ARM tokens.
+ARM_APP_ID = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,21 @@ VAULT_SECRETS_USER = "Key Vault Secrets User"
 VAULT_ROLE_ACTIONS = {
     VAULT_SECRETS_OFFICER: frozenset({"get", "list", "set", "update", "delete", "recover", "purge"}),
     VAULT_SECRETS_USER: frozenset({"get", "list"}),
+}
+KEY_VAULT_SECRETS_USER_ROLE = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_SECRETS_OFFICER_ROLE = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+# The same roles as Azure RBAC role definitions (Learn, "Azure built-in roles", Security): what an ARM
+# role assignment names in ``roleDefinitionId`` (docs/sandbox-facts.md, RA-1).
+VAULT_ROLE_DEFINITION_IDS = {
+    KEY_VAULT_SECRETS_OFFICER_ROLE: VAULT_SECRETS_OFFICER,
+    KEY_VAULT_SECRETS_USER_ROLE: VAULT_SECRETS_USER,
+}
+
+# The certificates API's data-plane role (Key Vault Certificates Officer: Microsoft.KeyVault/vaults/
+# certificates/*); reading a certificate's private key is a secrets action (docs/sandbox-facts.md).
+VAULT_CERTIFICATES_OFFICER = "Key Vault Certificates Officer"
+VAULT_CERTIFICATE_ROLE_ACTIONS = {
+    VAULT_CERTIFICATES_OFFICER: frozenset({"get", "list", "create", "update", "delete", "recover", "purge"}),
 }
 
 DEFAULT_IDENTITY_GRAPH_ROLES = (

@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from sandbox.client_assertion import AssertionRefused, ClientAssertions
 from sandbox.signin import People, SigninFlow, SigninRefused
 from sandbox.state import Application, AppRole, ServicePrincipal, TenantState, same_secret
 from sandbox.web import CALLER_KEY, make_app
@@ -78,6 +79,7 @@ class Entra:
         self.identity_sp = identity_sp
         self.people = People()
         self.signin = SigninFlow(state, self.people, authority=authority)
+        self.assertions = ClientAssertions(state, authority=authority)
 
     # ------------------------------------------------------------ apps
     def login_app(self) -> web.Application:
@@ -244,6 +246,12 @@ class Entra:
                     "or consented to by any user in the tenant. You may have sent your authentication request to "
                     "the wrong tenant.",
                 )
+            if form.get("client_assertion") or form.get("client_assertion_type"):
+                try:
+                    self.assertions.check(form, app, request.match_info["tenant"])
+                except AssertionRefused as exc:
+                    raise EntraError(exc.status, exc.error, exc.code, exc.description) from None
+                return self._after_client_authenticated(client_id, app, resource)
             secret = form.get("client_secret")
             if not secret:
                 raise EntraError(
@@ -269,6 +277,12 @@ class Entra:
                     f"The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to "
                     "create new keys for your app, or consider using certificate credentials for added security.",
                 )
+            return self._after_client_authenticated(client_id, app, resource)
+
+    def _after_client_authenticated(self, client_id: str, app: Application, resource: str) -> dict[str, Any]:
+        """The token for ``resource``, once the client proved itself (secret or assertion)."""
+        state = self.state
+        with state.lock:
             target = state.resource_for_audience(resource)
             if target is None:
                 raise EntraError(

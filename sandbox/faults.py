@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-SERVICES = ("entra", "graph", "exchange", "keyvault", "identity")
+SERVICES = ("entra", "graph", "exchange", "keyvault", "identity", "arm")
 DROP = "drop"
 Fault = int | str  # an HTTP status, or DROP
 
@@ -150,6 +150,7 @@ class Faults:
         self.exchange = ServiceFaults("exchange", seed)
         self.keyvault = ServiceFaults("keyvault", seed)
         self.identity = ServiceFaults("identity", seed)
+        self.arm = ServiceFaults("arm", seed)  # Azure Resource Manager (role assignments)
         self.replication = Replication()
         self.mailbox_permission_delay_s = 0.0
         self.exchange_throttle = Throttler()

@@ -3,6 +3,7 @@ items and sendMail, authorised as Graph does by the bearer token's audience and 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -12,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 
+from sandbox.kv_certificates import thumbprint
 from sandbox.state import (
     Application,
     AppRole,
     AppRoleAssignment,
+    KeyCredential,
     SentMail,
     ServicePrincipal,
     TenantState,
@@ -301,7 +305,9 @@ class Graph:
             }
         )
 
-    def app_json(self, app: Application) -> dict[str, Any]:
+    def app_json(self, app: Application, *, with_keys: bool = False) -> dict[str, Any]:
+        """``with_keys``: each keyCredential's key, returned only when one app is read with
+        $select=keyCredentials (docs/sandbox-facts.md, "keyCredentials"); null otherwise."""
         return {
             "id": app.id,
             "deletedDateTime": _iso(app.deleted_at),
@@ -315,7 +321,19 @@ class Graph:
             "signInAudience": app.sign_in_audience,
             "tags": list(app.tags),
             "uniqueName": app.unique_name,
-            "keyCredentials": [],
+            "keyCredentials": [
+                {
+                    "customKeyIdentifier": base64.b64encode(k.custom_key_identifier).decode("ascii"),
+                    "displayName": k.display_name,
+                    "endDateTime": _iso(k.end),
+                    "key": base64.b64encode(k.der).decode("ascii") if with_keys else None,
+                    "keyId": k.key_id,
+                    "startDateTime": _iso(k.start),
+                    "type": k.type,
+                    "usage": k.usage,
+                }
+                for k in app.keys
+            ],
             "passwordCredentials": [
                 {
                     "customKeyIdentifier": None,
@@ -443,7 +461,9 @@ class Graph:
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
     ) -> web.Response:
         self._require_read(caller)
-        return self._entity(request, "applications", self.app_json(self._app(params)))
+        select = {f.strip() for f in request.query.get("$select", "").split(",")}
+        app = self.app_json(self._app(params), with_keys="keyCredentials" in select)
+        return self._entity(request, "applications", app)
 
     def patch_application(
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any
@@ -464,8 +484,51 @@ class Graph:
             response.headers["Preference-Applied"] = "create-if-missing"
             return response
         self._require_write(caller, app.owners)
+        keys = self._key_credentials(app, body["keyCredentials"]) if "keyCredentials" in body else None
         self.state.update_application(app, body)
+        if keys is not None:
+            self.state.set_key_credentials(app, keys)
         return web.Response(status=204)
+
+    def _key_credentials(self, app: Application, entries: Any) -> list[KeyCredential]:
+        """The whole collection replaces the app's (PATCH semantics). A new entry carries the
+        certificate (``key``, base64 DER); one already on the app may omit it (as read without
+        $select it is null) and keeps its own."""
+        if not isinstance(entries, list):
+            raise GraphError(400, "BadRequest", "Invalid value for property keyCredentials.")
+        held = {k.key_id: k for k in app.keys}
+        return [self._key_credential(entry, held) for entry in entries]
+
+    def _key_credential(self, entry: Any, held: dict[str, KeyCredential]) -> KeyCredential:
+        if not isinstance(entry, dict):
+            raise GraphError(400, "BadRequest", "Invalid value for property keyCredentials.")
+        key_id = str(entry.get("keyId") or uuid.uuid4())
+        if not entry.get("key") and key_id in held:
+            return held[key_id]
+        try:
+            der = base64.b64decode(str(entry.get("key") or ""), validate=True)
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise GraphError(
+                400, "BadRequest", "Key credential key is not a valid X.509 certificate."
+            ) from None
+        try:
+            start = _parse_time(entry.get("startDateTime")) or cert.not_valid_before_utc
+            end = _parse_time(entry.get("endDateTime")) or cert.not_valid_after_utc
+        except ValueError:
+            raise GraphError(400, "BadRequest", "Invalid date format in keyCredentials.") from None
+        custom = entry.get("customKeyIdentifier")
+        return KeyCredential(
+            key_id=key_id,
+            display_name=entry.get("displayName"),
+            start=start,
+            end=end,
+            der=der,
+            # Learn: "When not provided in the payload, defaults to the thumbprint of the certificate."
+            custom_key_identifier=base64.b64decode(custom) if custom else thumbprint(der),
+            type=str(entry.get("type") or "AsymmetricX509Cert"),
+            usage=str(entry.get("usage") or "Verify"),
+        )
 
     def delete_application(
         self, request: web.Request, caller: Caller, params: dict[str, str], body: Any

@@ -1,5 +1,5 @@
 """Key Vault secrets stand-in: the data-plane REST API azure-keyvault-secrets speaks, with challenge
-authentication, RBAC (Secrets Officer / Secrets User), versions, tags, soft delete, recover and purge."""
+authentication, RBAC (Secrets Officer / Secrets User, on the vault or on one secret), versions, tags, soft delete, recover and purge."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox import catalog
+from sandbox.kv_certificates import VaultCertificates
 from sandbox.state import SecretVersion, TenantState, VaultSecret
 from sandbox.tokens import TokenError
 from sandbox.web import CALLER_KEY, make_app
@@ -108,6 +108,8 @@ class KeyVault:
         ]
         for method, path, handler, action in routes:
             app.router.add_route(method, path, self._guard(handler, action))
+        # Certificates live on the same vault host, with their own RBAC role (sandbox/kv_certificates.py).
+        VaultCertificates(self.state, vault_uri=self.uri, authority=self.authority).register(app)
         return app
 
     def _guard(self, handler: Any, action: str) -> Any:
@@ -130,8 +132,9 @@ class KeyVault:
                 response.headers.update(challenge)
                 return response
             request[CALLER_KEY] = str(claims.get("appid", ""))
-            role = self.state.vault_role_in_effect(str(claims.get("oid", "")))
-            if role is None or action not in catalog.VAULT_ROLE_ACTIONS.get(role, frozenset()):
+            # A role on one secret (an ARM assignment scoped to it) counts for that secret's paths only.
+            secret = request.match_info.get("name") if request.path.startswith("/secrets/") else None
+            if not self.state.vault_allows(str(claims.get("oid", "")), action, secret):
                 return vault_error(
                     403,
                     "Forbidden",
@@ -196,6 +199,9 @@ class KeyVault:
             out["value"] = v.value
         if v.content_type is not None:
             out["contentType"] = v.content_type
+        if v.managed:  # a certificate's secret names its key, as Key Vault's does
+            out["kid"] = f"{self.uri}/keys/{s.name}/{v.version}"
+            out["managed"] = True
         return out
 
     def _deleted_bundle(self, s: VaultSecret) -> dict[str, Any]:

@@ -51,6 +51,20 @@ class PasswordCredential:
 
 
 @dataclass
+class KeyCredential:
+    """A certificate on an app: its public part (DER) and the thumbprint that names it."""
+
+    key_id: str
+    display_name: str | None
+    start: datetime
+    end: datetime
+    der: bytes = field(repr=False)
+    custom_key_identifier: bytes = b""  # the SHA-1 thumbprint unless the writer set another
+    type: str = "AsymmetricX509Cert"
+    usage: str = "Verify"
+
+
+@dataclass
 class Application:
     id: str
     app_id: str
@@ -63,6 +77,7 @@ class Application:
     notes: str | None = None
     tags: list[str] = field(default_factory=list)
     passwords: list[PasswordCredential] = field(default_factory=list)
+    keys: list[KeyCredential] = field(default_factory=list)
     owners: set[str] = field(default_factory=set)  # service principal object ids
     deleted_at: datetime | None = None
 
@@ -132,6 +147,37 @@ class SecretVersion:
     enabled: bool = True
     expires: datetime | None = None
     not_before: datetime | None = None
+    managed: bool = False  # the secret of a certificate (its private key): Key Vault writes it, not us
+
+
+@dataclass
+class CertificateVersion:
+    version: str
+    der: bytes = field(repr=False)
+    created: datetime
+    not_before: datetime
+    expires: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+
+@dataclass
+class CertificateOperation:
+    """A creation in progress: the version it will make, complete once polled (self-signed)."""
+
+    request_id: str
+    made: CertificateVersion
+    secret: SecretVersion = field(repr=False)
+    status: str = "inProgress"
+
+
+@dataclass
+class VaultCertificate:
+    name: str
+    policy: dict[str, Any]
+    versions: list[CertificateVersion] = field(default_factory=list)  # oldest first
+    operation: CertificateOperation | None = None
+    deleted_at: datetime | None = None
 
 
 @dataclass
@@ -143,6 +189,29 @@ class VaultSecret:
     @property
     def current(self) -> SecretVersion:
         return self.versions[-1]
+
+
+@dataclass
+class RbacAssignment:
+    """An Azure RBAC role assignment made through Azure Resource Manager (``sandbox/arm.py``)."""
+
+    name: str  # a GUID, the last segment of its id
+    scope: str  # as given: the vault's resource id, or one secret's (``{vault id}/secrets/{name}``)
+    role_definition_id: (
+        str  # ``/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{guid}``
+    )
+    principal_id: str
+    principal_type: str | None
+    created_at: datetime
+    updated_by: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.scope}/providers/Microsoft.Authorization/roleAssignments/{self.name}"
+
+    @property
+    def role_guid(self) -> str:
+        return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 @dataclass
@@ -200,6 +269,10 @@ class TenantState:
         self.graph_resource = ""
         self.exchange_resource = ""
         self.vault_resource = ""
+        self.arm_resource = ""
+        # The vault as an Azure resource: ``/subscriptions/{sub}/resourceGroups/{rg}/providers/
+        # Microsoft.KeyVault/vaults/{name}``, the scope of its role assignments.
+        self.vault_resource_id = ""
         self._apps: dict[str, Application] = {}
         self._sps: dict[str, ServicePrincipal] = {}
         self._assignments: dict[str, AppRoleAssignment] = {}
@@ -208,7 +281,13 @@ class TenantState:
         self._mailboxes: dict[str, Mailbox] = {}
         self._vault_roles: dict[str, str] = {}  # principal object id -> RBAC role name
         self._vault_role_since: dict[str, datetime] = {}  # when each principal's role was assigned
+        self._vault_certificate_roles: dict[str, str] = {}  # principal object id -> certificates role
+        self._certificates: dict[str, VaultCertificate] = {}
         self._secrets: dict[str, VaultSecret] = {}
+        self._rbac: dict[str, RbacAssignment] = {}  # lower-cased name -> assignment
+        # Principals that may write role assignments on the vault and below, and the role definition
+        # GUIDs their assignment's condition lets them assign (docs/security.md).
+        self._role_writers: dict[str, frozenset[str]] = {}
         self._outbox: list[SentMail] = []
         self._log: list[RequestLogEntry] = []
         self._issued_secrets: list[str] = []
@@ -218,6 +297,7 @@ class TenantState:
             catalog.EXCHANGE_APP_ID, "Office 365 Exchange Online", catalog.EXCHANGE_APP_ROLES
         )
         self.vault_sp = self._seed_resource(catalog.KEY_VAULT_APP_ID, "Azure Key Vault", ())
+        self.arm_sp = self._seed_resource(catalog.ARM_APP_ID, "Windows Azure Service Management API", ())
 
     # ---------------------------------------------------------------- seeding
     def _seed_resource(self, app_id: str, name: str, roles: Iterable[catalog.RoleDef]) -> ServicePrincipal:
@@ -299,9 +379,89 @@ class TenantState:
                 return None
             return self._vault_roles.get(principal_id)
 
+    def set_vault_certificate_role(self, principal_id: str, role: str | None) -> None:
+        """Key Vault Certificates Officer (or none): the certificates API's own RBAC role."""
+        with self.lock:
+            if role:
+                self._vault_certificate_roles[principal_id] = role
+            else:
+                self._vault_certificate_roles.pop(principal_id, None)
+
+    def vault_certificate_role(self, principal_id: str) -> str | None:
+        with self.lock:
+            return self._vault_certificate_roles.get(principal_id)
+
     def vault_role(self, principal_id: str) -> str | None:
         with self.lock:
             return self._vault_roles.get(principal_id)
+
+    def vault_allows(self, principal_id: str, action: str, secret_name: str | None = None) -> bool:
+        """Key Vault's data-plane decision: a vault-wide role (``set_vault_role``, or an ARM assignment
+        on the vault) or an ARM assignment on the one secret ``secret_name`` whose role allows
+        ``action``, once Azure RBAC has applied it (``replication.vault_role_s`` after it was made).
+        A secret-scoped assignment never allows what is asked of the vault itself (listing secrets)."""
+        with self.lock:
+            role = self.vault_role_in_effect(principal_id)
+            if role is not None and action in catalog.VAULT_ROLE_ACTIONS.get(role, frozenset()):
+                return True
+            vault = self.vault_resource_id.lower()
+            scopes = {vault}
+            if secret_name is not None:
+                scopes.add(f"{vault}/secrets/{secret_name.lower()}")
+            for a in self._rbac.values():
+                if a.principal_id.lower() != principal_id.lower() or a.scope.lower() not in scopes:
+                    continue
+                if not self._visible(a.created_at, self.faults.replication.vault_role_s):
+                    continue
+                granted = catalog.VAULT_ROLE_DEFINITION_IDS.get(a.role_guid)
+                if granted and action in catalog.VAULT_ROLE_ACTIONS[granted]:
+                    return True
+            return False
+
+    # ---------------------------------------------------------------- Azure RBAC (ARM)
+    def allow_role_assignments(self, principal_id: str, role_guids: Iterable[str] | None) -> None:
+        """Let a principal write and delete role assignments of these roles on the vault and below
+        (Role Based Access Control Administrator, with a condition); None takes it away."""
+        with self.lock:
+            if role_guids is None:
+                self._role_writers.pop(principal_id, None)
+            else:
+                self._role_writers[principal_id] = frozenset(g.lower() for g in role_guids)
+
+    def may_assign(self, principal_id: str, role_guid: str) -> bool:
+        with self.lock:
+            return role_guid.lower() in self._role_writers.get(principal_id, frozenset())
+
+    def may_read_assignments(self, principal_id: str) -> bool:
+        with self.lock:
+            return principal_id in self._role_writers
+
+    def rbac_assignment(self, name: str) -> RbacAssignment | None:
+        return self._rbac.get(name.lower())
+
+    def put_rbac_assignment(self, assignment: RbacAssignment) -> None:
+        with self.lock:
+            self._rbac[assignment.name.lower()] = assignment
+
+    def delete_rbac_assignment(self, name: str) -> RbacAssignment | None:
+        with self.lock:
+            return self._rbac.pop(name.lower(), None)
+
+    def rbac_assignments_matching(
+        self, scope: str, principal_id: str, role_guid: str
+    ) -> list[RbacAssignment]:
+        """Assignments of this role to this principal at exactly this scope (whatever their names)."""
+        with self.lock:
+            return [
+                a
+                for a in self._rbac.values()
+                if a.scope.lower() == scope.lower()
+                and a.principal_id.lower() == principal_id.lower()
+                and a.role_guid == role_guid.lower()
+            ]
+
+    def rbac_assignments(self) -> list[RbacAssignment]:
+        return self._copy(self._rbac.values())
 
     # ---------------------------------------------------------------- readers for tests
     def _copy(self, items: Iterable[Any]) -> list[Any]:
@@ -368,6 +528,7 @@ class TenantState:
             (self.graph_resource, self.graph_sp),
             (self.exchange_resource, self.exchange_sp),
             (self.vault_resource, self.vault_sp),
+            (self.arm_resource, self.arm_sp),
         ):
             if url and resource == url.rstrip("/"):
                 return sp
@@ -746,6 +907,30 @@ class TenantState:
 
     def vault_secrets(self) -> list[VaultSecret]:
         return list(self._secrets.values())
+
+    def get_certificate(self, name: str) -> VaultCertificate | None:
+        return self._certificates.get(name.lower())
+
+    def put_certificate(self, certificate: VaultCertificate) -> None:
+        with self.lock:
+            self._certificates[certificate.name.lower()] = certificate
+
+    def purge_certificate(self, name: str) -> None:
+        with self.lock:
+            self._certificates.pop(name.lower(), None)
+            self._secrets.pop(name.lower(), None)
+
+    def vault_certificates(self) -> list[VaultCertificate]:
+        return list(self._certificates.values())
+
+    def record_issued_secret(self, value: str) -> None:
+        """A secret value the tenant made (a certificate's private key): the leak scan looks for it."""
+        with self.lock:
+            self._issued_secrets.append(value)
+
+    def set_key_credentials(self, app: Application, keys: list[KeyCredential]) -> None:
+        with self.lock:
+            app.keys = list(keys)
 
     # ---------------------------------------------------------------- outbox
     def domains(self) -> list[dict[str, Any]]:

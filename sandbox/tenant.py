@@ -20,6 +20,7 @@ import trustme
 from aiohttp import web
 
 from sandbox import catalog
+from sandbox.arm import ResourceManager
 from sandbox.entra import ApiCaller, Entra, register_api_caller, register_function_api
 from sandbox.exchange import Exchange
 from sandbox.faults import Faults
@@ -31,7 +32,7 @@ from sandbox.state import Application, Mailbox, RequestLogEntry, ServicePrincipa
 from sandbox.tokens import TokenIssuer
 from sandbox.web import UNMODELLED, LoopThread, bind, serve
 
-PORT_NAMES = ("entra", "graph", "exchange", "keyvault", "identity", "imap", "pop")
+PORT_NAMES = ("entra", "graph", "exchange", "keyvault", "identity", "arm", "imap", "pop")
 DOMAIN = "sandbox.example"
 DEFAULT_MAILBOXES = (f"support@{DOMAIN}", f"sales@{DOMAIN}")
 MAIL_SENDER = f"onboarding@{DOMAIN}"
@@ -40,6 +41,9 @@ ADMIN_USER = f"it-admin@{DOMAIN}"  # Cloud Application Administrator: may approv
 PLAIN_USER = f"helpdesk@{DOMAIN}"  # no directory role: may not
 OUTSIDER = "admin@fabrikam.example"  # a Global Administrator of another organisation
 SIGNIN_REDIRECT_PATH = "/api/signin/callback"
+# The vault as an Azure resource (KEY_VAULT_RESOURCE_ID): the scope of its role assignments.
+SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000a2b1"
+VAULT_RESOURCE_ID = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-sandbox/providers/Microsoft.KeyVault/vaults/kv-sandbox"
 
 
 def _utcnow() -> datetime:
@@ -59,6 +63,11 @@ class SandboxConfig:
     identity_exchange_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_EXCHANGE_ROLES
     identity_directory_roles: Iterable[str] = catalog.DEFAULT_IDENTITY_DIRECTORY_ROLES
     identity_vault_role: str | None = catalog.VAULT_SECRETS_OFFICER
+    # Role definitions (GUIDs) the identity may assign on the vault and its secrets: Role Based Access
+    # Control Administrator constrained by a condition, as infra/app/keyvault.bicep gives it.
+    identity_assignable_roles: Iterable[str] | None = (catalog.KEY_VAULT_SECRETS_USER_ROLE,)
+    # The certificates API's role (certificate onboardings): a separate RBAC role on the same vault.
+    identity_vault_certificate_role: str | None = catalog.VAULT_CERTIFICATES_OFFICER
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # Replication and propagation delays (sandbox/profiles.py): "fast" has none; "realistic" draws them
     # from documented ranges, on the tenant clock, so give it a clock the test moves.
@@ -109,7 +118,8 @@ class Sandbox:
             raise ValueError(f"unknown port names {sorted(unknown)}; expected some of {PORT_NAMES}")
         self.ca_file, self.cert_file, self.key_file = self._make_tls()
         sockets = {
-            name: bind(ports.get(name, 0)) for name in ("entra", "graph", "exchange", "keyvault", "identity")
+            name: bind(ports.get(name, 0))
+            for name in ("entra", "graph", "exchange", "keyvault", "identity", "arm")
         }
         self.ports = {name: s.getsockname()[1] for name, s in sockets.items()}
         url = {name: f"https://127.0.0.1:{port}" for name, port in self.ports.items()}
@@ -127,6 +137,7 @@ class Sandbox:
             url["exchange"],
             url["keyvault"],
         )
+        state.arm_resource, state.vault_resource_id = url["arm"], VAULT_RESOURCE_ID
         self.identity = state.seed_managed_identity("func-mail-onboarding (managed identity)")
         # The API's app registration is made on first use (api_caller), so a tenant starts with an
         # empty directory; its client id is fixed now for the app's settings.
@@ -137,6 +148,8 @@ class Sandbox:
             directory_roles=cfg.identity_directory_roles,
             vault_role=cfg.identity_vault_role,
         )
+        state.allow_role_assignments(self.identity.id, cfg.identity_assignable_roles)
+        state.set_vault_certificate_role(self.identity.id, cfg.identity_vault_certificate_role)
         identity_header = secrets.token_urlsafe(24)
 
         entra = Entra(state, authority=authority, identity_header=identity_header, identity_sp=self.identity)
@@ -148,6 +161,7 @@ class Sandbox:
             "graph": Graph(state, base_url=url["graph"]).app(),
             "exchange": Exchange(state, base_url=url["exchange"]).app(),
             "keyvault": KeyVault(state, vault_uri=url["keyvault"], authority=authority).app(),
+            "arm": ResourceManager(state).app(),
         }
         server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ssl.load_cert_chain(self.cert_file, self.key_file)
@@ -191,6 +205,8 @@ class Sandbox:
             "POP_HOST": "127.0.0.1",
             "POP_PORT": str(self.ports.get("pop", 995)),
             "KEY_VAULT_URI": url["keyvault"] + "/",
+            "KEY_VAULT_RESOURCE_ID": VAULT_RESOURCE_ID,
+            "RESOURCE_MANAGER_ENDPOINT": url["arm"],
             "MAIL_SENDER": MAIL_SENDER,
             "PUBLIC_BASE_URL": "http://127.0.0.1:7071",
             "LINK_SIGNING_KEY": secrets.token_urlsafe(32),
@@ -371,11 +387,12 @@ class Sandbox:
         object_id: str | None = None,
         wids: Iterable[str] = (),
     ) -> str:
-        """A token signed by the tenant for ``resource`` ("graph", "exchange", "keyvault" or a URL)."""
+        """A token signed by the tenant for ``resource`` ("graph", "exchange", "keyvault", "arm" or a URL)."""
         audience = {
             "graph": self.state.graph_resource,
             "exchange": self.state.exchange_resource,
             "keyvault": self.state.vault_resource,
+            "arm": self.state.arm_resource,
         }.get(resource, resource)
         token, _ = self.state.issuer.mint(
             audience=audience,

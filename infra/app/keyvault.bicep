@@ -1,6 +1,7 @@
 // The vault that receives the client secrets of the apps this service registers, and holds the
 // service's own link-signing key. RBAC authorisation only (no access policies), soft delete with
-// purge protection, and a single data-plane role for the app's identity.
+// purge protection, and a single data-plane role for the app's identity; optionally the right to give
+// a mail product Key Vault Secrets User on one secret, and nothing else.
 
 @description('Name of the Key Vault (3-24 characters, globally unique).')
 @minLength(3)
@@ -13,8 +14,11 @@ param location string
 @description('Tags applied to the vault.')
 param tags object = {}
 
-@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer: it writes client secrets and reads the link-signing key; it cannot manage keys, certificates or access.')
+@description('Principal (object) id of the function app\'s managed identity. It gets Key Vault Secrets Officer (it writes the hand-off secrets and reads the link-signing key) and Key Vault Certificates Officer (it creates the certificates of certificate onboardings); it cannot manage keys or access.')
 param principalId string
+
+@description('Let the identity give a mail product Key Vault Secrets User on its onboarding\'s secret (the request\'s mailProductPrincipalId). Grants Role Based Access Control Administrator on the vault, constrained by a condition to assigning and removing Key Vault Secrets User for service principals only.')
+param mailProductAccess bool = true
 
 @description('Days a deleted vault or secret stays recoverable (7-90). Fixed when the vault is created; purge protection means nobody can shorten it after a deletion.')
 @minValue(7)
@@ -42,6 +46,13 @@ param apiFunctionKey string
 param linkSigningKey string
 
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var roleBasedAccessControlAdministrator = 'f58310d9-a9f6-439a-9e8d-f62e7b41a168'
+// Learn, "Examples to delegate Azure role assignment management with conditions" (constrain roles and
+// principal types): the identity may write and delete assignments of Key Vault Secrets User to
+// service principals, and no other role, at the vault and below (its secrets).
+var onlySecretsUserForServicePrincipals = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyVaultSecretsUser}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyVaultSecretsUser}} AND @Resource[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'}))'
+var keyVaultCertificatesOfficer = 'a4417e6f-fecd-4de8-b567-7b0420556985'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: The Flex Consumption app runs without VNet integration and reaches the vault over its public endpoint; access is by Entra ID and RBAC only. Add VNet integration and a private endpoint to set defaultAction Deny.
@@ -80,6 +91,32 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The mail product's read access to its one secret (onboarding/adapters/rbac.py): the identity makes
+// those assignments through Azure Resource Manager, limited by the condition above.
+resource secretReaderDelegation 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (mailProductAccess) {
+  name: guid(vault.id, principalId, roleBasedAccessControlAdministrator)
+  scope: vault
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleBasedAccessControlAdministrator)
+    condition: onlySecretsUserForServicePrincipals
+    conditionVersion: '2.0'
+  }
+}
+
+// Certificate onboardings (credentialType "certificate"): the certificates API has its own data-plane
+// role; the private key is then read through the secrets role above.
+resource certificatesOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, keyVaultCertificatesOfficer)
+  scope: vault
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificatesOfficer)
+  }
+}
+
 // Written once. A later deployment with linkSigningKeyExists=true omits the resource, and an
 // incremental deployment leaves an omitted resource untouched, so redeploying changes nothing.
 resource linkSigningKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!linkSigningKeyExists) {
@@ -114,6 +151,9 @@ resource apiFunctionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = i
 
 @description('Name of the vault.')
 output name string = vault.name
+
+@description('Resource id of the vault (KEY_VAULT_RESOURCE_ID): the scope of the mail product\'s role on its secret; empty when mailProductAccess is off.')
+output resourceId string = mailProductAccess ? vault.id : ''
 
 @description('Vault URI, with a trailing slash (KEY_VAULT_URI).')
 output uri string = vault.properties.vaultUri

@@ -74,6 +74,13 @@ class NewPassword:
 
 
 @dataclass(frozen=True)
+class KeyCredentialInfo:
+    key_id: str
+    display_name: str
+    end_date_time: datetime
+
+
+@dataclass(frozen=True)
 class CredentialInfo:
     """A password (client secret) or key (certificate) credential on an app, without its value."""
 
@@ -557,6 +564,91 @@ class GraphDirectory:
         except NotFoundError:
             return False
         return any(p.key_id.lower() == key_id.lower() for p in held)
+
+    # --- certificates (key credentials) ----------------------------------------------------------
+    # Written with PATCH /applications/{id} {"keyCredentials": [...]}, the whole collection, not with
+    # addKey/removeKey: those need a proof-of-possession JWT signed by a certificate already valid on
+    # the app, which a first certificate (or a switch from a secret) does not have (Graph "application:
+    # addKey"). The collection is read with $select=keyCredentials on the one app, the only read that
+    # returns each credential's key, so that the PATCH keeps the others (Graph "keyCredential").
+
+    async def _key_credentials(self, object_id: str) -> list[Any]:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder as B,
+        )
+
+        config = RequestConfiguration(
+            query_parameters=B.ApplicationItemRequestBuilderGetQueryParameters(
+                select=["id", "keyCredentials"]
+            )
+        )
+        builder = self._client.applications.by_application_id(object_id)
+
+        async def read() -> Any:
+            try:
+                return await self._call(
+                    "read the app's certificates",
+                    lambda: builder.get(request_configuration=config),
+                    retry=False,
+                )
+            except NotFoundError:
+                raise _not_readable_yet(object_id) from None
+
+        app = await retrying(read, self._policy, sleep=self._sleep)
+        if app is None:
+            raise NotFoundError(f"App registration {object_id} not found.")
+        return list(app.key_credentials or ())
+
+    async def list_key_credentials(self, object_id: str) -> list[KeyCredentialInfo]:
+        return [
+            KeyCredentialInfo(str(k.key_id), k.display_name or "", k.end_date_time)
+            for k in await self._key_credentials(object_id)
+            if k.key_id and k.end_date_time
+        ]
+
+    async def _write_key_credentials(self, object_id: str, keys: list[Any]) -> None:
+        from msgraph.generated.models.application import Application
+
+        builder = self._client.applications.by_application_id(object_id)
+        body = Application(key_credentials=keys)
+        await self._call("update the app's certificates", lambda: builder.patch(body))
+
+    async def add_key_credential(
+        self,
+        object_id: str,
+        *,
+        key_id: str,
+        display_name: str,
+        certificate: bytes,
+        start: datetime,
+        end: datetime,
+    ) -> None:
+        """Put the certificate (public part, DER) on the app under ``key_id``. Idempotent: a key id
+        already on the app counts as done. Sent as a whole-collection PATCH, so a concurrent change to
+        the app's certificates could be lost; one rotation per onboarding runs at a time."""
+        from msgraph.generated.models.key_credential import KeyCredential
+
+        keys = await self._key_credentials(object_id)
+        if any(str(k.key_id).lower() == key_id.lower() for k in keys):
+            return
+        new = KeyCredential(
+            key_id=_uuid(key_id, "key id"),
+            display_name=display_name,
+            type="AsymmetricX509Cert",
+            usage="Verify",
+            key=certificate,
+            start_date_time=start,
+            end_date_time=end,
+        )
+        await self._write_key_credentials(object_id, [*keys, new])
+
+    async def remove_key_credential(self, object_id: str, key_id: str) -> None:
+        """Idempotent: a key that is already gone counts as removed."""
+        keys = await self._key_credentials(object_id)
+        kept = [k for k in keys if str(k.key_id).lower() != key_id.lower()]
+        if len(kept) != len(keys):
+            await self._write_key_credentials(object_id, kept)
 
     # --- the service principal and its app roles --------------------------------------------------
 

@@ -12,7 +12,7 @@ import concurrent.futures
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +154,36 @@ def app_secret_credential(
     )
 
 
+def app_certificate_credential(
+    settings: Settings, tenant_id: str, client_id: str, pem: str
+) -> AsyncTokenCredential:
+    """An onboarded app's certificate identity: a client assertion JWT signed with the private key,
+    naming the certificate by its thumbprint (docs/sandbox-facts.md, "Client assertions")."""
+    from azure.identity.aio import CertificateCredential
+
+    from onboarding.adapters._tls import azure_transport_options
+
+    return CertificateCredential(
+        tenant_id,
+        client_id,
+        certificate_data=pem.encode("ascii"),
+        authority=settings.authority_host,
+        disable_instance_discovery=settings.disable_instance_discovery,
+        **azure_transport_options(),
+    )
+
+
+def document_credential(
+    settings: Settings, document: Mapping[str, Any], tenant_id: str | None = None
+) -> AsyncTokenCredential:
+    """The credential a hand-off document (docs/handoff.md) holds: its certificate, or its secret;
+    in the document's tenant unless ``tenant_id`` names it."""
+    tenant_id, client_id = tenant_id or str(document["tenantId"]), str(document["clientId"])
+    if document.get("credentialType") == "certificate":
+        return app_certificate_credential(settings, tenant_id, client_id, str(document["clientCertificate"]))
+    return app_secret_credential(settings, tenant_id, client_id, str(document["clientSecret"]))
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     token: str = field(repr=False)
@@ -199,8 +229,25 @@ _AADSTS: dict[str, tuple[type[OnboardingError], str, str]] = {
     ),
     "700027": (
         InvalidRequestError,
-        "Entra ID refused the client assertion (AADSTS700027).",
-        "Check the app's certificate or secret.",
+        "Entra ID refused the client assertion (AADSTS700027): the certificate that signed it is not "
+        "on the app, has expired, or the signature does not verify.",
+        "Check that the certificate in Key Vault is among the app's certificates (keyCredentials) and "
+        "has not expired; or rotate to a new certificate.",
+    ),
+    "700024": (
+        InvalidRequestError,
+        "Entra ID refused the client assertion (AADSTS700024): it is not within its valid time range.",
+        "Check the clock of the machine that signs the assertion.",
+    ),
+    "700021": (
+        InvalidRequestError,
+        "Entra ID refused the client assertion (AADSTS700021): its issuer or subject is not the client id.",
+        "Sign the assertion with iss and sub set to the app's client id.",
+    ),
+    "700023": (
+        InvalidRequestError,
+        "Entra ID refused the client assertion (AADSTS700023): its audience is not the token endpoint.",
+        "Set the assertion's aud to the tenant's token endpoint.",
     ),
 }
 

@@ -21,8 +21,9 @@ import pytest
 
 from demo.admin import Admin, link_in
 from endpoints import decisions
+from endpoints import http as endpoint_http
 from funchost import LocalHost, ManualClock
-from onboarding import logcontext, records
+from onboarding import logcontext, records, redaction
 from onboarding.adapters import identity
 from onboarding.settings import load_settings
 from sandbox import Sandbox, SandboxConfig
@@ -177,6 +178,28 @@ class Tenant:
         self.clock.advance(step)
         return True
 
+    def drive(
+        self, read: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], rounds: int = 400
+    ) -> dict[str, Any] | None:
+        """Let the host work until ``done(read())``; None if it never got there. On the manual clock
+        the clock moves 5 s a round so polls and retries come due; under the realistic profile it
+        jumps to each durable timer instead (its delays run to an hour), for as long in real time."""
+        assert self.clock is not None
+        give_up = time.monotonic() + rounds * 0.5
+        while True:
+            if not self.drives_time:
+                self.host.idle(10)
+            view = read()
+            if done(view):
+                return view
+            rounds -= 1
+            if (rounds <= 0 and not self.drives_time) or time.monotonic() > give_up:
+                return None
+            if not self.drives_time:
+                self.clock.advance(timedelta(seconds=5))
+            elif not self.skip_to_next_timer():
+                time.sleep(0.1)
+
     def wait_for_decision(self, location: str) -> dict[str, Any]:
         """Until the onboarding waits for the admin and the email asking for it has arrived (the
         orchestration publishes the wait first, so a link clicked at once is never refused)."""
@@ -248,6 +271,9 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     root = logging.getLogger()
     evidence = Evidence()
     root.addHandler(evidence)
+    # The worker's handler exists before function_app.py is imported, so its import puts both filters on
+    # it; here the app is imported once per process, and each test adds its own handler: put them on.
+    redaction.install(evidence)
     logcontext.install(root)  # on the host's handler, as function_app.py does on the worker's at import
     level = root.level
     root.setLevel(logging.DEBUG)
@@ -299,8 +325,15 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
                 "WorkerCredential",
                 functools.partial(identity.WorkerCredential, clock=lambda: clock.now().timestamp()),
             )
-            # Likewise the approver's sign-in: the ID token's iat/exp are the tenant's time.
+            # Likewise the approver's sign-in (the ID token's iat/exp) and the API's bearer tokens
+            # (exp/nbf): the tenant's time.
             monkeypatch.setattr(decisions, "_now", clock.now)
+            monkeypatch.setattr(endpoint_http, "_VALIDATORS", {})
+            monkeypatch.setattr(
+                endpoint_http,
+                "TokenValidator",
+                functools.partial(endpoint_http.TokenValidator, clock=lambda: clock.now().timestamp()),
+            )
         host = LocalHost(
             ROOT,
             db_path=tmp_path / f"hub{len(made)}.db",

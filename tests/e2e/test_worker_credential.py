@@ -4,8 +4,10 @@ no throttling of the identity endpoint); the onboarded app's own credential is n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+from sandbox.tokens import TOKEN_LIFETIME
 from tests.e2e.conftest import Tenant
 
 MAILBOXES = tuple(f"user{n:02d}@sandbox.example" for n in range(10))
@@ -15,6 +17,7 @@ def test_a_ten_mailbox_onboarding_fetches_the_identitys_token_once_per_resource(
     tenant_factory: Callable[..., Tenant],
 ) -> None:
     tenant = tenant_factory(mailboxes=MAILBOXES)
+    started = tenant.clock.now() if tenant.clock is not None else None
     location = tenant.submit(consentMode="grant", mailboxes=list(MAILBOXES))
     tenant.wait_for_decision(location)
     tenant.admin_opens("approve-link").press("approve")
@@ -28,4 +31,9 @@ def test_a_ten_mailbox_onboarding_fetches_the_identitys_token_once_per_resource(
     me = tenant.sandbox.env["AZURE_CLIENT_ID"]
     resources = {e.service for e in log if e.caller_app_id == me and e.service != "identity"}
     assert resources >= {"graph", "exchange", "keyvault"}
-    assert 0 < len(token_requests) <= len(resources), (len(token_requests), sorted(resources))
+    # A token is fetched again only once it runs out (an hour, sandbox/tokens.py): on the realistic
+    # profile's clock the onboarding spans hours of propagation, so once per resource per hour.
+    hours = 1
+    if started is not None and tenant.clock is not None:
+        hours = math.ceil((tenant.clock.now() - started) / TOKEN_LIFETIME)
+    assert 0 < len(token_requests) <= len(resources) * hours, (len(token_requests), sorted(resources), hours)

@@ -108,7 +108,12 @@ def test_cloud_endpoints_come_from_the_cloud_preset(parsed: dict[str, Bicep]) ->
     clouds = json.loads((ROOT / "onboarding" / "clouds.json").read_text(encoding="utf-8"))
     preset_names = {name for preset in clouds.values() if isinstance(preset, dict) for name in preset}
     assert preset_names
-    for name in preset_names:
+    # Azure Resource Manager is the vault's, so the deployment's own cloud: the Microsoft 365 preset
+    # may name another (docs/deploy.md, "National clouds"). Its preset value is the code's default.
+    assert app["RESOURCE_MANAGER_ENDPOINT"] == {
+        "function": {"type": "environment", "property_name": "resourceManager"}
+    }
+    for name in preset_names - {"RESOURCE_MANAGER_ENDPOINT"}:
         value = app[name]
         assert value == {
             "operator": {"type": "property_accessor", "operands": {"operand_1": "cloud", "operand_2": name}}

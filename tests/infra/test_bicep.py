@@ -95,15 +95,29 @@ def test_key_vault_uses_rbac_soft_delete_and_purge_protection(parsed: dict[str, 
     assert "accessPolicies" not in properties
 
 
-def test_identity_gets_only_secrets_officer_on_the_vault(parsed: dict[str, Bicep]) -> None:
+def test_identity_gets_only_the_secrets_and_certificates_officer_roles_and_the_delegation_on_the_vault(
+    parsed: dict[str, Bicep],
+) -> None:
+    """Secrets Officer writes the hand-off secrets; Certificates Officer creates the certificates of
+    certificate onboardings; and, for the mail product's access, the right to assign Key Vault Secrets
+    User to service principals and no other role (a condition on the assignment). Nothing over keys."""
     vault_file = parsed["app/keyvault.bicep"]
+    variables = vault_file["variables"]
     assignments = list(
         _resources({"app/keyvault.bicep": vault_file}, "Microsoft.Authorization/roleAssignments")
     )
-    assert len(assignments) == 1
-    assert (
-        vault_file["variables"]["keyVaultSecretsOfficer"]["value"] == "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
-    )
+    assert len(assignments) == 3
+    assert variables["keyVaultSecretsOfficer"]["value"] == "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+    assert variables["keyVaultSecretsUser"]["value"] == "4633458b-17de-408a-b874-0445c86b69e6"
+    assert variables["roleBasedAccessControlAdministrator"]["value"] == "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+    [(_, _, delegation)] = [a for a in assignments if "condition" in a[2]["properties"]]
+    assert delegation["properties"]["conditionVersion"] == "2.0"
+    source = (ROOT / "infra" / "app" / "keyvault.bicep").read_text(encoding="utf-8")
+    condition = next(line for line in source.splitlines() if "onlySecretsUserForServicePrincipals =" in line)
+    # Both the write and the delete are constrained, to the one role and to service principals.
+    assert condition.count("GuidEquals {${keyVaultSecretsUser}}") == 2
+    assert condition.count("StringEqualsIgnoreCase {\\'ServicePrincipal\\'}") == 2
+    assert variables["keyVaultCertificatesOfficer"]["value"] == "a4417e6f-fecd-4de8-b567-7b0420556985"
 
 
 def test_storage_roles_are_the_three_the_host_needs(parsed: dict[str, Bicep]) -> None:

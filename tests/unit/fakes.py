@@ -14,7 +14,15 @@ from onboarding.adapters.mailprobe import LoginResult
 from onboarding.domain import AppRegistration, ExchangeResource
 from onboarding.domain import Protocol as MailProtocol
 from onboarding.errors import NotFoundError, TransientError
-from onboarding.ports import ExchangePort, GraphPort, MailProbePort, ServicesPort, VaultPort
+from onboarding.ports import (
+    CertificatePort,
+    ExchangePort,
+    GraphPort,
+    MailProbePort,
+    SecretAccessPort,
+    ServicesPort,
+    VaultPort,
+)
 from onboarding.settings import Settings
 
 _ids = itertools.count(1)
@@ -26,6 +34,24 @@ class Password:
     display_name: str
     end_date_time: datetime
     secret_text: str = field(default="", repr=False)
+
+
+@dataclass
+class Key:
+    key_id: str
+    display_name: str
+    end_date_time: datetime
+    certificate: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    version: str
+    cer: bytes
+    thumbprint: str
+    not_before: datetime
+    expires_on: datetime
+    tags: dict[str, str]
 
 
 @dataclass
@@ -65,6 +91,7 @@ class Crash(Exception):
 class FakeGraph:
     def __init__(self) -> None:
         self.passwords: dict[str, list[Password]] = {}
+        self.keys: dict[str, list[Key]] = {}  # app object id -> its certificates
         self.assignments: dict[str, list[Assignment]] = {}
         self.mail: list[dict[str, object]] = []
         self.deleted: list[str] = []
@@ -120,6 +147,26 @@ class FakeGraph:
 
     async def remove_password(self, object_id: str, key_id: str) -> None:
         self.passwords[object_id] = [p for p in self.passwords.get(object_id, []) if p.key_id != key_id]
+
+    async def list_key_credentials(self, object_id: str) -> list[Key]:
+        return list(self.keys.get(object_id, []))
+
+    async def add_key_credential(
+        self,
+        object_id: str,
+        *,
+        key_id: str,
+        display_name: str,
+        certificate: bytes,
+        start: datetime,
+        end: datetime,
+    ) -> None:
+        held = self.keys.setdefault(object_id, [])
+        if not any(k.key_id == key_id for k in held):
+            held.append(Key(key_id, display_name, end, certificate))
+
+    async def remove_key_credential(self, object_id: str, key_id: str) -> None:
+        self.keys[object_id] = [k for k in self.keys.get(object_id, []) if k.key_id != key_id]
 
     async def list_app_role_assignments(self, service_principal_id: str) -> list[Assignment]:
         return list(self.assignments.get(service_principal_id, []))
@@ -265,13 +312,88 @@ class FakeMailProbe:
         return LoginResult(False, f"{protocol} login as {mailbox} was refused.")
 
 
+class FakeSecretAccess:
+    """Role assignments on the vault's secrets: (secret name, principal id) pairs holding Secrets User.
+    ``refuse`` makes the next calls fail as ARM would (an ``OnboardingError``)."""
+
+    def __init__(self) -> None:
+        self.readers: set[tuple[str, str]] = set()
+        self.calls: list[tuple[str, str, str]] = []  # (grant|remove, secret, principal)
+        self.refuse: Exception | None = None
+
+    async def grant_secret_reader(self, secret_name: str, principal_id: str) -> str:
+        self.calls.append(("grant", secret_name, principal_id))
+        if self.refuse is not None:
+            raise self.refuse
+        self.readers.add((secret_name, principal_id))
+        return f"assignment-{secret_name}-{principal_id}"
+
+    async def remove_secret_reader(self, secret_name: str, principal_id: str) -> bool:
+        self.calls.append(("remove", secret_name, principal_id))
+        if self.refuse is not None:
+            raise self.refuse
+        if (secret_name, principal_id) in self.readers:
+            self.readers.discard((secret_name, principal_id))
+            return True
+        return False
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeCertificates:
+    """Key Vault certificates: versions per name, each with a stand-in private key (PEM-shaped text)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, list[Certificate]] = {}
+        self.keys: dict[tuple[str, str], str] = {}  # (name, version) -> PEM
+        self.created: list[tuple[str, str, int]] = []  # (name, subject, validity months)
+        self.crash_after_create = False
+        self.pem: str | None = None  # what every private key reads as, when a test needs a real shape
+
+    async def create(
+        self, name: str, *, subject: str, validity_months: int, tags: dict[str, str]
+    ) -> Certificate:
+        from datetime import UTC, timedelta
+
+        n = next(_ids)
+        now = datetime.now(UTC)
+        made = Certificate(
+            f"v{n}", f"der-{n}".encode(), f"{n:040X}", now, now + timedelta(days=30 * validity_months), tags
+        )
+        self.versions.setdefault(name, []).append(made)
+        self.keys[(name, made.version)] = (
+            self.pem or f"-----BEGIN PRIVATE KEY-----\nkey-{n}\n-----END PRIVATE KEY-----\n"
+        )
+        self.created.append((name, subject, validity_months))
+        if self.crash_after_create:
+            self.crash_after_create = False
+            raise Crash("after the certificate was created")
+        return made
+
+    async def latest(self, name: str) -> Certificate | None:
+        versions = self.versions.get(name)
+        return versions[-1] if versions else None
+
+    async def private_pem(self, name: str, version: str) -> str:
+        return self.keys[(name, version)]
+
+    async def delete(self, name: str) -> None:
+        self.versions.pop(name, None)
+
+    async def close(self) -> None:
+        pass
+
+
 class FakeServices:
     def __init__(self, settings: Settings, *, mailboxes: dict[str, dict[str, bool]] | None = None) -> None:
         self.settings = settings
         self.graph = FakeGraph()
         self.vault = FakeVault()
+        self.certificates = FakeCertificates()
         self.exchange = FakeExchange(mailboxes or {})
         self.mail_probe = FakeMailProbe()
+        self.secret_access = FakeSecretAccess()
 
 
 def settings() -> Settings:
@@ -289,6 +411,8 @@ def settings() -> Settings:
 # Checked by mypy, not at run time: each fake is an implementation of its adapter's Protocol.
 _graph: GraphPort = FakeGraph()
 _vault: VaultPort = FakeVault()
+_certificates: CertificatePort = FakeCertificates()
 _exchange: ExchangePort = FakeExchange({})
 _probe: MailProbePort = FakeMailProbe()
+_access: SecretAccessPort = FakeSecretAccess()
 _services: ServicesPort = FakeServices(settings())

@@ -84,9 +84,13 @@ class Tenant:
             {k: v for k, v in body.items() if v is not None}, key, "RS256", headers={"kid": kid}
         )
 
-    def validator(self, version: TokenVersion = TokenVersion.V2, cooldown: float = 30) -> TokenValidator:
+    def validator(
+        self, version: TokenVersion = TokenVersion.V2, cooldown: float = 30, clock: float | None = None
+    ) -> TokenValidator:
         config = TokenConfig(TENANT, self.authority, (CLIENT_ID,), version, "http://sts.example")
-        return TokenValidator(config, refetch_cooldown_seconds=cooldown)
+        if clock is None:
+            return TokenValidator(config, refetch_cooldown_seconds=cooldown)
+        return TokenValidator(config, refetch_cooldown_seconds=cooldown, clock=lambda: clock)
 
 
 @pytest.fixture
@@ -136,6 +140,18 @@ def test_unknown_key_ids_do_not_refetch_the_keys_within_the_cooldown(tenant: Ten
 def test_token_not_yet_valid_beyond_the_leeway_is_refused(tenant: Tenant) -> None:
     refused(tenant.validator(), tenant.token(nbf=int(time.time()) + 3600), "not valid yet")
     assert tenant.validator().validate(tenant.token(nbf=int(time.time()) + 30), Role.READ)
+
+
+def test_an_expired_token_is_refused_beyond_the_leeway_only(tenant: Tenant) -> None:
+    refused(tenant.validator(), tenant.token(exp=int(time.time()) - 3600), "expired")
+    assert tenant.validator().validate(tenant.token(exp=int(time.time()) - 30), Role.READ)
+
+
+def test_token_times_are_judged_on_the_validators_clock(tenant: Tenant) -> None:
+    issued_tomorrow = tenant.token(nbf=int(time.time()) + 86400, exp=int(time.time()) + 90000)
+    refused(tenant.validator(), issued_tomorrow, "not valid yet")
+    assert tenant.validator(clock=time.time() + 86400).validate(issued_tomorrow, Role.READ)
+    refused(tenant.validator(clock=time.time() + 2 * 86400), issued_tomorrow, "expired")
 
 
 def test_token_without_expiry_or_tenant_is_refused(tenant: Tenant) -> None:

@@ -155,6 +155,23 @@ def test_show_prints_the_steps_as_a_table_and_the_mailboxes_per_state():
     assert any("verified" in line and "2" in line for line in lines)
 
 
+def test_show_names_the_principal_that_may_read_the_secret():
+    principal = "5b1c6f0e-aaaa-4000-8000-000000000001"
+    body = view("succeeded")
+    body["secret"] = {
+        "latestSecretUri": "https://kv.vault.azure.net/secrets/mail-app-x",
+        "expiresOn": "2030-01-01T00:00:00+00:00",
+        "readers": [{"principalId": principal, "role": "Key Vault Secrets User", "scope": "secret"}],
+    }
+    fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(200, body)]})
+
+    result = fake.run("show", ID, env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.stderr
+    read_by = next(line for line in result.stdout.splitlines() if "Read by" in line)
+    assert principal in read_by and "Key Vault Secrets User" in read_by
+
+
 def test_show_json_is_the_api_view_unchanged():
     body = view("succeeded")
     fake = FakeApi({("GET", f"/api/v1/onboardings/{ID}"): [answer(200, body)]})
@@ -536,6 +553,23 @@ def test_rotate_starts_the_rotation_and_says_a_running_one_is_not_started_twice(
     assert result.exit_code == 0, result.stderr
     assert f"Rotation of {ID} already running (running)" in result.stdout
     assert [(r.method, r.url.host) for r in fake.seen] == [("POST", "api.test")]
+
+
+def test_rotate_to_a_certificate_sends_the_type_and_an_unknown_type_is_refused_before_any_call():
+    location = f"https://public.example/api/v1/onboardings/{ID}"
+    accepted = {"id": ID, "statusUrl": location, "existing": False, "rotation": {"status": "running"}}
+    fake = FakeApi({("POST", f"/api/v1/onboardings/{ID}/rotate"): [answer(202, accepted, Location=location)]})
+
+    result = fake.run("rotate", ID, "--credential-type", "certificate")
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Rotation of {ID} started (running)" in result.stdout
+    [sent] = fake.seen
+    assert json.loads(sent.content) == {"credentialType": "certificate"}
+
+    refused = FakeApi({})
+    assert refused.run("rotate", ID, "--credential-type", "pfx").exit_code != 0
+    assert refused.seen == []
 
 
 def test_retry_starts_the_mailbox_retry_and_names_the_mailboxes_it_works_on():

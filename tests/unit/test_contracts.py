@@ -63,6 +63,7 @@ PAYLOADS: dict[str, C.Payload] = {
     A.REGISTER_APP: C.RegisterApp("onb-1", "Helpdesk mail", ROLES, RESOURCE, "TICKET-1"),
     A.ENSURE_SERVICE_PRINCIPAL: C.EnsureServicePrincipal(app_id="app-1"),
     A.CREATE_SECRET: C.CreateSecret("onb-1", "t", APP, 180, ("IMAP", "POP")),
+    A.GRANT_SECRET_READER: C.SecretReaderRef("onb-1", "5b1c6f0e-0000-4000-8000-000000000001"),
     A.SEND_DECISION_EMAIL: C.SendDecisionEmail(
         "onb-1", REQUEST, "app-1", "n-1", "2030-01-01T00:00:00+00:00", 2, 9
     ),
@@ -71,7 +72,9 @@ PAYLOADS: dict[str, C.Payload] = {
     A.REGISTER_IN_EXCHANGE: C.RegisterInExchange("app-1", "sp-1", "obj-1", "Helpdesk mail"),
     A.GRANT_MAILBOXES: C.GrantMailboxes("sp-1", MAILBOXES, ("IMAP",), only_not_granted=True),
     A.VERIFY_MAILBOXES: C.VerifyMailboxes("t", APP, SECRET, ("IMAP",), MAILBOXES),
-    A.COMPENSATE: C.Compensate("onb-1", None, exchange_registered=False),
+    A.COMPENSATE: C.Compensate(
+        "onb-1", None, exchange_registered=False, secret_reader="5b1c6f0e-0000-4000-8000-000000000001"
+    ),
     A.NOTIFY_OUTCOME: C.NotifyOutcome(REQUEST, RESULT, 2),
     A.DIAGNOSE: C.Diagnose(onboarding_id="onb-1", compact=True),
     A.NEXT_WEBHOOK_SEQUENCE: C.OnboardingRef("onb-1"),
@@ -93,6 +96,7 @@ PAYLOADS: dict[str, C.Payload] = {
 ANSWERS: list[Any] = [
     C.Pending("Not yet.", fix="Wait."),
     C.ServicePrincipal("sp-1"),
+    C.SecretReader("5b1c6f0e-0000-4000-8000-000000000001", "mail-app-onb-1", "6a0c7c1e-0000-5000-8000-1"),
     C.RolesConfirmed(ROLES),
     C.ExchangeRegistered("sp-1"),
     C.MailboxResults((MailboxResult("a@contoso.test", MailboxState.GRANTED, "FullAccess granted."),)),

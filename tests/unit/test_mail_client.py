@@ -38,8 +38,27 @@ def test_a_document_written_before_the_version_field_is_read_as_version_1() -> N
 
 
 def test_an_unknown_version_is_refused_by_name() -> None:
-    with pytest.raises(HandoffError, match="schema version 2 is not supported"):
-        Handoff.from_json(json.dumps({**DOCUMENT, "schemaVersion": 2}))
+    with pytest.raises(HandoffError, match="schema version 3 is not supported"):
+        Handoff.from_json(json.dumps({**DOCUMENT, "schemaVersion": 3}))
+
+
+CERTIFICATE_DOCUMENT = {
+    **{k: v for k, v in DOCUMENT.items() if k != "clientSecret"},
+    "schemaVersion": 2,
+    "credentialType": "certificate",
+    "clientCertificate": "-----BEGIN PRIVATE KEY-----\nk3y\n-----END PRIVATE KEY-----\n",
+    "certificateThumbprint": "AB" * 20,
+}
+
+
+def test_a_version_2_certificate_document_is_read_as_a_certificate_and_its_key_never_shown() -> None:
+    handoff = Handoff.from_json(json.dumps(CERTIFICATE_DOCUMENT))
+    assert handoff.credential_type == "certificate" and handoff.secret.startswith("-----BEGIN PRIVATE KEY")
+    assert "k3y" not in repr(handoff)
+    with pytest.raises(HandoffError, match="lacks clientCertificate"):
+        Handoff.from_json(json.dumps({**CERTIFICATE_DOCUMENT, "clientCertificate": ""}))
+    with pytest.raises(HandoffError, match="credential type 'password' is not supported"):
+        Handoff.from_json(json.dumps({**CERTIFICATE_DOCUMENT, "credentialType": "password"}))
 
 
 def test_a_missing_field_is_named_and_no_value_is_echoed() -> None:

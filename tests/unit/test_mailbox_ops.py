@@ -91,6 +91,63 @@ def test_recording_a_retry_twice_logs_it_once_in_the_onboarding_record() -> None
     assert done.kind is records.Operation.MAILBOXES_RETRIED and "1 of 2" in done.detail
 
 
+def test_the_record_counts_mailboxes_added_and_removed_once_however_often_it_runs() -> None:
+    """The onboarding record's mailbox count follows the onboarding: an addition counts every mailbox
+    added (one that failed stays the onboarding's, to be retried); a removal only those whose
+    FullAccess is gone. A rerun of the activity changes nothing."""
+    svc = FakeServices(settings())
+    shown = ("a@contoso.test", "b@contoso.test", "c@contoso.test")
+    record = records.OnboardingRecord(
+        onboarding_id=ID,
+        tenant_id="t",
+        display_name="Helpdesk",
+        protocols=(Protocol.IMAP,),
+        admin_emails=("admin@contoso.test",),
+        mailbox_count=3,
+        mailboxes_shown=shown,
+        app_id="app-1",
+        secret_name="mail-app",
+        outcome="succeeded",
+    )
+    added = MailboxOperationResult.of(
+        ID,
+        OperationKind.ADD,
+        [
+            MailboxResult("d@contoso.test", MailboxState.VERIFIED, "Login verified."),
+            MailboxResult("e@contoso.test", MailboxState.FAILED, "Login refused."),
+        ],
+    )
+    removed = MailboxOperationResult.of(
+        ID,
+        OperationKind.REMOVE,
+        [
+            MailboxResult("a@contoso.test", MailboxState.REMOVED, "FullAccess removed."),
+            MailboxResult("b@contoso.test", MailboxState.FAILED, "Login still works."),
+        ],
+    )
+
+    async def run(result: MailboxOperationResult, at: str) -> records.OnboardingRecord | None:
+        for _ in range(2):  # an activity runs at least once
+            await mailbox_ops.record_operation(svc, RecordMailboxOperation(result, at))
+        return await records.load(svc.vault, ID)
+
+    asyncio.run(records.save(svc.vault, record))
+    after_add = asyncio.run(run(added, AT))
+    assert after_add is not None
+    assert after_add.mailbox_count == 5
+    assert after_add.mailboxes_shown == (*shown, "d@contoso.test", "e@contoso.test")
+    after_remove = asyncio.run(run(removed, "2030-01-02T00:00:00+00:00"))
+    assert after_remove is not None
+    assert after_remove.mailbox_count == 4
+    assert "a@contoso.test" not in after_remove.mailboxes_shown
+    assert "b@contoso.test" in after_remove.mailboxes_shown
+    assert [op.kind for op in after_remove.operations] == [
+        records.Operation.MAILBOXES_ADDED,
+        records.Operation.MAILBOXES_REMOVED,
+    ]
+    assert "1 of 2 mailboxes removed: a@contoso.test" in after_remove.operations[-1].detail
+
+
 def onboarding_view() -> dict[str, Any]:
     def shown(mailbox: str, state: str) -> dict[str, Any]:
         return {

@@ -88,6 +88,16 @@ async def test_the_secret_and_the_exchange_principal_are_removed_and_removing_ag
     assert svc.vault.versions == {} and svc.exchange.principals == set()
 
 
+async def test_the_mail_products_role_is_removed_once_and_removing_it_again_is_fine():
+    svc = services()
+    reader = "5b1c6f0e-aaaa-4000-8000-000000000001"
+    svc.secret_access.readers = {(f"mail-app-{ID}", reader), ("mail-app-other", reader)}
+    first = await offboarding.remove_secret_reader(svc, onboarding_id=ID, principal_id=reader)
+    again = await offboarding.remove_secret_reader(svc, onboarding_id=ID, principal_id=reader)
+    assert (first, again) == (True, False)
+    assert svc.secret_access.readers == {("mail-app-other", reader)}  # another onboarding's stays
+
+
 def result(**changes: object) -> OffboardingResult:
     base: dict[str, object] = {
         "onboarding_id": ID,

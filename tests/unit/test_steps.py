@@ -209,3 +209,48 @@ async def test_registering_in_exchange_with_an_id_graph_does_not_know_fails_now_
             svc, app_id="app-1", service_principal_id="sp-9", app_object_id="obj-1", display_name="d"
         )
     assert caught.value.code == "wrong_object_id" and "sp-1" in caught.value.message
+
+
+READER = "5b1c6f0e-aaaa-4000-8000-000000000001"
+
+
+async def test_the_mail_product_gets_its_secret_only_and_a_rerun_changes_nothing():
+    svc = FakeServices(settings())
+    for _ in range(2):
+        granted = await steps.grant_secret_reader(svc, onboarding_id="onb-1", principal_id=READER)
+    assert not isinstance(granted, Pending)
+    assert (granted.principal_id, granted.secret_name) == (READER, "mail-app-onb-1")
+    assert svc.secret_access.readers == {("mail-app-onb-1", READER)}
+
+
+async def test_a_principal_resource_manager_does_not_find_yet_means_wait_and_a_refusal_fails():
+    svc = FakeServices(settings())
+    svc.secret_access.refuse = TransientError("not found", fix="check the id", code="PrincipalNotFound")
+    waiting = await steps.grant_secret_reader(svc, onboarding_id="onb-1", principal_id=READER)
+    assert isinstance(waiting, Pending) and waiting.fix == "check the id"
+    svc.secret_access.refuse = PermissionDeniedError(
+        "no role", fix="give the role", code="AuthorizationFailed"
+    )
+    with pytest.raises(PermissionDeniedError):
+        await steps.grant_secret_reader(svc, onboarding_id="onb-1", principal_id=READER)
+    assert svc.secret_access.readers == set()
+
+
+async def test_compensation_removes_the_mail_products_role_before_the_secret():
+    svc = FakeServices(settings())
+    await make_secret(svc)
+    await steps.grant_secret_reader(svc, onboarding_id="onb-1", principal_id=READER)
+    done = await steps.compensate(
+        svc, onboarding_id="onb-1", app=APP, exchange_registered=False, secret_reader=READER
+    )
+    assert svc.secret_access.readers == set()
+    assert [c[0] for c in svc.secret_access.calls] == ["grant", "remove"]
+    assert any("Key Vault Secrets User" in line for line in done)
+    # Refused (the identity lost its delegation): left for an admin, and the rest is still undone.
+    await make_secret(svc)
+    svc.secret_access.refuse = PermissionDeniedError("no role", fix="give the role")
+    done = await steps.compensate(
+        svc, onboarding_id="onb-1", app=APP, exchange_registered=False, secret_reader=READER
+    )
+    assert any(line.startswith("Left in place") and READER in line for line in done)
+    assert "mail-app-onb-1" not in svc.vault.versions

@@ -20,6 +20,7 @@ from onboarding.validation import (
     check_content_type,
     decode_json,
     parse_request,
+    parse_rotation,
     request_to_wire,
 )
 
@@ -438,6 +439,7 @@ _requests = st.fixed_dictionaries(
     optional={
         "consentMode": st.sampled_from(["consent", "grant"]),
         "secretLifetimeDays": st.integers(1, 730),
+        "credentialType": st.sampled_from(["secret", "certificate"]),
         "callbackUrl": st.builds(lambda h: f"https://{h}.example.com/cb", _label),
         "externalReference": _text,
         "idempotencyKey": st.from_regex(r"[A-Za-z0-9._:-]{1,100}", fullmatch=True),
@@ -462,6 +464,7 @@ def test_valid_requests_round_trip(body: dict[str, Any]) -> None:
         expected["externalReference"] = unicodedata.normalize("NFC", body["externalReference"])
     expected.setdefault("consentMode", "consent")
     expected.setdefault("secretLifetimeDays", 180)
+    expected.setdefault("credentialType", "secret")
     assert wire == expected
     assert parse_request(wire, tenant_id=TENANT) == request
 
@@ -503,3 +506,71 @@ def test_arbitrary_bytes_never_raise_anything_but_a_rejection(raw: bytes) -> Non
         return
     with contextlib.suppress(RequestRejected):
         parse_request(data, tenant_id=TENANT)
+
+
+def test_the_mail_product_principal_is_an_object_id_named_in_the_error_when_it_is_not() -> None:
+    principal = "5B1C6F0E-AAAA-4000-8000-000000000001"
+    request = parse_request(valid(mailProductPrincipalId=principal), tenant_id=TENANT)
+    assert request.mail_product_principal_id == principal.lower()
+    assert request_to_wire(request)["mailProductPrincipalId"] == principal.lower()
+    assert parse_request(valid(), tenant_id=TENANT).mail_product_principal_id is None
+    for wrong in ("api://mail-product", "5b1c6f0e", 42, ""):
+        error = rejected(valid(mailProductPrincipalId=wrong))
+        assert error.status == HTTPStatus.BAD_REQUEST
+        assert fields(error) == ["/mailProductPrincipalId"]
+        assert "object id" in error.errors[0].message
+
+
+def test_a_mail_product_principal_where_the_deployment_cannot_grant_it_is_422_naming_the_field() -> None:
+    with pytest.raises(RequestRejected) as info:
+        parse_request(
+            valid(mailProductPrincipalId="5b1c6f0e-aaaa-4000-8000-000000000001"),
+            tenant_id=TENANT,
+            allow_mail_product_principal=False,
+        )
+    assert info.value.status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert fields(info.value) == ["/mailProductPrincipalId"]
+    assert "KEY_VAULT_RESOURCE_ID" in info.value.errors[0].message
+
+
+@pytest.mark.parametrize("value", ["certificate", "secret"])
+def test_the_credential_type_is_taken_as_asked(value: str) -> None:
+    request = parse_request(valid(credentialType=value), tenant_id=TENANT)
+    assert request.credential_type.value == value
+
+
+def test_without_a_credential_type_the_onboarding_makes_a_client_secret() -> None:
+    assert parse_request(valid(), tenant_id=TENANT).credential_type.value == "secret"
+
+
+@pytest.mark.parametrize("value", ["cert", "Certificate", 1, "", ["certificate"]])
+def test_an_unknown_credential_type_is_refused_naming_the_field(value: Any) -> None:
+    error = rejected(valid(credentialType=value))
+    assert error.status == HTTPStatus.BAD_REQUEST
+    assert fields(error) == ["/credentialType"]
+    assert "certificate" in error.errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ({"credentialType": "certificate"}, "certificate"),
+        ({"credentialType": "secret"}, "secret"),
+    ],
+)
+def test_a_rotation_body_names_the_type_to_switch_to_or_keeps_it(body: Any, expected: str | None) -> None:
+    wanted = parse_rotation(body)
+    assert (wanted.value if wanted else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"credentialType": "pfx"}, "/credentialType"), ({"type": "certificate"}, "/type"), ([], "")],
+)
+def test_a_bad_rotation_body_is_refused_naming_what_is_wrong(body: Any, field: str) -> None:
+    with pytest.raises(RequestRejected) as caught:
+        parse_rotation(body)
+    assert caught.value.status == HTTPStatus.BAD_REQUEST
+    assert [e.field for e in caught.value.errors] == [field]
