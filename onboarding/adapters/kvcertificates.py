@@ -34,6 +34,10 @@ KEY_SIZE = 2048  # the least Microsoft accepts for an app's certificate; more co
 # Polls of the create operation before the activity stops waiting: a self-signed certificate is
 # issued in seconds, and a creation still pending is picked up by the step's next run.
 CREATE_POLLS = 10
+# On top of the polls, the requests' own time (a token, the create or delete call, the vault's key
+# generation): a bound of polls alone cut a busy host's first request short, and a cut-off delete
+# may never have been sent.
+REQUEST_ALLOWANCE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class CertificateVault:
         from onboarding.adapters._tls import azure_transport_options
 
         self._polling = polling_interval
+        self._wait_bound = REQUEST_ALLOWANCE_SECONDS + polling_interval * CREATE_POLLS
         host = urlsplit(settings.key_vault_uri).hostname or ""
         options: dict[str, Any] = {
             "vault_url": settings.key_vault_uri,
@@ -112,7 +117,7 @@ class CertificateVault:
                 self._certificates.create_certificate(
                     name, policy, tags=tags, _polling_interval=self._polling
                 ),
-                self._polling * CREATE_POLLS,
+                self._wait_bound,
             )
         except TimeoutError:
             raise self._still_pending(name) from None
@@ -191,7 +196,7 @@ class CertificateVault:
         try:
             await asyncio.wait_for(
                 self._certificates.delete_certificate(name, _polling_interval=self._polling),
-                self._polling * CREATE_POLLS,
+                self._wait_bound,
             )
         except (ResourceNotFoundError, TimeoutError):
             return
