@@ -16,10 +16,18 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# The realistic profile (SANDBOX_PROFILE=realistic $(PY) -m pytest tests/e2e) is not in CI yet: on main,
-# some scenarios still fail under it (issue 15 stays open; its note lists them and the causes found).
+# The whole suite on the fast profile, and beside it the end-to-end scenarios again on the realistic
+# profile (docs/sandbox.md): replication and propagation delays of minutes to an hour on the tenant
+# clock. The two runs share nothing but the machine; side by side they fit CI's time. Both must pass.
 test: setup lint
-	$(PY) -m pytest
+	@log=$$(mktemp); \
+	SANDBOX_PROFILE=realistic $(PY) -m pytest tests/e2e -q -p no:logging >"$$log" 2>&1 & realistic=$$!; \
+	$(PY) -m pytest; fast=$$?; \
+	wait $$realistic; status=$$?; \
+	echo "== the end-to-end scenarios on the realistic profile (SANDBOX_PROFILE=realistic) =="; \
+	if [ $$status -eq 0 ]; then tail -n 3 "$$log"; else cat "$$log"; fi; \
+	rm -f "$$log"; \
+	[ $$fast -eq 0 ] && [ $$status -eq 0 ]
 
 bench: setup
 	$(PY) -m bench

@@ -17,6 +17,7 @@ import azure.durable_functions as df
 
 from onboarding import contracts as C
 from onboarding import logcontext, steps
+from onboarding.domain import MailboxState
 from onboarding.errors import OnboardingError
 from onboarding.services import Services
 from onboarding.settings import load_settings
@@ -168,6 +169,8 @@ async def _grant_mailboxes(s: Services, p: C.GrantMailboxes) -> C.MailboxResults
     granted = await steps.grant_mailboxes(
         s, service_principal_id=p.service_principal_id, mailboxes=p.mailboxes, protocols=p.protocols
     )
+    if p.only_not_granted:
+        granted = [r for r in granted if r.state is not MailboxState.GRANTED]
     return C.MailboxResults(tuple(granted))
 
 

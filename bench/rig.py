@@ -44,6 +44,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def mailbox_names(count: int, prefix: str = "box") -> list[str]:
     return [f"{prefix}{i:05d}@sandbox.example" for i in range(count)]
 
@@ -58,6 +64,7 @@ class Call:
     end: float
     status: int
     cmdlet: str | None = None
+    cmdlets: int = 0  # successful Add-MailboxPermission cmdlets in it (up to 10 in a $batch)
 
 
 @dataclass
@@ -78,7 +85,7 @@ class Recorder:
             self.grants = 0
 
 
-_CMDLET: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_cmdlet", default=None)
+_GRANTS: contextvars.ContextVar[int] = contextvars.ContextVar("bench_grants", default=0)
 
 
 def _seconds(moment: datetime) -> float:
@@ -95,17 +102,22 @@ def instrument(sandbox: Sandbox, recorder: Recorder, mail_latency_s: float = 0.0
     def logged(entry: Any) -> None:
         log_request(entry)
         end = _seconds(entry.time)
-        call = Call(entry.service, end - entry.latency_ms / 1000, end, entry.status, _CMDLET.get())
-        _CMDLET.set(None)  # a keep-alive connection may serve its next request in the same task
+        grants = _GRANTS.get()
+        call = Call(
+            entry.service, end - entry.latency_ms / 1000, end, entry.status, GRANT if grants else None, grants
+        )
+        _GRANTS.set(0)  # a keep-alive connection may serve its next request in the same task
         with recorder.lock:
             recorder.calls.append(call)
 
     def granted(*args: Any, **kwargs: Any) -> Any:
-        # Runs inside the Exchange request's task: the middleware that logs the request sees the mark.
-        _CMDLET.set(GRANT)
+        # Runs inside the Exchange request's task: the middleware that logs the request sees the count
+        # (a $batch request runs its cmdlets one after the other in that task).
+        result = add_permission(*args, **kwargs)
+        _GRANTS.set(_GRANTS.get() + 1)
         with recorder.lock:
             recorder.grants += 1
-        return add_permission(*args, **kwargs)
+        return result
 
     state.log_request = logged  # type: ignore[method-assign]
     state.add_mailbox_permission = granted  # type: ignore[method-assign]

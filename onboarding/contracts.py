@@ -25,6 +25,7 @@ from onboarding.domain import (
     OnboardingRequest,
     OnboardingResult,
     SecretRef,
+    StepError,
     WorkflowOptions,
 )
 
@@ -355,12 +356,18 @@ class GrantMailboxes:
     service_principal_id: str
     mailboxes: tuple[str, ...]
     protocols: tuple[str, ...]
+    # Answer only the mailboxes not granted (every other one was): a pipelined level of batches
+    # (orchestrations/onboarding.py MailboxLevel) keeps the answers of ten batches in the history
+    # it replays at every step.
+    only_not_granted: bool = False
 
     def to_json(self) -> Json:
+        flag = {"only_not_granted": True} if self.only_not_granted else {}
         return {
             "service_principal_id": self.service_principal_id,
             "mailboxes": list(self.mailboxes),
             "protocols": list(self.protocols),
+            **flag,
         }
 
     @classmethod
@@ -369,6 +376,7 @@ class GrantMailboxes:
             service_principal_id=data["service_principal_id"],
             mailboxes=tuple(data["mailboxes"]),
             protocols=tuple(data["protocols"]),
+            only_not_granted=bool(data.get("only_not_granted", False)),
         )
 
 
@@ -456,9 +464,33 @@ class NotifyOutcome:
 
 
 @dataclass(frozen=True)
+class BatchGrant:
+    """How a batch's grant step went, when the orchestration above it ran it (pipelined batches):
+    the mailboxes not granted, with their results (every other mailbox of the batch was granted), or
+    the step's error when it failed as a whole."""
+
+    not_granted: tuple[MailboxResult, ...] = ()
+    error: StepError | None = None
+
+    def to_json(self) -> Json:
+        return {
+            "not_granted": [r.to_json() for r in self.not_granted],
+            "error": self.error.to_json() if self.error else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            not_granted=tuple(MailboxResult.from_json(dict(r)) for r in data.get("not_granted", ())),
+            error=StepError.from_json(data["error"]) if data.get("error") else None,
+        )
+
+
+@dataclass(frozen=True)
 class MailboxJob:
     """The input of a mailbox batch or group sub-orchestration: ``mailboxes`` are batches numbered
-    from ``first_batch`` (a batch's own number, for a batch)."""
+    from ``first_batch`` (a batch's own number, for a batch). A batch given ``grant`` only verifies
+    (its parent granted); without it, it grants first."""
 
     onboarding_id: str
     tenant_id: str
@@ -468,8 +500,10 @@ class MailboxJob:
     options: WorkflowOptions
     mailboxes: tuple[str, ...] = ()
     first_batch: int = 0
+    grant: BatchGrant | None = None
 
     def to_json(self) -> Json:
+        grant = {"grant": self.grant.to_json()} if self.grant is not None else {}
         return {
             "onboarding_id": self.onboarding_id,
             "tenant_id": self.tenant_id,
@@ -479,6 +513,7 @@ class MailboxJob:
             "options": self.options.to_json(),
             "mailboxes": list(self.mailboxes),
             "first_batch": self.first_batch,
+            **grant,
         }
 
     @classmethod
@@ -492,6 +527,7 @@ class MailboxJob:
             options=WorkflowOptions.from_json(data["options"]),
             mailboxes=tuple(data["mailboxes"]),
             first_batch=int(data.get("first_batch", 0)),
+            grant=BatchGrant.from_json(data["grant"]) if data.get("grant") is not None else None,
         )
 
 

@@ -177,6 +177,14 @@ class WorkflowOptions(_Json):
     poll_max_seconds: int
     # First wait before Durable retries an activity that failed transiently (fixed interval).
     retry_interval_seconds: int
+    # Grant activities an orchestration of batches keeps running at once (MAILBOX_GRANTS_AT_ONCE),
+    # each batch verifying as soon as its grants are done. 0 only in the input of an onboarding started
+    # before the setting existed, which replays as it ran: every batch at once, granting then verifying.
+    mailbox_grants_at_once: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return super().from_json({"mailbox_grants_at_once": 0, **data})
 
 
 def _default_options() -> WorkflowOptions:
@@ -288,6 +296,7 @@ class MailboxState(StrEnum):
 
 
 VERIFIED_DETAIL = "Login verified."
+GRANTED_DETAIL = "FullAccess granted."
 
 
 @dataclass(frozen=True)

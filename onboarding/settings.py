@@ -121,6 +121,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "group orchestrations so no history grows with the number of mailboxes.",
         "10",
     ),
+    SettingSpec(
+        "MAILBOX_GRANTS_AT_ONCE",
+        "Grant activities one orchestration of batches runs at once, in batch order; each batch verifies "
+        "its mailboxes as soon as they are granted, while the next batches are granted.",
+        "2",
+    ),
     SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),
     SettingSpec(
         "EXCHANGE_CALLS",
@@ -226,6 +232,7 @@ _WORKFLOW_SETTINGS = {
     "verify_window_minutes": "VERIFY_WINDOW_MINUTES",
     "mailbox_batch_size": "MAILBOX_BATCH_SIZE",
     "mailbox_fanout": "MAILBOX_FANOUT",
+    "mailbox_grants_at_once": "MAILBOX_GRANTS_AT_ONCE",
     "poll_initial_seconds": "POLL_INITIAL_SECONDS",
     "poll_max_seconds": "POLL_MAX_SECONDS",
     "retry_interval_seconds": "ACTIVITY_RETRY_SECONDS",
@@ -277,6 +284,7 @@ class Settings:
     # Defaults live in SETTINGS (from_env applies them), not here.
     mailbox_batch_size: int
     mailbox_fanout: int
+    mailbox_grants_at_once: int
     mailbox_concurrency: int
     exchange_calls: ExchangeCalls
     consent_deadline_hours: int
@@ -429,6 +437,7 @@ class Settings:
             link_signing_key_previous=(_resolved_secret(raw("LINK_SIGNING_KEY_PREVIOUS")) or "").encode(),
             mailbox_batch_size=integer("MAILBOX_BATCH_SIZE", 1, 5000),
             mailbox_fanout=integer("MAILBOX_FANOUT", 2, 100),
+            mailbox_grants_at_once=integer("MAILBOX_GRANTS_AT_ONCE", 1, 100),
             mailbox_concurrency=integer("MAILBOX_CONCURRENCY", 1, 200),
             exchange_calls=_exchange_calls(get("EXCHANGE_CALLS"), problems),
             consent_deadline_hours=integer("CONSENT_DEADLINE_HOURS", 1, 24 * 30),

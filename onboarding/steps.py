@@ -13,6 +13,7 @@ from onboarding import emails
 from onboarding.contracts import ExchangeRegistered, Pending, RolesConfirmed, SecretReader, ServicePrincipal
 from onboarding.domain import (
     EXCHANGE_ONLINE_APP_ID,
+    GRANTED_DETAIL,
     VERIFIED_DETAIL,
     AppRegistration,
     ConsentMode,
@@ -362,7 +363,7 @@ async def grant_mailboxes(
             return MailboxResult(
                 mailbox, MailboxState.FAILED, unrecognised_grant_refusal(exc, mailbox, service_principal_id)
             )
-        return MailboxResult(mailbox, MailboxState.GRANTED, "FullAccess granted.")
+        return MailboxResult(mailbox, MailboxState.GRANTED, GRANTED_DETAIL)
 
     return await bounded(svc.settings.mailbox_concurrency, mailboxes, grant)
 

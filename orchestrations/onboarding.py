@@ -23,6 +23,7 @@ from onboarding import emails, logcontext, opsevents, plan
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
+    GRANTED_DETAIL,
     MAILBOX_BATCH_ORCHESTRATOR,
     MAILBOX_GROUP_ORCHESTRATOR,
     ORCHESTRATOR,
@@ -99,18 +100,21 @@ def call(
             contract.name, retry, logcontext.with_log_fields(context, step.value, payload.to_json())
         )
     except Exception as exc:  # the activity kept failing; its message is already secret-free
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StepFailed(
-            StepError(
-                step=step,
-                message=f"The step kept failing after {retry.max_number_of_attempts} attempts: {reason}",
-                fix="Check the service's health and the function app's permissions, then submit the request again.",
-                code="retries_exhausted",
-            )
-        ) from None
+        raise StepFailed(retries_exhausted(step, retry, exc)) from None
     if "error" in reply:
         raise StepFailed(StepError.from_json({**reply["error"], "step": step}))
     return contract.result(reply["ok"])
+
+
+def retries_exhausted(step: StrEnum, retry: df.RetryOptions, exc: BaseException) -> StepError:
+    """The error of a step whose activity kept failing (its message is already secret-free)."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StepError(
+        step=step,
+        message=f"The step kept failing after {retry.max_number_of_attempts} attempts: {reason}",
+        fix="Check the service's health and the function app's permissions, then submit the request again.",
+        code="retries_exhausted",
+    )
 
 
 def emit_after(
@@ -611,23 +615,19 @@ class Onboarding:
     def mailbox_children(self, job: C.MailboxJob) -> Steps:
         """The parent's level of ``mailbox_tree``, taking the children as they finish: one progress
         event per child (a batch, or a group of batches when there are more than the fanout)."""
-        children = tree_children(self.context, job)
-        total = sum(n for _, n in children)
-        batches = dict(children)
+        level = MailboxLevel(self.context, job)
         replies: list[dict[str, Any]] = []
-        pending = [task for task, _ in children]
         done = 0
-        while pending:
-            finished = yield self.context.task_any(pending)
-            pending.remove(finished)
-            replies.append(finished.result)
-            done += batches[finished]
-            counts = plan.merge_counts(reply["counts"] for reply in replies)
+        while level.running:
+            reply, batches = yield from level.next_done()
+            replies.append(reply)
+            done += batches
+            counts = plan.merge_counts(r["counts"] for r in replies)
             yield from self.emit(
                 EventType.MAILBOX_PROGRESS,
                 {
                     "batchesDone": done,
-                    "batchesTotal": total,
+                    "batchesTotal": level.batches,
                     "mailboxesDone": sum(counts.values()),
                     "mailboxesTotal": self.mailbox_count,
                     "counts": counts,
@@ -748,29 +748,102 @@ def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     return (yield from Onboarding(context).run())
 
 
-def tree_children(context: df.DurableOrchestrationContext, job: C.MailboxJob) -> list[tuple[Any, int]]:
-    """Start the job's mailboxes as batches numbered from its ``first_batch``: each child task with its
-    batch count.
+class MailboxLevel:
+    """One orchestration's level of the tree of mailbox batches, numbered from the job's
+    ``first_batch``.
 
     At most ``mailbox_fanout`` children: the batches themselves when there are that few, else groups
     of consecutive batches, each a sub-orchestration doing this one level down. A history holds a
     few events per child, so with the children bounded no history grows with N (10,000 mailboxes in
     batches of 200: the parent starts 5 groups of 10 batches instead of 50 batches). Batch ids do not
-    depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``."""
-    size = job.options.mailbox_batch_size
-    root = job.onboarding_id
-    children = []
-    for start, stop in plan.groups(-(-len(job.mailboxes) // size), job.options.mailbox_fanout):
-        part = replace(
-            job, mailboxes=job.mailboxes[start * size : stop * size], first_batch=job.first_batch + start
-        )
-        first, last = job.first_batch + start, job.first_batch + stop - 1
+    depend on the grouping: batch k of an onboarding is always ``<id>:mailboxes:<k>``.
+
+    Pipelined: where the children are batches, this level runs their grant activities itself, in
+    batch order, ``mailbox_grants_at_once`` at a time, and starts each batch (which then only
+    verifies) as soon as its grants are done, while the next batches are granted. A batch's
+    verification so starts when its own FullAccess was given, and waits for its propagation as
+    before (``MailboxBatch.verify``), instead of after the grants of every batch; and the worker's
+    activity slots are not all held by grants queued behind Exchange's throttling. A grant answer
+    names only the mailboxes it did not grant (``C.GrantMailboxes.only_not_granted``), so the
+    answers of ten batches stay small in the history replayed at every step. An onboarding started
+    before the setting existed (``mailbox_grants_at_once == 0``) replays as it ran: every child at
+    once, each batch granting then verifying."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, job: C.MailboxJob) -> None:
+        self.context = context
+        self.job = job
+        self.retry = retry_policy(job.options)
+        size = job.options.mailbox_batch_size
+        spans = plan.groups(-(-len(job.mailboxes) // size), job.options.mailbox_fanout)
+        self.batches = sum(stop - start for start, stop in spans)
+        self.children: dict[TaskBase, int] = {}  # running child -> how many batches it runs
+        self.grants: dict[TaskBase, C.MailboxJob] = {}  # running grant activity -> its batch
+        self.waiting: list[C.MailboxJob] = []  # batches whose grants have not started
+        window = job.options.mailbox_grants_at_once
+        # One batch has nothing to overlap: it grants and verifies itself, one hop fewer.
+        pipelined = window > 0 and len(spans) > 1 and all(stop - start == 1 for start, stop in spans)
+        for start, stop in spans:
+            part = replace(
+                job, mailboxes=job.mailboxes[start * size : stop * size], first_batch=job.first_batch + start
+            )
+            if pipelined:
+                self.waiting.append(part)
+            else:
+                self.start_child(part, stop - start)
+        for _ in range(window if pipelined else 0):
+            self.start_grant()
+
+    @property
+    def running(self) -> bool:
+        return bool(self.children or self.grants)
+
+    def start_child(self, part: C.MailboxJob, batches: int) -> None:
+        root = self.job.onboarding_id
+        first, last = part.first_batch, part.first_batch + batches - 1
         if first == last:
             name, instance_id = MAILBOX_BATCH_ORCHESTRATOR, f"{root}:mailboxes:{first}"
         else:
             name, instance_id = MAILBOX_GROUP_ORCHESTRATOR, f"{root}:mailboxes:{first}-{last}"
-        children.append((context.call_sub_orchestrator(name, part.to_json(), instance_id), stop - start))
-    return children
+        self.children[self.context.call_sub_orchestrator(name, part.to_json(), instance_id)] = batches
+
+    def start_grant(self) -> None:
+        if not self.waiting:
+            return
+        part = self.waiting.pop(0)
+        assert part.app.service_principal_id is not None
+        payload = C.GrantMailboxes(
+            service_principal_id=part.app.service_principal_id,
+            mailboxes=part.mailboxes,
+            protocols=part.protocols,
+            only_not_granted=True,
+        )
+        task = self.context.call_activity_with_retry(
+            C.GRANT_MAILBOXES.name,
+            self.retry,
+            logcontext.with_log_fields(self.context, Step.MAILBOX_PERMISSIONS.value, payload.to_json()),
+        )
+        self.grants[task] = part
+
+    def next_done(self) -> Steps:
+        """Wait until a child finishes: its answer (``batch_summary``'s form) and how many batches
+        it ran. Grants finishing meanwhile start their batch's verification and the next grants."""
+        while True:
+            finished = yield self.context.task_any([*self.grants, *self.children])
+            if finished in self.children:
+                return finished.result, self.children.pop(finished)
+            part = self.grants.pop(finished)
+            self.start_child(replace(part, grant=self.granted(finished.result)), 1)
+            self.start_grant()
+
+    def granted(self, reply: Any) -> C.BatchGrant:
+        """A grant activity's answer (only the mailboxes it did not grant) as its batch needs it, or
+        the step's error."""
+        step = Step.MAILBOX_PERMISSIONS
+        if isinstance(reply, BaseException):  # the activity kept failing
+            return C.BatchGrant(error=retries_exhausted(step, self.retry, reply))
+        if "error" in reply:
+            return C.BatchGrant(error=StepError.from_json({**reply["error"], "step": step}))
+        return C.BatchGrant(not_granted=C.GRANT_MAILBOXES.result(reply["ok"]).results)
 
 
 def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -783,8 +856,11 @@ def merge_replies(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def mailbox_tree(context: df.DurableOrchestrationContext, job: C.MailboxJob) -> Steps:
     """Run the job's mailboxes as batches numbered from its ``first_batch`` and sum up their answers."""
-    children = tree_children(context, job)
-    replies = yield context.task_all([task for task, _ in children])
+    level = MailboxLevel(context, job)
+    replies = []
+    while level.running:
+        reply, _ = yield from level.next_done()
+        replies.append(reply)
     return merge_replies(replies)
 
 
@@ -796,16 +872,25 @@ def mailbox_group_orchestrator(context: df.DurableOrchestrationContext) -> Steps
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=MAILBOX_BATCH_ORCHESTRATOR)
 def mailbox_batch_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
-    """Grant FullAccess on a batch of mailboxes, then log in on each until it works or the window ends.
+    """Log in on each mailbox of a batch its parent granted (``job.grant``) until it works or the
+    window ends; without ``job.grant``, grant FullAccess first.
 
     It never fails as a whole: a step that cannot complete marks its mailboxes failed, with the cause,
     so the parent always gets one result per mailbox.
     """
-    batch = MailboxBatch(context, C.MailboxJob.from_json(context.get_input()))
-    try:
-        results = yield from batch.grant()
-    except StepFailed as failure:
-        detail = f"FullAccess could not be granted: {failure.error.message} {failure.error.fix}".strip()
+    job = C.MailboxJob.from_json(context.get_input())
+    batch = MailboxBatch(context, job)
+    error = job.grant.error if job.grant is not None else None
+    if job.grant is None:  # not pipelined (an onboarding started before MAILBOX_GRANTS_AT_ONCE)
+        try:
+            results = yield from batch.grant()
+        except StepFailed as failure:
+            error = failure.error
+    else:
+        results = {m: MailboxResult(m, MailboxState.GRANTED, GRANTED_DETAIL) for m in job.mailboxes}
+        results.update((r.mailbox, r) for r in job.grant.not_granted)
+    if error is not None:
+        detail = f"FullAccess could not be granted: {error.message} {error.fix}".strip()
         return batch_summary(MailboxResult(m, MailboxState.FAILED, detail) for m in batch.mailboxes)
     results = yield from batch.verify(results)
     return batch_summary(results.values())

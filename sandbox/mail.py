@@ -475,7 +475,13 @@ userdb {{
   args = uid={identity.mail_uid} gid={identity.mail_gid} home={home}
 }}
 
+# Login processes in Dovecot's high-performance mode: a few long-lived ones serve every connection
+# (instead of a fork per connection), so they also resume TLS sessions as a mail service's front
+# end does (one ticket key per process). Only the stand-in's own cost changes: what a client sees
+# is the same, except that a resumed session skips the certificate (docs/sandbox-mail.md).
 service imap-login {{
+  service_count = 0
+  process_min_avail = 1
 {login_chroot}  inet_listener imap {{
     port = 0
   }}
@@ -486,6 +492,8 @@ service imap-login {{
   }}
 }}
 service pop3-login {{
+  service_count = 0
+  process_min_avail = 1
 {login_chroot}  inet_listener pop3 {{
     port = 0
   }}
@@ -501,6 +509,17 @@ service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
+}}
+
+# Mail processes kept for 100 sessions each rather than one (every mailbox has the same system
+# user here), so a login does not fork and exec a new process: the stand-in's cost only.
+service imap {{
+  service_count = 100
+  process_min_avail = 2
+}}
+service pop3 {{
+  service_count = 100
+  process_min_avail = 2
 }}
 
 protocol imap {{

@@ -14,7 +14,11 @@ exceed it), so the limiter also learns a rate: on a throttling answer it sets th
 requests started in the last second, then spaces request starts ``1/rate`` apart and raises the rate
 by 0.2% of itself per second without throttling. It settles just under the service's rate and is
 throttled rarely instead of every second (measured in bench/: 5 throttled calls instead of 1,093 at
-10,000 grants).
+10,000 grants). The rise stops at 98% of the highest rate the service has throttled at (its
+ceiling), which itself creeps up by 0.02% per second: left to rise, the rate met the ceiling again
+every half minute and each time lost a whole ``Retry-After``, which kept a long run at about 90% of
+the allowed rate; a service whose limit went up is still found, slowly, and one whose limit went
+down throttles, which lowers the rate as before.
 
 A request may carry several calls (Exchange's ``$batch``): it acquires a ``weight``, one unit per call,
 so the concurrency and the rate stay counted in calls whatever their packaging.
@@ -32,6 +36,8 @@ from dataclasses import dataclass
 
 BACK_OFF = 0.95  # rate after a throttling answer, as a share of the last second's request starts
 GROWTH_PER_S = 0.002  # share of the rate gained per second without throttling
+CEILING_SHARE = 0.98  # the rate rises to this share of the highest rate throttled at, no further
+CEILING_GROWTH_PER_S = 0.0002  # how fast that ceiling creeps up, to find a limit that went up
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class AdaptiveLimiter:
         self._changed = asyncio.Condition()
         self.throttled = 0  # how many throttling answers were seen (for logs and benchmarks)
         self.rate: float | None = None  # requests/s; None until the service first throttles
+        self.ceiling: float | None = None  # the highest request rate the service has throttled at
         self._next_start = 0.0
         self._starts: deque[float] = deque()
         self._last_growth = clock()
@@ -141,13 +148,19 @@ class AdaptiveLimiter:
         if not self.pace:
             return
         now = self._clock()
+        elapsed = max(0.0, now - self._last_growth)
         if throttled and epoch == self._epoch:
             recent = sum(1 for t in self._starts if t >= now - 1.0)
             learned = max(1.0, BACK_OFF * recent)
             self.rate = learned if self.rate is None else min(self.rate * BACK_OFF, learned)
+            self.ceiling = max(self.ceiling or 0.0, float(recent))
             self._next_start = now
         elif not throttled and self.rate is not None:
-            self.rate += self.rate * GROWTH_PER_S * max(0.0, now - self._last_growth)
+            grown = self.rate + self.rate * GROWTH_PER_S * elapsed
+            if self.ceiling is not None:
+                self.ceiling += self.ceiling * CEILING_GROWTH_PER_S * elapsed
+                grown = min(grown, max(self.rate, CEILING_SHARE * self.ceiling))
+            self.rate = grown
         self._last_growth = now
 
     async def release(

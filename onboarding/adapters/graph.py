@@ -464,32 +464,32 @@ class GraphDirectory:
 
     # --- client secrets ---------------------------------------------------------------------------
 
-    async def list_passwords(self, object_id: str) -> list[PasswordInfo]:
+    async def _read_app(self, object_id: str, field: str, what: str) -> Any:
+        """The app with ``id`` and one credential collection (``$select``). A 404 right after the app
+        was created is read-after-write lag, retried (docs/sandbox-facts.md); NotFoundError after that."""
         from kiota_abstractions.base_request_configuration import RequestConfiguration
         from msgraph.generated.applications.item.application_item_request_builder import (
             ApplicationItemRequestBuilder as B,
         )
 
         config = RequestConfiguration(
-            query_parameters=B.ApplicationItemRequestBuilderGetQueryParameters(
-                select=["id", "passwordCredentials"]
-            )
+            query_parameters=B.ApplicationItemRequestBuilderGetQueryParameters(select=["id", field])
         )
         builder = self._client.applications.by_application_id(object_id)
 
         async def read() -> Any:
             try:
-                return await self._call(
-                    "read the app's client secrets",
-                    lambda: builder.get(request_configuration=config),
-                    retry=False,
-                )
+                return await self._call(what, lambda: builder.get(request_configuration=config), retry=False)
             except NotFoundError:
                 raise _not_readable_yet(object_id) from None
 
         app = await retrying(read, self._policy, sleep=self._sleep)
         if app is None:
             raise NotFoundError(f"App registration {object_id} not found.")
+        return app
+
+    async def list_passwords(self, object_id: str) -> list[PasswordInfo]:
+        app = await self._read_app(object_id, "passwordCredentials", "read the app's client secrets")
         return [
             PasswordInfo(str(p.key_id), p.display_name or "", p.end_date_time)
             for p in app.password_credentials or ()
@@ -573,31 +573,7 @@ class GraphDirectory:
     # returns each credential's key, so that the PATCH keeps the others (Graph "keyCredential").
 
     async def _key_credentials(self, object_id: str) -> list[Any]:
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from msgraph.generated.applications.item.application_item_request_builder import (
-            ApplicationItemRequestBuilder as B,
-        )
-
-        config = RequestConfiguration(
-            query_parameters=B.ApplicationItemRequestBuilderGetQueryParameters(
-                select=["id", "keyCredentials"]
-            )
-        )
-        builder = self._client.applications.by_application_id(object_id)
-
-        async def read() -> Any:
-            try:
-                return await self._call(
-                    "read the app's certificates",
-                    lambda: builder.get(request_configuration=config),
-                    retry=False,
-                )
-            except NotFoundError:
-                raise _not_readable_yet(object_id) from None
-
-        app = await retrying(read, self._policy, sleep=self._sleep)
-        if app is None:
-            raise NotFoundError(f"App registration {object_id} not found.")
+        app = await self._read_app(object_id, "keyCredentials", "read the app's certificates")
         return list(app.key_credentials or ())
 
     async def list_key_credentials(self, object_id: str) -> list[KeyCredentialInfo]:

@@ -9,6 +9,13 @@ refusal; its words are not relied on.
 Uses the standard library clients in a worker thread (they block). The result is data, not an
 exception: a refused login is an expected state while permissions propagate. ``detail`` is in an
 admin's words and never carries the token or the server's reply.
+
+A verification logs in twice per mailbox, thousands of times per onboarding, so what a login costs
+the worker's CPU matters (docs/bench.md). The TLS client context, whose trust store takes tens of
+milliseconds to load from a full CA bundle, is built once per process and trust store; and each
+server's last TLS session is offered again (RFC 8446 section 2.2 resumption), which spares the
+certificate chain's verification and the server's signature. A server that does not resume simply
+answers with a full handshake: nothing depends on it.
 """
 
 from __future__ import annotations
@@ -17,9 +24,12 @@ import asyncio
 import base64
 import contextlib
 import imaplib
+import os
 import poplib
+import socket
 import ssl
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from onboarding.domain import Protocol
@@ -39,15 +49,70 @@ class LoginResult:
     detail: str
 
 
+@dataclass
+class _Tls:
+    """One trust store's client context and the last TLS session of each server it talked to."""
+
+    context: ssl.SSLContext
+    sessions: dict[tuple[str, int], ssl.SSLSession] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wrap(self, sock: socket.socket, host: str, port: int) -> ssl.SSLSocket:
+        with self.lock:
+            session = self.sessions.get((host, port))
+        return self.context.wrap_socket(sock, server_hostname=host, session=session)
+
+    def keep(self, sock: Any, host: str, port: int) -> None:
+        """Remember the connection's session for the next one (TLS 1.3 sends it after the handshake,
+        so it is read once the server has answered), whatever the login's outcome."""
+        session = getattr(sock, "session", None)
+        if isinstance(session, ssl.SSLSession):
+            with self.lock:
+                self.sessions[(host, port)] = session
+
+
+_contexts: dict[tuple[str | None, str | None], _Tls] = {}
+_contexts_lock = threading.Lock()
+
+
+def _tls() -> _Tls:
+    """The process's client context for the trust store the environment names now
+    (``SSL_CERT_FILE``/``SSL_CERT_DIR``, as ``ssl.create_default_context`` reads it)."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _contexts_lock:
+        tls = _contexts.get(key)
+        if tls is None:
+            tls = _contexts[key] = _Tls(ssl.create_default_context())
+        return tls
+
+
+class _Imap(imaplib.IMAP4_SSL):
+    def __init__(self, host: str, port: int, tls: _Tls, timeout: float) -> None:
+        self.tls = tls
+        super().__init__(host, port, ssl_context=tls.context, timeout=timeout)
+        tls.keep(self.sock, host, port)  # the greeting has been read: the session ticket with it
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:  # what open() calls
+        return self.tls.wrap(socket.create_connection((self.host, self.port), timeout), self.host, self.port)
+
+
+class _Pop(poplib.POP3_SSL):
+    def __init__(self, host: str, port: int, tls: _Tls, timeout: float) -> None:
+        self.tls = tls
+        super().__init__(host, port, context=tls.context, timeout=timeout)
+        tls.keep(self.sock, host, port)  # the greeting has been read: the session ticket with it
+
+    def _create_socket(self, timeout: float) -> socket.socket:  # what __init__ calls
+        return self.tls.wrap(socket.create_connection((self.host, self.port), timeout), self.host, self.port)
+
+
 def xoauth2(mailbox: str, token: str) -> bytes:
     """The SASL XOAUTH2 initial response, before base64."""
     return f"user={mailbox}\x01auth=Bearer {token}\x01\x01".encode()
 
 
-def _imap_login(
-    host: str, port: int, mailbox: str, token: str, timeout: float, context: ssl.SSLContext
-) -> None:
-    client = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=timeout)
+def _imap_login(host: str, port: int, mailbox: str, token: str, timeout: float, tls: _Tls) -> None:
+    client = _Imap(host, port, tls, timeout)
     try:
         sent = False
 
@@ -80,11 +145,9 @@ class _MailboxRefused(Exception):
     """Logged in, but the first mailbox command was refused; the argument names the command."""
 
 
-def _pop_login(
-    host: str, port: int, mailbox: str, token: str, timeout: float, context: ssl.SSLContext
-) -> None:
+def _pop_login(host: str, port: int, mailbox: str, token: str, timeout: float, tls: _Tls) -> None:
     # poplib has no AUTH command: its line helpers (_putcmd/_getline, stable since Python 2) carry it.
-    client: Any = poplib.POP3_SSL(host, port, context=context, timeout=timeout)
+    client: Any = _Pop(host, port, tls, timeout)
     try:
         # Two steps (AUTH, then the response after "+") rather than an initial response on the AUTH
         # line: servers limit command line length, and a token is long.
@@ -109,13 +172,13 @@ def _pop_login(
 
 
 def _probe(host: str, port: int, protocol: Protocol, mailbox: str, token: str, timeout: float) -> LoginResult:
-    context = ssl.create_default_context()
     where = f"{protocol.value} {host}:{port}"
     try:
+        tls = _tls()
         if protocol is Protocol.IMAP:
-            _imap_login(host, port, mailbox, token, timeout, context)
+            _imap_login(host, port, mailbox, token, timeout, tls)
         else:
-            _pop_login(host, port, mailbox, token, timeout, context)
+            _pop_login(host, port, mailbox, token, timeout, tls)
     except _MailboxRefused as refused:
         return LoginResult(
             False,

@@ -157,3 +157,22 @@ async def test_a_learned_rate_spaces_a_batch_by_its_calls() -> None:
     await limiter.release(await limiter.acquire(10))
     await limiter.release(await limiter.acquire(10))
     assert slept == [pytest.approx(0.1)]  # ten calls at 100/s: the next request 0.1 s later
+
+
+async def test_a_paced_limiter_rises_back_towards_the_rate_it_was_throttled_at_but_not_past_it() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = AdaptiveLimiter(10, pace=True, clock=lambda: now[0], sleep=sleep)
+    for _ in range(100):  # 100 starts within one second, then the service says "too many"
+        await limiter.release(await limiter.acquire())
+        now[0] += 0.0099
+    await limiter.release(await limiter.acquire(), throttled=True)
+    assert limiter.rate is not None and 90 <= limiter.rate <= 96
+    now[0] += 5
+    for _ in range(6_000):  # a minute at the learned pace, never throttled
+        await limiter.release(await limiter.acquire())
+    # It came back up to 98% of the ceiling (plus the ceiling's slow creep), not into the next 429.
+    assert 0.97 * 101 <= limiter.rate <= 0.98 * 101 * 1.02

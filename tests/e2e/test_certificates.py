@@ -7,24 +7,19 @@ private key Key Vault made: none may appear in the task hub, a log line, an HTTP
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from demo import mail_client
-from onboarding.adapters.identity import acquire_token, document_credential
-from onboarding.adapters.mailprobe import probe_login
-from onboarding.domain import Protocol, vault_certificate_name
-from onboarding.errors import OnboardingError
-from onboarding.settings import load_settings
-from tests.e2e.conftest import FINAL, MAILBOXES, Tenant
+from onboarding.domain import vault_certificate_name
+from tests.e2e import test_rotation as rotation
+from tests.e2e.conftest import MAILBOXES, Tenant
 from tests.e2e.test_diagnosis import first_broken, of_onboarding
-from tests.e2e.test_mail_client import mail_product_credential
-from tests.e2e.test_rotation import conforms, step_of, v1, vault_documents
+from tests.e2e.test_mail_client import mail_product
+from tests.e2e.test_rotation import step_of, v1, vault_documents
 
 
 @pytest.fixture
@@ -32,68 +27,20 @@ def tenant(tenant_factory: Any) -> Tenant:
     return tenant_factory(manual_clock=True, extra_env={"ROTATION_OVERLAP_HOURS": "0"})
 
 
-def drive(tenant: Tenant, done: Callable[[], dict[str, Any] | None], rounds: int = 600) -> dict[str, Any]:
-    """Let the host work until ``done()`` answers, moving the manual clock: to the next durable timer
-    under the realistic profile (its delays are minutes), else a few seconds at a time."""
-    assert tenant.clock is not None
-    for _ in range(rounds):
-        tenant.host.idle(10)
-        answer = done()
-        if answer is not None:
-            return answer
-        if not tenant.skip_to_next_timer():
-            tenant.clock.advance(timedelta(seconds=5))
-    raise AssertionError("the host did not get there")
-
-
 def onboard(tenant: Tenant, lifetime_days: int, name: str, **request: Any) -> dict[str, Any]:
-    location = tenant.submit(
-        secretLifetimeDays=lifetime_days, idempotencyKey=name, displayName=name, **request
-    )
-    tenant.wait_for_decision(location)
-    tenant.consent_from([m for m in tenant.mails_to_admin() if "Admin consent needed" in m.subject][-1])
-
-    def ended() -> dict[str, Any] | None:
-        view = tenant.status(location)
-        return view if view["status"] in FINAL else None
-
-    view = drive(tenant, ended)
+    view = rotation.onboard(tenant, lifetime_days, name, **request)
     assert view["status"] == "succeeded", view
     return view
 
 
 def rotation_of(tenant: Tenant, view: dict[str, Any]) -> dict[str, Any]:
     """The rotation's part of the status once it has ended."""
-
-    def ended() -> dict[str, Any] | None:
-        part = tenant.http.get(v1(view), params={"view": "current"}).json().get("rotation")
-        return conforms(dict(part)) if part and part["status"] != "running" else None
-
-    return drive(tenant, ended)
-
-
-def logs_in(tenant: Tenant, document: dict[str, Any], mailbox: str = MAILBOXES[0]) -> bool:
-    """What the mail product does with the hand-off (docs/client.md): a token with the document's
-    credential, secret or certificate, then IMAP SELECT and POP STAT."""
-
-    async def run() -> bool:
-        credential = document_credential(load_settings(), document)
-        try:
-            token = await acquire_token(credential, document["scope"])
-        except OnboardingError:
-            return False
-        finally:
-            await credential.close()
-        env = tenant.sandbox.env
-        imap = await probe_login(env["IMAP_HOST"], int(env["IMAP_PORT"]), Protocol.IMAP, mailbox, token.token)
-        pop = await probe_login(env["POP_HOST"], int(env["POP_PORT"]), Protocol.POP, mailbox, token.token)
-        return imap.ok and pop.ok
-
-    return asyncio.run(run())
+    return rotation.rotation_of(tenant, view, lambda r: r["status"] != "running")
 
 
 def test_a_certificate_onboarding_hands_over_a_certificate_that_logs_in_and_no_secret(tenant: Tenant) -> None:
-    view = onboard(tenant, 90, "Cert", credentialType="certificate")
+    principal_id, credential = mail_product(tenant)
+    view = onboard(tenant, 90, "Cert", credentialType="certificate", mailProductPrincipalId=principal_id)
     [document] = vault_documents(tenant, view["secret"]["name"])
     assert document["credentialType"] == "certificate" and "clientSecret" not in document
     [app] = tenant.live_apps()
@@ -104,14 +51,15 @@ def test_a_certificate_onboarding_hands_over_a_certificate_that_logs_in_and_no_s
     assert key.key_id == final_key(tenant, view["secret"]["name"])
     assert (view["secret"]["schemaVersion"], view["secret"]["credentialType"]) == (2, "certificate")
     assert document["certificateThumbprint"] == key.custom_key_identifier.hex().upper()
-    assert logs_in(tenant, document)
-    assert all(logs_in(tenant, document, mailbox) for mailbox in MAILBOXES[1:])
+    assert rotation.client_logs_in(tenant, document)
+    assert all(rotation.client_logs_in(tenant, document, mailbox) for mailbox in MAILBOXES[1:])
     # Not the private key, not the PEM: the status names where the credential is, never what it is.
     assert "PRIVATE KEY" not in json.dumps(view)
 
     # The documented client (docs/client.md) as the mail product: its own principal reads the
-    # hand-off, and the certificate in it signs the client assertion.
-    with mail_product_credential(tenant) as credential:
+    # hand-off (the request named it: Secrets User on this one secret), and the certificate in it
+    # signs the client assertion.
+    with credential:
         assert tenant.clock is not None
         tenant.clock.advance(timedelta(minutes=11))  # its new vault role propagates (realistic: minutes)
         handoff = mail_client.read_handoff(
@@ -130,7 +78,7 @@ def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_t
     view = onboard(tenant, 180, "Switch")
     name = view["secret"]["name"]
     [old] = vault_documents(tenant, name)
-    assert logs_in(tenant, old)
+    assert rotation.client_logs_in(tenant, old)
 
     refused = tenant.http.post(f"{v1(view)}/rotate", json={"credentialType": "pfx"})
     assert refused.status_code == 400 and "/credentialType" in refused.text
@@ -145,9 +93,9 @@ def test_a_secret_onboarding_switched_to_a_certificate_keeps_no_password_after_t
     new = documents[-1]
     [app] = tenant.live_apps()
     assert app.passwords == [] and [k.key_id for k in app.keys] == [final_key(tenant, name)]
-    assert not logs_in(tenant, old)  # the password is gone from the app
+    assert not rotation.client_logs_in(tenant, old)  # the password is gone from the app
     for mailbox in MAILBOXES:
-        assert logs_in(tenant, new, mailbox)  # the certificate works for IMAP and POP
+        assert rotation.client_logs_in(tenant, new, mailbox)  # the certificate works for IMAP and POP
     assert step_of(final, "remove_old_credential")["state"] == "done"
     assert tenant.mails_to_admin()[-1].subject == "Certificate rotated: Switch"
 
@@ -183,5 +131,5 @@ def test_a_certificate_onboarding_rotates_to_a_new_certificate_version_and_key(t
     assert certificate is not None and len(certificate.versions) == 2
     [app] = tenant.live_apps()
     assert [k.der for k in app.keys] == [certificate.versions[-1].der] and app.passwords == []
-    assert logs_in(tenant, new) and not logs_in(tenant, old)
+    assert rotation.client_logs_in(tenant, new) and not rotation.client_logs_in(tenant, old)
     assert tenant.mails_to_admin()[-1].subject == "Certificate rotated: CertRotated"

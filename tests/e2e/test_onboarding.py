@@ -308,6 +308,48 @@ def test_many_batches_run_as_a_tree_no_orchestration_starting_more_than_the_fano
     assert groups == ["0-1", "0-3", "2-3", "4-5", "4-6"]  # the parent starts 0-3 and 4-6
 
 
+def test_each_batch_verifies_as_soon_as_it_is_granted_while_later_batches_are_granted(tenant_factory):
+    # Five batches of one mailbox (one of which does not exist), two grants at a time: the onboarding
+    # grants in batch order, never more than two at once, and starts a batch's verification when its
+    # own grant is done, before the last batches are granted. Every mailbox still ends as it would.
+    boxes = tuple(f"desk{i}@sandbox.example" for i in range(4))
+    tenant = tenant_factory(
+        mailboxes=boxes, extra_env={"MAILBOX_BATCH_SIZE": "1", "MAILBOX_GRANTS_AT_ONCE": "2"}
+    )
+    location = tenant.submit(mailboxes=[*boxes[:2], "nobody@sandbox.example", *boxes[2:]])
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    results = {r["mailbox"]: r["state"] for r in view["mailboxes"]["results"]}
+    assert results == {**dict.fromkeys(boxes, "verified"), "nobody@sandbox.example": "not_found"}
+    assert sorted(m for m, _ in tenant.permissions()) == sorted(boxes)
+
+    onboarding_id = location.rsplit("/", 1)[-1]
+    status = tenant.host.get_status(onboarding_id, show_history=True)
+    assert status is not None
+    grants: set[int] = set()  # the grant activities scheduled and not yet answered
+    most, order = 0, []
+    for event in status["historyEvents"]:
+        kind = event["EventType"]
+        if kind == "TaskScheduled" and event.get("FunctionName", event.get("Name")) == "grant_mailboxes":
+            grants.add(event["EventId"])
+            most = max(most, len(grants))
+            order.append("grant")
+        elif kind in ("TaskCompleted", "TaskFailed"):
+            grants.discard(event.get("TaskScheduledId", -1))
+        elif kind == "SubOrchestrationInstanceCreated":
+            order.append(event["InstanceId"].rsplit(":", 1)[-1])
+    assert order.count("grant") == 5 and most == 2
+    assert [o for o in order if o != "grant"] == ["0", "1", "2", "3", "4"]
+    # Batch 0 verifies (its sub-orchestration starts) before the last batch is granted.
+    assert order.index("0") < len(order) - 1 - order[::-1].index("grant")
+    # Each batch's own sub-orchestration only verified: no grant in its history.
+    batch = tenant.host.get_status(f"{onboarding_id}:mailboxes:0", show_history=True)
+    assert batch is not None
+    names = {e.get("FunctionName", e.get("Name")) for e in batch["historyEvents"]}
+    assert "verify_mailboxes" in names and "grant_mailboxes" not in names
+
+
 def test_an_unrecognised_exchange_error_on_one_mailbox_fails_only_that_mailbox(tenant_factory):
     upstream = "Mailbox database DB-PRD-07 rejected the change on EXHUB-22."
     tenant = tenant_factory(

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from onboarding import expiry
-from onboarding.adapters.identity import acquire_token, app_secret_credential
+from onboarding.adapters.identity import acquire_token, document_credential
 from onboarding.adapters.mailprobe import probe_login
 from onboarding.domain import Protocol
 from onboarding.errors import OnboardingError
@@ -59,14 +59,11 @@ def v1(view: dict[str, Any]) -> str:
 
 
 def client_logs_in(tenant: Tenant, document: dict[str, Any], mailbox: str = MAILBOXES[0]) -> bool:
-    """What the mail product does with a Key Vault document: a token with its secret, then IMAP
-    SELECT and POP STAT. False when the token is refused or a login fails."""
+    """What the mail product does with the hand-off (docs/client.md): a token with the document's
+    credential, secret or certificate, then IMAP SELECT and POP STAT."""
 
     async def run() -> bool:
-        settings = load_settings()
-        credential = app_secret_credential(
-            settings, document["tenantId"], document["clientId"], document["clientSecret"]
-        )
+        credential = document_credential(load_settings(), document)
         try:
             token = await acquire_token(credential, document["scope"])
         except OnboardingError:

@@ -1,6 +1,6 @@
 """What the sandbox tenant holds, as comparable values: two snapshots are equal when the tenant holds
 the same objects (apps, credentials, service principals, grants, Exchange registrations and
-permissions, vault secrets and their versions). Emails and the request log are left out: they record
+permissions, vault secrets and their versions, Azure role assignments). Emails and the request log are left out: they record
 that something happened, not what the tenant holds."""
 
 from __future__ import annotations
@@ -33,5 +33,8 @@ def snapshot(sandbox: Sandbox) -> dict[str, Any]:
         "permissions": sorted((p.mailbox, p.user, p.access_rights) for p in state.mailbox_permissions()),
         "secrets": sorted(
             (s.name, s.deleted_at is not None, tuple(v.version for v in s.versions)) for s in state.secrets()
+        ),
+        "role_assignments": sorted(
+            (r.name, r.scope, r.role_definition_id, r.principal_id) for r in state.rbac_assignments()
         ),
     }

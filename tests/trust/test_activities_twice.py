@@ -162,6 +162,11 @@ async def test_every_activity_twice_leaves_the_tenant_as_once(
             protocols=PROTOCOLS,
         ),
     )
+    # The mail product's principal gets Key Vault Secrets User on that one secret, once.
+    _, reader, _ = sandbox.create_client_app("Mail product")
+    await twice(C.GRANT_SECRET_READER, C.SecretReaderRef(onboarding_id=ONBOARDING_ID, principal_id=reader))
+    [assignment] = [r for r in sandbox.state.rbac_assignments() if r.principal_id == reader]
+    assert assignment.scope.endswith(f"/secrets/{secret.name}")
     email = C.SendDecisionEmail(
         onboarding_id=ONBOARDING_ID,
         request=req,

@@ -52,7 +52,9 @@ async def onboard_once(functions: dict[str, Any], sandbox: Sandbox) -> dict[str,
     )
     sp = {"service_principal_id": app["service_principal_id"]}
     await run(A.GRANT_MAILBOXES, {**sp, "mailboxes": list(MAILBOXES), "protocols": ["IMAP"]})
-    return dict(app)
+    _, reader, _ = sandbox.create_client_app("Mail product")
+    await run(A.GRANT_SECRET_READER, {"onboarding_id": ONBOARDING_ID, "principal_id": reader})
+    return {**app, "reader": reader}
 
 
 async def test_every_offboarding_activity_twice_leaves_the_tenant_as_once(
@@ -87,6 +89,10 @@ async def test_every_offboarding_activity_twice_leaves_the_tenant_as_once(
         },
     )
     assert deleted == {"deleted": True, "purged": False}
+    reader = {"onboarding_id": ONBOARDING_ID, "principal_id": app["reader"]}
+    assert len(state.rbac_assignments()) == 1
+    assert await twice.raw(A.OFFBOARD_REMOVE_SECRET_READER, reader) == {"removed": True}
+    assert state.rbac_assignments() == []
     assert await twice.raw(A.OFFBOARD_DELETE_SECRET, {"onboarding_id": ONBOARDING_ID}) == {
         "name": vault_secret_name(ONBOARDING_ID)
     }

@@ -29,6 +29,7 @@ from onboarding.domain import (
     Outcome,
     Protocol,
     SecretRef,
+    StepError,
 )
 from onboarding.settings import default_workflow_options
 from tests.unit.fakes import FakeServices, settings
@@ -69,7 +70,7 @@ PAYLOADS: dict[str, C.Payload] = {
     A.GRANT_APP_ROLES: C.AppRoles("sp-1", RESOURCE, ROLES),
     A.CHECK_APP_ROLES: C.AppRoles("sp-1", RESOURCE, ROLES),
     A.REGISTER_IN_EXCHANGE: C.RegisterInExchange("app-1", "sp-1", "obj-1", "Helpdesk mail"),
-    A.GRANT_MAILBOXES: C.GrantMailboxes("sp-1", MAILBOXES, ("IMAP",)),
+    A.GRANT_MAILBOXES: C.GrantMailboxes("sp-1", MAILBOXES, ("IMAP",), only_not_granted=True),
     A.VERIFY_MAILBOXES: C.VerifyMailboxes("t", APP, SECRET, ("IMAP",), MAILBOXES),
     A.COMPENSATE: C.Compensate(
         "onb-1", None, exchange_registered=False, secret_reader="5b1c6f0e-0000-4000-8000-000000000001"
@@ -103,6 +104,21 @@ ANSWERS: list[Any] = [
     C.EventHandedOver("onb-1:1"),
     # Not an answer, but it crosses Durable too: a mailbox batch's (or group's) input.
     C.MailboxJob("onb-1", "t", APP, SECRET, ("IMAP",), default_workflow_options(), MAILBOXES, first_batch=3),
+    # A pipelined batch's: its parent granted, and says which mailboxes were not granted, or why none was.
+    C.MailboxJob(
+        "onb-1",
+        "t",
+        APP,
+        SECRET,
+        ("IMAP",),
+        default_workflow_options(),
+        MAILBOXES,
+        first_batch=3,
+        grant=C.BatchGrant(
+            not_granted=(MailboxResult("b@contoso.test", MailboxState.NOT_FOUND, "No mailbox."),)
+        ),
+    ),
+    C.BatchGrant(error=StepError(step="mailbox_permissions", message="Refused.", code="permission_denied")),
     RESOURCE,
     APP,
     SECRET,
@@ -230,6 +246,12 @@ async def test_the_procedure_runs_through_its_typed_contracts_on_the_fakes(
     assert await run(C.REGISTER_IN_EXCHANGE, register) == C.ExchangeRegistered(sp.service_principal_id)
     granted = await run(C.GRANT_MAILBOXES, C.GrantMailboxes(sp.service_principal_id, MAILBOXES, ("IMAP",)))
     assert [r.state for r in granted.results] == [MailboxState.GRANTED] * 2
+    # A pipelined level of batches asks only for the mailboxes not granted: here, the unknown one.
+    asked = C.GrantMailboxes(sp.service_principal_id, (*MAILBOXES, "nobody@contoso.test"), ("IMAP",), True)
+    not_granted = await run(C.GRANT_MAILBOXES, asked)
+    assert [(r.mailbox, r.state) for r in not_granted.results] == [
+        ("nobody@contoso.test", MailboxState.NOT_FOUND)
+    ]
 
     async def token(credential: object, scope: str) -> identity.TokenInfo:
         return identity.TokenInfo(

@@ -125,6 +125,8 @@ def test_dod_differs_from_gcc_high_where_microsoft_365_does_and_only_there() -> 
     gcc_high = Settings.from_env({**BASE, "AZURE_CLOUD": "AzureUSGovernment"})
     dod = Settings.from_env({**BASE, "AZURE_CLOUD": "AzureUSGovernmentDoD"})
     assert dod.authority_host == gcc_high.authority_host  # one sign-in for both
+    # ... and one issuer of v1 tokens, which infra/main.bicep reads from every preset.
+    assert dod.token_issuer_v1_host == gcc_high.token_issuer_v1_host == "https://sts.windows.net"
     for attr in ("graph_endpoint", "exchange_endpoint", "imap_host", "pop_host"):
         assert getattr(dod, attr) != getattr(gcc_high, attr)
 

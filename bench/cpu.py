@@ -1,0 +1,50 @@
+"""CPU per mailbox of a whole onboarding in the host's process: its activities, its orchestrator
+episodes and the engine that runs them, read from the kernel's account of the process (user + system
+time), from the request to the result, divided by the mailboxes.
+
+The host has already served one small onboarding (``WARM_UP`` mailboxes) when the clock starts, so
+the figure is a worker's steady state: the first onboarding of a worker also pays for the lazily
+imported SDKs (reported apart).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.grants import throttle
+from bench.rig import mailbox_names, process_cpu_seconds, rig
+
+WARM_UP = 10
+
+
+@dataclass(frozen=True)
+class CpuRun:
+    mailboxes: int
+    cpu_seconds: float
+    wall_seconds: float
+    warm_up_cpu_seconds: float
+    outcome: str
+
+    @property
+    def per_mailbox_ms(self) -> float:
+        return self.cpu_seconds / self.mailboxes * 1000
+
+
+def run(workdir: Path, count: int) -> CpuRun:
+    boxes = mailbox_names(count)
+    with rig(workdir, mailboxes=boxes, configure=throttle) as r:
+        assert r.host.pid is not None
+        cpu0 = process_cpu_seconds(r.host.pid)
+        instance = r.submit(boxes[:WARM_UP])
+        r.consent_all(1)
+        r.wait(instance, timeout=600)
+        cpu1 = process_cpu_seconds(r.host.pid)
+        began = time.perf_counter()
+        instance = r.submit(boxes)
+        r.consent_all(2)
+        output = r.wait(instance, timeout=3600)
+        wall = time.perf_counter() - began
+        cpu2 = process_cpu_seconds(r.host.pid)
+        return CpuRun(count, cpu2 - cpu1, wall, cpu1 - cpu0, str(output.get("outcome")))
