@@ -16,7 +16,7 @@ import azure.durable_functions as df
 from activities import ActivityFailed, register, typed_activity
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import logcontext, offboarding, webhook_hub
+from onboarding import logcontext, mailbox_ops, offboarding, webhook_hub
 from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
 from onboarding.services import Services
 
@@ -73,7 +73,21 @@ async def _read(
         request=request,
         app=output.get("app"),
         events_sent=await _events_sent(client, onboarding_id, output),
+        mailboxes=await _mailboxes_with_access(client, onboarding_id, request),
     )
+
+
+async def _mailboxes_with_access(
+    client: df.DurableOrchestrationClient, onboarding_id: str, request: Any
+) -> tuple[str, ...]:
+    """The request's mailboxes as the last mailbox operation left them (it carries every earlier
+    one's results): mailboxes added after the onboarding lose their FullAccess too."""
+    requested = list((request or {}).get("mailboxes") or []) if isinstance(request, dict) else []
+    operated = await client.get_status(mailbox_ops.mailbox_operation_instance_id(onboarding_id))
+    runtime = operated.runtime_status.name if operated and operated.runtime_status else None
+    output = _as_object(operated.output) if operated and runtime == "Completed" else {}
+    result = mailbox_ops.MailboxOperationResult.from_json(output) if output else None
+    return mailbox_ops.holding_access(requested, result)
 
 
 def _as_object(value: Any) -> dict[str, Any]:

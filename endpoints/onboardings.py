@@ -576,7 +576,13 @@ async def _rotation_input(
     result = OnboardingResult.from_json(output) if output else None
     if request is None or result is None or result.app is None:
         return "The onboarding did not leave an app registration to rotate the secret of."
-    verified = [m.mailbox for m in result.mailbox_results(request) if m.state is MailboxState.VERIFIED]
+    # The mailboxes as the mailbox operations left them: a removed one refuses every login now.
+    view = status_view.build_view(status)
+    mailbox_ops.overlay(
+        view, await fetch_status(client, mailbox_ops.mailbox_operation_instance_id(onboarding_id))
+    )
+    current = (view.get("mailboxes") or {}).get("results") or []
+    verified = [str(r["mailbox"]) for r in current if r["state"] == MailboxState.VERIFIED.value]
     if not verified:
         return "No mailbox of this onboarding is verified, so a new secret could not be verified."
     delivery = await webhook_hub.read_delivery(client, onboarding_id)
@@ -589,7 +595,7 @@ async def _rotation_input(
         protocols=tuple(p.value for p in request.protocols),
         mailboxes=tuple(verified[: rotation.VERIFY_SAMPLE]),
         request=request.to_json(),
-        mailbox_count=len(request.mailboxes),
+        mailbox_count=len(current),
         lifetime_days=request.secret_lifetime_days,
         overlap_hours=settings.rotation_overlap_hours,
         requested_at=datetime.now(UTC).isoformat(),

@@ -4,7 +4,7 @@ It runs function_app.py unchanged: HTTP triggers on a local port, the real Durab
 orchestrators, activities on a bounded worker pool, timer triggers, and a controllable clock for tests.
 """
 
-from .clock import Clock, ManualClock, RealClock
+from .clock import Clock, ManualClock, OffsetClock, RealClock
 from .host import LocalHost
 
-__all__ = ["Clock", "LocalHost", "ManualClock", "RealClock"]
+__all__ = ["Clock", "LocalHost", "ManualClock", "OffsetClock", "RealClock"]

@@ -16,8 +16,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+from .clock import OffsetClock
 from .engine import EpisodeStats
 from .host import LocalHost
 
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         max_activity_workers=args.max_activity_workers,
         function_key=function_key,
         master_key=master_key,
+        # Tests restart a killed host hours ahead (durable timers due at once); never set in a deployment.
+        clock=OffsetClock(timedelta(seconds=float(os.environ.get("FUNCHOST_CLOCK_OFFSET_SECONDS") or 0))),
     )
     if args.episode_log is not None:
         host.engine.on_episode = episode_writer(args.episode_log)

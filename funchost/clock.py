@@ -26,6 +26,20 @@ class RealClock:
         return None
 
 
+class OffsetClock(RealClock):
+    """Real time shifted by a fixed offset, for a host process that is restarted later in the
+    day: a test that SIGKILLs the host can start it again hours ahead, so a durable timer set for
+    an hour (a rotation's overlap window) is due at once. Set by ``FUNCHOST_CLOCK_OFFSET_SECONDS``."""
+
+    def __init__(self, offset: timedelta) -> None:
+        if offset < timedelta(0):
+            raise ValueError("time never runs backwards")
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 class ManualClock:
     """A clock that only moves when told to: a 5-day deadline is tested in milliseconds."""
 

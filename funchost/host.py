@@ -280,7 +280,7 @@ class LocalHost:
     def _sleep_seconds(self) -> float:
         if not isinstance(self.clock, RealClock):
             return 0.5  # a manual clock wakes the dispatcher itself when advanced
-        now = time.time()
+        now = self.clock.now().timestamp()  # an OffsetClock's time, as the engine's
         candidates = [1.0]
         visible = self.engine.next_visible_at()
         if visible is not None:

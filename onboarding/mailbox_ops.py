@@ -328,6 +328,16 @@ def overlay(view: dict[str, Any], status: dict[str, Any] | None) -> None:
     view["mailboxes"]["counts"] = plan.count_states(r["state"] for r in merged)
 
 
+def holding_access(requested: Sequence[str], result: MailboxOperationResult | None) -> tuple[str, ...]:
+    """The mailboxes an onboarding gave FullAccess on, as its mailbox operations left them: those it
+    asked for and those added since, less those removed since (a removal that failed keeps its mailbox).
+    What an offboarding must remove."""
+    latest = result.latest if result else ()
+    states = {r.mailbox.lower(): r.state for r in latest}
+    spelled = {m.lower(): m for m in requested} | {r.mailbox.lower(): r.mailbox for r in latest}
+    return tuple(m for key, m in spelled.items() if states.get(key) is not MailboxState.REMOVED)
+
+
 def needing_attention(view: dict[str, Any]) -> list[str]:
     """The mailboxes of an (overlaid) onboarding view that still need an admin."""
     return [r["mailbox"] for r in (view.get("mailboxes") or {}).get("results") or [] if r.get("needsAction")]

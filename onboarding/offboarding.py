@@ -120,6 +120,9 @@ class OnboardingSnapshot:
     request: dict[str, Any] | None = None  # the onboarding's request as submitted (mailboxes, admins)
     app: dict[str, Any] | None = None  # AppRegistration JSON, from the onboarding's output if any
     events_sent: int = 0
+    # The mailboxes holding FullAccess now (``mailbox_ops.holding_access``): the request's, with those
+    # added and less those removed since. None: the request's (a snapshot read before this field).
+    mailboxes: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +130,7 @@ class OnboardingSnapshot:
             "request": self.request,
             "app": self.app,
             "events_sent": self.events_sent,
+            "mailboxes": None if self.mailboxes is None else list(self.mailboxes),
         }
 
     @classmethod
@@ -136,7 +140,13 @@ class OnboardingSnapshot:
             request=data.get("request"),
             app=data.get("app"),
             events_sent=int(data.get("events_sent") or 0),
+            mailboxes=None if data.get("mailboxes") is None else tuple(data["mailboxes"]),
         )
+
+    def mailboxes_with_access(self) -> list[str]:
+        if self.mailboxes is not None:
+            return list(self.mailboxes)
+        return list((self.request or {}).get("mailboxes") or [])
 
 
 @dataclass(frozen=True)

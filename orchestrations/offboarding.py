@@ -110,7 +110,7 @@ class Offboarding:
     def run(self) -> Steps:
         onboarding = yield from self.stop_onboarding()
         request = onboarding.request or {}
-        mailboxes: list[str] = list(request.get("mailboxes") or [])
+        mailboxes = onboarding.mailboxes_with_access()
         self.events_sent = onboarding.events_sent
         yield from self.emit(EventType.OFFBOARDING_STARTED, {"purge": self.job.purge})
         yield from self.find_app(onboarding)

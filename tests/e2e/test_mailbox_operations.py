@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
+from sandbox.profiles import REALISTIC, profile_from_env
 from tests.e2e.conftest import MAILBOXES, Tenant
 from tests.e2e.test_webhooks import events
 from tests.trust.receiver import CallbackReceiver
@@ -170,3 +171,28 @@ def test_a_removed_mailbox_loses_full_access_and_its_select_login_is_refused(ten
     # The mail client's login (token, IMAP SELECT, POP STAT) is refused there, and still works elsewhere.
     assert not client_logs_in(tenant, document, gone)
     assert client_logs_in(tenant, document, kept)
+
+
+def test_a_rotation_after_a_mailbox_was_removed_verifies_on_the_mailboxes_left(tenant_factory: Any):
+    """The removed mailbox refuses every login now: the rotation must not try to verify the new
+    credential there (it did, and discarded a good credential once the verify window ended)."""
+    from tests.e2e.test_rotation import client_logs_in, vault_documents
+
+    window = {} if profile_from_env() == REALISTIC else {"VERIFY_WINDOW_MINUTES": "0"}
+    tenant = tenant_factory(extra_env={"ROTATION_OVERLAP_HOURS": "0", **window})
+    location = tenant.submit()
+    tenant.wait_for_decision(location)
+    tenant.consent()
+    view = tenant.finished(location)
+    assert view["status"] == "succeeded"
+    gone = MAILBOXES[1]
+    assert tenant.http.post(f"{v1(view)}/mailboxes", json={"remove": [gone]}).status_code == 202
+    tenant.wait(location, lambda v: (v["mailboxOperation"] or {}).get("status") == "succeeded")
+
+    response = tenant.http.post(f"{v1(view)}/rotate")
+    assert response.status_code == 202, response.text
+    final = tenant.wait(location, lambda v: (v["rotation"] or {}).get("status") not in (None, "running"))
+    assert final["rotation"]["status"] == "succeeded", final["rotation"]
+    old, new = vault_documents(tenant, view["secret"]["name"])
+    assert not client_logs_in(tenant, old) and client_logs_in(tenant, new)
+    assert tenant.mails_to_admin()[-1].subject.startswith("Client secret rotated")

@@ -270,3 +270,27 @@ def test_what_exchange_refuses_is_listed_with_its_fix_and_everything_else_is_sti
     assert (
         mail.subject.startswith("Mailbox access removal incomplete") and "sales@sandbox.example" in mail.html
     )
+
+
+def test_mailboxes_added_after_the_onboarding_lose_their_full_access_too(tenant_factory: Any) -> None:
+    """The offboarding removes FullAccess where the mailbox operations left it, not only on the
+    request's mailboxes. Exchange refuses to remove the app's registration here (whose removal would
+    take its permissions along): an added mailbox kept the app's access, unlisted, once."""
+    extra = "extra@sandbox.example"
+    tenant = tenant_factory(mailboxes=(*MAILBOXES, extra))
+    location, view = onboarded(tenant, mailboxes=list(MAILBOXES))
+    assert tenant.http.post(f"{v1(location)}/mailboxes", json={"add": [extra]}).status_code == 202
+    tenant.wait(location, lambda v: (v["mailboxOperation"] or {}).get("status") == "succeeded")
+    assert tenant.http.post(f"{v1(location)}/mailboxes", json={"remove": [MAILBOXES[0]]}).status_code == 202
+    tenant.wait(location, lambda v: (v["mailboxOperation"] or {}).get("status") == "succeeded")
+    assert {m for m, _ in tenant.permissions()} == {*MAILBOXES[1:], extra}
+    app_id, sp_id = view["app"]["appId"], view["app"]["servicePrincipalId"]
+    refusal = "Microsoft.Exchange.Sandbox.UnexpectedSandboxException"
+    tenant.sandbox.faults.fail_cmdlet("Remove-ServicePrincipal", app_id, exception_type=refusal, message="no")
+
+    assert tenant.http.delete(v1(location)).status_code == 202
+    off = offboarded(tenant, location)["offboarding"]
+    assert off["mailboxesRemoved"] == 3 and off["mailboxesFailed"] == [], off  # two left, one added
+    assert [item for item in off["left"] if "Remove-ServicePrincipal" not in item] == [], off["left"]
+    assert tenant.sandbox.state.mailbox_permissions() == []
+    assert not mailbox_opens(tenant, app_id, sp_id, extra)

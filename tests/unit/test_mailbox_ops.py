@@ -222,3 +222,19 @@ def test_the_admins_email_lists_every_mailbox_gaining_full_access() -> None:
     mail = emails.mailboxes_added(request, ("new1@contoso.test", "new2@contoso.test"))
     assert mail.subject == "Mailboxes added: Helpdesk"
     assert "new1@contoso.test" in mail.html and "new2@contoso.test" in mail.html
+
+
+def test_the_mailboxes_holding_access_are_the_requests_plus_those_added_less_those_removed() -> None:
+    added = MailboxResult("New@contoso.test", MailboxState.VERIFIED, "Login verified.", {"IMAP": True})
+    removed = MailboxResult("a@contoso.test", MailboxState.REMOVED, "FullAccess removed.", {})
+    kept = MailboxResult("b@contoso.test", MailboxState.FAILED, "Removal refused.", {})
+    requested = ["A@contoso.test", "b@contoso.test", "c@contoso.test"]
+    assert mailbox_ops.holding_access(requested, None) == tuple(requested)
+    first = MailboxOperationResult.of(ID, OperationKind.ADD, [added])
+    later = MailboxOperationResult.of(ID, OperationKind.REMOVE, [removed, kept], earlier=first.latest)
+    # The last operation carries every earlier one's results; a failed removal keeps its mailbox.
+    assert mailbox_ops.holding_access(requested, later) == (
+        "b@contoso.test",
+        "c@contoso.test",
+        "New@contoso.test",
+    )
