@@ -340,9 +340,11 @@ def test_each_batch_verifies_as_soon_as_it_is_granted_while_later_batches_are_gr
         elif kind == "SubOrchestrationInstanceCreated":
             order.append(event["InstanceId"].rsplit(":", 1)[-1])
     assert order.count("grant") == 5 and most == 2
-    assert [o for o in order if o != "grant"] == ["0", "1", "2", "3", "4"]
-    # Batch 0 verifies (its sub-orchestration starts) before the last batch is granted.
-    assert order.index("0") < len(order) - 1 - order[::-1].index("grant")
+    # A batch starts verifying when its own grant is answered; two grants run at once, so the second
+    # of a pair may be answered first (it is, under the realistic profile's latencies).
+    assert sorted(o for o in order if o != "grant") == ["0", "1", "2", "3", "4"]
+    # A batch verifies (its sub-orchestration starts) before the last batch is granted.
+    assert order.index(next(o for o in order if o != "grant")) < len(order) - 1 - order[::-1].index("grant")
     # Each batch's own sub-orchestration only verified: no grant in its history.
     batch = tenant.host.get_status(f"{onboarding_id}:mailboxes:0", show_history=True)
     assert batch is not None
