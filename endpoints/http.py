@@ -16,7 +16,6 @@ from http import HTTPStatus
 from typing import Any
 
 import azure.functions as func
-import jwt
 
 from onboarding import pages
 from onboarding.access_tokens import InvalidToken, MissingRole, Role, TokenConfig, TokenValidator
@@ -221,6 +220,8 @@ async def authenticate(req: func.HttpRequest, role: Role) -> Requester | func.Ht
 
 def _app_id_of(token: str) -> str:
     """The app id of a token already validated (for the log line only)."""
+    import jwt  # imported by the validator already; not at the worker's start
+
     try:
         return str(jwt.decode(token, options={"verify_signature": False}).get("appid", "?"))
     except jwt.PyJWTError:

@@ -21,9 +21,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
+if TYPE_CHECKING:
+    import jwt
 
 LEEWAY_SECONDS = 120
 _DISCOVERY_TIMEOUT = 10
@@ -107,6 +108,8 @@ class TokenValidator:
         self._jwks: jwt.PyJWKClient | None = None
 
     def _keys(self) -> jwt.PyJWKClient:
+        import jwt  # on the first token, not at the worker's start (PyJWT and cryptography: ~60 ms)
+
         with self._lock:
             if self._jwks is None:
                 self._jwks = jwt.PyJWKClient(
@@ -132,6 +135,8 @@ class TokenValidator:
         return caller
 
     def _claims(self, token: str) -> dict[str, Any]:
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

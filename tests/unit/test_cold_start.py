@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("msgraph", "azure.keyvault", "azure.identity", "kiota_http", "msal", "httpx")
+HEAVY = ("msgraph", "azure.keyvault", "azure.identity", "kiota_http", "msal", "httpx", "jwt", "cryptography")
 
 
 def test_importing_the_app_loads_no_cloud_client_library():
