@@ -59,8 +59,13 @@ def v1(view: dict[str, Any]) -> str:
 
 
 def client_logs_in(tenant: Tenant, document: dict[str, Any], mailbox: str = MAILBOXES[0]) -> bool:
-    """What the mail product does with the hand-off (docs/client.md): a token with the document's
-    credential, secret or certificate, then IMAP SELECT and POP STAT."""
+    return mail_product_logs_in(tenant.sandbox.env, document, mailbox)
+
+
+def mail_product_logs_in(env: dict[str, str], document: dict[str, Any], mailbox: str) -> bool:
+    """What the mail product does with a Key Vault document (docs/client.md): a token with its
+    credential, secret or certificate, then IMAP SELECT and POP STAT against the tenant of ``env``.
+    False when the token is refused or a login fails."""
 
     async def run() -> bool:
         credential = document_credential(load_settings(), document)
@@ -70,7 +75,6 @@ def client_logs_in(tenant: Tenant, document: dict[str, Any], mailbox: str = MAIL
             return False
         finally:
             await credential.close()
-        env = tenant.sandbox.env
         imap = await probe_login(env["IMAP_HOST"], int(env["IMAP_PORT"]), Protocol.IMAP, mailbox, token.token)
         pop = await probe_login(env["POP_HOST"], int(env["POP_PORT"]), Protocol.POP, mailbox, token.token)
         return imap.ok and pop.ok

@@ -14,7 +14,6 @@ Repeat a run with ``TRUST_SEED=<seed printed below> pytest tests/trust/test_whol
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
@@ -26,13 +25,10 @@ import httpx
 import pytest
 
 from onboarding import records
-from onboarding.adapters.identity import acquire_token, document_credential
-from onboarding.adapters.mailprobe import probe_login
-from onboarding.domain import Protocol, vault_certificate_name, vault_secret_name
-from onboarding.errors import OnboardingError
+from onboarding.domain import vault_certificate_name, vault_secret_name
 from onboarding.links import callback_key, verify_callback
-from onboarding.settings import load_settings
 from tests.e2e.test_diagnosis import first_broken
+from tests.e2e.test_rotation import mail_product_logs_in
 from tests.trust.lanes import Lane, close_all
 from tests.trust.receiver import CallbackReceiver
 from tests.trust.test_sigkill import seed_from_env
@@ -59,23 +55,8 @@ DAY_2_EVENTS = [
 
 
 def logs_in(lane: Lane, document: dict[str, Any], mailbox: str = FIRST[0]) -> bool:
-    """The mail product with a hand-off document (docs/client.md): a token with its credential, secret
-    or certificate, then IMAP SELECT and POP STAT. False when the token or a login is refused."""
-
-    async def run() -> bool:
-        credential = document_credential(load_settings(), document)
-        try:
-            token = await acquire_token(credential, document["scope"])
-        except OnboardingError:
-            return False
-        finally:
-            await credential.close()
-        env = lane.sandbox.env
-        imap = await probe_login(env["IMAP_HOST"], int(env["IMAP_PORT"]), Protocol.IMAP, mailbox, token.token)
-        pop = await probe_login(env["POP_HOST"], int(env["POP_PORT"]), Protocol.POP, mailbox, token.token)
-        return imap.ok and pop.ok
-
-    return asyncio.run(run())
+    """The mail product with a hand-off document, on the lane's tenant (tests/e2e/test_rotation.py)."""
+    return mail_product_logs_in(lane.sandbox.env, document, mailbox)
 
 
 class Life:

@@ -159,7 +159,7 @@ def test_show_names_the_principal_that_may_read_the_secret():
     principal = "5b1c6f0e-aaaa-4000-8000-000000000001"
     body = view("succeeded")
     body["secret"] = {
-        "latestSecretUri": "https://kv.vault.azure.net/secrets/mail-app-x",
+        "latestSecretUri": "https://vault.sandbox.example/secrets/mail-app-x",
         "expiresOn": "2030-01-01T00:00:00+00:00",
         "readers": [{"principalId": principal, "role": "Key Vault Secrets User", "scope": "secret"}],
     }
