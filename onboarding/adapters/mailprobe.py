@@ -95,7 +95,8 @@ class _Session:
     """One connection's line I/O. A failure to read a proper line raises ``refusal`` (a class):
     what a short or overlong answer means depends on the step it interrupts."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, protocol: Protocol, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.protocol = protocol
         self.reader = reader
         self.writer = writer
         self.refusal: type[Exception] = _LoginRefused
@@ -202,7 +203,7 @@ async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, toke
     reader, writer = await asyncio.open_connection(
         host, port, ssl=_tls(), server_hostname=host, limit=_MAX_LINE
     )
-    session = _Session(reader, writer)
+    session = _Session(protocol, reader, writer)
     try:
         await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
     except BaseException:
