@@ -95,7 +95,9 @@ class _Session:
     """One connection's line I/O. A failure to read a proper line raises ``refusal`` (a class):
     what a short or overlong answer means depends on the step it interrupts."""
 
-    def __init__(self, protocol: Protocol, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, protocol: Protocol, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.protocol = protocol
         self.reader = reader
         self.writer = writer
