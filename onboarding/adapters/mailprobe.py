@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ MAILBOX_REFUSED_FIX = (
 # octets); a greeting with a capability list is a few hundred. Anything longer is not an answer the
 # probe needs, and the stream refuses to buffer it.
 _MAX_LINE = 16 * 1024
+# Largest TLS record's plaintext: what one read can hand over.
+_RECORD = 16 * 1024
 # Largest IMAP literal skipped inside an untagged response (none is expected before INBOX opens).
 _MAX_LITERAL = 64 * 1024
 
@@ -92,27 +95,80 @@ class _MailboxRefused(Exception):
 
 
 class _Session:
-    """One connection's line I/O. A failure to read a proper line raises ``refusal`` (a class):
-    what a short or overlong answer means depends on the step it interrupts."""
+    """One connection's line I/O on a non-blocking TLS socket. A failure to read a proper line
+    raises ``refusal`` (a class): what a short or overlong answer means depends on the step it
+    interrupts."""
 
-    def __init__(
-        self, protocol: Protocol, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, protocol: Protocol, sock: ssl.SSLSocket) -> None:
         self.protocol = protocol
-        self.reader = reader
-        self.writer = writer
+        self.sock = sock
+        self.buffer = bytearray()
         self.refusal: type[Exception] = _LoginRefused
 
-    def send(self, data: bytes) -> None:
-        self.writer.write(data)
+    async def _ready(self, *, write: bool = False) -> None:
+        """Wait until the socket can be read (or written); cancellation (the timeout) stops it."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        fd = self.sock.fileno()
+        if write:
+            loop.add_writer(fd, wake)
+        else:
+            loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            if write:
+                loop.remove_writer(fd)
+            else:
+                loop.remove_reader(fd)
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                await self._ready()
+            except ssl.SSLWantWriteError:
+                await self._ready(write=True)
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except ssl.SSLWantWriteError:
+                await self._ready(write=True)
+            except ssl.SSLWantReadError:
+                await self._ready()
+
+    async def _fill(self) -> None:
+        """Add what the server sent next to the buffer (TLS hands over at most one record a call)."""
+        while True:
+            try:
+                data = self.sock.recv(_RECORD)
+            except ssl.SSLWantReadError:
+                await self._ready()
+                continue
+            if not data:  # the server closed the connection
+                raise self.refusal("closed")
+            self.buffer += data
+            return
 
     async def line(self) -> bytes:
-        try:
-            line = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:  # the server closed the connection
-            raise self.refusal("closed") from None
-        except asyncio.LimitOverrunError:
-            raise self.refusal("line too long") from None
+        while (end := self.buffer.find(b"\n")) < 0:
+            if len(self.buffer) > _MAX_LINE:
+                raise self.refusal("line too long")
+            await self._fill()
+        if end > _MAX_LINE:
+            raise self.refusal("line too long")
+        line = bytes(self.buffer[: end + 1])
+        del self.buffer[: end + 1]
         return line.rstrip(b"\r\n")
 
     async def skip_literal(self, line: bytes) -> None:
@@ -122,20 +178,10 @@ class _Session:
             if size.isdigit():
                 if int(size) > _MAX_LITERAL:
                     raise self.refusal("literal too long")
-                try:
-                    await self.reader.readexactly(int(size))
-                except asyncio.IncompleteReadError:
-                    raise self.refusal("closed") from None
+                while len(self.buffer) < int(size):
+                    await self._fill()
+                del self.buffer[: int(size)]
                 await self.skip_literal(await self.line())
-
-    def close(self, *, polite: bool) -> None:
-        """After LOGOUT/QUIT has been answered, close as TLS asks (close_notify; the transport ends
-        when the server closes, without the probe waiting for it). Otherwise the exchange broke off
-        (refusal, timeout, error): drop the connection at once, nothing more is owed to it."""
-        if polite:
-            self.writer.transport.abort()
-        else:
-            self.writer.transport.abort()
 
 
 async def _imap_tagged(session: _Session, tag: bytes) -> bytes:
@@ -153,14 +199,14 @@ async def _imap_tagged(session: _Session, tag: bytes) -> bytes:
 async def _imap(session: _Session, mailbox: str, token: str) -> None:
     if not (await session.line()).upper().startswith(b"* OK"):
         raise _LoginRefused("greeting")
-    session.send(b"a1 AUTHENTICATE XOAUTH2 " + base64.b64encode(xoauth2(mailbox, token)) + b"\r\n")
+    await session.send(b"a1 AUTHENTICATE XOAUTH2 " + base64.b64encode(xoauth2(mailbox, token)) + b"\r\n")
     while True:
         line = await session.line()
         if line.startswith(b"+"):
             # XOAUTH2's error challenge (a base64 JSON status): the client answers an empty line
             # and then gets the final NO. Only one is expected; a second is left unanswered and the
             # command's end decides (or the timeout).
-            session.send(b"\r\n")
+            await session.send(b"\r\n")
             continue
         if line.startswith(b"a1 "):
             if line[3:].split(b" ", 1)[0].upper() != b"OK":
@@ -169,7 +215,7 @@ async def _imap(session: _Session, mailbox: str, token: str) -> None:
         if not line.startswith(b"* "):
             raise _LoginRefused("not IMAP")
     session.refusal = _MailboxRefused
-    session.send(b"a2 EXAMINE INBOX\r\na3 LOGOUT\r\n")
+    await session.send(b"a2 EXAMINE INBOX\r\na3 LOGOUT\r\n")
     if await _imap_tagged(session, b"a2") != b"OK":  # BAD (Exchange's "not connected"), NO or BYE
         raise _MailboxRefused("EXAMINE INBOX")
     await _imap_tagged(session, b"a3")
@@ -181,37 +227,64 @@ async def _pop(session: _Session, mailbox: str, token: str) -> None:
     # Two steps (AUTH, then the response after "+"), as Microsoft's guide shows for POP, rather than
     # an initial response on the AUTH line: RFC 5034 forbids one that makes the line longer than 255
     # octets, and a token is long.
-    session.send(b"AUTH XOAUTH2\r\n")
+    await session.send(b"AUTH XOAUTH2\r\n")
     line = await session.line()
     if not line.startswith(b"+") or line.startswith(b"+OK"):
         raise _LoginRefused("XOAUTH2 not offered")
-    session.send(base64.b64encode(xoauth2(mailbox, token)) + b"\r\n")
+    await session.send(base64.b64encode(xoauth2(mailbox, token)) + b"\r\n")
     line = await session.line()
     if line.startswith(b"+") and not line.startswith(b"+OK"):
-        session.send(b"\r\n")  # the error challenge: acknowledge it to get the final -ERR
+        await session.send(b"\r\n")  # the error challenge: acknowledge it to get the final -ERR
         line = await session.line()
     if not line.startswith(b"+OK"):
         raise _LoginRefused("-ERR")
     # One command at a time: Exchange's POP3 does not announce PIPELINING (RFC 2449).
     session.refusal = _MailboxRefused
-    session.send(b"STAT\r\n")
+    await session.send(b"STAT\r\n")
     if not (await session.line()).startswith(b"+OK"):
         raise _MailboxRefused("STAT")
-    session.send(b"QUIT\r\n")
+    await session.send(b"QUIT\r\n")
     await session.line()
 
 
-async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, token: str) -> None:
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=_tls(), server_hostname=host, limit=_MAX_LINE
-    )
-    session = _Session(protocol, reader, writer)
+async def _connect(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket: each address in turn, as ``socket.create_connection``.
+    An IP address is not handed to the resolver (asyncio's resolver is a worker thread)."""
+    loop = asyncio.get_running_loop()
     try:
-        await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise error
+
+
+async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, token: str) -> None:
+    raw = await _connect(host, port)
+    try:
+        sock = _tls().wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
     except BaseException:
-        session.close(polite=False)
+        raw.close()
         raise
-    session.close(polite=True)
+    # Closed without TLS's close_notify, as imaplib and poplib close: LOGOUT/QUIT has ended the
+    # session (or the exchange broke off), and the alert would cost one more send for nothing.
+    with sock:
+        session = _Session(protocol, sock)
+        await session.handshake()
+        await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
 
 
 async def probe_login(

@@ -358,9 +358,9 @@ class Recorder:
             return send
 
         def line_out(original: Any) -> Any:
-            def send(session: Any, data: bytes) -> None:
+            async def send(session: Any, data: bytes) -> None:
                 rec.record_line(session, session.protocol.value.lower(), "client", data)
-                original(session, data)
+                await original(session, data)
 
             return send
 
