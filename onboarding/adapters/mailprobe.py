@@ -59,7 +59,7 @@ MAILBOX_REFUSED_FIX = (
 
 # Longest line accepted from a server. IMAP and POP3 status lines are short (POP3 caps them at 512
 # octets); a greeting with a capability list is a few hundred. Anything longer is not an answer the
-# probe needs, and the stream refuses to buffer it.
+# probe needs: it stops reading and calls it a refusal.
 _MAX_LINE = 16 * 1024
 # Largest TLS record's plaintext: what one read can hand over.
 _RECORD = 16 * 1024
@@ -162,6 +162,9 @@ class _Session:
             except ssl.SSLWantReadError:
                 await self._ready()
                 continue
+            except ssl.SSLWantWriteError:  # TLS itself has something to send first
+                await self._ready(write=True)
+                continue
             if not data:  # the server closed the connection
                 raise self.refusal("closed")
             self.buffer += data
@@ -211,8 +214,7 @@ async def _imap(session: _Session, mailbox: str, token: str) -> None:
         line = await session.line()
         if line.startswith(b"+"):
             # XOAUTH2's error challenge (a base64 JSON status): the client answers an empty line
-            # and then gets the final NO. Only one is expected; a second is left unanswered and the
-            # command's end decides (or the timeout).
+            # and then gets the final NO. A server that keeps asking is stopped by the timeout.
             await session.send(b"\r\n")
             continue
         if line.startswith(b"a1 "):
