@@ -860,7 +860,11 @@ class TenantState:
             if not any(p.user == esp.object_id for p in self._permissions_by_mailbox.get(address, ())):
                 return False
             self._set_permissions(
-                [p for p in self._mailbox_permissions if not (p.mailbox == address and p.user == esp.object_id)]
+                [
+                    p
+                    for p in self._mailbox_permissions
+                    if not (p.mailbox == address and p.user == esp.object_id)
+                ]
             )
             return True
 
