@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -29,22 +29,22 @@ from endpoints.http import (
     problem,
 )
 from endpoints.registry import blueprint
-from onboarding import logcontext, status_view, webhook_hub
+from onboarding import logcontext
+from onboarding.lazy import lazy
 from onboarding.settings import load_settings
-from onboarding.validation import (
-    FieldError,
-    RequestRejected,
-    callback_url_problem,
-    check_body_size,
-    check_content_type,
-    decode_json,
-)
 from onboarding.webhooks import MAX_SUBSCRIPTIONS, DeliveryStatus, subscription_id
+
+if TYPE_CHECKING:
+    from onboarding import status_view, validation, webhook_hub
+else:  # loaded with the first request that needs it, not at the worker's start (onboarding/lazy.py)
+    status_view = lazy("onboarding.status_view")
+    validation = lazy("onboarding.validation")
+    webhook_hub = lazy("onboarding.webhook_hub")
 
 SUBSCRIPTION_ID = re.compile(r"sub-[0-9a-f]{32}")
 
 
-def _invalid(errors: list[FieldError]) -> func.HttpResponse:
+def _invalid(errors: list[validation.FieldError]) -> func.HttpResponse:
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem(HTTPStatus.BAD_REQUEST, "invalid-request", "Invalid request", detail, errors)
 
@@ -55,36 +55,40 @@ def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any] | func.Htt
     if optional and not raw.strip():
         return {}
     try:
-        check_body_size(raw, header(req, "Content-Length"))
-        check_content_type(header(req, "Content-Type"))
-        data = decode_json(raw)
-    except RequestRejected as rejected:
+        validation.check_body_size(raw, header(req, "Content-Length"))
+        validation.check_content_type(header(req, "Content-Type"))
+        data = validation.decode_json(raw)
+    except validation.RequestRejected as rejected:
         return problem(rejected.status, "invalid-request", rejected.title, rejected.title, rejected.errors)
     if not isinstance(data, dict):
-        return _invalid([FieldError("body", "must be a JSON object")])
+        return _invalid([validation.FieldError("body", "must be a JSON object")])
     return data
 
 
-def _sequence(data: dict[str, Any], errors: list[FieldError]) -> int | None:
+def _sequence(data: dict[str, Any], errors: list[validation.FieldError]) -> int | None:
     start = data.get("fromSequence")
     if start is not None and (
         isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 1_000_000
     ):
-        errors.append(FieldError("/fromSequence", "must be an integer from 1 to 1000000"))
+        errors.append(validation.FieldError("/fromSequence", "must be an integer from 1 to 1000000"))
         return None
     return start
 
 
 def _callback_url(data: dict[str, Any], also: tuple[str, ...] = ()) -> str | func.HttpResponse:
-    errors = [FieldError(f"/{k}", "unknown field") for k in data if k not in ("callbackUrl", *also)]
+    errors = [
+        validation.FieldError(f"/{k}", "unknown field") for k in data if k not in ("callbackUrl", *also)
+    ]
     _sequence(data, errors)
     url = data.get("callbackUrl")
     if not isinstance(url, str):
-        errors.append(FieldError("/callbackUrl", "is required and must be a string"))
+        errors.append(validation.FieldError("/callbackUrl", "is required and must be a string"))
     else:
-        why = callback_url_problem(url, allow_private=load_settings().callback_allow_private_networks)
+        why = validation.callback_url_problem(
+            url, allow_private=load_settings().callback_allow_private_networks
+        )
         if why:
-            errors.append(FieldError("/callbackUrl", why))
+            errors.append(validation.FieldError("/callbackUrl", why))
     return _invalid(errors) if errors else str(url)
 
 
@@ -174,7 +178,9 @@ async def _delete(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         return found
     sub_id = req.route_params.get("subscriptionId", "")
     if not SUBSCRIPTION_ID.fullmatch(sub_id):
-        return _invalid([FieldError("subscriptionId", "is not a subscription id (sub- and 32 hex digits)")])
+        return _invalid(
+            [validation.FieldError("subscriptionId", "is not a subscription id (sub- and 32 hex digits)")]
+        )
     return await _unsubscribe(client, found, sub_id)
 
 
@@ -199,12 +205,16 @@ async def _redeliver(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     if isinstance(data, func.HttpResponse):
         return data
     errors = [
-        FieldError(f"/{k}", "unknown field") for k in data if k not in ("fromSequence", "subscriptionId")
+        validation.FieldError(f"/{k}", "unknown field")
+        for k in data
+        if k not in ("fromSequence", "subscriptionId")
     ]
     start = _sequence(data, errors) or 1
     only = data.get("subscriptionId")
     if only is not None and (not isinstance(only, str) or not SUBSCRIPTION_ID.fullmatch(only)):
-        errors.append(FieldError("/subscriptionId", "is not a subscription id (sub- and 32 hex digits)"))
+        errors.append(
+            validation.FieldError("/subscriptionId", "is not a subscription id (sub- and 32 hex digits)")
+        )
     if errors:
         return _invalid(errors)
     view = await delivery_view(client, found)

@@ -23,7 +23,7 @@ import asyncio
 import math
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 import azure.durable_functions as df
@@ -31,13 +31,20 @@ import azure.functions as func
 
 from endpoints.http import ONBOARDING_ID, EngineUnavailable, fetch_status, html, log
 from endpoints.registry import blueprint
-from onboarding import logcontext, pages, signin, status_view
+from onboarding import logcontext
 from onboarding.domain import EVENT_DECISION, Decision, DecisionEvent, OnboardingRequest, WaitKind
 from onboarding.errors import ConfigurationError
-from onboarding.links import APPROVAL_PURPOSES, DECISIONS, LinkClaims, LinkError, LinkPurpose, LinkSigner
+from onboarding.lazy import lazy
 from onboarding.settings import Settings, load_settings
-from onboarding.signin import Approver, CookieBox, SigninError
-from onboarding.validation import text_problem
+
+if TYPE_CHECKING:
+    from onboarding import links, pages, signin, status_view, validation
+else:  # loaded with the first request that needs it, not at the worker's start (onboarding/lazy.py)
+    links = lazy("onboarding.links")
+    pages = lazy("onboarding.pages")
+    signin = lazy("onboarding.signin")
+    status_view = lazy("onboarding.status_view")
+    validation = lazy("onboarding.validation")
 
 MAX_FORM_BYTES = 16 * 1024
 MAILBOXES_PER_PAGE = 500
@@ -71,9 +78,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _signer() -> LinkSigner:
+def _signer() -> links.LinkSigner:
     try:
-        return LinkSigner.from_settings(load_settings())
+        return links.LinkSigner.from_settings(load_settings())
     except (ConfigurationError, ValueError):
         log.error("link signing is not configured")
         raise Refused(
@@ -81,10 +88,10 @@ def _signer() -> LinkSigner:
         ) from None
 
 
-def _verify(token: str, purposes: frozenset[LinkPurpose] | set[LinkPurpose]) -> LinkClaims:
+def _verify(token: str, purposes: frozenset[links.LinkPurpose] | set[links.LinkPurpose]) -> links.LinkClaims:
     try:
         claims = _signer().verify(token, purposes=purposes)
-    except LinkError as exc:
+    except links.LinkError as exc:
         status = HTTPStatus.GONE if "expired" in exc.reason else HTTPStatus.FORBIDDEN
         raise Refused(exc.reason, status) from None
     if not ONBOARDING_ID.fullmatch(claims.onboarding_id):
@@ -93,7 +100,9 @@ def _verify(token: str, purposes: frozenset[LinkPurpose] | set[LinkPurpose]) -> 
     return claims
 
 
-async def _check_waiting(client: df.DurableOrchestrationClient, claims: LinkClaims, kind: WaitKind) -> dict:
+async def _check_waiting(
+    client: df.DurableOrchestrationClient, claims: links.LinkClaims, kind: WaitKind
+) -> dict:
     try:
         status = await fetch_status(client, claims.onboarding_id, show_input=True)
     except EngineUnavailable:
@@ -134,7 +143,7 @@ def _entra_error(form_or_query: dict[str, str]) -> tuple[str | None, str | None]
             error = "invalid_error_code"
     if description is not None:
         description = " ".join(description.split())[:1000]
-        if text_problem(description, 1000):
+        if validation.text_problem(description, 1000):
             description = None
     return error, description
 
@@ -152,16 +161,16 @@ def _settings() -> Settings:
         ) from None
 
 
-def _signed_in(req: func.HttpRequest, settings: Settings) -> Approver | None:
+def _signed_in(req: func.HttpRequest, settings: Settings) -> signin.Approver | None:
     """The approver this browser signed in as (the session cookie), or None."""
-    content = CookieBox.from_settings(settings).open(
+    content = signin.CookieBox.from_settings(settings).open(
         signin.read_cookie(settings, req.headers.get("Cookie")),
         kind="session",
         minutes=signin.SESSION_MINUTES,
         now=_now(),
     )
     try:
-        return Approver.from_json(content["approver"]) if content else None
+        return signin.Approver.from_json(content["approver"]) if content else None
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -175,7 +184,7 @@ def _requested_by(status: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _decider(req: func.HttpRequest, settings: Settings, status: dict[str, Any]) -> Approver:
+def _decider(req: func.HttpRequest, settings: Settings, status: dict[str, Any]) -> signin.Approver:
     """The signed-in user, if they may decide on this onboarding; else ``Refused``."""
     if not signin.is_configured(settings):
         raise _signin_unavailable()
@@ -251,15 +260,15 @@ def _listing(req: func.HttpRequest, mailboxes: tuple[str, ...]) -> pages.Listing
     except ValueError:
         number = 1
     first = (number - 1) * MAILBOXES_PER_PAGE
-    links = []
+    nav_links = []
     if number > 1:
-        links.append(pages.Link("previous", "Previous mailboxes", _here(req, page=str(number - 1))))
+        nav_links.append(pages.Link("previous", "Previous mailboxes", _here(req, page=str(number - 1))))
     if number < pages_total:
-        links.append(pages.Link("next", "Next mailboxes", _here(req, page=str(number + 1))))
+        nav_links.append(pages.Link("next", "Next mailboxes", _here(req, page=str(number + 1))))
     heading = f"All {len(mailboxes)} mailboxes" + (
         f" (page {number} of {pages_total})" if pages_total > 1 else ""
     )
-    return pages.Listing(heading, mailboxes[first : first + MAILBOXES_PER_PAGE], first + 1, tuple(links))
+    return pages.Listing(heading, mailboxes[first : first + MAILBOXES_PER_PAGE], first + 1, tuple(nav_links))
 
 
 def _sign_in_first(
@@ -292,22 +301,28 @@ def _sign_in_first(
 
 
 def _bound_form(
-    settings: Settings, approver: Approver, claims: LinkClaims, digest: str, hidden: dict[str, str]
+    settings: Settings,
+    approver: signin.Approver,
+    claims: links.LinkClaims,
+    digest: str,
+    hidden: dict[str, str],
 ) -> dict[str, str]:
-    token = CookieBox.from_settings(settings).form_token(approver, claims.onboarding_id, claims.nonce, digest)
+    token = signin.CookieBox.from_settings(settings).form_token(
+        approver, claims.onboarding_id, claims.nonce, digest
+    )
     return {**hidden, "digest": digest, "form_token": token}
 
 
 def _check_bound(
     settings: Settings,
-    approver: Approver,
-    claims: LinkClaims,
+    approver: signin.Approver,
+    claims: links.LinkClaims,
     form: dict[str, str],
     request: OnboardingRequest,
 ) -> str:
     """The form came from a page shown to this approver, for this wait, and lists this request's mailboxes."""
     digest = form.get("digest", "")
-    if not CookieBox.from_settings(settings).form_token_matches(
+    if not signin.CookieBox.from_settings(settings).form_token_matches(
         form.get("form_token", ""), approver, claims.onboarding_id, claims.nonce, digest
     ):
         raise Refused("The form was not the one shown to you. Open the page again.", HTTPStatus.FORBIDDEN)
@@ -342,7 +357,9 @@ async def signin_start(req: func.HttpRequest) -> func.HttpResponse:
             ) from None
     except Refused as refused:
         return _refusal(refused)
-    sealed = CookieBox.from_settings(settings).seal({"kind": "flow", "flow": flow, "next": back}, _now())
+    sealed = signin.CookieBox.from_settings(settings).seal(
+        {"kind": "flow", "flow": flow, "next": back}, _now()
+    )
     response = html(pages.page("Signing in", ["Continue to Microsoft to sign in."]), HTTPStatus.FOUND)
     response.headers["Location"] = auth_uri
     response.headers["Set-Cookie"] = signin.set_cookie(settings, sealed, signin.FLOW_MINUTES * 60)
@@ -359,7 +376,7 @@ async def signin_callback(req: func.HttpRequest) -> func.HttpResponse:
             raise _signin_unavailable()
     except Refused as refused:
         return _refusal(refused)
-    box = CookieBox.from_settings(settings)
+    box = signin.CookieBox.from_settings(settings)
     try:
         approver, back = await _finish_signin(settings, box, req, query)
     except Refused as refused:
@@ -375,8 +392,8 @@ async def signin_callback(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _finish_signin(
-    settings: Settings, box: CookieBox, req: func.HttpRequest, query: dict[str, str]
-) -> tuple[Approver, str]:
+    settings: Settings, box: signin.CookieBox, req: func.HttpRequest, query: dict[str, str]
+) -> tuple[signin.Approver, str]:
     """Who signed in, and the decision page to return to."""
     pending = box.open(
         signin.read_cookie(settings, req.headers.get("Cookie")),
@@ -392,7 +409,7 @@ async def _finish_signin(
         )
     try:
         approver = await asyncio.to_thread(signin.finish, settings, pending["flow"], query, _now())
-    except SigninError as exc:
+    except signin.SigninError as exc:
         raise Refused(exc.reason, HTTPStatus.FORBIDDEN, title="Sign-in failed") from None
     except Exception as exc:  # the token endpoint could not be reached; its text may carry URLs
         log.error("sign-in could not be completed (%s)", type(exc).__name__)
@@ -435,7 +452,7 @@ async def consent_callback_page(
         state = query.get("state", "")
         if not state:
             raise Refused("This page expects the link Entra ID redirects to after admin consent (no state).")
-        claims = _verify(state, {LinkPurpose.CONSENT})
+        claims = _verify(state, {links.LinkPurpose.CONSENT})
         status = await _check_waiting(client, claims, WaitKind.ADMIN_CONSENT)
         settings = _settings()
         request = _request_of(status)
@@ -496,7 +513,7 @@ async def consent_callback_confirm(
         state = form.get("state", "")
         if not state:
             raise Refused("The form is missing the consent state. Open the link from Entra ID again.")
-        claims = _verify(state, {LinkPurpose.CONSENT})
+        claims = _verify(state, {links.LinkPurpose.CONSENT})
         status = await _check_waiting(client, claims, WaitKind.ADMIN_CONSENT)
         settings = _settings()
         approver = _decider(req, settings, status)
@@ -529,7 +546,9 @@ async def consent_callback_confirm(
     )
 
 
-async def _raise(client: df.DurableOrchestrationClient, claims: LinkClaims, event: DecisionEvent) -> None:
+async def _raise(
+    client: df.DurableOrchestrationClient, claims: links.LinkClaims, event: DecisionEvent
+) -> None:
     try:
         await client.raise_event(claims.onboarding_id, EVENT_DECISION, event.to_json())
     except Exception as exc:  # the SDK's text may carry the Durable API's URLs: log the type only
@@ -553,7 +572,7 @@ async def _raise(client: df.DurableOrchestrationClient, claims: LinkClaims, even
 
 async def approval_page(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
-        claims = _verify(req.route_params.get("token", ""), APPROVAL_PURPOSES)
+        claims = _verify(req.route_params.get("token", ""), links.APPROVAL_PURPOSES)
         status = await _check_waiting(client, claims, WaitKind.ADMIN_APPROVAL)
         settings = _settings()
         request = _request_of(status)
@@ -568,7 +587,7 @@ async def approval_page(req: func.HttpRequest, client: df.DurableOrchestrationCl
         approver = _decider(req, settings, status)
     except Refused as refused:
         return _sign_in_first(req, settings, details, said, refused)
-    allowed = DECISIONS[claims.purpose]
+    allowed = links.DECISIONS[claims.purpose]
     buttons = [
         pages.Button(choice, label, name="decision", value=choice)
         for choice, label in (("approve", "Approve"), ("reject", "Reject"))
@@ -590,12 +609,12 @@ async def approval_page(req: func.HttpRequest, client: df.DurableOrchestrationCl
 
 async def approval_decide(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
-        claims = _verify(req.route_params.get("token", ""), APPROVAL_PURPOSES)
+        claims = _verify(req.route_params.get("token", ""), links.APPROVAL_PURPOSES)
         form = _form(req)
         choice = form.get("decision", "")
         if choice not in ("approve", "reject"):
             raise Refused("The decision must be approve or reject.")
-        if choice not in DECISIONS[claims.purpose]:
+        if choice not in links.DECISIONS[claims.purpose]:
             raise Refused(f"This link does not allow the decision {choice!r}.", HTTPStatus.FORBIDDEN)
         status = await _check_waiting(client, claims, WaitKind.ADMIN_APPROVAL)
         settings = _settings()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -36,19 +36,18 @@ from endpoints.http import (
     problem,
 )
 from endpoints.registry import blueprint
-from onboarding import diagnosis, logcontext
+from onboarding import logcontext
 from onboarding.access_tokens import Role
 from onboarding.drift import DIAGNOSIS_ORCHESTRATOR
 from onboarding.errors import ConfigurationError
+from onboarding.lazy import lazy
 from onboarding.settings import Settings, load_settings
-from onboarding.validation import (
-    FieldError,
-    RequestRejected,
-    check_body_size,
-    check_content_type,
-    decode_json,
-    email_problem,
-)
+
+if TYPE_CHECKING:
+    from onboarding import diagnosis, validation
+else:  # loaded with the first request that needs it, not at the worker's start (onboarding/lazy.py)
+    diagnosis = lazy("onboarding.diagnosis")
+    validation = lazy("onboarding.validation")
 
 DIAGNOSIS_ID = re.compile(r"diag-[0-9a-f]{32}")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -110,34 +109,36 @@ async def _diagnose_onboarding(
     return await _start(req, client, settings, {"onboarding_id": onboarding_id})
 
 
-def parse_diagnosis_request(data: Any, *, tenant_id: str) -> diagnosis.Target | list[FieldError]:
+def parse_diagnosis_request(data: Any, *, tenant_id: str) -> diagnosis.Target | list[validation.FieldError]:
     """``{"appId", "mailbox", "tenantId"[, "protocols"]}``, or every problem with it."""
     if not isinstance(data, dict):
-        return [FieldError("", "must be a JSON object")]
+        return [validation.FieldError("", "must be a JSON object")]
     errors = [
-        FieldError(f"/{k}", "unknown field")
+        validation.FieldError(f"/{k}", "unknown field")
         for k in data
         if k not in {"appId", "mailbox", "tenantId", "protocols"}
     ]
     app_id, mailbox, tenant = data.get("appId"), data.get("mailbox"), data.get("tenantId")
     if not isinstance(app_id, str) or not _GUID.fullmatch(app_id):
-        errors.append(FieldError("/appId", "required: the app's application (client) id, a GUID"))
-    if not isinstance(mailbox, str) or email_problem(mailbox):
-        reason = email_problem(mailbox) if isinstance(mailbox, str) else None
+        errors.append(validation.FieldError("/appId", "required: the app's application (client) id, a GUID"))
+    if not isinstance(mailbox, str) or validation.email_problem(mailbox):
+        reason = validation.email_problem(mailbox) if isinstance(mailbox, str) else None
         errors.append(
-            FieldError("/mailbox", f"required: a mailbox address{f' ({reason})' if reason else ''}")
+            validation.FieldError(
+                "/mailbox", f"required: a mailbox address{f' ({reason})' if reason else ''}"
+            )
         )
     if not isinstance(tenant, str) or not _GUID.fullmatch(tenant):
-        errors.append(FieldError("/tenantId", "required: the tenant id, a GUID"))
+        errors.append(validation.FieldError("/tenantId", "required: the tenant id, a GUID"))
     elif tenant.lower() != tenant_id.lower():
-        errors.append(FieldError("/tenantId", "is not the tenant this deployment serves"))
+        errors.append(validation.FieldError("/tenantId", "is not the tenant this deployment serves"))
     protocols = data.get("protocols", [])
     if (
         not isinstance(protocols, list)
         or not all(p in ("IMAP", "POP") for p in protocols)
         or len(set(protocols)) != len(protocols)
     ):
-        errors.append(FieldError("/protocols", "optional: a list of distinct values IMAP, POP"))
+        errors.append(validation.FieldError("/protocols", "optional: a list of distinct values IMAP, POP"))
     if errors:
         return errors
     return diagnosis.Target.from_json(
@@ -156,10 +157,10 @@ async def _diagnose_app(req: func.HttpRequest, client: df.DurableOrchestrationCl
         return settings
     try:
         body = req.get_body() or b""
-        check_body_size(body, header(req, "Content-Length"))
-        check_content_type(header(req, "Content-Type"))
-        parsed = parse_diagnosis_request(decode_json(body), tenant_id=settings.tenant_id)
-    except RequestRejected as rejected:
+        validation.check_body_size(body, header(req, "Content-Length"))
+        validation.check_content_type(header(req, "Content-Type"))
+        parsed = parse_diagnosis_request(validation.decode_json(body), tenant_id=settings.tenant_id)
+    except validation.RequestRejected as rejected:
         return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
     if isinstance(parsed, list):
         return problem(

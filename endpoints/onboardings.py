@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import azure.durable_functions as df
@@ -40,9 +40,8 @@ from endpoints.http import (
     problem,
     requester,
 )
-from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
 from endpoints.registry import blueprint
-from onboarding import admission, logcontext, mailbox_ops, offboarding, rotation, status_view, webhook_hub
+from onboarding import logcontext, mailbox_ops, offboarding, rotation
 from onboarding.access_tokens import Role
 from onboarding.domain import (
     EVENT_CANCEL,
@@ -57,19 +56,19 @@ from onboarding.domain import (
     onboarding_id_for,
 )
 from onboarding.errors import ConfigurationError, OnboardingError
+from onboarding.lazy import lazy
 from onboarding.services import Services
 from onboarding.settings import Settings, load_settings
-from onboarding.validation import (
-    MAX_MAILBOXES,
-    FieldError,
-    RequestRejected,
-    check_body_size,
-    check_content_type,
-    decode_json,
-    parse_mailbox_change,
-    parse_request,
-    parse_rotation,
-)
+
+if TYPE_CHECKING:
+    from endpoints import listing
+    from onboarding import admission, status_view, validation, webhook_hub
+else:  # loaded with the first request that needs it, not at the worker's start (onboarding/lazy.py)
+    admission = lazy("onboarding.admission")
+    listing = lazy("endpoints.listing")
+    status_view = lazy("onboarding.status_view")
+    validation = lazy("onboarding.validation")
+    webhook_hub = lazy("onboarding.webhook_hub")
 
 RETRY_AFTER_SECONDS = "10"
 _SLUGS = {
@@ -247,22 +246,22 @@ async def _start(
     links = Links.of(req, settings, version)
     try:
         body = req.get_body() or b""
-        check_body_size(body, header(req, "Content-Length"))
-        check_content_type(header(req, "Content-Type"))
-        request = parse_request(
-            decode_json(body),
+        validation.check_body_size(body, header(req, "Content-Length"))
+        validation.check_content_type(header(req, "Content-Type"))
+        request = validation.parse_request(
+            validation.decode_json(body),
             tenant_id=settings.tenant_id,
             allow_private_callbacks=settings.callback_allow_private_networks,
             allow_grant_mode=settings.enable_grant_mode,
             allow_mail_product_principal=bool(settings.key_vault_resource_id),
         )
         if callback_required and not request.callback_url:
-            raise RequestRejected(
+            raise validation.RequestRejected(
                 HTTPStatus.BAD_REQUEST,
                 "Invalid onboarding request",
-                [FieldError("/callbackUrl", "required: the trigger is called back at this URL")],
+                [validation.FieldError("/callbackUrl", "required: the trigger is called back at this URL")],
             )
-    except RequestRejected as rejected:
+    except validation.RequestRejected as rejected:
         return problem(
             rejected.status,
             _SLUGS.get(rejected.status, "invalid-request"),
@@ -364,8 +363,8 @@ async def _list(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
     if isinstance(settings, func.HttpResponse):
         return settings
     links = Links.of(req, settings, V1)
-    parsed = parse_list_request(req.params)
-    if not isinstance(parsed, ListRequest):
+    parsed = listing.parse_list_request(req.params)
+    if not isinstance(parsed, listing.ListRequest):
         return problem(
             HTTPStatus.BAD_REQUEST,
             "invalid-request",
@@ -374,19 +373,23 @@ async def _list(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
             parsed,
         )
     try:
-        views, token = await list_onboardings(client, parsed, settings.link_signing_key)
-    except InvalidToken:
+        views, token = await listing.list_onboardings(client, parsed, settings.link_signing_key)
+    except listing.InvalidToken:
         return problem(
             HTTPStatus.BAD_REQUEST,
             "invalid-request",
             "Invalid listing request",
             "continuationToken: is not a token this API returned for these filters; start again without it",
-            [FieldError("continuationToken", "is not a token this API returned for these filters")],
+            [
+                validation.FieldError(
+                    "continuationToken", "is not a token this API returned for these filters"
+                )
+            ],
         )
     next_link = links.collection(parsed.query_with(token)) if token else None
     return json_response(
         {
-            "items": [summary(links.view(view)) for view in views],
+            "items": [listing.summary(links.view(view)) for view in views],
             "continuationToken": token,
             "nextLink": next_link,
         }
@@ -453,7 +456,7 @@ def _purge_flag(req: func.HttpRequest) -> bool | func.HttpResponse:
         "invalid-request",
         "Invalid purge",
         "The query parameter purge accepts only 'true' or 'false'.",
-        [FieldError("purge", "must be 'true' or 'false'")],
+        [validation.FieldError("purge", "must be 'true' or 'false'")],
     )
 
 
@@ -611,9 +614,9 @@ def _rotation_body(req: func.HttpRequest) -> CredentialType | None:
     body = req.get_body() or b""
     if not body.strip():
         return None
-    check_body_size(body, header(req, "Content-Length"))
-    check_content_type(header(req, "Content-Type"))
-    return parse_rotation(decode_json(body))
+    validation.check_body_size(body, header(req, "Content-Length"))
+    validation.check_content_type(header(req, "Content-Type"))
+    return validation.parse_rotation(validation.decode_json(body))
 
 
 async def _rotate(
@@ -624,7 +627,7 @@ async def _rotate(
     ``{"credentialType": "certificate"}`` switches it to a certificate (or back to a secret)."""
     try:
         credential_type = _rotation_body(req)
-    except RequestRejected as rejected:
+    except validation.RequestRejected as rejected:
         return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
     settings = _settings()
     if isinstance(settings, func.HttpResponse):
@@ -759,14 +762,18 @@ def _not_changeable(
     adding = kind is mailbox_ops.OperationKind.ADD
     pointer = f"/{kind.value}"
     errors = [
-        FieldError(f"{pointer}/{i}", f"{m} is already a mailbox of this onboarding")
+        validation.FieldError(f"{pointer}/{i}", f"{m} is already a mailbox of this onboarding")
         if adding
-        else FieldError(f"{pointer}/{i}", f"{m} is not a mailbox of this onboarding")
+        else validation.FieldError(f"{pointer}/{i}", f"{m} is not a mailbox of this onboarding")
         for i, m in enumerate(addresses)
         if (m in known) == adding
     ]
-    if adding and len(known) + len(addresses) > MAX_MAILBOXES:
-        errors.append(FieldError(pointer, f"the onboarding would have more than {MAX_MAILBOXES} mailboxes"))
+    if adding and len(known) + len(addresses) > validation.MAX_MAILBOXES:
+        errors.append(
+            validation.FieldError(
+                pointer, f"the onboarding would have more than {validation.MAX_MAILBOXES} mailboxes"
+            )
+        )
     if not errors:
         return None
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
@@ -789,10 +796,10 @@ async def _change_mailboxes(
     onboarding's one mailbox operation, or answer the one that runs."""
     try:
         body = req.get_body() or b""
-        check_body_size(body, header(req, "Content-Length"))
-        check_content_type(header(req, "Content-Type"))
-        change, addresses = parse_mailbox_change(decode_json(body))
-    except RequestRejected as rejected:
+        validation.check_body_size(body, header(req, "Content-Length"))
+        validation.check_content_type(header(req, "Content-Type"))
+        change, addresses = validation.parse_mailbox_change(validation.decode_json(body))
+    except validation.RequestRejected as rejected:
         return problem(rejected.status, "invalid-request", rejected.title, rejected.detail, rejected.errors)
     kind = mailbox_ops.OperationKind(change)
     return await _mailbox_operation(req, client, version, (kind, addresses))

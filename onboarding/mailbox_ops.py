@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails, plan, records
+from onboarding import plan, records
 from onboarding.domain import (
     AppRegistration,
     MailboxResult,
@@ -33,7 +33,13 @@ from onboarding.domain import (
     WorkflowOptions,
     _default_options,
 )
+from onboarding.lazy import lazy
 from onboarding.ports import ServicesPort
+
+if TYPE_CHECKING:
+    from onboarding import emails
+else:  # loaded by the first message sent (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
 
 MAILBOX_OPERATION_ORCHESTRATOR = "mailbox_operation_orchestrator"
 

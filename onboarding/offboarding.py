@@ -25,11 +25,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails, records
+from onboarding import records
 from onboarding.domain import (
     AppRegistration,
     OnboardingRequest,
@@ -40,7 +40,13 @@ from onboarding.domain import (
     vault_secret_name,
 )
 from onboarding.errors import InvalidRequestError, NotFoundError
+from onboarding.lazy import lazy
 from onboarding.ports import ServicesPort
+
+if TYPE_CHECKING:
+    from onboarding import emails
+else:  # loaded by the first message sent (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
 
 OFFBOARDING_ORCHESTRATOR = "offboarding_orchestrator"
 

@@ -32,11 +32,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails, records
+from onboarding import records
 from onboarding.domain import (
     AppRegistration,
     CredentialType,
@@ -49,7 +49,13 @@ from onboarding.domain import (
 )
 from onboarding.errors import NotFoundError
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
+from onboarding.lazy import lazy
 from onboarding.ports import ServicesPort
+
+if TYPE_CHECKING:
+    from onboarding import emails
+else:  # loaded by the first message sent (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
 
 ROTATION_ORCHESTRATOR = "rotation_orchestrator"
 VERIFY_SAMPLE = 10  # mailboxes a rotation logs in to: the credential is app-wide, a sample proves it

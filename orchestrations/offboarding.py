@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
 from onboarding import contracts as C
-from onboarding import emails, logcontext, plan
+from onboarding import logcontext, plan
 from onboarding.domain import StepState
+from onboarding.lazy import lazy
 from onboarding.offboarding import (
     DELETE_APP,
     DELETE_SECRET,
@@ -46,6 +47,11 @@ from onboarding.offboarding import (
 )
 from onboarding.webhooks import EventType
 from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
+
+if TYPE_CHECKING:
+    from onboarding import emails
+else:  # only its count of mailboxes shown is read here, on first use (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
 
 blueprint = df.Blueprint()
 Steps = Generator[Any, Any, Any]

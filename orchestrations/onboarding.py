@@ -13,13 +13,13 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase
 
 from onboarding import contracts as C
-from onboarding import emails, logcontext, opsevents, plan
+from onboarding import logcontext, opsevents, plan
 from onboarding.domain import (
     EVENT_CANCEL,
     EVENT_DECISION,
@@ -46,8 +46,14 @@ from onboarding.domain import (
     WaitKind,
     WorkflowOptions,
 )
-from onboarding.signin import mailbox_digest
+from onboarding.lazy import lazy
 from onboarding.webhooks import EventType
+
+if TYPE_CHECKING:
+    from onboarding import emails, signin
+else:  # used by a running orchestration only, not by its registration (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
+    signin = lazy("onboarding.signin")
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.orchestrations")
@@ -418,7 +424,7 @@ class Onboarding:
         wait = ConsentWait(
             mode=self.request.consent_mode,
             nonce=str(self.context.new_uuid()),
-            digest=mailbox_digest(self.raw_request["mailboxes"]),
+            digest=signin.mailbox_digest(self.raw_request["mailboxes"]),
             deadline=self.now + timedelta(hours=self.options.consent_deadline_hours),
         )
         # Publish the wait before the email goes out: an admin who clicks at once must find the
