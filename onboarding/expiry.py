@@ -37,11 +37,11 @@ from onboarding import opsevents
 from onboarding.domain import app_unique_name
 from onboarding.errors import OnboardingError
 from onboarding.lazy import lazy
-from onboarding.ports import ServicesPort
 from onboarding.records import OnboardingRecord
 
 if TYPE_CHECKING:
     from onboarding import emails
+    from onboarding.ports import ServicesPort
 else:  # loaded by the first message sent (onboarding/lazy.py)
     emails = lazy("onboarding.emails")
 

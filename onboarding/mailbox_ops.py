@@ -34,10 +34,10 @@ from onboarding.domain import (
     _default_options,
 )
 from onboarding.lazy import lazy
-from onboarding.ports import ServicesPort
 
 if TYPE_CHECKING:
     from onboarding import emails
+    from onboarding.ports import ServicesPort
 else:  # loaded by the first message sent (onboarding/lazy.py)
     emails = lazy("onboarding.emails")
 

@@ -41,10 +41,10 @@ from onboarding.domain import (
 )
 from onboarding.errors import InvalidRequestError, NotFoundError
 from onboarding.lazy import lazy
-from onboarding.ports import ServicesPort
 
 if TYPE_CHECKING:
     from onboarding import emails
+    from onboarding.ports import ServicesPort
 else:  # loaded by the first message sent (onboarding/lazy.py)
     emails = lazy("onboarding.emails")
 

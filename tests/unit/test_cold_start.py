@@ -9,6 +9,8 @@ HEAVY = ("msgraph", "azure.keyvault", "azure.identity", "kiota_http", "msal", "h
 # The app's own modules that only a running function uses (onboarding/lazy.py): loading them at the
 # worker's start cost a third of the import's time (make bench, row "coldstart").
 ON_FIRST_USE = (
+    "onboarding.ports",
+    "onboarding.expiry",
     "onboarding.steps",
     "onboarding.diagnosis",
     "onboarding.emails",
