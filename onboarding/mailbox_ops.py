@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import plan, records
+from onboarding import plan
 from onboarding.domain import (
     AppRegistration,
     MailboxResult,
@@ -36,10 +36,11 @@ from onboarding.domain import (
 from onboarding.lazy import lazy
 
 if TYPE_CHECKING:
-    from onboarding import emails
+    from onboarding import emails, records
     from onboarding.ports import ServicesPort
-else:  # loaded by the first message sent (onboarding/lazy.py)
+else:  # used by the steps only: loaded on first use (onboarding/lazy.py)
     emails = lazy("onboarding.emails")
+    records = lazy("onboarding.records")
 
 MAILBOX_OPERATION_ORCHESTRATOR = "mailbox_operation_orchestrator"
 
@@ -218,11 +219,14 @@ class NotifyAdded:
 RECORD = C.Contract(A.MAILBOXES_RECORD, RecordMailboxOperation, C.nothing)
 NOTIFY_ADDED = C.Contract(A.MAILBOXES_NOTIFY_ADDED, NotifyAdded, C.nothing)
 
-_RECORDED = {
-    OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED,
-    OperationKind.ADD: records.Operation.MAILBOXES_ADDED,
-    OperationKind.REMOVE: records.Operation.MAILBOXES_REMOVED,
-}
+
+def _recorded(kind: OperationKind) -> records.Operation:
+    """The record's entry for an operation (a function, not a table: records loads on first use)."""
+    return {
+        OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED,
+        OperationKind.ADD: records.Operation.MAILBOXES_ADDED,
+        OperationKind.REMOVE: records.Operation.MAILBOXES_REMOVED,
+    }[kind]
 
 
 async def notify_added(svc: ServicesPort, p: NotifyAdded) -> None:
@@ -254,7 +258,7 @@ async def record_operation(svc: ServicesPort, p: RecordMailboxOperation) -> None
     await records.update(
         svc.vault,
         p.result.onboarding_id,
-        _RECORDED[kind],
+        _recorded(kind),
         datetime.fromisoformat(p.at),
         detail,
         added=added,

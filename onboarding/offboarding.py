@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import records
 from onboarding.domain import (
     AppRegistration,
     OnboardingRequest,
@@ -43,10 +42,11 @@ from onboarding.errors import InvalidRequestError, NotFoundError
 from onboarding.lazy import lazy
 
 if TYPE_CHECKING:
-    from onboarding import emails
+    from onboarding import emails, records
     from onboarding.ports import ServicesPort
-else:  # loaded by the first message sent (onboarding/lazy.py)
+else:  # used by the steps only: loaded on first use (onboarding/lazy.py)
     emails = lazy("onboarding.emails")
+    records = lazy("onboarding.records")
 
 OFFBOARDING_ORCHESTRATOR = "offboarding_orchestrator"
 

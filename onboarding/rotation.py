@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import records
 from onboarding.domain import (
     AppRegistration,
     CredentialType,
@@ -51,11 +50,12 @@ from onboarding.errors import NotFoundError
 from onboarding.lazy import lazy
 
 if TYPE_CHECKING:
-    from onboarding import emails, expiry
+    from onboarding import emails, expiry, records
     from onboarding.ports import ServicesPort
 else:  # used by the rotation's steps only: loaded on first use (onboarding/lazy.py)
     emails = lazy("onboarding.emails")
     expiry = lazy("onboarding.expiry")
+    records = lazy("onboarding.records")
 
 ROTATION_ORCHESTRATOR = "rotation_orchestrator"
 VERIFY_SAMPLE = 10  # mailboxes a rotation logs in to: the credential is app-wide, a sample proves it

@@ -11,6 +11,7 @@ HEAVY = ("msgraph", "azure.keyvault", "azure.identity", "kiota_http", "msal", "h
 ON_FIRST_USE = (
     "onboarding.ports",
     "onboarding.expiry",
+    "onboarding.records",
     "onboarding.steps",
     "onboarding.diagnosis",
     "onboarding.emails",
