@@ -1,5 +1,5 @@
 """The onboarding orchestration: the manual procedure, one durable step at a time. The procedure itself
-(``Onboarding``) is in ``orchestrations/procedure.py``; this module registers the orchestrators and holds
+(``Onboarding``) is in ``orchestrations/onboarding_procedure.py``; this module registers the orchestrators and holds
 what the other orchestrations share with it.
 
 Deterministic by construction: time comes from ``context.current_utc_datetime``, ids from
@@ -133,7 +133,7 @@ def emit_after(
 @blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def onboarding_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     # The procedure is compiled on the orchestrator's first run, not at the worker's start (onboarding/lazy.py).
-    from orchestrations.procedure import Onboarding
+    from orchestrations.onboarding_procedure import Onboarding
 
     return (yield from Onboarding(context).run())
 

@@ -26,7 +26,8 @@ ON_FIRST_USE = (
     "onboarding.webhook_hub",
     "endpoints.listing",
     "endpoints.instances",
-    "orchestrations.procedure",
+    "orchestrations.onboarding_procedure",
+    "orchestrations.offboarding_procedure",
 )
 
 
