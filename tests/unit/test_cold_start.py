@@ -26,6 +26,7 @@ ON_FIRST_USE = (
     "onboarding.webhook_hub",
     "endpoints.listing",
     "endpoints.instances",
+    "endpoints.onboarding_requests",
     "orchestrations.onboarding_procedure",
     "orchestrations.offboarding_procedure",
 )
