@@ -27,6 +27,7 @@ ON_FIRST_USE = (
     "endpoints.listing",
     "endpoints.instances",
     "endpoints.onboarding_requests",
+    "endpoints.decision_pages",
     "orchestrations.onboarding_procedure",
     "orchestrations.offboarding_procedure",
 )
