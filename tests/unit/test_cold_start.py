@@ -30,6 +30,8 @@ ON_FIRST_USE = (
     "endpoints.decision_pages",
     "orchestrations.onboarding_procedure",
     "orchestrations.offboarding_procedure",
+    "orchestrations.rotation_procedure",
+    "orchestrations.mailbox_ops_procedure",
 )
 
 
