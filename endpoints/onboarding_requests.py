@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import azure.durable_functions as df
 import azure.functions as func
 
-from endpoints import callbacks
+from endpoints import callback_requests
 from endpoints.http import (
     ONBOARDING_ID,
     EngineUnavailable,
@@ -329,7 +329,7 @@ async def _status(
     if not status:
         return not_found(onboarding_id)
     view = links.view(status_view.build_view(status))
-    view["callbackDelivery"] = await callbacks.delivery_view(client, onboarding_id)
+    view["callbackDelivery"] = await callback_requests.delivery_view(client, onboarding_id)
     offboarded = await fetch_status(client, offboarding.offboarding_instance_id(onboarding_id))
     view["offboarding"] = offboarding.offboarding_view(offboarded) if offboarded else None
     rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))

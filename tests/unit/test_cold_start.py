@@ -28,6 +28,8 @@ ON_FIRST_USE = (
     "endpoints.instances",
     "endpoints.onboarding_requests",
     "endpoints.decision_pages",
+    "endpoints.callback_requests",
+    "endpoints.diagnosis_requests",
     "orchestrations.onboarding_procedure",
     "orchestrations.offboarding_procedure",
     "orchestrations.rotation_procedure",
