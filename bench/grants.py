@@ -88,7 +88,7 @@ def run_onboarding(workdir: Path, count: int, extra_env: dict[str, str] | None =
         began = time.perf_counter()
         instance = r.submit(boxes)
         r.consent_all(1)
-        output = r.wait(instance, timeout=3600)
+        output = r.wait(instance, timeout=3600, quick=False)
         total = time.perf_counter() - began
         cpu = process_cpu_seconds(r.host.pid) - cpu
         results = r.view(instance)["mailboxes"]["results"] or []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,12 +40,14 @@ async def test_a_server_that_never_answers_is_reported_as_a_timeout() -> None:
         s.close()
 
 
-class ScriptedExchangeImap:
-    """One implicit-TLS IMAP session answering as Exchange Online does for an app that may not open
-    the mailbox (simonrob/email-oauth2-proxy#74, jstedfast/MailKit#1494): AUTHENTICATE completes, the
-    first mailbox command is BAD (Dovecot cannot say BAD here, so the sandbox cannot test this form)."""
+Script = Callable[[Callable[[str], None], Callable[[], str]], None]
 
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+
+class ScriptedImap:
+    """One implicit-TLS IMAP session played by ``script(say, hear)`` in a thread; ``heard`` keeps the
+    client's lines (the initial response's base64 replaced by ``<ir>``)."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: Script) -> None:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
@@ -50,7 +55,8 @@ class ScriptedExchangeImap:
         ca.issue_cert("127.0.0.1").configure_cert(self.tls)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.seen: list[str] = []
+        self.script = script
+        self.heard: list[str] = []
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -62,43 +68,106 @@ class ScriptedExchangeImap:
                 io.write(line.encode() + b"\r\n")
                 io.flush()
 
-            say("* OK The Microsoft Exchange IMAP4 service is ready.")
-            while line := io.readline().decode().strip():
-                tag, command = [*line.split(" ", 2), ""][:2]
-                self.seen.append(command.upper())
-                if command.upper() == "CAPABILITY":
-                    say("* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS ID UNSELECT")
-                    say(f"{tag} OK CAPABILITY completed.")
-                elif command.upper() == "AUTHENTICATE":
-                    say("+ ")
-                    io.readline()
-                    say(f"{tag} OK AUTHENTICATE completed.")
-                elif command.upper() == "LOGOUT":
-                    say("* BYE Microsoft Exchange Server IMAP4 server signing off.")
-                    say(f"{tag} OK LOGOUT completed.")
-                    return
-                else:
-                    say(f"{tag} BAD User is authenticated but not connected.")
+            def hear() -> str:
+                line = io.readline().decode().rstrip("\r\n")
+                words = line.split(" ")
+                if words[1:3] == ["AUTHENTICATE", "XOAUTH2"] and len(words) == 4:
+                    assert base64.b64decode(words[3]) == xoauth2("a@contoso.test", "tok")
+                    words[3] = "<ir>"
+                self.heard.append(" ".join(words))
+                return line
+
+            with contextlib.suppress(OSError):
+                self.script(say, hear)
 
     def close(self) -> None:
         self.thread.join(2)
         self.listener.close()
 
 
-async def test_authenticated_but_not_connected_is_a_refusal_not_a_verified_mailbox(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server = ScriptedExchangeImap(tmp_path, monkeypatch)
+async def probe_scripted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: Script
+) -> tuple[str, list[str]]:
+    server = ScriptedImap(tmp_path, monkeypatch, script)
     try:
         result = await probe_login(
             "127.0.0.1", server.port, Protocol.IMAP, "a@contoso.test", "tok", timeout=5
         )
     finally:
         server.close()
-    assert "EXAMINE" in server.seen
-    assert not result.ok
-    assert "succeeded but EXAMINE INBOX was refused" in result.detail
-    assert "not connected" not in result.detail and "tok" not in result.detail
+    assert "tok" not in result.detail
+    return result.detail, server.heard
+
+
+def exchange_greeting(say: Callable[[str], None]) -> None:
+    say("* OK The Microsoft Exchange IMAP4 service is ready.")
+
+
+async def test_authenticated_but_not_connected_is_a_refusal_not_a_verified_mailbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exchange Online for an app that may not open the mailbox (simonrob/email-oauth2-proxy#74,
+    jstedfast/MailKit#1494): AUTHENTICATE completes, the first mailbox command is BAD (Dovecot cannot
+    say BAD here, so the sandbox cannot test this form)."""
+
+    def script(say: Callable[[str], None], hear: Callable[[], str]) -> None:
+        exchange_greeting(say)
+        say(f"{hear().split()[0]} OK AUTHENTICATE completed.")
+        say(f"{hear().split()[0]} BAD User is authenticated but not connected.")
+        say("* BYE Microsoft Exchange Server IMAP4 server signing off.")
+        say(f"{hear().split()[0]} OK LOGOUT completed.")
+
+    detail, heard = await probe_scripted(tmp_path, monkeypatch, script)
+    # The token travels on the AUTHENTICATE line (SASL-IR, as Microsoft's guide shows); LOGOUT is
+    # sent even though the mailbox was refused.
+    assert heard == ["a1 AUTHENTICATE XOAUTH2 <ir>", "a2 EXAMINE INBOX", "a3 LOGOUT"]
+    assert "succeeded but EXAMINE INBOX was refused" in detail
+    assert "not connected" not in detail
+
+
+async def test_the_xoauth2_error_challenge_is_answered_and_the_login_reported_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused XOAUTH2 login may first get a ``+`` continuation carrying a JSON error; the client
+    must answer it with an empty line before the server sends the final NO (Google's XOAUTH2 protocol
+    page; Dovecot does the same)."""
+    error = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://outlook.office.com/"}')
+
+    def script(say: Callable[[str], None], hear: Callable[[], str]) -> None:
+        exchange_greeting(say)
+        tag = hear().split()[0]
+        say(f"+ {error.decode()}")
+        if hear() == "":
+            say(f"{tag} NO AUTHENTICATE failed.")
+
+    detail, heard = await probe_scripted(tmp_path, monkeypatch, script)
+    assert heard == ["a1 AUTHENTICATE XOAUTH2 <ir>", ""]
+    assert "NO AUTHENTICATE failed for a@contoso.test" in detail and "FullAccess" in detail
+
+
+@pytest.mark.parametrize(
+    ("greeting", "after_login", "refusal"),
+    [
+        ("* OK " + "x" * 100_000, "", "NO AUTHENTICATE failed"),  # an endless line is no answer
+        ("* OK ready", "", "NO AUTHENTICATE failed"),  # closed during AUTHENTICATE
+        ("* OK ready", "* 1 EXISTS", "succeeded but EXAMINE INBOX was refused"),  # closed during EXAMINE
+        ("", "", "NO AUTHENTICATE failed"),  # closed before the greeting
+        ("+OK POP3 ready", "", "NO AUTHENTICATE failed"),  # not IMAP
+    ],
+)
+async def test_a_server_that_breaks_off_is_a_refusal_at_that_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, greeting: str, after_login: str, refusal: str
+) -> None:
+    def script(say: Callable[[str], None], hear: Callable[[], str]) -> None:
+        if greeting:
+            say(greeting)
+        if after_login:
+            say(f"{hear().split()[0]} OK AUTHENTICATE completed.")
+            hear()
+            say(after_login)
+
+    detail, _ = await probe_scripted(tmp_path, monkeypatch, script)
+    assert refusal in detail
 
 
 def test_importing_the_adapters_package_loads_no_cloud_sdk() -> None:

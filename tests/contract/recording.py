@@ -12,7 +12,7 @@ or, for IMAP/POP, ``"transcript": [{"client": line} | {"server": line}, ...]``.
 
 The capture is transport-level and set up in one place (``Recorder.install``): httpx (msgraph-sdk and
 the Exchange admin API adapter), azure-core's aiohttp and requests transports (Key Vault, azure-identity),
-requests (MSAL), and imaplib/poplib lines. Paths are stored relative to the service's endpoint, the
+requests (MSAL), and the mail probe's IMAP/POP lines. Paths are stored relative to the service's endpoint, the
 ids of the scenario's own objects as placeholders (``{tenant}``, ``{app_id}``...), and every secret,
 token and credential-bearing field as ``<redacted>``, before anything reaches the disk.
 """
@@ -20,9 +20,7 @@ token and credential-bearing field as ``<redacted>``, before anything reaches th
 from __future__ import annotations
 
 import base64
-import imaplib
 import json
-import poplib
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -62,7 +60,7 @@ SECRET_FIELDS = {
 # Key Vault's secret bundle carries the secret as "value" (a Graph list's "value" is a list: kept).
 VAULT_SECRET_FIELD = "value"
 JWT = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*")
-# imaplib / poplib send the XOAUTH2 initial response on the AUTHENTICATE / AUTH line or alone.
+# The XOAUTH2 response goes on the IMAP AUTHENTICATE line (SASL-IR) or alone (POP's second step).
 SASL_LINE = re.compile(r"^((?:\S+ )?(?:AUTHENTICATE|AUTH) XOAUTH2 )\S+$", re.IGNORECASE)
 BASE64_LINE = re.compile(r"^[A-Za-z0-9+/=]{40,}$")
 
@@ -211,7 +209,7 @@ class Recorder:
         return service, f"{method.lower()}{r.text(path)}", fixture
 
     def record_line(self, session: object, service: str, direction: str, line: bytes | str) -> None:
-        """A server line as read, or client bytes as sent (imaplib sends a line's CRLF on its own)."""
+        """A server line as read, or client bytes as sent (one or more lines, each with its CRLF)."""
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         with self._lock:
             _, lines = self._sessions.setdefault(id(session), (service, []))
@@ -270,6 +268,8 @@ class Recorder:
         import httpx
         import requests
         from azure.core.pipeline.transport import AioHttpTransport, RequestsTransport
+
+        from onboarding.adapters import mailprobe
 
         rec = self
 
@@ -357,27 +357,20 @@ class Recorder:
 
             return send
 
-        def line_out(service: str) -> Callable[[Any], Any]:
-            def make(original: Any) -> Any:
-                def send(client: Any, data: bytes, *args: Any) -> Any:
-                    # imaplib sends bytes with their CRLF (sometimes apart); poplib hands a bare line.
-                    rec.record_line(client, service, "client", data if service == "imap" else data + b"\r\n")
-                    return original(client, data, *args)
+        def line_out(original: Any) -> Any:
+            async def send(session: Any, data: bytes) -> None:
+                rec.record_line(session, session.protocol.value.lower(), "client", data)
+                await original(session, data)
 
-                return send
+            return send
 
-            return make
+        def line_in(original: Any) -> Any:
+            async def line(session: Any) -> bytes:
+                got = await original(session)
+                rec.record_line(session, session.protocol.value.lower(), "server", got)
+                return got
 
-        def line_in(service: str) -> Callable[[Any], Any]:
-            def make(original: Any) -> Any:
-                def get(client: Any, *args: Any) -> Any:
-                    line = original(client, *args)
-                    rec.record_line(client, service, "server", line[0] if isinstance(line, tuple) else line)
-                    return line
-
-                return get
-
-            return make
+            return line
 
         return [
             (httpx.AsyncClient, "send", httpx_async),
@@ -385,10 +378,8 @@ class Recorder:
             (AioHttpTransport, "send", azure_async),
             (RequestsTransport, "send", azure_sync),
             (requests.Session, "send", requests_send),
-            (imaplib.IMAP4, "send", line_out("imap")),
-            (imaplib.IMAP4, "_get_line", line_in("imap")),
-            (poplib.POP3, "_putline", line_out("pop")),
-            (poplib.POP3, "_getline", line_in("pop")),
+            (mailprobe._Session, "send", line_out),
+            (mailprobe._Session, "line", line_in),
         ]
 
 
