@@ -11,16 +11,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.durable_functions as df
 
 from onboarding import contracts as C
-from onboarding import logcontext, steps
+from onboarding import logcontext
 from onboarding.domain import MailboxState
 from onboarding.errors import OnboardingError
+from onboarding.lazy import lazy
 from onboarding.services import Services
 from onboarding.settings import load_settings
+
+if TYPE_CHECKING:
+    from onboarding import steps
+else:
+    steps = lazy(
+        "onboarding.steps"
+    )  # the procedure's code loads with the first activity (onboarding/lazy.py)
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.activities")

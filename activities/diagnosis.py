@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
 from activities import _run, register
 from onboarding import contracts as C
-from onboarding import diagnosis, emails, webhook_hub
 from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
+from onboarding.lazy import lazy
 from onboarding.services import Services
+
+if TYPE_CHECKING:
+    from onboarding import diagnosis, emails, webhook_hub
+else:  # what the activities run loads with the first of them (onboarding/lazy.py)
+    diagnosis = lazy("onboarding.diagnosis")
+    emails = lazy("onboarding.emails")
+    webhook_hub = lazy("onboarding.webhook_hub")
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.activities")

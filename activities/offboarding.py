@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
 from activities import ActivityFailed, register, typed_activity
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import logcontext, mailbox_ops, offboarding, webhook_hub
+from onboarding import logcontext, mailbox_ops, offboarding
 from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
+from onboarding.lazy import lazy
 from onboarding.services import Services
+
+if TYPE_CHECKING:
+    from onboarding import webhook_hub
+else:  # loaded by the first activity that needs it (onboarding/lazy.py)
+    webhook_hub = lazy("onboarding.webhook_hub")
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.activities")

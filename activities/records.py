@@ -6,13 +6,19 @@ Idempotent: the record of this very completion is written once however often the
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 
 from activities import typed_activity
 from onboarding import contracts as C
-from onboarding import records
+from onboarding.lazy import lazy
 from onboarding.services import Services
+
+if TYPE_CHECKING:
+    from onboarding import records
+else:  # written by the activity only: loaded with its first run (onboarding/lazy.py)
+    records = lazy("onboarding.records")
 
 blueprint = df.Blueprint()
 

@@ -13,15 +13,20 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from onboarding import pages
 from onboarding.access_tokens import InvalidToken, MissingRole, Role, TokenConfig, TokenValidator
 from onboarding.errors import ConfigurationError
+from onboarding.lazy import lazy
 from onboarding.settings import load_settings
-from onboarding.validation import FieldError
+
+if TYPE_CHECKING:
+    from onboarding import pages, validation
+else:  # loaded with the first request that needs it, not at the worker's start (onboarding/lazy.py)
+    pages = lazy("onboarding.pages")
+    validation = lazy("onboarding.validation")
 
 log = logging.getLogger("endpoints")
 
@@ -49,7 +54,7 @@ def problem(
     slug: str,
     title: str,
     detail: str = "",
-    errors: tuple[FieldError, ...] | list[FieldError] = (),
+    errors: tuple[validation.FieldError, ...] | list[validation.FieldError] = (),
     headers: Mapping[str, str] | None = None,
 ) -> func.HttpResponse:
     body = {

@@ -31,12 +31,19 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from onboarding import emails, opsevents
+from onboarding import opsevents
 from onboarding.domain import app_unique_name
 from onboarding.errors import OnboardingError
-from onboarding.ports import ServicesPort
+from onboarding.lazy import lazy
 from onboarding.records import OnboardingRecord
+
+if TYPE_CHECKING:
+    from onboarding import emails
+    from onboarding.ports import ServicesPort
+else:  # loaded by the first message sent (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
 
 # Set by steps.create_secret on every secret it writes.
 CREDENTIALS_CONTENT_TYPE = "application/vnd.mail-onboarding.credentials+json"

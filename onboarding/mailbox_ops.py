@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails, plan, records
+from onboarding import plan
 from onboarding.domain import (
     AppRegistration,
     MailboxResult,
@@ -33,7 +33,14 @@ from onboarding.domain import (
     WorkflowOptions,
     _default_options,
 )
-from onboarding.ports import ServicesPort
+from onboarding.lazy import lazy
+
+if TYPE_CHECKING:
+    from onboarding import emails, records
+    from onboarding.ports import ServicesPort
+else:  # used by the steps only: loaded on first use (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
+    records = lazy("onboarding.records")
 
 MAILBOX_OPERATION_ORCHESTRATOR = "mailbox_operation_orchestrator"
 
@@ -212,11 +219,14 @@ class NotifyAdded:
 RECORD = C.Contract(A.MAILBOXES_RECORD, RecordMailboxOperation, C.nothing)
 NOTIFY_ADDED = C.Contract(A.MAILBOXES_NOTIFY_ADDED, NotifyAdded, C.nothing)
 
-_RECORDED = {
-    OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED,
-    OperationKind.ADD: records.Operation.MAILBOXES_ADDED,
-    OperationKind.REMOVE: records.Operation.MAILBOXES_REMOVED,
-}
+
+def _recorded(kind: OperationKind) -> records.Operation:
+    """The record's entry for an operation (a function, not a table: records loads on first use)."""
+    return {
+        OperationKind.RETRY: records.Operation.MAILBOXES_RETRIED,
+        OperationKind.ADD: records.Operation.MAILBOXES_ADDED,
+        OperationKind.REMOVE: records.Operation.MAILBOXES_REMOVED,
+    }[kind]
 
 
 async def notify_added(svc: ServicesPort, p: NotifyAdded) -> None:
@@ -248,7 +258,7 @@ async def record_operation(svc: ServicesPort, p: RecordMailboxOperation) -> None
     await records.update(
         svc.vault,
         p.result.onboarding_id,
-        _RECORDED[kind],
+        _recorded(kind),
         datetime.fromisoformat(p.at),
         detail,
         added=added,

@@ -25,11 +25,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails, records
 from onboarding.domain import (
     AppRegistration,
     OnboardingRequest,
@@ -40,7 +39,14 @@ from onboarding.domain import (
     vault_secret_name,
 )
 from onboarding.errors import InvalidRequestError, NotFoundError
-from onboarding.ports import ServicesPort
+from onboarding.lazy import lazy
+
+if TYPE_CHECKING:
+    from onboarding import emails, records
+    from onboarding.ports import ServicesPort
+else:  # used by the steps only: loaded on first use (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
+    records = lazy("onboarding.records")
 
 OFFBOARDING_ORCHESTRATOR = "offboarding_orchestrator"
 

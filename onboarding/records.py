@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding.domain import (
     ConsentMode,
@@ -42,7 +42,9 @@ from onboarding.domain import (
     Protocol,
     vault_secret_name,
 )
-from onboarding.ports import VaultPort
+
+if TYPE_CHECKING:
+    from onboarding.ports import VaultPort
 
 RECORD_CONTENT_TYPE = "application/vnd.mail-onboarding.record+json"
 RECORD_PREFIX = "onboarding-record-"

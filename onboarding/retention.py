@@ -28,12 +28,14 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from onboarding import logcontext, records
 from onboarding.domain import ORCHESTRATOR, vault_secret_name
 from onboarding.errors import OnboardingError
-from onboarding.ports import ServicesPort
+
+if TYPE_CHECKING:
+    from onboarding.ports import ServicesPort
 
 # The Durable runtime statuses of an instance that will not run again.
 FINISHED = ("Completed", "Failed", "Terminated")

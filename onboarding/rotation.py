@@ -32,11 +32,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import emails, records
 from onboarding.domain import (
     AppRegistration,
     CredentialType,
@@ -48,8 +47,15 @@ from onboarding.domain import (
     vault_secret_name,
 )
 from onboarding.errors import NotFoundError
-from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
-from onboarding.ports import ServicesPort
+from onboarding.lazy import lazy
+
+if TYPE_CHECKING:
+    from onboarding import emails, expiry, records
+    from onboarding.ports import ServicesPort
+else:  # used by the rotation's steps only: loaded on first use (onboarding/lazy.py)
+    emails = lazy("onboarding.emails")
+    expiry = lazy("onboarding.expiry")
+    records = lazy("onboarding.records")
 
 ROTATION_ORCHESTRATOR = "rotation_orchestrator"
 VERIFY_SAMPLE = 10  # mailboxes a rotation logs in to: the credential is app-wide, a sample proves it
@@ -360,7 +366,7 @@ async def add_credential(svc: ServicesPort, p: AddCredential) -> NewCredential:
         version = await svc.vault.put(
             name,
             json.dumps(document),
-            content_type=CREDENTIALS_CONTENT_TYPE,
+            content_type=expiry.CREDENTIALS_CONTENT_TYPE,
             expires_on=new.end_date_time,
             tags={
                 "keyId": new.key_id,
@@ -430,7 +436,7 @@ async def discard_new(svc: ServicesPort, p: CredentialChange) -> None:
         await svc.vault.put(
             name,
             old.value,
-            content_type=CREDENTIALS_CONTENT_TYPE,
+            content_type=expiry.CREDENTIALS_CONTENT_TYPE,
             expires_on=old.expires_on,
             tags=dict(old.tags),
         )
@@ -477,7 +483,11 @@ def due_for_rotation(secrets: Iterable[Any], *, now: datetime, days: int) -> lis
     due = []
     for info in secrets:
         onboarding_id = (info.tags or {}).get("onboardingId")
-        if info.content_type != CREDENTIALS_CONTENT_TYPE or not onboarding_id or info.expires_on is None:
+        if (
+            info.content_type != expiry.CREDENTIALS_CONTENT_TYPE
+            or not onboarding_id
+            or info.expires_on is None
+        ):
             continue
         if now < info.expires_on <= now + timedelta(days=days):
             due.append(onboarding_id)

@@ -19,12 +19,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from onboarding.access_tokens import TokenConfig, TokenVersion
 from onboarding.domain import WorkflowOptions
 from onboarding.errors import ConfigurationError
-from onboarding.validation import email_problem
+from onboarding.lazy import lazy
+
+if TYPE_CHECKING:
+    from onboarding import validation
+else:  # read when settings are checked (onboarding/lazy.py)
+    validation = lazy("onboarding.validation")
 
 
 class ExchangeCalls(StrEnum):
@@ -412,7 +418,7 @@ class Settings:
         def domains(name: str) -> frozenset[str]:
             names = frozenset(d.strip().lower() for d in get(name).split(",") if d.strip())
             for domain in sorted(names):
-                if email_problem(f"admin@{domain}"):
+                if validation.email_problem(f"admin@{domain}"):
                     problems.append(f"{name}: {domain!r} is not a domain name")
             return names
 

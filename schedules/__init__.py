@@ -6,15 +6,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
-from onboarding import records
-from onboarding.records import OnboardingRecord
+from onboarding.lazy import lazy
 from onboarding.settings import load_settings
+
+if TYPE_CHECKING:
+    from onboarding import records
+else:  # the records load with the first timer run that reads them (onboarding/lazy.py)
+    records = lazy("onboarding.records")
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.schedules")
@@ -30,7 +34,7 @@ async def secret_expiry_watch(timer: func.TimerRequest, client: df.DurableOrches
     settings = load_settings()
     async with Services(settings) as services:
 
-        async def record_of(onboarding_id: str) -> OnboardingRecord | None:
+        async def record_of(onboarding_id: str) -> records.OnboardingRecord | None:
             # Who to tell is in the onboarding's record, which outlives its history. An onboarding
             # that finished before records existed has none until retention writes it from the
             # history (before purging it); until then the history itself answers.
@@ -62,7 +66,7 @@ async def _rotate_expiring(
     client: df.DurableOrchestrationClient,
     services: Any,
     settings: Any,
-    record_of: Callable[[str], Awaitable[OnboardingRecord | None]],
+    record_of: Callable[[str], Awaitable[records.OnboardingRecord | None]],
 ) -> list[str]:
     """Start the rotation of each succeeded onboarding whose secret expires within
     ``ROTATE_DAYS_BEFORE_EXPIRY`` days (onboarding/rotation.py). One that cannot be started is logged
@@ -87,7 +91,7 @@ async def _start_rotation(
     settings: Any,
     onboarding_id: str,
     now: datetime,
-    record_of: Callable[[str], Awaitable[OnboardingRecord | None]],
+    record_of: Callable[[str], Awaitable[records.OnboardingRecord | None]],
 ) -> bool:
     """Not while an offboarding exists or a rotation runs, nor after one failed (its admins were told;
     they rotate by POST once the cause is fixed)."""

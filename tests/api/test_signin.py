@@ -11,7 +11,7 @@ import hashlib
 
 import pytest
 
-from endpoints.onboardings import onboarding_id_for
+from onboarding.domain import onboarding_id_for
 from onboarding.links import LinkPurpose
 from onboarding.settings import load_settings
 from onboarding.signin import mailbox_digest

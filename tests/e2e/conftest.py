@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from demo.admin import Admin, link_in
-from endpoints import decisions
+from endpoints import decision_pages
 from endpoints import http as endpoint_http
 from funchost import LocalHost, ManualClock
 from onboarding import logcontext, records, redaction
@@ -327,7 +327,7 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             )
             # Likewise the approver's sign-in (the ID token's iat/exp) and the API's bearer tokens
             # (exp/nbf): the tenant's time.
-            monkeypatch.setattr(decisions, "_now", clock.now)
+            monkeypatch.setattr(decision_pages, "_now", clock.now)
             monkeypatch.setattr(endpoint_http, "_VALIDATORS", {})
             monkeypatch.setattr(
                 endpoint_http,
