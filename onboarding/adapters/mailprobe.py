@@ -45,7 +45,6 @@ import os
 import socket
 import ssl
 import threading
-import weakref
 from dataclasses import dataclass
 
 from onboarding.domain import Protocol
@@ -297,35 +296,10 @@ async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, toke
         await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
 
 
-# Logins one worker has in flight at once, whatever the activities: each is a TLS handshake and a few
-# callbacks on the worker's event loop, and ten verification activities of ten logins each (100 at
-# once) kept that loop so busy that the grants' Exchange requests, answered on the same loop, waited
-# behind them and the grant rate fell (docs/bench.md). Logins are bound by CPU here, not by their
-# number in flight: this many still keep it busy.
-WORKER_LOGINS_AT_ONCE = 16
-_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-
-
-def _worker_gate() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        gate = _gates[loop] = asyncio.Semaphore(WORKER_LOGINS_AT_ONCE)
-    return gate
-
-
 async def probe_login(
     host: str, port: int, protocol: Protocol, mailbox: str, token: str, *, timeout: float = 30
 ) -> LoginResult:
-    """One login and the mailbox's first command; the timeout counts from the connection, not from
-    the wait for a turn among the worker's logins."""
-    async with _worker_gate():
-        return await _probe(host, port, Protocol(protocol), mailbox, token, timeout)
-
-
-async def _probe(
-    host: str, port: int, protocol: Protocol, mailbox: str, token: str, timeout: float
-) -> LoginResult:
+    protocol = Protocol(protocol)
     where = f"{protocol.value} {host}:{port}"
     try:
         async with asyncio.timeout(timeout):
