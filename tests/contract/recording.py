@@ -141,9 +141,9 @@ class Recorder:
             redactor.aliases.setdefault(base, "{" + name + "}")
         self._lock = threading.Lock()
         self._count = 0
-        self._sessions: dict[int, tuple[str, list[dict[str, str]]]] = {}
+        self._sessions: dict[object, tuple[str, list[dict[str, str]]]] = {}
         self._exchanges: list[tuple[Any, ...]] = []
-        self._partial: dict[int, str] = {}  # client bytes sent without their CRLF yet
+        self._partial: dict[object, str] = {}  # client bytes sent without their CRLF yet
 
     # -- what is saved ---------------------------------------------------------------------------
     def service_of(self, url: str) -> tuple[str, str] | None:
@@ -212,15 +212,17 @@ class Recorder:
         """A server line as read, or client bytes as sent (one or more lines, each with its CRLF)."""
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         with self._lock:
-            _, lines = self._sessions.setdefault(id(session), (service, []))
+            # Keyed by the session itself, which this keeps alive until ``flush``: an id() is reused as soon
+            # as a short-lived session is collected, and the next session's lines joined the last one's.
+            _, lines = self._sessions.setdefault(session, (service, []))
             if direction == "server":
                 lines.append({direction: text.rstrip("\r\n")})
                 return
-            pending = self._partial.pop(id(session), "") + text
+            pending = self._partial.pop(session, "") + text
             *complete, rest = pending.split("\r\n")
             lines.extend({direction: part} for part in complete)
             if rest:
-                self._partial[id(session)] = rest
+                self._partial[session] = rest
 
     def flush(self) -> list[Path]:
         """Redact and write everything recorded so far, in the order it happened."""
