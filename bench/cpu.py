@@ -36,19 +36,19 @@ class CpuRun:
         return self.cpu_seconds / self.mailboxes * 1000
 
 
-def dovecot_cpu_seconds() -> float:
-    """User + system CPU of every sandbox Dovecot process, with its reaped children's (Linux /proc)."""
+def group_cpu_seconds(group: int | None) -> float:
+    """User + system CPU of every process of a process group (Dovecot's), with its reaped children's
+    (Linux /proc); 0 without a group."""
     total = 0.0
-    for entry in Path("/proc").iterdir():
+    for entry in Path("/proc").iterdir() if group is not None else ():
         if not entry.name.isdigit():
             continue
         try:
-            if b"dovecot" not in (entry / "cmdline").read_bytes():
-                continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # it exited meanwhile
             continue
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        if int(fields[2]) == group:
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -61,7 +61,8 @@ def run(workdir: Path, count: int) -> CpuRun:
         r.consent_all(1)
         r.wait(instance, timeout=600)
         cpu1 = process_cpu_seconds(r.host.pid)
-        sandbox1, dovecot1 = process_cpu_seconds(os.getpid()), dovecot_cpu_seconds()
+        group = r.sandbox.mail.process_group if r.sandbox.mail is not None else None
+        sandbox1, dovecot1 = process_cpu_seconds(os.getpid()), group_cpu_seconds(group)
         began = time.perf_counter()
         instance = r.submit(boxes)
         r.consent_all(2)
@@ -70,6 +71,6 @@ def run(workdir: Path, count: int) -> CpuRun:
         cpu2 = process_cpu_seconds(r.host.pid)
         stand_ins = {
             "the sandbox's services": process_cpu_seconds(os.getpid()) - sandbox1,
-            "Dovecot": dovecot_cpu_seconds() - dovecot1,
+            "Dovecot": group_cpu_seconds(group) - dovecot1,
         }
         return CpuRun(count, cpu2 - cpu1, wall, cpu1 - cpu0, str(output.get("outcome")), stand_ins)

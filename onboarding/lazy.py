@@ -21,20 +21,24 @@ so two threads asking at once get one module).
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import Any
 
 
 class LazyModule:
     """Stands for a module until an attribute is read; each read goes to the real module, so a test that
-    replaces one of the module's attributes is seen here too."""
+    replaces one of the module's attributes is seen here too. The module is imported once, then kept."""
 
-    __slots__ = ("_name",)
+    __slots__ = ("_module", "_name")
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._module: ModuleType | None = None
 
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self._name), attribute)
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}>"

@@ -276,6 +276,11 @@ class MailServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def process_group(self) -> int | None:
+        """The process group of every process this server's Dovecot forked (benchmarks read their CPU)."""
+        return self._process.pid if self.running and self._process is not None else None
+
     def __enter__(self) -> MailServer:
         self.start()
         return self

@@ -194,13 +194,19 @@ class _Session:
                 await self.skip_literal(await self.line())
 
 
-async def _imap_tagged(session: _Session, tag: bytes) -> bytes:
-    """Skip untagged lines up to the command's tagged status; any other line is a refusal."""
+async def _imap_tagged(session: _Session, tag: bytes, *, challenge: bool = False) -> bytes:
+    """Skip untagged lines up to the command's tagged status; any other line is a refusal. With
+    ``challenge`` (AUTHENTICATE), a ``+`` continuation is XOAUTH2's error challenge (a base64 JSON
+    status): the client answers an empty line and then gets the final NO; a server that keeps asking
+    is stopped by the timeout."""
     prefix = tag + b" "
     while True:
         line = await session.line()
         if line.startswith(prefix):
             return line[len(prefix) :].split(b" ", 1)[0].upper()
+        if challenge and line.startswith(b"+"):
+            await session.send(b"\r\n")
+            continue
         if not line.startswith(b"* "):
             raise session.refusal("not IMAP")
         await session.skip_literal(line)
@@ -210,19 +216,8 @@ async def _imap(session: _Session, mailbox: str, token: str) -> None:
     if not (await session.line()).upper().startswith(b"* OK"):
         raise _LoginRefused("greeting")
     await session.send(b"a1 AUTHENTICATE XOAUTH2 " + base64.b64encode(xoauth2(mailbox, token)) + b"\r\n")
-    while True:
-        line = await session.line()
-        if line.startswith(b"+"):
-            # XOAUTH2's error challenge (a base64 JSON status): the client answers an empty line
-            # and then gets the final NO. A server that keeps asking is stopped by the timeout.
-            await session.send(b"\r\n")
-            continue
-        if line.startswith(b"a1 "):
-            if line[3:].split(b" ", 1)[0].upper() != b"OK":
-                raise _LoginRefused("NO")
-            break
-        if not line.startswith(b"* "):
-            raise _LoginRefused("not IMAP")
+    if await _imap_tagged(session, b"a1", challenge=True) != b"OK":
+        raise _LoginRefused("NO")
     session.refusal = _MailboxRefused
     await session.send(b"a2 EXAMINE INBOX\r\na3 LOGOUT\r\n")
     if await _imap_tagged(session, b"a2") != b"OK":  # BAD (Exchange's "not connected"), NO or BYE
