@@ -307,7 +307,14 @@ class ExchangeAdmin:
         self.limiter = shared_limiter(
             settings.exchange_endpoint, tenant, max_concurrency or settings.mailbox_concurrency
         )
-        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+        if transport is None:
+            from onboarding.adapters._tls import http_client
+
+            # Shared by the worker's activities (onboarding.adapters._tls).
+            self._http, self._owns_http = http_client(timeout=timeout)
+        else:
+            self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+            self._owns_http = True
         self._batch_url = f"{settings.exchange_endpoint}/adminapi/beta/{tenant}/$batch"
         self._queue: list[_Queued] = []
         self._dispatcher: asyncio.Task[None] | None = None
@@ -704,7 +711,8 @@ class ExchangeAdmin:
     async def close(self) -> None:
         if self._batches:
             await asyncio.gather(*self._batches, return_exceptions=True)
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
 
 def _names_full_access(entry: Mapping[str, Any]) -> bool:

@@ -259,21 +259,30 @@ class GraphDirectory:
         self._credential = credential
         self._policy = policy
         self._sleep = sleep
+        from onboarding.adapters._tls import http_client
+
         # For the one request msgraph-sdk cannot send: sendMail's MIME form (a text/plain body).
-        self._raw = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._raw, self._owns_raw = http_client(timeout=timeout)
         base_url = f"{settings.graph_endpoint}/v1.0"
         host = urlsplit(settings.graph_endpoint).hostname or ""
         # Without the host in allowed_hosts the provider silently sends no Authorization header.
         auth = AzureIdentityAuthenticationProvider(
             credential, scopes=[settings.graph_scope], allowed_hosts=[host]
         )
-        http = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(base_url=base_url, timeout=timeout),
-            # The SDK's retries off for every request (see the module docstring); ours are in _call.
-            options={
-                RetryHandlerOption.get_key(): RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
-            },
-        )
+
+        def with_middleware(client: httpx.AsyncClient) -> httpx.AsyncClient:
+            return GraphClientFactory.create_with_default_middleware(
+                client=client,
+                # The SDK's retries off for every request (see the module docstring); ours are in _call.
+                options={
+                    RetryHandlerOption.get_key(): RetryHandlerOption(
+                        delay=0, max_retries=0, should_retry=False
+                    )
+                },
+            )
+
+        # Shared by the worker's activities (onboarding.adapters._tls); the base URL is the adapter's.
+        http, self._owns_http = http_client(timeout=timeout, setup=with_middleware, use="graph")
         self._http = http
         adapter = GraphRequestAdapter(auth, client=http)
         adapter.base_url = base_url
@@ -798,5 +807,7 @@ class GraphDirectory:
         )
 
     async def close(self) -> None:
-        await self._http.aclose()
-        await self._raw.aclose()
+        if self._owns_http:
+            await self._http.aclose()
+        if self._owns_raw:
+            await self._raw.aclose()

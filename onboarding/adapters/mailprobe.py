@@ -41,12 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import socket
 import ssl
-import threading
 from dataclasses import dataclass
 
+from onboarding.adapters._tls import client_context
 from onboarding.domain import Protocol
 
 REFUSED_FIX = (
@@ -71,21 +70,6 @@ _MAX_LITERAL = 64 * 1024
 class LoginResult:
     ok: bool
     detail: str
-
-
-_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-
-
-def _tls() -> ssl.SSLContext:
-    """The process's client context for the trust store the environment names now
-    (``SSL_CERT_FILE``/``SSL_CERT_DIR``, as ``ssl.create_default_context`` reads it)."""
-    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = _contexts[key] = ssl.create_default_context()
-        return context
 
 
 def xoauth2(mailbox: str, token: str) -> bytes:
@@ -279,7 +263,7 @@ async def _connect(host: str, port: int) -> socket.socket:
 async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, token: str) -> None:
     raw = await _connect(host, port)
     try:
-        sock = _tls().wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
+        sock = client_context().wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
     except BaseException:
         raw.close()
         raise
