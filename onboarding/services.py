@@ -3,6 +3,8 @@
 They are typed as the Protocols of ``onboarding.ports``; the managed-identity credential is the
 worker's (``identity.worker_credential``: one token cache for every activity of the process), not
 the activity's, so an activity asks the identity endpoint for a token only when the worker has none.
+Their HTTP clients are the worker's too (``onboarding.adapters._tls``: connections and TLS contexts
+shared by every activity on the event loop, no cookies, each request with its own activity's token).
 
 Adapters are imported lazily: importing the function app must not load msgraph-sdk, Key Vault or
 identity clients (cold start), and an activity pays only for what it uses.
