@@ -144,13 +144,16 @@ class AdaptiveLimiter:
         while self._starts and self._starts[0] < now - 1.0:
             self._starts.popleft()
 
-    def _learn_rate(self, throttled: bool, epoch: int) -> None:
+    def _learn_rate(self, throttled: bool, ticket: Ticket) -> None:
         if not self.pace:
             return
         now = self._clock()
         elapsed = max(0.0, now - self._last_growth)
-        if throttled and epoch == self._epoch:
-            recent = sum(1 for t in self._starts if t >= now - 1.0)
+        if throttled and ticket.epoch == self._epoch:
+            # What the service took in the last second: the starts less the refused request's own
+            # calls (a $batch of 5 refused whole had counted 5 and, left in, set a rate above the limit).
+            started = sum(1 for t in self._starts if t >= now - 1.0)
+            recent = max(1, started - ticket.weight)
             learned = max(1.0, BACK_OFF * recent)
             self.rate = learned if self.rate is None else min(self.rate * BACK_OFF, learned)
             self.ceiling = max(self.ceiling or 0.0, float(recent))
@@ -169,7 +172,7 @@ class AdaptiveLimiter:
         """Give the slot back and tell the limiter how the request went."""
         async with self._changed:
             self._in_flight -= ticket.weight
-            self._learn_rate(throttled, ticket.epoch)
+            self._learn_rate(throttled, ticket)
             if throttled:
                 self.throttled += 1
                 if ticket.epoch == self._epoch:

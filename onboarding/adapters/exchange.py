@@ -451,10 +451,15 @@ class ExchangeAdmin:
             self._spawn(self._send_batch(items, ticket))
 
     def _batch_size(self) -> int:
-        """What is queued, up to 10, and no more than a share of the limiter's concurrency that lets
-        ``BATCHES_IN_FLIGHT`` requests be out at once."""
-        share = self.limiter.limit // BATCHES_IN_FLIGHT
-        return max(1, min(len(self._queue), BATCH_LIMIT, share))
+        """What is queued, up to 10, no more than a share of the limiter's concurrency that lets
+        ``BATCHES_IN_FLIGHT`` requests be out at once, and no more than the room left now. The share
+        is rounded up and the last request takes what is left, so an odd limit is used whole: after
+        a throttling answer halved it to 5, rounding down sent two batches of 2 (4 calls in flight)
+        where single calls had 5, and each recovery ran slower with ``$batch``."""
+        limit = self.limiter.limit
+        share = -(-limit // BATCHES_IN_FLIGHT)
+        room = limit - self.limiter.in_flight
+        return max(1, min(len(self._queue), BATCH_LIMIT, share, room if room > 0 else share))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
