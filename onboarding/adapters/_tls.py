@@ -15,8 +15,8 @@ credential; and both cookie jars refuse every cookie. The trust store is the one
 names now (``SSL_CERT_FILE``/``SSL_CERT_DIR``, read when a context is built, as httpx and
 ``ssl.create_default_context`` read it): a process that changes it gets new clients.
 
-Outside a running event loop (a client built by synchronous code) the caller gets a client of its
-own and closes it, as before.
+An httpx client asked for outside a running event loop (by synchronous code) is the caller's own, to
+close, as before. An azure-core transport finds the loop's session each time it sends.
 """
 
 from __future__ import annotations

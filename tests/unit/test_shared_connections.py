@@ -56,7 +56,7 @@ async def test_a_shared_client_keeps_no_cookie_a_service_sets() -> None:
     response = httpx.Response(
         200,
         headers={"Set-Cookie": "session=tenant-a; Path=/"},
-        request=httpx.Request("GET", "https://graph.microsoft.com/v1.0/organization"),
+        request=httpx.Request("GET", "https://directory.example/v1.0/organization"),
     )
     client.cookies.extract_cookies(response)  # what httpx does with every response
     assert len(client.cookies.jar) == 0
