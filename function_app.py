@@ -13,7 +13,7 @@ from activities.records import blueprint as record_activities
 from activities.rotation import blueprint as rotation_activities
 from activities.webhooks import blueprint as webhook_activities
 from endpoints import blueprint as endpoints
-from onboarding import logcontext, redaction, telemetry
+from onboarding import logcontext, redaction, replay_timestamps, telemetry
 from orchestrations import blueprint as orchestrations
 from orchestrations.diagnosis import blueprint as diagnosis
 from orchestrations.mailbox_ops import blueprint as mailbox_operations
@@ -27,6 +27,7 @@ logcontext.install()  # every line logged for an onboarding carries its id and s
 # In Azure (PYTHON_ENABLE_OPENTELEMETRY and Application Insights set): the worker exports its records through
 # OpenTelemetry, so those fields become customDimensions; behind the same two filters. Off locally.
 telemetry.install()
+replay_timestamps.install()  # the SDK's history timestamps by the standard library: cheaper replays
 # The Azure SDK logs every HTTP request and response at INFO; at the host's Information level
 # that is several lines per Key Vault or token call. Its warnings and errors still come through.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
