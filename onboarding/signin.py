@@ -22,8 +22,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.cookiejar
 import json
 import re
+import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -111,15 +113,56 @@ def safe_return_path(path: str) -> str | None:
 # -- the OpenID Connect flow (MSAL) ----------------------------------------------------------------
 
 
-def _msal_app(settings: Settings) -> Any:
-    import msal  # imported on use: cold start stays cheap for the requester's API
+# One MSAL application per worker process and sign-in app. Built per sign-in, each fetched the
+# tenant's OpenID configuration again (twice per approval: once to start, once to redeem the code, a
+# round trip to Entra each on the admin's critical path) and built a new HTTP session and TLS context.
+# Shared, MSAL keeps the discovery documents (its http_cache, 24 h; it never holds tokens) and its
+# connection. Nothing of one admin reaches another's sign-in: the application's token cache keeps no
+# token (the sign-in reads the claims from the token response itself) and its HTTP session keeps no
+# cookie; each flow's state, nonce and PKCE verifier travel in the admin's own sealed cookie.
+_APPS: dict[tuple[str | None, ...], Any] = {}
+_APPS_LOCK = threading.Lock()
+_MOST_APPS = 8  # one in a deployment; a few in a test run that starts several sandbox tenants
 
+
+def _msal_app(settings: Settings) -> Any:
+    authority = f"{settings.authority_host}/{settings.tenant_id}"
+    secret = hashlib.sha256((settings.signin_client_secret or "").encode()).hexdigest()
+    key = (settings.signin_client_id, secret, authority, str(not settings.disable_instance_discovery))
+    with _APPS_LOCK:
+        app = _APPS.get(key)
+    if app is None:
+        app = _new_msal_app(settings, authority)  # outside the lock: it fetches the discovery documents
+        with _APPS_LOCK:
+            if len(_APPS) >= _MOST_APPS:
+                _APPS.pop(next(iter(_APPS)))
+            app = _APPS.setdefault(key, app)
+    return app
+
+
+def _new_msal_app(settings: Settings, authority: str) -> Any:
+    import msal  # imported on use: cold start stays cheap for the requester's API
+    import requests
+
+    class KeepNoToken(msal.TokenCache):
+        def add(self, event: Any, now: Any = None) -> None:
+            """Keep nothing: no admin's token outlives the request that redeemed it."""
+
+    # MSAL's own session, as it builds one (verify from the environment, one retry), and no cookie
+    # jar: Entra's token endpoint sets cookies that would otherwise go with the next admin's code.
+    session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return msal.ConfidentialClientApplication(
         settings.signin_client_id,
         client_credential=settings.signin_client_secret,
-        authority=f"{settings.authority_host}/{settings.tenant_id}",
+        authority=authority,
         instance_discovery=not settings.disable_instance_discovery,
-        token_cache=msal.TokenCache(),  # per sign-in: no user token outlives the request
+        token_cache=KeepNoToken(),
+        http_client=session,
+        http_cache={},
     )
 
 

@@ -11,6 +11,7 @@ import hashlib
 
 import pytest
 
+from onboarding import signin
 from onboarding.domain import onboarding_id_for
 from onboarding.links import LinkPurpose
 from onboarding.settings import load_settings
@@ -137,3 +138,22 @@ def test_the_sign_in_cookie_holds_no_token_and_cannot_be_forged(api: Api) -> Non
     forged.cookies.set("onboarding-approver", cookie[:-8] + hashlib.sha256(b"x").hexdigest()[:8])
     page = assert_page(forged.get(url), 200)
     assert 'id="signin"' in page and 'id="approve"' not in page
+
+
+def test_admins_signing_in_one_after_another_fetch_the_tenants_configuration_once_and_leave_no_token(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signin, "_APPS", {})  # as in a worker that has not seen a sign-in yet
+
+    def discovery_fetches() -> int:
+        log = api.entra.state.request_log()
+        return sum(1 for e in log if e.path.endswith("/.well-known/openid-configuration"))
+
+    before = discovery_fetches()
+    for _ in range(3):
+        admin = api.signed_in()
+        assert admin.cookies.get("onboarding-approver")  # each sign-in completed
+    # Built per sign-in, the MSAL application fetched it twice per sign-in (start, then the code).
+    assert discovery_fetches() - before == 1
+    [app] = signin._APPS.values()
+    assert app.get_accounts() == []  # no admin's token is kept for the next one
