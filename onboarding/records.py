@@ -262,6 +262,11 @@ async def save(vault: VaultPort, record: OnboardingRecord) -> bool:
     """Write ``record`` as the current version unless it already is; True when written."""
     if await load(vault, record.onboarding_id) == record:
         return False
+    await _write(vault, record)
+    return True
+
+
+async def _write(vault: VaultPort, record: OnboardingRecord) -> None:
     await vault.put(
         record_name(record.onboarding_id),
         json.dumps(record.to_json(), separators=(",", ":")),
@@ -269,7 +274,6 @@ async def save(vault: VaultPort, record: OnboardingRecord) -> bool:
         expires_on=None,
         tags={"onboardingId": record.onboarding_id, "appId": record.app_id},
     )
-    return True
 
 
 async def update(
@@ -331,5 +335,7 @@ async def record_finished(
         operation=RecordedOperation(Operation.ONBOARDED, at.isoformat()),
     )
     if existing is None or existing.operations[:1] != record.operations:
-        await save(vault, record)  # else a rerun: this very completion is recorded (maybe updated since)
+        # Read just above, so not read again (``save`` would): one Key Vault round trip less at the
+        # end of every onboarding. Else a rerun: this very completion is recorded (maybe updated since).
+        await _write(vault, record)
     return True

@@ -205,8 +205,10 @@ class FakeVault:
     def __init__(self) -> None:
         self.versions: dict[str, list[Stored]] = {}
         self.fail_next_put = False
+        self.reads: list[str] = []  # the names read, in order
 
     async def get(self, name: str, version: str | None = None) -> Stored | None:
+        self.reads.append(name)
         versions = self.versions.get(name)
         if not versions:
             return None

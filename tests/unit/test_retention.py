@@ -66,6 +66,15 @@ async def test_a_finished_onboarding_is_recorded_once_without_any_secret() -> No
     assert "s3cr3t" not in text and "clientSecret" not in text
 
 
+async def test_recording_a_finished_onboarding_reads_its_record_once() -> None:
+    vault = FakeVault()
+    await credential(vault, OLD)
+    vault.reads.clear()
+    assert await finished(vault) is True
+    # The credential's check, then the record once: every read is a round trip at the end of the run.
+    assert vault.reads == [vault_secret_name(OLD), records.record_name(OLD)]
+
+
 async def test_an_onboarding_that_left_no_credential_gets_no_record() -> None:
     vault = FakeVault()
     assert await finished(vault) is False
