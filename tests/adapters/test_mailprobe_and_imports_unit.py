@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import socket
@@ -143,6 +144,32 @@ async def test_the_xoauth2_error_challenge_is_answered_and_the_login_reported_re
     detail, heard = await probe_scripted(tmp_path, monkeypatch, script)
     assert heard == ["a1 AUTHENTICATE XOAUTH2 <ir>", ""]
     assert "NO AUTHENTICATE failed for a@contoso.test" in detail and "FullAccess" in detail
+
+
+async def test_a_probe_leaves_the_loop_watching_none_of_its_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session keeps its socket registered for reading between its waits (cheaper than adding and
+    removing it around each): once the probe returns, the loop must watch nothing of it, or it would
+    watch a closed descriptor. Lines arrive here unasked and after the end, as a server may send them."""
+    selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined] # what the loop watches
+    watched = len(selector.get_map())
+
+    def script(say: Callable[[str], None], hear: Callable[[], str]) -> None:
+        exchange_greeting(say)
+        say("* CAPABILITY IMAP4rev1 SASL-IR")  # unasked, while the client may not be reading
+        say(f"{hear().split()[0]} OK AUTHENTICATE completed.")
+        examine = hear().split()[0]
+        say("* 1 EXISTS")
+        say(f"{examine} OK [READ-ONLY] EXAMINE completed.")
+        say("* BYE signing off")
+        say(f"{hear().split()[0]} OK LOGOUT completed.")
+        say("* one more line nobody reads")
+
+    detail, heard = await probe_scripted(tmp_path, monkeypatch, script)
+    assert "succeeded and its INBOX opened" in detail
+    assert heard == ["a1 AUTHENTICATE XOAUTH2 <ir>", "a2 EXAMINE INBOX", "a3 LOGOUT"]
+    assert len(selector.get_map()) == watched
 
 
 @pytest.mark.parametrize(
