@@ -62,6 +62,15 @@ class GrantRun:
     timeline: list[tuple[float, float, int, int]] = field(default_factory=list)
 
     @property
+    def nothing_lost(self) -> bool:
+        """No permission lost or duplicated, and every mailbox's result recorded once."""
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and self.results_unique == self.mailboxes == self.results_recorded
+        )
+
+    @property
     def allowed_seconds(self) -> float:
         return self.mailboxes / RATE_LIMIT
 

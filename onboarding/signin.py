@@ -20,12 +20,12 @@ back), then the signed-in approver for ``SESSION_MINUTES``. It never holds an En
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import http.cookiejar
 import json
 import re
-import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -120,27 +120,20 @@ def safe_return_path(path: str) -> str | None:
 # connection. Nothing of one admin reaches another's sign-in: the application's token cache keeps no
 # token (the sign-in reads the claims from the token response itself) and its HTTP session keeps no
 # cookie; each flow's state, nonce and PKCE verifier travel in the admin's own sealed cookie.
-_APPS: dict[tuple[str | None, ...], Any] = {}
-_APPS_LOCK = threading.Lock()
-_MOST_APPS = 8  # one in a deployment; a few in a test run that starts several sandbox tenants
-
-
 def _msal_app(settings: Settings) -> Any:
-    authority = f"{settings.authority_host}/{settings.tenant_id}"
-    secret = hashlib.sha256((settings.signin_client_secret or "").encode()).hexdigest()
-    key = (settings.signin_client_id, secret, authority, str(not settings.disable_instance_discovery))
-    with _APPS_LOCK:
-        app = _APPS.get(key)
-    if app is None:
-        app = _new_msal_app(settings, authority)  # outside the lock: it fetches the discovery documents
-        with _APPS_LOCK:
-            if len(_APPS) >= _MOST_APPS:
-                _APPS.pop(next(iter(_APPS)))
-            app = _APPS.setdefault(key, app)
-    return app
+    return _shared_msal_app(
+        settings.signin_client_id,
+        settings.signin_client_secret,
+        f"{settings.authority_host}/{settings.tenant_id}",
+        not settings.disable_instance_discovery,
+    )
 
 
-def _new_msal_app(settings: Settings, authority: str) -> Any:
+# One in a deployment; a few in a test run that starts several sandbox tenants.
+@functools.lru_cache(maxsize=8)
+def _shared_msal_app(
+    client_id: str | None, secret: str | None, authority: str, instance_discovery: bool
+) -> Any:
     import msal  # imported on use: cold start stays cheap for the requester's API
     import requests
 
@@ -156,10 +149,10 @@ def _new_msal_app(settings: Settings, authority: str) -> Any:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return msal.ConfidentialClientApplication(
-        settings.signin_client_id,
-        client_credential=settings.signin_client_secret,
+        client_id,
+        client_credential=secret,
         authority=authority,
-        instance_discovery=not settings.disable_instance_discovery,
+        instance_discovery=instance_discovery,
         token_cache=KeepNoToken(),
         http_client=session,
         http_cache={},

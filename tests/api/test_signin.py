@@ -141,9 +141,9 @@ def test_the_sign_in_cookie_holds_no_token_and_cannot_be_forged(api: Api) -> Non
 
 
 def test_admins_signing_in_one_after_another_fetch_the_tenants_configuration_once_and_leave_no_token(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    api: Api,
 ) -> None:
-    monkeypatch.setattr(signin, "_APPS", {})  # as in a worker that has not seen a sign-in yet
+    signin._shared_msal_app.cache_clear()  # as in a worker that has not seen a sign-in yet
 
     def discovery_fetches() -> int:
         log = api.entra.state.request_log()
@@ -155,5 +155,7 @@ def test_admins_signing_in_one_after_another_fetch_the_tenants_configuration_onc
         assert admin.cookies.get("onboarding-approver")  # each sign-in completed
     # Built per sign-in, the MSAL application fetched it twice per sign-in (start, then the code).
     assert discovery_fetches() - before == 1
-    [app] = signin._APPS.values()
+    assert signin._shared_msal_app.cache_info().currsize == 1
+    app = signin._msal_app(load_settings())  # the one the sign-ins used
+    assert signin._shared_msal_app.cache_info().currsize == 1
     assert app.get_accounts() == []  # no admin's token is kept for the next one
