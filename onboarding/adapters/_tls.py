@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from http.cookiejar import CookieJar
 
     import httpx
+    from OpenSSL import SSL
 
 # Clients kept per loop: a worker talks to one cloud's handful of endpoints; more keys than this mean
 # the trust store or the endpoints changed (test processes that start sandbox after sandbox).
@@ -45,6 +46,7 @@ _CLOSE_EVICTED_AFTER_S = 120.0
 
 _contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
+_mail_contexts: dict[tuple[str | None, str | None], SSL.Context] = {}
 _clients_lock = threading.Lock()
 _clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, OrderedDict[tuple[Any, ...], tuple[Any, AsyncGenerator[None, None]]]
@@ -66,6 +68,35 @@ def client_context() -> ssl.SSLContext:
         if context is None:
             context = _contexts[key] = ssl.create_default_context()
         return context
+
+
+def mail_client_context() -> SSL.Context:
+    """The process's verifying pyOpenSSL client context for the current trust store, for the mail
+    probe (onboarding/adapters/mailprobe.py says why it is not the standard library's): TLS 1.2 or
+    newer, the server's chain verified against the same trust store as ``client_context`` (the
+    system's, or what ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name, as ``ssl.get_default_verify_paths``
+    reads them). The host name is the caller's to check: pyOpenSSL has no public way to give it to
+    OpenSSL's verification."""
+    key = trust_store()
+    with _contexts_lock:
+        context = _mail_contexts.get(key)
+        if context is None:
+            context = _mail_contexts[key] = _verifying_openssl_context()
+        return context
+
+
+def _verifying_openssl_context() -> SSL.Context:
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_verify(SSL.VERIFY_PEER)
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile or paths.capath:
+        context.load_verify_locations(paths.cafile, paths.capath)
+    else:  # no system store where the standard library looks: pyOpenSSL's own search
+        context.set_default_verify_paths()
+    return context
 
 
 def _shared(kind: tuple[Any, ...], build: Callable[[], Any]) -> Any | None:

@@ -28,27 +28,42 @@ tagged ``OK``/``NO``/``BAD`` (``+OK``/``-ERR``), skipping untagged lines (and li
 A line longer than ``_MAX_LINE``, a closed connection or an answer that is not the protocol's is
 the server's refusal at that step, never a crash and never echoed.
 
-The TLS client context, whose trust store takes tens of milliseconds to load from a full CA bundle,
-is built once per process and trust store. TLS session resumption (RFC 8446 section 2.2) is not
-offered: measured with this exchange against the sandbox's Dovecot (1,638 of 1,640 logins
-resumed), the client's CPU per mailbox was the same (medians of 8 rounds: 5.30 against 5.34 ms
-sequentially, 4.03 against 3.99 ms ten at a time; load 4-7). Counted with callgrind (120 mailboxes,
-two logins each, ten at a time), resumption did take the handshakes from 1,331 to 599 million
-instructions, the server's certificate no longer parsed and verified; but CPython copies a session
-each time one is offered (``_ssl_session_dup``: a DER round trip, the peer's certificate parsed again
-by OpenSSL 3.0's slow key decoder), 744 million, so the whole was 3% less. It saves nothing the host
-pays for.
+TLS is pyOpenSSL's (OpenSSL from cryptography's wheel), and each login after the first to a server
+offers the session of the one before it (RFC 8446 section 2.2), so that most logins skip the
+certificate's parsing and verification, most of a full handshake's CPU. The standard library's
+``ssl`` cannot do that for less: it copies every offered session through DER (``_ssl_session_dup``),
+which parses the certificate again with OpenSSL 3.0's slow key decoder; counted with callgrind (120
+mailboxes), its resumption took the handshakes from 1,331 to 599 million instructions but the copy
+cost 744 million. With pyOpenSSL the host's CPU per mailbox of an onboarding fell from about 5.0 to
+about 4.0 ms (docs/bench.md). Safety is unchanged:
+- the chain is verified by OpenSSL against the trust store ``client_context`` uses, and the host name
+  by service_identity (RFC 6125) before anything is sent; only a session whose handshake passed both
+  is kept, per server and trust store;
+- a server that does not know the session (Exchange Online's support for resumption on 993/995 is
+  not documented) answers with a full handshake, verified as any other;
+- a session is marked shut down before its socket closes without close_notify: OpenSSL otherwise
+  makes the session of a connection freed without a shutdown unresumable.
+One session is offered to logins that run at once, which TLS 1.3 allows (a client SHOULD NOT, for
+its privacy, RFC 8446 appendix C.4; these are the app's own logins); a server that accepts a ticket
+once answers the others with full handshakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import ipaddress
+import os
 import socket
-import ssl
 from dataclasses import dataclass
 
-from onboarding.adapters._tls import client_context
+from cryptography import x509
+from OpenSSL import SSL, crypto
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+
+from onboarding.adapters._tls import mail_client_context, trust_store
 from onboarding.domain import Protocol
 
 REFUSED_FIX = (
@@ -67,6 +82,14 @@ _MAX_LINE = 16 * 1024
 _RECORD = 16 * 1024
 # Largest IMAP literal skipped inside an untagged response (none is expected before INBOX opens).
 _MAX_LITERAL = 64 * 1024
+# Servers whose newest TLS session is kept for the next login (a worker talks to one IMAP and one
+# POP endpoint; more mean test servers or a changed trust store).
+_SESSIONS_KEPT = 16
+
+# The newest TLS session of a completed exchange with each server (host, port, trust store), offered
+# by the next login to it. Only a session whose handshake verified the chain and the host name is
+# kept, and a server that does not know it answers with a full handshake.
+_sessions: dict[tuple[str, int, tuple[str | None, str | None]], SSL.Session] = {}
 
 
 @dataclass(frozen=True)
@@ -88,14 +111,19 @@ class _MailboxRefused(Exception):
     """Logged in, but the first mailbox command was refused; the argument names the command."""
 
 
+class _Untrusted(Exception):
+    """The server's certificate is not valid for the host name the probe connected to."""
+
+
 class _Session:
     """One connection's line I/O on a non-blocking TLS socket. A failure to read a proper line
     raises ``refusal`` (a class): what a short or overlong answer means depends on the step it
     interrupts."""
 
-    def __init__(self, protocol: Protocol, sock: ssl.SSLSocket) -> None:
+    def __init__(self, protocol: Protocol, conn: SSL.Connection, fd: int) -> None:
         self.protocol = protocol
-        self.sock = sock
+        self.conn = conn
+        self.fd = fd
         self.buffer = bytearray()
         self.refusal: type[Exception] = _LoginRefused
         self._loop = asyncio.get_running_loop()
@@ -114,7 +142,7 @@ class _Session:
         it, so a level-triggered loop never spins on unread data."""
         ready = self._loop.create_future()
         self._waiter, self._waiting_to_write = ready, write
-        fd = self.sock.fileno()
+        fd = self.fd
         if write:
             self._loop.add_writer(fd, self._wake)
         elif not self._reading:
@@ -139,40 +167,46 @@ class _Session:
 
     def stop_reading(self) -> None:
         if self._reading:
-            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_reader(self.fd)
             self._reading = False
 
     async def handshake(self) -> None:
         while True:
             try:
-                self.sock.do_handshake()
+                self.conn.do_handshake()
                 return
-            except ssl.SSLWantReadError:
+            except SSL.WantReadError:
                 await self._ready()
-            except ssl.SSLWantWriteError:
+            except SSL.WantWriteError:
                 await self._ready(write=True)
 
     async def send(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             try:
-                view = view[self.sock.send(view) :]
-            except ssl.SSLWantWriteError:
+                view = view[self.conn.send(view) :]
+            except SSL.WantWriteError:
                 await self._ready(write=True)
-            except ssl.SSLWantReadError:
+            except SSL.WantReadError:
                 await self._ready()
 
     async def _fill(self) -> None:
         """Add what the server sent next to the buffer (TLS hands over at most one record a call)."""
         while True:
             try:
-                data = self.sock.recv(_RECORD)
-            except ssl.SSLWantReadError:
+                data = self.conn.recv(_RECORD)
+            except SSL.WantReadError:
                 await self._ready()
                 continue
-            except ssl.SSLWantWriteError:  # TLS itself has something to send first
+            except SSL.WantWriteError:  # TLS itself has something to send first
                 await self._ready(write=True)
                 continue
+            except SSL.ZeroReturnError:  # the server closed the session with close_notify
+                raise self.refusal("closed") from None
+            except SSL.SysCallError as exc:
+                if exc.args[0] != -1:  # the connection broke (reset): the network's error
+                    raise OSError(exc.args[0], exc.args[1]) from None
+                raise self.refusal("closed") from None  # closed without close_notify
             if not data:  # the server closed the connection
                 raise self.refusal("closed")
             self.buffer += data
@@ -284,22 +318,93 @@ async def _connect(host: str, port: int) -> socket.socket:
     raise error
 
 
+def _check_name(conn: SSL.Connection, host: str) -> None:
+    """The certificate must name the host the probe connected to (RFC 6125, by service_identity):
+    OpenSSL verified its chain only. Checked before the token is sent."""
+    certificate = conn.get_peer_certificate()
+    if certificate is None or not _names_host(
+        crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate), host
+    ):
+        raise _Untrusted(host)
+
+
+@functools.lru_cache(maxsize=16)
+def _names_host(der: bytes, host: str) -> bool:
+    """Whether the certificate (DER) is issued to ``host``. Kept per certificate and host: a worker
+    meets one or two certificates, and parsing one for each of thousands of logins cost about 5% of
+    the host's CPU in an onboarding (py-spy)."""
+    certificate = x509.load_der_x509_certificate(der)
+    check = verify_certificate_ip_address if _is_address(host) else verify_certificate_hostname
+    try:
+        check(certificate, host)
+    except (VerificationError, CertificateError):
+        return False
+    return True
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _tls_connection(
+    raw: socket.socket, host: str, port: int
+) -> tuple[SSL.Connection, tuple[str, int, tuple[str | None, str | None]]]:
+    conn = SSL.Connection(mail_client_context(), raw)
+    conn.set_connect_state()
+    if not _is_address(host):  # a name goes as SNI (RFC 6066 allows no address there)
+        conn.set_tlsext_host_name(host.encode("idna"))
+    key = (host, port, trust_store())
+    if (offered := _sessions.get(key)) is not None:
+        conn.set_session(offered)
+    return conn, key
+
+
+def _keep_session(key: tuple[str, int, tuple[str | None, str | None]], conn: SSL.Connection) -> None:
+    """Keep the exchange's session for the next login to the same server. The connection is marked
+    shut down first: OpenSSL makes the session of a connection freed without it unresumable."""
+    conn.set_shutdown(SSL.SENT_SHUTDOWN)
+    if (session := conn.get_session()) is not None:
+        _sessions.pop(key, None)
+        _sessions[key] = session
+        while len(_sessions) > _SESSIONS_KEPT:
+            _sessions.pop(next(iter(_sessions)), None)
+
+
 async def _exchange(host: str, port: int, protocol: Protocol, mailbox: str, token: str) -> None:
     raw = await _connect(host, port)
-    try:
-        sock = client_context().wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
-    except BaseException:
-        raw.close()
-        raise
     # Closed without TLS's close_notify, as imaplib and poplib close: LOGOUT/QUIT has ended the
     # session (or the exchange broke off), and the alert would cost one more send for nothing.
-    with sock:
-        session = _Session(protocol, sock)
+    with raw:
+        conn, key = _tls_connection(raw, host, port)
+        session = _Session(protocol, conn, raw.fileno())
         try:
             await session.handshake()
+            _check_name(conn, host)
             await (_imap if protocol is Protocol.IMAP else _pop)(session, mailbox, token)
+        except (_LoginRefused, _MailboxRefused):
+            _keep_session(key, conn)  # TLS worked: the refusal is the server's answer
+            raise
+        else:
+            _keep_session(key, conn)
         finally:
             session.stop_reading()  # before the socket closes: the loop must not watch a closed fd
+
+
+def _tls_reason(exc: SSL.Error) -> str:
+    """OpenSSL's reasons for a failed handshake, in its words (e.g. "certificate verify failed");
+    none of them carries what the probe sends."""
+    reasons = [
+        str(entry[2])
+        for entry in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else [])
+        if len(entry) == 3 and entry[2]
+    ]
+    if any("certificate verify failed" in reason for reason in reasons):
+        return ": certificate not trusted (certificate verify failed)"
+    return f" ({'; '.join(reasons) or type(exc).__name__})"
 
 
 async def probe_login(
@@ -319,10 +424,18 @@ async def probe_login(
     except _LoginRefused:
         what = "NO AUTHENTICATE failed" if protocol is Protocol.IMAP else "-ERR authentication failed"
         return LoginResult(False, f"{protocol.value} {what} for {mailbox}: {REFUSED_FIX}.")
-    except ssl.SSLCertVerificationError as exc:
-        return LoginResult(False, f"TLS error with {where}: certificate not trusted ({exc.verify_message}).")
-    except ssl.SSLError as exc:
-        return LoginResult(False, f"TLS error with {where} ({exc.reason or type(exc).__name__}).")
+    except _Untrusted:
+        return LoginResult(
+            False, f"TLS error with {where}: certificate not trusted (it is not issued to {host})."
+        )
+    except SSL.SysCallError as exc:
+        if exc.args[0] != -1:
+            return LoginResult(False, f"{where} is unreachable ({os.strerror(exc.args[0])}).")
+        return LoginResult(
+            False, f"TLS error with {where} (the server closed the connection during the handshake)."
+        )
+    except SSL.Error as exc:
+        return LoginResult(False, f"TLS error with {where}{_tls_reason(exc)}.")
     except TimeoutError:
         return LoginResult(False, f"{where} did not answer within {timeout:g} s.")
     except OSError as exc:

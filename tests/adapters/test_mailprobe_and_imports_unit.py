@@ -45,25 +45,41 @@ Script = Callable[[Callable[[str], None], Callable[[], str]], None]
 
 
 class ScriptedImap:
-    """One implicit-TLS IMAP session played by ``script(say, hear)`` in a thread; ``heard`` keeps the
-    client's lines (the initial response's base64 replaced by ``<ir>``)."""
+    """Implicit-TLS IMAP sessions, each played by ``script(say, hear)`` in a thread, ``connections``
+    of them one after another; ``heard`` keeps the client's lines (the initial response's base64
+    replaced by ``<ir>``) and ``resumed`` whether each connection resumed a TLS session."""
 
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: Script) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        script: Script,
+        *,
+        issued_to: str = "127.0.0.1",
+        connections: int = 1,
+    ) -> None:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(self.tls)
+        ca.issue_cert(issued_to).configure_cert(self.tls)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.script = script
         self.heard: list[str] = []
-        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.resumed: list[bool] = []
+        self.thread = threading.Thread(target=self.serve, args=(connections,), daemon=True)
         self.thread.start()
 
-    def serve(self) -> None:
-        raw, _ = self.listener.accept()
+    def serve(self, connections: int) -> None:
+        for _ in range(connections):
+            raw, _ = self.listener.accept()
+            with contextlib.suppress(OSError):  # the client may close first; a write then fails
+                self.serve_one(raw)
+
+    def serve_one(self, raw: socket.socket) -> None:
         with self.tls.wrap_socket(raw, server_side=True) as conn, conn.makefile("rwb") as io:
+            self.resumed.append(conn.session_reused)
 
             def say(line: str) -> None:
                 io.write(line.encode() + b"\r\n")
@@ -78,8 +94,7 @@ class ScriptedImap:
                 self.heard.append(" ".join(words))
                 return line
 
-            with contextlib.suppress(OSError):
-                self.script(say, hear)
+            self.script(say, hear)
 
     def close(self) -> None:
         self.thread.join(2)
@@ -195,6 +210,50 @@ async def test_a_server_that_breaks_off_is_a_refusal_at_that_step(
 
     detail, _ = await probe_scripted(tmp_path, monkeypatch, script)
     assert refusal in detail
+
+
+def a_mailbox_that_opens(say: Callable[[str], None], hear: Callable[[], str]) -> None:
+    exchange_greeting(say)
+    say(f"{hear().split()[0]} OK AUTHENTICATE completed.")
+    say(f"{hear().split()[0]} OK [READ-ONLY] EXAMINE completed.")
+    say(f"{hear().split()[0]} OK LOGOUT completed.")
+
+
+async def test_a_certificate_issued_to_another_host_is_refused_before_the_token_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain is trusted (the CA is in the trust store) but the certificate names another host:
+    the probe must stop after the handshake, before AUTHENTICATE carries the token."""
+    server = ScriptedImap(tmp_path, monkeypatch, a_mailbox_that_opens, issued_to="mail.contoso.test")
+    try:
+        result = await probe_login(
+            "127.0.0.1", server.port, Protocol.IMAP, "a@contoso.test", "tok", timeout=5
+        )
+    finally:
+        server.close()
+    assert not result.ok
+    assert result.detail == "TLS error with IMAP 127.0.0.1:" + str(server.port) + (
+        ": certificate not trusted (it is not issued to 127.0.0.1)."
+    )
+    assert server.heard == []
+
+
+async def test_the_next_login_to_a_server_resumes_its_tls_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of logins go to one server in an onboarding: after the first, each resumes the
+    session of the one before (RFC 8446 section 2.2) instead of a full handshake, which is most of a
+    login's CPU. Each still opens the mailbox."""
+    server = ScriptedImap(tmp_path, monkeypatch, a_mailbox_that_opens, connections=3)
+    try:
+        results = [
+            await probe_login("127.0.0.1", server.port, Protocol.IMAP, "a@contoso.test", "tok", timeout=5)
+            for _ in range(3)
+        ]
+    finally:
+        server.close()
+    assert [r.ok for r in results] == [True, True, True]
+    assert server.resumed == [False, True, True]
 
 
 def test_importing_the_adapters_package_loads_no_cloud_sdk() -> None:
