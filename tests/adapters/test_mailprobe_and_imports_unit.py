@@ -86,7 +86,10 @@ class ScriptedImap:
                 io.flush()
 
             def hear() -> str:
-                line = io.readline().decode().rstrip("\r\n")
+                raw = io.readline()
+                if not raw:  # the client closed the connection: nothing heard
+                    raise ConnectionAbortedError
+                line = raw.decode().rstrip("\r\n")
                 words = line.split(" ")
                 if words[1:3] == ["AUTHENTICATE", "XOAUTH2"] and len(words) == 4:
                     assert base64.b64decode(words[3]) == xoauth2("a@contoso.test", "tok")
