@@ -44,9 +44,6 @@ _KEPT_PER_LOOP = 16
 # after this long rather than at once.
 _CLOSE_EVICTED_AFTER_S = 120.0
 
-_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-_mail_contexts: dict[tuple[str | None, str | None], SSL.Context] = {}
 _clients_lock = threading.Lock()
 _clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, OrderedDict[tuple[Any, ...], tuple[Any, AsyncGenerator[None, None]]]
@@ -62,12 +59,12 @@ def trust_store() -> tuple[str | None, str | None]:
 def client_context() -> ssl.SSLContext:
     """The process's verifying client context for the current trust store (built once per store:
     loading a CA bundle is most of a context's cost)."""
-    key = trust_store()
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = _contexts[key] = ssl.create_default_context()
-        return context
+    return _context_for(trust_store())
+
+
+@functools.cache
+def _context_for(store: tuple[str | None, str | None]) -> ssl.SSLContext:
+    return ssl.create_default_context()  # reads the store from the environment, as ``store`` says
 
 
 def mail_client_context() -> SSL.Context:
@@ -77,15 +74,11 @@ def mail_client_context() -> SSL.Context:
     system's, or what ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name, as ``ssl.get_default_verify_paths``
     reads them). The host name is the caller's to check: pyOpenSSL has no public way to give it to
     OpenSSL's verification."""
-    key = trust_store()
-    with _contexts_lock:
-        context = _mail_contexts.get(key)
-        if context is None:
-            context = _mail_contexts[key] = _verifying_openssl_context()
-        return context
+    return _mail_context_for(trust_store())
 
 
-def _verifying_openssl_context() -> SSL.Context:
+@functools.cache
+def _mail_context_for(store: tuple[str | None, str | None]) -> SSL.Context:
     from OpenSSL import SSL
 
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)

@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ from service_identity.cryptography import verify_certificate_hostname, verify_ce
 
 from onboarding.adapters._tls import mail_client_context, trust_store
 from onboarding.domain import Protocol
+from onboarding.netcheck import host_address
 
 REFUSED_FIX = (
     "no Exchange service principal or no FullAccess on the mailbox, or the permission is still propagating"
@@ -89,7 +89,8 @@ _SESSIONS_KEPT = 16
 # The newest TLS session of a completed exchange with each server (host, port, trust store), offered
 # by the next login to it. Only a session whose handshake verified the chain and the host name is
 # kept, and a server that does not know it answers with a full handshake.
-_sessions: dict[tuple[str, int, tuple[str | None, str | None]], SSL.Session] = {}
+_ServerKey = tuple[str, int, tuple[str | None, str | None]]  # host, port, trust store
+_sessions: dict[_ServerKey, SSL.Session] = {}
 
 
 @dataclass(frozen=True)
@@ -334,28 +335,21 @@ def _names_host(der: bytes, host: str) -> bool:
     meets one or two certificates, and parsing one for each of thousands of logins cost about 5% of
     the host's CPU in an onboarding (py-spy)."""
     certificate = x509.load_der_x509_certificate(der)
-    check = verify_certificate_ip_address if _is_address(host) else verify_certificate_hostname
+    address = host_address(host)
     try:
-        check(certificate, host)
+        if address is None:
+            verify_certificate_hostname(certificate, host)
+        else:
+            verify_certificate_ip_address(certificate, str(address))
     except (VerificationError, CertificateError):
         return False
     return True
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _tls_connection(
-    raw: socket.socket, host: str, port: int
-) -> tuple[SSL.Connection, tuple[str, int, tuple[str | None, str | None]]]:
+def _tls_connection(raw: socket.socket, host: str, port: int) -> tuple[SSL.Connection, _ServerKey]:
     conn = SSL.Connection(mail_client_context(), raw)
     conn.set_connect_state()
-    if not _is_address(host):  # a name goes as SNI (RFC 6066 allows no address there)
+    if host_address(host) is None:  # a name goes as SNI (RFC 6066 allows no address there)
         conn.set_tlsext_host_name(host.encode("idna"))
     key = (host, port, trust_store())
     if (offered := _sessions.get(key)) is not None:
@@ -363,7 +357,7 @@ def _tls_connection(
     return conn, key
 
 
-def _keep_session(key: tuple[str, int, tuple[str | None, str | None]], conn: SSL.Connection) -> None:
+def _keep_session(key: _ServerKey, conn: SSL.Connection) -> None:
     """Keep the exchange's session for the next login to the same server. The connection is marked
     shut down first: OpenSSL makes the session of a connection freed without it unresumable."""
     conn.set_shutdown(SSL.SENT_SHUTDOWN)
