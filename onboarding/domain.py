@@ -160,6 +160,9 @@ def vault_certificate_name(onboarding_id: str) -> str:
     return f"mail-cert-{onboarding_id}"
 
 
+PROCEDURE_VERSION = 2  # what a new onboarding records (WorkflowOptions.procedure_version)
+
+
 @dataclass(frozen=True)
 class WorkflowOptions(_Json):
     """Settings the orchestrator needs, passed in its input because it may not read the environment.
@@ -181,10 +184,14 @@ class WorkflowOptions(_Json):
     # each batch verifying as soon as its grants are done. 0 only in the input of an onboarding started
     # before the setting existed, which replays as it ran: every batch at once, granting then verifying.
     mailbox_grants_at_once: int
+    # How the orchestrator runs the procedure, kept in the input so that a history replays with the
+    # code path it was recorded with. 1 (an input that has none): each webhook event is handed over
+    # before the next step starts. 2: the hand-over runs alongside the next step's activity.
+    procedure_version: int = PROCEDURE_VERSION
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
-        return super().from_json({"mailbox_grants_at_once": 0, **data})
+        return super().from_json({"mailbox_grants_at_once": 0, "procedure_version": 1, **data})
 
 
 def _default_options() -> WorkflowOptions:

@@ -10,7 +10,7 @@ Deterministic by construction: time comes from ``context.current_utc_datetime``,
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
@@ -78,13 +78,16 @@ def call(
     contract: C.Contract[Any, Any],
     payload: C.Payload,
     retry: df.RetryOptions,
+    wait: Callable[[TaskBase], Steps] | None = None,
 ) -> Steps:
     """Run an activity and read its answer with its contract; turn a reported failure, or retries
-    running out, into ``StepFailed``."""
+    running out, into ``StepFailed``. ``wait`` yields the activity's task in place of a bare ``yield``
+    (the onboarding sends a webhook hand-over along with it)."""
+    task = context.call_activity_with_retry(
+        contract.name, retry, logcontext.with_log_fields(context, step.value, payload.to_json())
+    )
     try:
-        reply = yield context.call_activity_with_retry(
-            contract.name, retry, logcontext.with_log_fields(context, step.value, payload.to_json())
-        )
+        reply = (yield from wait(task)) if wait is not None else (yield task)
     except Exception as exc:  # the activity kept failing; its message is already secret-free
         raise StepFailed(retries_exhausted(step, retry, exc)) from None
     if "error" in reply:

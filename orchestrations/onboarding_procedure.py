@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
-from azure.durable_functions.models.Task import TaskBase
+from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from onboarding import contracts as C
 from onboarding import emails, logcontext, opsevents, plan
@@ -98,6 +98,10 @@ class Onboarding:
         self.current_step = STEPS[0][0]
         self.retry = retry_policy(self.options)
         self.events_sent = 0  # the last webhook event's sequence number
+        # A webhook event's hand-over not settled yet (``emit`` with ``alongside``), and whether the
+        # last hand-over succeeded.
+        self.handover: TaskBase | None = None
+        self.handed_over = True
         self._cancel_wait: TaskBase | None = None
 
     # -- progress ------------------------------------------------------------------------------
@@ -128,7 +132,7 @@ class Onboarding:
         self.context.set_custom_status(progress.to_json())
 
     def call(self, step: Step, contract: C.Contract[Any, Any], payload: C.Payload) -> Steps:
-        return (yield from call(self.context, step, contract, payload, self.retry))
+        return (yield from call(self.context, step, contract, payload, self.retry, self.wait_for))
 
     def run_step(self, step: Step, contract: C.Contract[Any, Any], payload: C.Payload) -> Steps:
         self.mark(step, StepState.RUNNING)
@@ -136,12 +140,18 @@ class Onboarding:
         self.mark(step, StepState.DONE)
         return result
 
-    def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
-        """Hand webhook event n+1 to the delivery orchestration; never wait for its delivery.
+    def emit(self, event_type: EventType, data: dict[str, Any], *, alongside: bool = False) -> Steps:
+        """Hand webhook event n+1 to the delivery orchestration; never wait for its delivery
+        (``settle_handover`` then says whether it was handed over).
 
         The number only moves on once the activity succeeded, so the delivery orchestration, which
         takes the events in order, is never left waiting for a number that was not sent. Progress
-        events are a courtesy: one that cannot be handed over does not stop the onboarding."""
+        events are a courtesy: one that cannot be handed over does not stop the onboarding.
+
+        ``alongside`` (procedure version 2): the hand-over goes out with the next activity the
+        procedure runs (``wait_for``) instead of taking a step of its own before it; whatever waits
+        on anything else settles it first. The next event is numbered only once it has settled."""
+        yield from self.settle_handover()
         payload = C.EmitWebhookEvent(
             onboarding_id=self.job.onboarding_id,
             sequence=self.events_sent + 1,
@@ -152,16 +162,50 @@ class Onboarding:
             callback_url=self.request.callback_url if self.events_sent == 0 else None,
             request=self.raw_request if event_type is EventType.COMPLETED else None,
         )
+        task = self.context.call_activity_with_retry(
+            C.EMIT_WEBHOOK_EVENT.name,
+            self.retry,
+            logcontext.with_log_fields(self.context, self.current_step.value, payload.to_json()),
+        )
+        if alongside and self.options.procedure_version >= 2:
+            self.handover = task
+            return
         try:
-            yield self.context.call_activity_with_retry(
-                C.EMIT_WEBHOOK_EVENT.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, self.current_step.value, payload.to_json()),
-            )
+            yield task
         except Exception:
-            return False
+            self.handed_over = False
+            return
         self.events_sent += 1
-        return True
+        self.handed_over = True
+
+    def settle_handover(self) -> Steps:
+        """Wait for the hand-over left to go ``alongside``, if any; whether the last event was handed
+        over."""
+        if self.handover is not None:
+            # A task already sent out with an activity is waited on through a new task_any, as
+            # MailboxLevel does: it is not scheduled a second time.
+            yield self.context.task_any([self.handover])
+            self._settled()
+        return self.handed_over
+
+    def _settled(self) -> None:
+        assert self.handover is not None
+        self.handed_over = self.handover.state is TaskState.SUCCEEDED
+        self.events_sent += int(self.handed_over)
+        self.handover = None
+
+    def wait_for(self, task: TaskBase) -> Steps:
+        """``yield task`` (an activity), with the webhook hand-over left to go alongside sent out
+        together with it; the hand-over is settled here if it ends first, else later."""
+        if self.handover is None:
+            return (yield task)
+        winner = yield self.context.task_any([self.handover, task])
+        if winner is self.handover:
+            self._settled()
+            yield self.context.task_any([task])  # goes on at once if the activity has ended too
+        if task.state is TaskState.FAILED:
+            raise task.result
+        return task.result
 
     # -- waiting -------------------------------------------------------------------------------
     @property
@@ -177,6 +221,7 @@ class Onboarding:
 
     def sleep(self, until: datetime, waiting: Waiting) -> Steps:
         """A durable timer the requester can cut short by cancelling."""
+        yield from self.settle_handover()
         self.waiting = waiting
         self.publish()
         timer = self.context.create_timer(until)
@@ -227,6 +272,7 @@ class Onboarding:
                 "mailboxCount": self.mailbox_count,
                 "consentMode": self.request.consent_mode.value,
             },
+            alongside=True,
         )
         try:
             resource = yield from self.resolve_exchange()
@@ -370,6 +416,7 @@ class Onboarding:
             if decision_wait is None:
                 decision_wait = self.context.wait_for_external_event(EVENT_DECISION)
             cancel_wait = self.cancel_wait
+            yield from self.settle_handover()
             winner = yield self.context.task_any([decision_wait, cancel_wait, timer])
             if winner is timer:
                 if self.now < wait.deadline:
@@ -416,6 +463,7 @@ class Onboarding:
         yield from self.emit(
             EventType.APPROVED if mode is ConsentMode.GRANT else EventType.CONSENT_GRANTED,
             {"decision": event.decision.value},
+            alongside=True,
         )
         if mode is ConsentMode.GRANT:
             assert self.app.service_principal_id is not None
@@ -526,11 +574,12 @@ class Onboarding:
         replies: list[dict[str, Any]] = []
         done = 0
         while level.running:
+            yield from self.settle_handover()
             reply, batches = yield from level.next_done()
             replies.append(reply)
             done += batches
             counts = plan.merge_counts(r["counts"] for r in replies)
-            yield from self.emit(
+            yield from self.emit(  # alongside: the last one goes out with the summary email
                 EventType.MAILBOX_PROGRESS,
                 {
                     "batchesDone": done,
@@ -539,6 +588,7 @@ class Onboarding:
                     "mailboxesTotal": self.mailbox_count,
                     "counts": counts,
                 },
+                alongside=True,
             )
         return merge_replies(replies)
 
@@ -554,10 +604,12 @@ class Onboarding:
                 secret_reader=self.secret_reader,
                 credential_type=self.request.credential_type,
             )
-            reply = yield self.context.call_activity_with_retry(
-                C.COMPENSATE.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, Step.COMPENSATE.value, payload.to_json()),
+            reply = yield from self.wait_for(
+                self.context.call_activity_with_retry(
+                    C.COMPENSATE.name,
+                    self.retry,
+                    logcontext.with_log_fields(self.context, Step.COMPENSATE.value, payload.to_json()),
+                )
             )
             return C.COMPENSATE.result(reply["ok"]).done
         except Exception:
@@ -593,10 +645,12 @@ class Onboarding:
         )
         # A failure is caught up by the retention run, which writes the record from the history.
         with contextlib.suppress(Exception):
-            yield self.context.call_activity_with_retry(
-                C.RECORD_ONBOARDING.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, Step.FINISH.value, payload.to_json()),
+            yield from self.wait_for(
+                self.context.call_activity_with_retry(
+                    C.RECORD_ONBOARDING.name,
+                    self.retry,
+                    logcontext.with_log_fields(self.context, Step.FINISH.value, payload.to_json()),
+                )
             )
 
     def finish(
@@ -627,18 +681,21 @@ class Onboarding:
                 result=replace(result, attention=tuple(MailboxResult.from_json(a) for a in attention or ())),
                 mailbox_count=self.mailbox_count,
             )
-            yield self.context.call_activity_with_retry(
-                C.NOTIFY_OUTCOME.name,
-                self.retry,
-                logcontext.with_log_fields(self.context, Step.FINISH.value, email.to_json()),
+            yield from self.wait_for(
+                self.context.call_activity_with_retry(
+                    C.NOTIFY_OUTCOME.name,
+                    self.retry,
+                    logcontext.with_log_fields(self.context, Step.FINISH.value, email.to_json()),
+                )
             )
         except Exception:  # the email is a courtesy; the result and the callback still stand
             notes.append("The summary email could not be sent.")
-        if not (yield from self.emit(EventType.COMPLETED, summary)):
+        yield from self.emit(EventType.COMPLETED, summary, alongside=True)
+        yield from self.record(outcome)
+        if not (yield from self.settle_handover()):
             notes.append("The completion event could not be queued for delivery.")
         elif self.request.callback_url:
             notes.append("Completion event queued for delivery.")
-        yield from self.record(outcome)
         self.mark(Step.FINISH, StepState.DONE, " ".join(notes))
         self.event(
             opsevents.OpsEvent.ONBOARDING_FINISHED,
