@@ -12,7 +12,8 @@ the ceiling every few requests would spend more time waiting than it gains.
 Concurrency alone cannot keep under a request-rate limit (short round trips at full concurrency
 exceed it), so the limiter also learns a rate: on a throttling answer it sets the rate to 95% of the
 requests started in the last second, then spaces request starts ``1/rate`` apart and raises the rate
-by 0.2% of itself per second without throttling. It settles just under the service's rate and is
+by 1% of itself per second without throttling (0.2% left a run at 80-90% of the limit for the 20 s
+after a late throttling answer; the ceiling below is what keeps it from the limit). It settles just under the service's rate and is
 throttled rarely instead of every second (measured in bench/: 5 throttled calls instead of 1,093 at
 10,000 grants). The rise stops at 98% of the highest rate the service has throttled at (its
 ceiling), which itself creeps up by 0.02% per second: left to rise, the rate met the ceiling again
@@ -20,13 +21,25 @@ every half minute and each time lost a whole ``Retry-After``, which kept a long 
 the allowed rate; a service whose limit went up is still found, slowly, and one whose limit went
 down throttles, which lowers the rate as before.
 
+The ceiling is read as the service would have counted: when a request is refused, the calls started
+in the second before *its own* start (not before its answer, which comes a round trip later, when
+other requests have started and early ones have left the window), and it is never below the busiest
+second the service accepted. A refused request says the limit is under that second's calls plus its
+own; an accepted one that it is at least the calls of the second ending at its start.
+
 A request may carry several calls (Exchange's ``$batch``): it acquires a ``weight``, one unit per call,
 so the concurrency and the rate stay counted in calls whatever their packaging.
+
+Callers take their turn by ``priority`` (lowest first; by default the time they first asked): a worker
+granting many batches finishes the batch it started first before the next, instead of every batch
+advancing a little at a time and all finishing together, so each batch's verification starts as soon
+as its own grants are done and the logins come steadily rather than all at once (bench/findings.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 import weakref
@@ -35,18 +48,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 BACK_OFF = 0.95  # rate after a throttling answer, as a share of the last second's request starts
-GROWTH_PER_S = 0.002  # share of the rate gained per second without throttling
+GROWTH_PER_S = 0.01  # share of the rate gained per second without throttling
 CEILING_SHARE = 0.98  # the rate rises to this share of the highest rate throttled at, no further
 CEILING_GROWTH_PER_S = 0.0002  # how fast that ceiling creeps up, to find a limit that went up
 
 
 @dataclass(frozen=True)
 class Ticket:
-    """A granted slot; remembers the limit's epoch when the request started and how many calls it
-    carries."""
+    """A granted slot; remembers the limit's epoch when the request started, how many calls it
+    carries, when it started and how many calls (its own included) started in the second ending then."""
 
     epoch: int
     weight: int = 1
+    started: float = 0.0
+    window: int = 0
 
 
 class AdaptiveLimiter:
@@ -81,8 +96,10 @@ class AdaptiveLimiter:
         self.rate: float | None = None  # requests/s; None until the service first throttles
         self.ceiling: float | None = None  # the highest request rate the service has throttled at
         self._next_start = 0.0
-        self._starts: deque[float] = deque()
+        self._starts: deque[float] = deque()  # every call's start in the last two seconds
         self._last_growth = clock()
+        self.accepted_peak = 0  # the most calls started in one second that the service all took
+        self._in_line: list[float] = []  # the priorities of the callers waiting for a turn, sorted
 
     @property
     def limit(self) -> int:
@@ -96,12 +113,31 @@ class AdaptiveLimiter:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
 
-    async def acquire(self, weight: int = 1) -> Ticket:
-        """Wait for room for ``weight`` calls. A request heavier than the limit starts alone, so a
-        batch formed before the limit dropped still goes out (callers size batches to ``limit``)."""
+    async def acquire(self, weight: int = 1, priority: float | None = None) -> Ticket:
+        """Wait for room for ``weight`` calls and for no caller of a lower ``priority`` to be waiting.
+        A request heavier than the limit starts alone, so a batch formed before the limit dropped still
+        goes out (callers size batches to ``limit``)."""
         if weight < 1:
             raise ValueError("weight must be at least 1")
         async with self._changed:
+            await self._turn(weight, priority)
+            self._in_flight += weight
+            epoch = self._epoch
+        started, window = await self._pace(weight)
+        return Ticket(epoch, weight, started, window)
+
+    async def room(self, weight: int = 1, priority: float | None = None) -> None:
+        """Wait until ``acquire(weight, priority)`` would not wait (without taking a slot): a caller
+        that packs several calls into one request packs them when they can go."""
+        async with self._changed:
+            await self._turn(weight, priority)
+
+    async def _turn(self, weight: int, priority: float | None) -> None:
+        """With the condition held: until no pause, room for ``weight`` calls, and this caller first
+        in line (lowest priority; equal ones go as they wake)."""
+        mine = self._clock() if priority is None else priority
+        bisect.insort(self._in_line, mine)
+        try:
             while True:
                 pause = self.paused_for()
                 if pause > 0:
@@ -109,30 +145,17 @@ class AdaptiveLimiter:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._changed.wait(), timeout=pause)
                     continue
-                if self._in_flight + weight <= self.limit or self._in_flight == 0:
-                    self._in_flight += weight
-                    ticket = Ticket(self._epoch, weight)
-                    break
-                await self._changed.wait()
-        await self._pace(weight)
-        return ticket
-
-    async def room(self, weight: int = 1) -> None:
-        """Wait until ``acquire(weight)`` would not wait for a slot (without taking one): a caller that
-        packs several calls into one request packs them when they can go."""
-        async with self._changed:
-            while True:
-                pause = self.paused_for()
-                if pause > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), timeout=pause)
-                    continue
-                if self._in_flight + weight <= self.limit or self._in_flight == 0:
+                fits = self._in_flight + weight <= self.limit or self._in_flight == 0
+                if fits and mine <= self._in_line[0]:
                     return
                 await self._changed.wait()
+        finally:
+            del self._in_line[bisect.bisect_left(self._in_line, mine)]
+            self._changed.notify_all()  # the next in line may go now
 
-    async def _pace(self, weight: int = 1) -> None:
-        """Space request starts ``weight/rate`` apart once a rate has been learned."""
+    async def _pace(self, weight: int = 1) -> tuple[float, int]:
+        """Space request starts ``weight/rate`` apart once a rate has been learned. Answers when the
+        request started and how many calls (its own included) started in the second ending then."""
         now = self._clock()
         if self.rate is not None:
             start = max(now, self._next_start)
@@ -141,22 +164,32 @@ class AdaptiveLimiter:
                 await self._sleep(start - now)
                 now = self._clock()
         self._starts.extend([now] * weight)
-        while self._starts and self._starts[0] < now - 1.0:
+        while self._starts and self._starts[0] < now - 2.0:  # two seconds: see _started_before
             self._starts.popleft()
+        return now, self._started_before(now)
+
+    def _started_before(self, moment: float) -> int:
+        """Calls started in the second ending at ``moment``, those starting at it included."""
+        return sum(1 for t in self._starts if moment - 1.0 < t <= moment)
 
     def _learn_rate(self, throttled: bool, ticket: Ticket) -> None:
         if not self.pace:
             return
         now = self._clock()
         elapsed = max(0.0, now - self._last_growth)
+        if not throttled:
+            self.accepted_peak = max(self.accepted_peak, ticket.window)
         if throttled and ticket.epoch == self._epoch:
-            # What the service took in the last second: the starts less the refused request's own
-            # calls (a $batch of 5 refused whole had counted 5 and, left in, set a rate above the limit).
-            started = sum(1 for t in self._starts if t >= now - 1.0)
-            recent = max(1, started - ticket.weight)
+            # What the service took in the second before the refused request: the starts up to its
+            # own, less its own calls (a $batch of 5 refused whole had counted 5 and, left in, set a
+            # rate above the limit).
+            recent = max(1, self._started_before(ticket.started) - ticket.weight)
             learned = max(1.0, BACK_OFF * recent)
             self.rate = learned if self.rate is None else min(self.rate * BACK_OFF, learned)
-            self.ceiling = max(self.ceiling or 0.0, float(recent))
+            # The limit is under recent + weight and at least what a busiest accepted second held.
+            took = min(self.accepted_peak, recent + ticket.weight - 1)
+            self.ceiling = max(self.ceiling or 0.0, float(recent), float(took))
+            self.accepted_peak = 0  # what the service takes from now on is learned afresh
             self._next_start = now
         elif not throttled and self.rate is not None:
             grown = self.rate + self.rate * GROWTH_PER_S * elapsed

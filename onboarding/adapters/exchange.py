@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -307,6 +308,9 @@ class ExchangeAdmin:
         self.limiter = shared_limiter(
             settings.exchange_endpoint, tenant, max_concurrency or settings.mailbox_concurrency
         )
+        # This adapter's turn at the shared limiter: an activity's calls go before those of the
+        # activities that started after it (onboarding/adapters/_throttle.py).
+        self._priority = time.monotonic()
         if transport is None:
             from onboarding.adapters._tls import http_client
 
@@ -364,7 +368,7 @@ class ExchangeAdmin:
         if prefer:
             headers["Prefer"] = prefer
         if ticket is None:
-            ticket = await self.limiter.acquire(calls)
+            ticket = await self.limiter.acquire(calls, self._priority)
         throttled, retry_after = False, None
         try:
             try:
@@ -440,9 +444,9 @@ class ExchangeAdmin:
         """Cut the queue into batches as the limiter has room for them, so a batch holds what is queued
         when it can go (up to 10, and no more than the limiter's current concurrency)."""
         while self._queue:
-            await self.limiter.room(self._batch_size())
+            await self.limiter.room(self._batch_size(), self._priority)
             size = self._batch_size()
-            ticket = await self.limiter.acquire(size)
+            ticket = await self.limiter.acquire(size, self._priority)
             items = self._queue[:size]
             del self._queue[:size]
             if all(q.answer.done() for q in items):  # every caller was cancelled meanwhile

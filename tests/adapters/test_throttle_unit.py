@@ -176,3 +176,38 @@ async def test_a_paced_limiter_rises_back_towards_the_rate_it_was_throttled_at_b
         await limiter.release(await limiter.acquire())
     # It came back up to 98% of the ceiling (plus the ceiling's slow creep), not into the next 429.
     assert 0.97 * 101 <= limiter.rate <= 0.98 * 101 * 1.02
+
+
+async def test_the_caller_that_started_first_takes_its_turn_before_later_ones() -> None:
+    limiter = AdaptiveLimiter(1)
+    holding = await limiter.acquire()
+    order: list[str] = []
+
+    async def caller(name: str, priority: float) -> None:
+        await limiter.release(await limiter.acquire(1, priority))
+        order.append(name)
+
+    later = asyncio.create_task(caller("batch started second", 2.0))
+    await asyncio.sleep(0.01)  # it asks first...
+    earlier = asyncio.create_task(caller("batch started first", 1.0))
+    await asyncio.sleep(0.01)
+    await limiter.release(holding)
+    await asyncio.wait_for(asyncio.gather(later, earlier), 5)
+    assert order == ["batch started first", "batch started second"]  # ...but the older activity goes first
+    assert limiter.in_flight == 0
+
+
+async def test_the_ceiling_is_read_at_the_refused_requests_own_start_not_at_its_answer() -> None:
+    now = [0.0]
+    limiter = AdaptiveLimiter(10, pace=True, clock=lambda: now[0])
+    # 20 batches of 5 within one second, all accepted: the service took 100 calls.
+    for _ in range(20):
+        ticket = await limiter.acquire(5)
+        now[0] += 0.049
+        await limiter.release(ticket)
+    refused = await limiter.acquire(5)  # the 21st batch, refused
+    now[0] += 0.05  # its 429 comes back a round trip later, when the first batch has left the second
+    await limiter.release(refused, throttled=True)
+    # Counted at the answer, 95 calls; in the second before the refused batch started, 100.
+    assert limiter.ceiling == 100
+    assert limiter.rate == pytest.approx(95)
