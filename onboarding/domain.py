@@ -187,7 +187,8 @@ class WorkflowOptions(_Json):
     # How the orchestrator runs the procedure, kept in the input so that a history replays with the
     # code path it was recorded with. 1 (an input that has none): each webhook event is handed over
     # before the next step starts. 2: the hand-over runs alongside the next step's activity.
-    procedure_version: int = PROCEDURE_VERSION
+    # Not a setting: the settings' options always carry PROCEDURE_VERSION.
+    procedure_version: int
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:

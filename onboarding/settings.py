@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from onboarding.access_tokens import TokenConfig, TokenVersion
-from onboarding.domain import WorkflowOptions
+from onboarding.domain import PROCEDURE_VERSION, WorkflowOptions
 from onboarding.errors import ConfigurationError
 from onboarding.lazy import lazy
 
@@ -255,7 +255,10 @@ def default_of(name: str) -> str:
 
 def default_workflow_options() -> WorkflowOptions:
     """The orchestrator's options when nothing overrides a default (an input that carries none)."""
-    return WorkflowOptions(**{option: int(default_of(name)) for option, name in _WORKFLOW_SETTINGS.items()})
+    return WorkflowOptions(
+        **{option: int(default_of(name)) for option, name in _WORKFLOW_SETTINGS.items()},
+        procedure_version=PROCEDURE_VERSION,
+    )
 
 
 _CLOUDS_FILE = Path(__file__).with_name("clouds.json")
@@ -344,7 +347,8 @@ class Settings:
     def workflow_options(self) -> WorkflowOptions:
         """The part of the settings the orchestrator needs, passed in its input."""
         return WorkflowOptions(
-            **{option: getattr(self, name.lower()) for option, name in _WORKFLOW_SETTINGS.items()}
+            **{option: getattr(self, name.lower()) for option, name in _WORKFLOW_SETTINGS.items()},
+            procedure_version=PROCEDURE_VERSION,
         )
 
     @property
