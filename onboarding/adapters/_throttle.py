@@ -151,7 +151,8 @@ class AdaptiveLimiter:
                 await self._changed.wait()
         finally:
             del self._in_line[bisect.bisect_left(self._in_line, mine)]
-            self._changed.notify_all()  # the next in line may go now
+            if self._in_line:
+                self._changed.notify_all()  # the next in line may go now
 
     async def _pace(self, weight: int = 1) -> tuple[float, int]:
         """Space request starts ``weight/rate`` apart once a rate has been learned. Answers when the
