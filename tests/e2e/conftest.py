@@ -23,7 +23,7 @@ from demo.admin import Admin, link_in
 from endpoints import decision_pages
 from endpoints import http as endpoint_http
 from funchost import LocalHost, ManualClock
-from onboarding import logcontext, records, redaction
+from onboarding import admission, logcontext, records, redaction
 from onboarding.adapters import identity
 from onboarding.settings import load_settings
 from sandbox import Sandbox, SandboxConfig
@@ -313,6 +313,10 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        # The worker caches a tenant's verified domains by Graph endpoint and tenant id; a sandbox's
+        # tenant id comes from its seed and its port may be one an earlier test's sandbox freed, so
+        # each tenant starts with an empty cache, as a new deployment would.
+        monkeypatch.setattr(admission, "_domains", admission.DomainCache())
         sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])
         load_settings.cache_clear()
         if realistic and clock is not None:
