@@ -313,17 +313,18 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        # The worker caches a tenant's verified domains by Graph endpoint and tenant id; a sandbox's
-        # tenant id comes from its seed and its port may be one an earlier test's sandbox freed, so
-        # each tenant starts with an empty cache, as a new deployment would.
+        # The worker caches a tenant's verified domains by Graph endpoint and tenant id, and its
+        # managed identity's tokens by identity endpoint and resource; a sandbox's tenant id comes
+        # from its seed and its ports may be ones an earlier test's sandbox freed (with another
+        # signing key), so each tenant starts with empty caches, as a new deployment would.
         monkeypatch.setattr(admission, "_domains", admission.DomainCache())
+        monkeypatch.setattr(identity, "_workers", {})
         sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])
         load_settings.cache_clear()
         if realistic and clock is not None:
             # The worker's token cache judges a token's expiry on the worker's clock, and the tenant
             # issues and checks tokens on its own: in Azure both are real time; here the tenant's
             # jumps, so the worker reads it too (a cached token is not sent past its expiry).
-            monkeypatch.setattr(identity, "_workers", {})
             monkeypatch.setattr(
                 identity,
                 "WorkerCredential",
