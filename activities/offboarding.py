@@ -7,7 +7,6 @@ raise an event to one); the others are thin over ``onboarding.offboarding``.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from onboarding import activity_names as A
 from onboarding import contracts as C
 from onboarding import logcontext, mailbox_ops, offboarding
 from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
+from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.lazy import lazy
 from onboarding.services import Services
 
@@ -28,7 +28,6 @@ else:  # loaded by the first activity that needs it (onboarding/lazy.py)
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.activities")
-_RUNNING = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
 
 
 # --- the onboarding, through the Durable client ------------------------------------------------------
@@ -64,16 +63,16 @@ async def _read(
     runtime = status.runtime_status.name if status and status.runtime_status else None
     if runtime is None:
         return offboarding.OnboardingSnapshot(final=True)
-    raw_input = _as_object(status.input_)
+    raw_input = json_object(status.input_)
     request = raw_input.get("request")
-    if runtime in _RUNNING:
+    if runtime in RUNNING_STATES:
         if cancel:
             try:
                 await client.raise_event(onboarding_id, EVENT_CANCEL, {})
             except Exception:  # it finished meanwhile: the next read says so
                 log.info("onboarding %s finished before the cancellation arrived", onboarding_id)
         return offboarding.OnboardingSnapshot(final=False, request=request)
-    output = _as_object(status.output)
+    output = json_object(status.output)
     return offboarding.OnboardingSnapshot(
         final=True,
         request=request,
@@ -91,19 +90,9 @@ async def _mailboxes_with_access(
     requested = list((request or {}).get("mailboxes") or []) if isinstance(request, dict) else []
     operated = await client.get_status(mailbox_ops.mailbox_operation_instance_id(onboarding_id))
     runtime = operated.runtime_status.name if operated and operated.runtime_status else None
-    output = _as_object(operated.output) if operated and runtime == "Completed" else {}
+    output = json_object(operated.output) if operated and runtime == "Completed" else {}
     result = mailbox_ops.MailboxOperationResult.from_json(output) if output else None
     return mailbox_ops.holding_access(requested, result)
-
-
-def _as_object(value: Any) -> dict[str, Any]:
-    """Durable hands inputs and outputs back decoded or as JSON text, depending on how they were set."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 async def _events_sent(

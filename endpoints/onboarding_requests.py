@@ -32,7 +32,16 @@ from endpoints.http import (
     requester,
 )
 from endpoints.listing import InvalidToken, ListRequest, list_onboardings, parse_list_request, summary
-from onboarding import admission, logcontext, mailbox_ops, offboarding, rotation, status_view, webhook_hub
+from onboarding import (
+    admission,
+    durable_status,
+    logcontext,
+    mailbox_ops,
+    offboarding,
+    rotation,
+    status_view,
+    webhook_hub,
+)
 from onboarding.domain import (
     EVENT_CANCEL,
     ORCHESTRATOR,
@@ -561,7 +570,7 @@ async def _rotation_input(
     """The rotation's input from the finished onboarding (its request and output), or why there is none."""
     onboarding_id = str(status["instanceId"])
     request = status_view.stored_request(status)
-    output = rotation.as_object(status.get("output"))
+    output = durable_status.json_object(status.get("output"))
     result = OnboardingResult.from_json(output) if output else None
     if request is None or result is None or result.app is None:
         return "The onboarding did not leave an app registration to rotate the secret of."
@@ -575,7 +584,10 @@ async def _rotation_input(
     if not verified:
         return "No mailbox of this onboarding is verified, so a new secret could not be verified."
     delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    sent = [output.get("webhook_events"), rotation.as_object(previous.get("output")).get("webhook_events")]
+    sent = [
+        output.get("webhook_events"),
+        durable_status.json_object(previous.get("output")).get("webhook_events"),
+    ]
     sent.append((delivery or {}).get("events"))
     return rotation.RotationInput(
         onboarding_id=onboarding_id,
@@ -636,7 +648,7 @@ async def _rotate(
         return _not_rotatable(links, onboarding_id, "The onboarding is offboarded (or being offboarded).")
     instance_id = rotation.rotation_instance_id(onboarding_id)
     found = await fetch_status(client, instance_id, show_input=True)
-    if found and rotation.is_running(found):
+    if found and durable_status.is_running(found):
         return _rotation_answer(links, onboarding_id, found, existing=True)
     job = await _rotation_input(client, settings, status, found, credential_type)
     if isinstance(job, str):
@@ -645,7 +657,7 @@ async def _rotate(
         await client.start_new(rotation.ROTATION_ORCHESTRATOR, instance_id, job.to_json())
     except Exception:  # a concurrent POST won the race, or the engine refused (type only: URLs)
         found = await fetch_status(client, instance_id, show_input=True)
-        if found and rotation.is_running(found):
+        if found and durable_status.is_running(found):
             return _rotation_answer(links, onboarding_id, found, existing=True)
         log.error("could not start the rotation of %s", onboarding_id)
         return problem(
@@ -697,7 +709,7 @@ async def _operation_input(
     Or why not."""
     onboarding_id = str(status["instanceId"])
     request = status_view.stored_request(status)
-    output = rotation.as_object(status.get("output"))
+    output = durable_status.json_object(status.get("output"))
     result = OnboardingResult.from_json(output) if output else None
     if request is None or result is None or result.app is None or result.secret is None:
         return "The onboarding did not leave an app registration and secret to grant mailboxes to."
@@ -714,13 +726,13 @@ async def _operation_input(
             return refused
         mailboxes = list(change[1])
     rotated = await fetch_status(client, rotation.rotation_instance_id(onboarding_id))
-    newer = rotation.as_object((rotated or {}).get("output"))
+    newer = durable_status.json_object((rotated or {}).get("output"))
     # After a rotation the verify step must read the current secret, not the onboarding's first one.
     rotated_secret = newer.get("secret") if newer.get("status") == "succeeded" else None
     secret = SecretRef.from_json(rotated_secret) if rotated_secret else result.secret
     delivery = await webhook_hub.read_delivery(client, onboarding_id)
     sent = [output.get("webhook_events"), newer.get("webhook_events"), (delivery or {}).get("events")]
-    sent.append(mailbox_ops.as_object((previous or {}).get("output")).get("webhook_events"))
+    sent.append(durable_status.json_object((previous or {}).get("output")).get("webhook_events"))
     before = mailbox_ops.finished_result(previous)
     return mailbox_ops.MailboxOperationInput(
         onboarding_id=onboarding_id,
@@ -805,7 +817,7 @@ async def _mailbox_operation(
         return not_found(onboarding_id)
     instance_id = mailbox_ops.mailbox_operation_instance_id(onboarding_id)
     found = await fetch_status(client, instance_id, show_input=True)
-    if found and mailbox_ops.is_running(found):
+    if found and durable_status.is_running(found):
         return _operation_answer(links, onboarding_id, found, existing=True)
     outcome = status_view.build_view(status)["status"]
     if outcome not in ROTATABLE:
@@ -823,7 +835,7 @@ async def _mailbox_operation(
         await client.start_new(mailbox_ops.MAILBOX_OPERATION_ORCHESTRATOR, instance_id, job.to_json())
     except Exception:  # a concurrent POST won the race, or the engine refused (type only: URLs)
         found = await fetch_status(client, instance_id, show_input=True)
-        if found and mailbox_ops.is_running(found):
+        if found and durable_status.is_running(found):
             return _operation_answer(links, onboarding_id, found, existing=True)
         log.error("could not start the mailbox operation of %s", onboarding_id)
         return problem(

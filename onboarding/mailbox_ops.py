@@ -14,7 +14,6 @@ view shows each mailbox's latest state; the onboarding's own outcome is left as 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +32,7 @@ from onboarding.domain import (
     WorkflowOptions,
     _default_options,
 )
+from onboarding.durable_status import is_running, json_object
 from onboarding.lazy import lazy
 
 if TYPE_CHECKING:
@@ -268,26 +268,12 @@ async def record_operation(svc: ServicesPort, p: RecordMailboxOperation) -> None
 
 # --- the status view (pure: from the Durable status documents) -------------------------------------
 
-_LIVE = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
-
-
-def as_object(value: Any) -> dict[str, Any]:
-    """Durable hands JSON values back decoded or as JSON text, depending on how they were set."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
-
-
-def is_running(status: dict[str, Any]) -> bool:
-    return status.get("runtimeStatus") in _LIVE
-
 
 def finished_result(status: dict[str, Any] | None) -> MailboxOperationResult | None:
     output = (
-        as_object((status or {}).get("output")) if (status or {}).get("runtimeStatus") == "Completed" else {}
+        json_object((status or {}).get("output"))
+        if (status or {}).get("runtimeStatus") == "Completed"
+        else {}
     )
     return MailboxOperationResult.from_json(output) if output else None
 
@@ -295,8 +281,8 @@ def finished_result(status: dict[str, Any] | None) -> MailboxOperationResult | N
 def operation_view(status: dict[str, Any]) -> dict[str, Any]:
     """The ``mailboxOperation`` part of an onboarding's status view: what runs on which mailboxes,
     how far it is (``counts``), and each mailbox's result once it ended."""
-    job = as_object(status.get("input"))
-    custom = as_object(status.get("customStatus"))
+    job = json_object(status.get("input"))
+    custom = json_object(status.get("customStatus"))
     result = finished_result(status)
     view: dict[str, Any] = {
         "kind": job.get("kind") or custom.get("kind"),

@@ -21,7 +21,6 @@ output: an onboarding that failed, was terminated or never finished has no outpu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -38,6 +37,7 @@ from onboarding.domain import (
     vault_certificate_name,
     vault_secret_name,
 )
+from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.errors import InvalidRequestError, NotFoundError
 from onboarding.lazy import lazy
 
@@ -328,21 +328,9 @@ async def notify_admins(
 
 # --- the status view (pure: from the Durable status document, ``endpoints.http.status_json``) -----
 
-_LIVE = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
-
-
-def _object(value: Any) -> dict[str, Any]:
-    """Durable hands JSON values back decoded or as JSON text, depending on how they were set."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
-
 
 def requested_purge(status: dict[str, Any]) -> bool:
-    return bool(_object(status.get("input")).get("purge", False))
+    return bool(json_object(status.get("input")).get("purge", False))
 
 
 def must_restart(status: dict[str, Any]) -> bool:
@@ -358,8 +346,8 @@ def offboarding_view(status: dict[str, Any]) -> dict[str, Any]:
     """The ``offboarding`` part of an onboarding's status view: its state, its steps in order, what it
     removed and what is left for an admin."""
     runtime = status.get("runtimeStatus")
-    custom = _object(status.get("customStatus"))
-    output = _object(status.get("output")) if runtime == "Completed" else {}
+    custom = json_object(status.get("customStatus"))
+    output = json_object(status.get("output")) if runtime == "Completed" else {}
     steps = output.get("steps") or custom.get("steps") or {}
     view: dict[str, Any] = {
         "status": OffboardingStatus.RUNNING.value,
@@ -375,7 +363,7 @@ def offboarding_view(status: dict[str, Any]) -> dict[str, Any]:
         "mailboxesRemoved": int(output.get("mailboxes_removed", 0)),
         "mailboxesFailed": list(output.get("mailboxes_failed", [])),
     }
-    if runtime in _LIVE:
+    if runtime in RUNNING_STATES:
         return view
     if output:
         view["status"] = OffboardingStatus(output["status"]).value

@@ -46,6 +46,7 @@ from onboarding.domain import (
     app_unique_name,
     vault_secret_name,
 )
+from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.errors import NotFoundError
 from onboarding.lazy import lazy
 
@@ -535,29 +536,13 @@ def input_from_record(
 
 # --- the status view (pure: from the Durable status document, ``endpoints.http.status_json``) -----
 
-_LIVE = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
-
-
-def as_object(value: Any) -> dict[str, Any]:
-    """Durable hands JSON values back decoded or as JSON text, depending on how they were set."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
-
-
-def is_running(status: dict[str, Any]) -> bool:
-    return status.get("runtimeStatus") in _LIVE
-
 
 def rotation_view(status: dict[str, Any]) -> dict[str, Any]:
     """The ``rotation`` part of an onboarding's status view: state, steps in order, the new secret's
     version (never its value), and the cause when it failed."""
     runtime = status.get("runtimeStatus")
-    custom = as_object(status.get("customStatus"))
-    output = as_object(status.get("output")) if runtime == "Completed" else {}
+    custom = json_object(status.get("customStatus"))
+    output = json_object(status.get("output")) if runtime == "Completed" else {}
     steps = output.get("steps") or custom.get("steps") or {}
     secret = output.get("secret") or custom.get("secret")
     view: dict[str, Any] = {
@@ -573,7 +558,7 @@ def rotation_view(status: dict[str, Any]) -> dict[str, Any]:
         "expiresOn": secret.get("expires_on") if isinstance(secret, dict) else None,
         "error": output.get("error") or None,
     }
-    if runtime in _LIVE:
+    if runtime in RUNNING_STATES:
         return view
     if output:
         view["status"] = RotationStatus(output["status"]).value

@@ -20,10 +20,10 @@ from onboarding.domain import (
     Progress,
     StepState,
 )
+from onboarding.durable_status import RUNNING_STATES, is_running
 from onboarding.expiry import CREDENTIALS_CONTENT_TYPE
 from onboarding.handoff import CERTIFICATE_SCHEMA_VERSION, CREDENTIALS_SCHEMA_VERSION
 
-RUNNING_STATES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 # Statuses a caller sees; "running" and "waiting" are not final.
 STATUSES = ("running", "waiting", "succeeded", "partial", "rejected", "expired", "cancelled", "failed")
 FINAL_STATUSES = frozenset(STATUSES) - {"running", "waiting"}
@@ -33,10 +33,6 @@ _FIXES: dict[str, str] = {
     "rejected": "Talk to the tenant admin who declined; submit a new request if they agree.",
     "cancelled": "Submit a new request if the onboarding is still needed.",
 }
-
-
-def is_running(status: dict[str, Any]) -> bool:
-    return status.get("runtimeStatus") in RUNNING_STATES
 
 
 def status_url(onboarding_id: str) -> str:

@@ -96,17 +96,22 @@ async def _start_rotation(
     """Not while an offboarding exists or a rotation runs, nor after one failed (its admins were told;
     they rotate by POST once the cause is fixed)."""
     from endpoints.http import status_json
-    from onboarding import offboarding, rotation, webhook_hub
+    from onboarding import durable_status, offboarding, rotation, webhook_hub
 
     if status_json(await client.get_status(offboarding.offboarding_instance_id(onboarding_id))):
         return False
     instance_id = rotation.rotation_instance_id(onboarding_id)
     previous = status_json(await client.get_status(instance_id))
-    if previous and (rotation.is_running(previous) or rotation.rotation_view(previous)["status"] == "failed"):
+    if previous and (
+        durable_status.is_running(previous) or rotation.rotation_view(previous)["status"] == "failed"
+    ):
         return False
     record = await record_of(onboarding_id)
     delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    sent = [(delivery or {}).get("events"), rotation.as_object(previous.get("output")).get("webhook_events")]
+    sent = [
+        (delivery or {}).get("events"),
+        durable_status.json_object(previous.get("output")).get("webhook_events"),
+    ]
     job = (
         rotation.input_from_record(
             record,
