@@ -255,10 +255,12 @@ def default_of(name: str) -> str:
 
 def default_workflow_options() -> WorkflowOptions:
     """The orchestrator's options when nothing overrides a default (an input that carries none)."""
-    return WorkflowOptions(
-        **{option: int(default_of(name)) for option, name in _WORKFLOW_SETTINGS.items()},
-        procedure_version=PROCEDURE_VERSION,
-    )
+    return _workflow_options({option: int(default_of(name)) for option, name in _WORKFLOW_SETTINGS.items()})
+
+
+def _workflow_options(values: dict[str, int]) -> WorkflowOptions:
+    """The options from the settings' values; the procedure version is the code's, never a setting."""
+    return WorkflowOptions(**values, procedure_version=PROCEDURE_VERSION)
 
 
 _CLOUDS_FILE = Path(__file__).with_name("clouds.json")
@@ -346,9 +348,8 @@ class Settings:
 
     def workflow_options(self) -> WorkflowOptions:
         """The part of the settings the orchestrator needs, passed in its input."""
-        return WorkflowOptions(
-            **{option: getattr(self, name.lower()) for option, name in _WORKFLOW_SETTINGS.items()},
-            procedure_version=PROCEDURE_VERSION,
+        return _workflow_options(
+            {option: getattr(self, name.lower()) for option, name in _WORKFLOW_SETTINGS.items()}
         )
 
     @property

@@ -14,8 +14,8 @@ exceed it), so the limiter also learns a rate: on a throttling answer it sets th
 requests started in the last second, then spaces request starts ``1/rate`` apart and raises the rate
 by 1% of itself per second without throttling (0.2% left a run at 80-90% of the limit for the 20 s
 after a late throttling answer; the ceiling below is what keeps it from the limit). It settles just
-under the service's rate and is throttled rarely instead of every second (measured in bench/: 5 throttled calls instead of 1,093 at
-10,000 grants). The rise stops at 98% of the highest rate the service has throttled at (its
+under the service's rate and is throttled rarely instead of every second (measured in bench/: 5
+throttled calls instead of 1,093 at 10,000 grants). The rise stops at 98% of the highest rate the service has throttled at (its
 ceiling), which itself creeps up by 0.02% per second: left to rise, the rate met the ceiling again
 every half minute and each time lost a whole ``Retry-After``, which kept a long run at about 90% of
 the allowed rate; a service whose limit went up is still found, slowly, and one whose limit went
