@@ -111,22 +111,24 @@ async def diagnose(payload: dict[str, Any], client: df.DurableOrchestrationClien
 async def next_webhook_sequence(
     payload: dict[str, Any], client: df.DurableOrchestrationClient
 ) -> dict[str, Any]:
-    """The number the next event of a finished onboarding gets: one past the events its delivery
-    orchestration holds. Only once that holds the outcome: until then the onboarding's own last
-    event may still be on its way, and reusing its number would lose one of the two."""
+    """The number the next event of a finished onboarding gets: one past the last of its stream
+    (``webhook_hub.last_event_number``). Only once its delivery holds the outcome: until then the
+    onboarding's own last event may still be on its way, and reusing its number would lose one of
+    the two."""
 
     p = C.OnboardingRef.from_json(payload)
 
     async def work(_: Services) -> int:
         try:
             summary = await webhook_hub.read_delivery(client, p.onboarding_id)
+            last = await webhook_hub.last_event_number(client, p.onboarding_id)
         except Exception as exc:
             raise TransientError(
                 f"The webhook delivery state could not be read ({type(exc).__name__})."
             ) from None
         if summary is None or not summary.get("final"):
             raise TransientError("The onboarding's outcome event has not reached its delivery yet.")
-        return int(summary["events"]) + 1
+        return last + 1
 
     return await _run(C.NEXT_WEBHOOK_SEQUENCE.name, work, payload)
 

@@ -77,7 +77,7 @@ async def _read(
         final=True,
         request=request,
         app=output.get("app"),
-        events_sent=await _events_sent(client, onboarding_id, output),
+        events_sent=await webhook_hub.last_event_number(client, onboarding_id),
         mailboxes=await _mailboxes_with_access(client, onboarding_id, request),
     )
 
@@ -93,20 +93,6 @@ async def _mailboxes_with_access(
     output = json_object(operated.output) if operated and runtime == "Completed" else {}
     result = mailbox_ops.MailboxOperationResult.from_json(output) if output else None
     return mailbox_ops.holding_access(requested, result)
-
-
-async def _events_sent(
-    client: df.DurableOrchestrationClient, onboarding_id: str, output: dict[str, Any]
-) -> int:
-    """The last webhook event number of the onboarding's stream: what the onboarding reports in its
-    output (exact), or what its delivery orchestration took in, whichever is higher. The delivery's
-    count covers an onboarding without the number (older, terminated or crashed) and the events of an
-    earlier offboarding run that ended unexpectedly: a number already used would be dropped as a
-    duplicate."""
-    reported = output.get("webhook_events")
-    delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    taken = int((delivery or {}).get("events") or 0)
-    return max(reported if isinstance(reported, int) else 0, taken)
 
 
 # --- the removals ---------------------------------------------------------------------------------

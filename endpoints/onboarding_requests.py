@@ -564,7 +564,6 @@ async def _rotation_input(
     client: df.DurableOrchestrationClient,
     settings: Settings,
     status: dict[str, Any],
-    previous: dict[str, Any],
     credential_type: CredentialType | None = None,
 ) -> rotation.RotationInput | str:
     """The rotation's input from the finished onboarding (its request and output), or why there is none."""
@@ -583,12 +582,6 @@ async def _rotation_input(
     verified = [str(r["mailbox"]) for r in current if r["state"] == MailboxState.VERIFIED.value]
     if not verified:
         return "No mailbox of this onboarding is verified, so a new secret could not be verified."
-    delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    sent = [
-        output.get("webhook_events"),
-        durable_status.json_object(previous.get("output")).get("webhook_events"),
-    ]
-    sent.append((delivery or {}).get("events"))
     return rotation.RotationInput(
         onboarding_id=onboarding_id,
         tenant_id=request.tenant_id,
@@ -600,7 +593,7 @@ async def _rotation_input(
         lifetime_days=request.secret_lifetime_days,
         overlap_hours=settings.rotation_overlap_hours,
         requested_at=datetime.now(UTC).isoformat(),
-        events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
+        events_sent=await webhook_hub.last_event_number(client, onboarding_id),
         requested_by=requester().to_json(),
         options=settings.workflow_options(),
         credential_type=credential_type,
@@ -650,7 +643,7 @@ async def _rotate(
     found = await fetch_status(client, instance_id, show_input=True)
     if found and durable_status.is_running(found):
         return _rotation_answer(links, onboarding_id, found, existing=True)
-    job = await _rotation_input(client, settings, status, found, credential_type)
+    job = await _rotation_input(client, settings, status, credential_type)
     if isinstance(job, str):
         return _not_rotatable(links, onboarding_id, job)
     try:
@@ -730,9 +723,6 @@ async def _operation_input(
     # After a rotation the verify step must read the current secret, not the onboarding's first one.
     rotated_secret = newer.get("secret") if newer.get("status") == "succeeded" else None
     secret = SecretRef.from_json(rotated_secret) if rotated_secret else result.secret
-    delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    sent = [output.get("webhook_events"), newer.get("webhook_events"), (delivery or {}).get("events")]
-    sent.append(durable_status.json_object((previous or {}).get("output")).get("webhook_events"))
     before = mailbox_ops.finished_result(previous)
     return mailbox_ops.MailboxOperationInput(
         onboarding_id=onboarding_id,
@@ -743,7 +733,7 @@ async def _operation_input(
         protocols=tuple(p.value for p in request.protocols),
         mailboxes=tuple(mailboxes),
         requested_at=datetime.now(UTC).isoformat(),
-        events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
+        events_sent=await webhook_hub.last_event_number(client, onboarding_id),
         requested_by=requester().to_json(),
         options=settings.workflow_options(),
         request=request.to_json(),

@@ -13,6 +13,7 @@ import asyncio
 import json
 from typing import Any
 
+from onboarding.durable_status import json_object
 from onboarding.webhooks import (
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
@@ -36,15 +37,54 @@ def _last_state(status: Any, onboarding_id: str) -> DeliveryState:
     return DeliveryState(onboarding_id)
 
 
+def _input_state(status: Any, onboarding_id: str) -> DeliveryState:
+    data = json_object(getattr(status, "input_", None))
+    if data.get("onboarding_id") == onboarding_id:
+        return DeliveryState.from_json(data)
+    return DeliveryState(onboarding_id)
+
+
 async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | None:
-    """The delivery orchestration's summary (``DeliveryState.summary``), None when it never ran."""
-    status = await client.get_status(delivery_instance_id(onboarding_id))
+    """The delivery orchestration's summary (``DeliveryState.summary``), None when it never ran.
+
+    A delivery started (again) with an event in its input shows no custom status until its first
+    episode ends, and no output: its input is what it holds then, not an empty state."""
+    status = await client.get_status(delivery_instance_id(onboarding_id), show_input=True)
     runtime = _runtime(status)
     if runtime is None:
         return None
-    if runtime in _LIVE and isinstance(status.custom_status, dict):
-        return dict(status.custom_status)
+    if runtime in _LIVE:
+        if isinstance(status.custom_status, dict):
+            return dict(status.custom_status)
+        return _input_state(status, onboarding_id).summary()
     return _last_state(status, onboarding_id).summary()
+
+
+async def last_event_number(client: Any, onboarding_id: str) -> int:
+    """The number of the last event of the onboarding's stream, for a writer about to add to it.
+
+    The highest of what each finished writer reports (the ``webhook_events`` of the onboarding's,
+    rotation's, mailbox operation's and offboarding's outputs, exact) and what the delivery holds.
+    The delivery alone lags: an event raised to it is counted only once it took it, and a number
+    read before that would be given twice. Two events raised under one name before the delivery
+    waits for it leave only the later (the SDK keeps one deferred completion per name), so the
+    earlier, already handed over, would be lost."""
+    from onboarding.mailbox_ops import mailbox_operation_instance_id
+    from onboarding.offboarding import offboarding_instance_id
+    from onboarding.rotation import rotation_instance_id
+
+    writers = (
+        onboarding_id,
+        rotation_instance_id(onboarding_id),
+        mailbox_operation_instance_id(onboarding_id),
+        offboarding_instance_id(onboarding_id),
+    )
+    numbers = [int((await read_delivery(client, onboarding_id) or {}).get("events") or 0)]
+    for instance_id in writers:
+        output = json_object(getattr(await client.get_status(instance_id), "output", None))
+        reported = output.get("webhook_events")
+        numbers.append(reported if isinstance(reported, int) else 0)
+    return max(numbers)
 
 
 # A start can lose a race with another sender (the onboarding's first event and a subscribe call

@@ -107,17 +107,13 @@ async def _start_rotation(
     ):
         return False
     record = await record_of(onboarding_id)
-    delivery = await webhook_hub.read_delivery(client, onboarding_id)
-    sent = [
-        (delivery or {}).get("events"),
-        durable_status.json_object(previous.get("output")).get("webhook_events"),
-    ]
+    events_sent = await webhook_hub.last_event_number(client, onboarding_id)
     job = (
         rotation.input_from_record(
             record,
             overlap_hours=settings.rotation_overlap_hours,
             requested_at=now.isoformat(),
-            events_sent=max(int(n) for n in [0, *sent] if isinstance(n, int)),
+            events_sent=events_sent,
             options=settings.workflow_options(),
             days_before_expiry=settings.rotate_days_before_expiry,
         )

@@ -13,6 +13,7 @@ from onboarding.webhooks import DeliveryState, EventType, envelope
 
 
 class Runtime(Enum):
+    Pending = 0
     Running = 1
     Completed = 2
 
@@ -71,3 +72,68 @@ async def test_an_event_to_a_finished_delivery_starts_it_again_with_the_event_in
     await webhook_hub.send_event(client, "onb-1", event(2, EventType.OFFBOARDING_STARTED))
     assert client.raised == []  # nothing raised to an instance that is not there to read it
     assert [e["type"] for e in client.started[0]["events"]] == ["onboarding.completed", "offboarding.started"]
+
+
+@dataclass
+class Stream:
+    """The statuses of an onboarding's instances, by id: what a writer reads before numbering."""
+
+    statuses: dict[str, Status]
+
+    async def get_status(self, instance_id: str, show_input: bool = False) -> Status | None:
+        status = self.statuses.get(instance_id)
+        if status is not None and not show_input:
+            return Status(status.runtime_status, status.custom_status, status.output)
+        return status
+
+
+def delivery_holding(count: int, runtime: Runtime = Runtime.Running) -> Status:
+    state = DeliveryState("onb-1")
+    for n in range(1, count + 1):
+        state.add_event(event(n, EventType.COMPLETED if n == 5 else EventType.MAILBOX_PROGRESS))
+    return Status(runtime, custom_status=state.summary())
+
+
+async def test_the_next_writer_numbers_after_a_finished_rotations_events_the_delivery_has_not_taken_yet():
+    # CI run of 2026-12-03: the offboarding read only the delivery (11 events taken) while the
+    # rotation had handed over 12 and 13; it numbered its own events 12 and 13, and the delivery kept
+    # one event per number.
+    stream = Stream(
+        {
+            "onb-1": Status(Runtime.Completed, output={"webhook_events": 5}),
+            "onb-1:mailboxes": Status(Runtime.Completed, output={"webhook_events": 9}),
+            "onb-1:rotation": Status(
+                Runtime.Completed, output='{"status": "succeeded", "webhook_events": 13}'
+            ),
+            "onb-1:webhook": delivery_holding(11),
+        }
+    )
+    assert await webhook_hub.last_event_number(stream, "onb-1") == 13
+
+
+async def test_a_delivery_started_again_is_counted_by_the_events_in_its_input_before_it_first_ran():
+    state = DeliveryState("onb-1")
+    for n in range(1, 13):
+        state.add_event(event(n, EventType.MAILBOX_PROGRESS))
+    stream = Stream(
+        {
+            "onb-1": Status(Runtime.Completed, output={"webhook_events": 5}),
+            "onb-1:webhook": Status(Runtime.Pending, input_=state.to_json()),
+        }
+    )
+    assert (await webhook_hub.read_delivery(stream, "onb-1") or {})["events"] == 12
+    assert await webhook_hub.last_event_number(stream, "onb-1") == 12
+
+
+async def test_the_delivery_counts_when_it_holds_more_than_any_writer_reported():
+    # An onboarding without the number in its output (it failed, or ran before the output had it).
+    held = DeliveryState("onb-1")
+    for n in range(1, 8):
+        held.add_event(event(n, EventType.MAILBOX_PROGRESS))
+    stream = Stream(
+        {
+            "onb-1": Status(Runtime.Completed, output="The onboarding failed."),
+            "onb-1:webhook": Status(Runtime.Completed, output=held.to_json()),
+        }
+    )
+    assert await webhook_hub.last_event_number(stream, "onb-1") == 7
