@@ -233,7 +233,9 @@ class Lane:
         try:
             response = self.http.get(
                 f"/runtime/webhooks/durabletask/instances/{instance}",
-                params={"showHistory": "true", "showHistoryOutput": "true", "code": self.host.master_key},
+                params={"showHistory": "true", "showHistoryOutput": "true"},
+                # The lane's client sends the function key as a header, which the host reads first.
+                headers={"x-functions-key": self.host.master_key},
             )
             path.write_text(response.text)
         except httpx.HTTPError as exc:

@@ -165,6 +165,25 @@ class Life:
         assert len(certificate.versions if certificate else []) == certificates
 
 
+def stream_writers(life: Life) -> dict[str, Any]:
+    """For a failed stream: each writer's state and the number it reported as its last event."""
+    assert life.lane.host is not None
+    found: dict[str, Any] = {}
+    for suffix in ("", ":mailboxes", ":rotation", ":offboarding", ":webhook"):
+        response = life.lane.http.get(
+            f"/runtime/webhooks/durabletask/instances/{life.id}{suffix}",
+            headers={"x-functions-key": life.lane.host.master_key},
+        )
+        status = response.json() if response.status_code in (200, 202) else {}
+        output = status.get("output")
+        found[suffix or "onboarding"] = (
+            status.get("runtimeStatus", response.status_code),
+            output.get("webhook_events") if isinstance(output, dict) else None,
+            status.get("customStatus"),
+        )
+    return found
+
+
 def start(life: Life, method: str, path: str, json_body: Any = None) -> dict[str, Any]:
     response = life.send(method, path, json=json_body)
     assert response.status_code == 202, response.text
@@ -356,7 +375,7 @@ def test_an_apps_whole_life_sigkilled_during_every_operation_ends_exactly_as_an_
         events = webhook_events(lane, receiver, "offboarding.completed")
         assert [e["sequence"] for e in events] == list(range(1, len(events) + 1)), "a gap or a repeat"
         types = [e["type"] for e in events]
-        assert types[types.index("onboarding.completed") + 1 :] == DAY_2_EVENTS, types
+        assert types[types.index("onboarding.completed") + 1 :] == DAY_2_EVENTS, (types, stream_writers(life))
         # An email is the one effect that is not idempotent: an activity killed after sending it sends
         # it again. Each operation's email: at least once, at most once more per kill during it.
         subjects = [m.subject for m in state.outbox()[mails:]]
