@@ -15,7 +15,7 @@ import azure.durable_functions as df
 from activities import ActivityFailed, register, typed_activity
 from onboarding import activity_names as A
 from onboarding import contracts as C
-from onboarding import logcontext, mailbox_ops, offboarding
+from onboarding import logcontext, mailbox_ops, offboarding, rotation
 from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
 from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.lazy import lazy
@@ -72,6 +72,9 @@ async def _read(
             except Exception:  # it finished meanwhile: the next read says so
                 log.info("onboarding %s finished before the cancellation arrived", onboarding_id)
         return offboarding.OnboardingSnapshot(final=False, request=request)
+    waiting_for = await _stop_day_2(client, onboarding_id)
+    if waiting_for:
+        return offboarding.OnboardingSnapshot(final=False, request=request, waiting_for=waiting_for)
     output = json_object(status.output)
     return offboarding.OnboardingSnapshot(
         final=True,
@@ -80,6 +83,33 @@ async def _read(
         events_sent=await webhook_hub.last_event_number(client, onboarding_id),
         mailboxes=await _mailboxes_with_access(client, onboarding_id, request),
     )
+
+
+async def _stop_day_2(client: df.DurableOrchestrationClient, onboarding_id: str) -> str:
+    """The day-2 operation the offboarding waits for, "" when none runs.
+
+    A mailbox operation is waited for: a grant must not land after the removals. A rotation waiting
+    out its overlap window (a day by default) is terminated: none of its activities is in flight
+    then, and the app goes with both credentials. In another step it is waited for, as an activity
+    adding a credential or a vault version must not land after the deletions. Either way no event of
+    it follows the offboarding's, which are numbered after its last."""
+    operation = await client.get_status(mailbox_ops.mailbox_operation_instance_id(onboarding_id))
+    if _runtime(operation) in RUNNING_STATES:
+        return "the mailbox operation"
+    instance_id = rotation.rotation_instance_id(onboarding_id)
+    rotating = await client.get_status(instance_id)
+    if _runtime(rotating) not in RUNNING_STATES:
+        return ""
+    if rotation.waits_out_overlap(json_object(rotating.custom_status)):
+        try:
+            await client.terminate(instance_id, rotation.STOPPED_BY_OFFBOARDING)
+        except Exception:  # it ended meanwhile (or a first try already stopped it): the next read says
+            log.info("rotation of %s ended before the termination arrived", onboarding_id)
+    return "the rotation"
+
+
+def _runtime(status: Any) -> str | None:
+    return status.runtime_status.name if status and status.runtime_status else None
 
 
 async def _mailboxes_with_access(

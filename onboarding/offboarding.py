@@ -68,7 +68,8 @@ class OffboardStep(StrEnum):
 
 
 STEP_TITLES: dict[OffboardStep, str] = {
-    OffboardStep.STOP_ONBOARDING: "Cancel the onboarding if it is still running, and wait for it to end",
+    OffboardStep.STOP_ONBOARDING: "Cancel the onboarding if it is still running, and wait for it and any "
+    "running mailbox operation or rotation to end",
     OffboardStep.FIND_APP: "Find the app registration and its service principal",
     OffboardStep.MAILBOX_PERMISSIONS: "Remove FullAccess on each mailbox",
     OffboardStep.EXCHANGE_SERVICE_PRINCIPAL: "Remove the service principal from Exchange Online",
@@ -129,9 +130,12 @@ class OnboardingSnapshot:
     # The mailboxes holding FullAccess now (``mailbox_ops.holding_access``): the request's, with those
     # added and less those removed since. None: the request's (a snapshot read before this field).
     mailboxes: tuple[str, ...] | None = None
+    # Not final because a day-2 operation still runs: which one ("" while the onboarding runs).
+    waiting_for: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "waiting_for": self.waiting_for,
             "final": self.final,
             "request": self.request,
             "app": self.app,
@@ -147,6 +151,7 @@ class OnboardingSnapshot:
             app=data.get("app"),
             events_sent=int(data.get("events_sent") or 0),
             mailboxes=None if data.get("mailboxes") is None else tuple(data["mailboxes"]),
+            waiting_for=str(data.get("waiting_for") or ""),
         )
 
     def mailboxes_with_access(self) -> list[str]:

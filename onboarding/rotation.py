@@ -41,6 +41,7 @@ from onboarding.domain import (
     CredentialType,
     OnboardingRequest,
     SecretRef,
+    StepState,
     WorkflowOptions,
     _default_options,
     app_unique_name,
@@ -66,6 +67,18 @@ PREVIOUS_VERSION_TAG = "previousVersion"
 def rotation_instance_id(onboarding_id: str) -> str:
     """The onboarding's rotation: a second POST while it runs names the same instance."""
     return f"{onboarding_id}:rotation"
+
+
+# The termination reason of a rotation an offboarding stopped in its overlap window (its view shows it).
+STOPPED_BY_OFFBOARDING = "The onboarding is being offboarded: its app is deleted with both credentials."
+
+
+def waits_out_overlap(custom_status: Mapping[str, Any]) -> bool:
+    """A running rotation (its custom status) waiting out its overlap window: no activity of it is in
+    flight, so stopping it there leaves nothing half done."""
+    steps = custom_status.get("steps")
+    step = steps.get(RotateStep.OVERLAP.value) if isinstance(steps, Mapping) else None
+    return isinstance(step, Mapping) and step.get("state") == StepState.WAITING.value
 
 
 def rotation_label(onboarding_id: str, requested_at: str) -> str:
@@ -565,6 +578,8 @@ def rotation_view(status: dict[str, Any]) -> dict[str, Any]:
         return view
     view["status"] = RotationStatus.FAILED.value
     view["error"] = f"The rotation stopped unexpectedly ({runtime}). Fix: send POST .../rotate again."
+    if runtime == "Terminated" and status.get("output") == STOPPED_BY_OFFBOARDING:
+        view["error"] = f"The rotation was stopped in its overlap window. {STOPPED_BY_OFFBOARDING}"
     return view
 
 

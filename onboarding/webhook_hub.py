@@ -18,6 +18,7 @@ from onboarding.webhooks import (
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
     EVENT_PREFIX,
+    EVENTS_REPORTED,
     DeliveryState,
     delivery_instance_id,
 )
@@ -63,8 +64,9 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
 async def last_event_number(client: Any, onboarding_id: str) -> int:
     """The number of the last event of the onboarding's stream, for a writer about to add to it.
 
-    The highest of what each finished writer reports (the ``webhook_events`` of the onboarding's,
-    rotation's, mailbox operation's and offboarding's outputs, exact) and what the delivery holds.
+    The highest of what each writer reports (``EVENTS_REPORTED`` in the onboarding's, rotation's,
+    mailbox operation's and offboarding's outputs, exact, and in a running day-2 operation's custom
+    status) and what the delivery holds.
     The delivery alone lags: an event raised to it is counted only once it took it, and a number
     read before that would be given twice. Two events raised under one name before the delivery
     waits for it leave only the later (the SDK keeps one deferred completion per name), so the
@@ -81,9 +83,10 @@ async def last_event_number(client: Any, onboarding_id: str) -> int:
     )
     numbers = [int((await read_delivery(client, onboarding_id) or {}).get("events") or 0)]
     for instance_id in writers:
-        output = json_object(getattr(await client.get_status(instance_id), "output", None))
-        reported = output.get("webhook_events")
-        numbers.append(reported if isinstance(reported, int) else 0)
+        status = await client.get_status(instance_id)
+        for shown in (getattr(status, "output", None), getattr(status, "custom_status", None)):
+            reported = json_object(shown).get(EVENTS_REPORTED)
+            numbers.append(reported if isinstance(reported, int) else 0)
     return max(numbers)
 
 

@@ -21,6 +21,9 @@ from typing import Any
 DELIVERY_ORCHESTRATOR = "webhook_delivery_orchestrator"
 EVENT_PREFIX = "WebhookEvent-"
 CONTROL_PREFIX = "WebhookControl-"
+# Where each writer of an onboarding's stream reports the number of its last event: in its output,
+# and a day-2 operation also in its custom status while it runs (``webhook_hub.last_event_number``).
+EVENTS_REPORTED = "webhook_events"
 
 # Retry schedule of a failing receiver: 30 s, 1 min, 2 min ... capped at 1 h between attempts; a
 # subscription is given up once its receiver has failed without a success for 24 h (about 30 attempts).

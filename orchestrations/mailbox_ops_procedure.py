@@ -28,7 +28,7 @@ from onboarding.mailbox_ops import (
     RecordMailboxOperation,
 )
 from onboarding.offboarding import REMOVE_MAILBOX_ACCESS, MailboxRemoval, RemoveMailboxAccess
-from onboarding.webhooks import EventType
+from onboarding.webhooks import EVENTS_REPORTED, EventType
 from orchestrations.onboarding import MailboxBatch, StepFailed, call, emit_after, retry_policy
 
 Steps = Generator[Any, Any, Any]
@@ -50,7 +50,12 @@ class MailboxOperation:
     def show(self) -> None:
         counts = plan.count_states(r.state.value for r in self.done)
         self.context.set_custom_status(
-            {"status": OperationStatus.RUNNING.value, "kind": self.job.kind.value, "counts": counts}
+            {
+                "status": OperationStatus.RUNNING.value,
+                "kind": self.job.kind.value,
+                "counts": counts,
+                EVENTS_REPORTED: self.events_sent,
+            }
         )
 
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
@@ -74,8 +79,13 @@ class MailboxOperation:
         result = MailboxOperationResult.of(self.job.onboarding_id, self.job.kind, self.done, self.job.earlier)
         yield from self.record(result)
         yield from self.emit(ended, {k: v for k, v in result.to_json().items() if k != "latest"})
-        self.context.set_custom_status({"status": result.status.value, "kind": self.job.kind.value})
-        return {**result.to_json(), "webhook_events": self.events_sent}
+        shown = {
+            "status": result.status.value,
+            "kind": self.job.kind.value,
+            EVENTS_REPORTED: self.events_sent,
+        }
+        self.context.set_custom_status(shown)
+        return {**result.to_json(), EVENTS_REPORTED: self.events_sent}
 
     def tell_admins(self) -> Steps:
         """Before the grants: no consent is asked for added mailboxes, so the admins are told. An

@@ -46,7 +46,7 @@ from onboarding.offboarding import (
     RemoveExchangeServicePrincipal,
     RemoveMailboxAccess,
 )
-from onboarding.webhooks import EventType
+from onboarding.webhooks import EVENTS_REPORTED, EventType
 from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
 
 Steps = Generator[Any, Any, Any]
@@ -75,7 +75,12 @@ class Offboarding:
     def mark(self, step: OffboardStep, state: StepState, detail: str = "") -> None:
         self.steps[step.value] = {"state": state.value, "at": self.now.isoformat(), "detail": detail}
         self.context.set_custom_status(
-            {"status": OffboardingStatus.RUNNING.value, "purge": self.job.purge, "steps": self.steps}
+            {
+                "status": OffboardingStatus.RUNNING.value,
+                "purge": self.job.purge,
+                "steps": self.steps,
+                EVENTS_REPORTED: self.events_sent,
+            }
         )
 
     def call(self, step: OffboardStep, contract: C.Contract[Any, Any], payload: C.Payload) -> Steps:
@@ -129,14 +134,21 @@ class Offboarding:
         step = OffboardStep.STOP_ONBOARDING
         self.mark(step, StepState.RUNNING)
         attempt = 0
+        waited: dict[str, None] = {}  # what it waited for, in order
         while True:
             snapshot: OnboardingSnapshot = yield from self.call(
                 step, READ_ONBOARDING, ReadOnboarding(self.job.onboarding_id, cancel=attempt == 0)
             )
             if snapshot.final:
-                self.mark(step, StepState.DONE, "Cancelled first." if attempt else "It had already ended.")
+                self.mark(step, StepState.DONE, _stopped(list(waited)))
                 return snapshot
-            self.mark(step, StepState.WAITING, "Cancellation requested; waiting for the onboarding to end.")
+            waited[snapshot.waiting_for] = None
+            waiting = (
+                f"Waiting for {snapshot.waiting_for} to end."
+                if snapshot.waiting_for
+                else "Cancellation requested; waiting for the onboarding to end."
+            )
+            self.mark(step, StepState.WAITING, waiting)
             wait = plan.backoff(attempt, self.options.poll_initial_seconds, self.options.poll_max_seconds)
             yield self.context.create_timer(self.now + wait)
             attempt += 1
@@ -308,8 +320,8 @@ class Offboarding:
         final = EventType.OFFBOARDING_FAILED if self.left else EventType.OFFBOARDING_COMPLETED
         yield from self.emit(final, result.to_json())
         status = {"status": result.status.value, "purge": self.job.purge, "steps": self.steps}
-        self.context.set_custom_status(status)
-        return {**result.to_json(), "steps": self.steps, "webhook_events": self.events_sent}
+        self.context.set_custom_status({**status, EVENTS_REPORTED: self.events_sent})
+        return {**result.to_json(), "steps": self.steps, EVENTS_REPORTED: self.events_sent}
 
     def notify(self, request: dict[str, Any], result: OffboardingResult, mailbox_count: int) -> Steps:
         step = OffboardStep.NOTIFY
@@ -325,3 +337,13 @@ class Offboarding:
             self.mark(step, StepState.FAILED, f"The summary email could not be sent: {failure.error.message}")
             return
         self.mark(step, StepState.DONE)
+
+
+def _stopped(waited: list[str]) -> str:
+    """The stop step's outcome: "" in ``waited`` is the onboarding, cancelled; the others are day-2
+    operations (``OnboardingSnapshot.waiting_for``) the offboarding waited for."""
+    if not waited:
+        return "It had already ended."
+    others = [w for w in waited if w]
+    cancelled = "Cancelled first." if "" in waited else ""
+    return " ".join(filter(None, [cancelled, f"Waited for {' and '.join(others)} to end." if others else ""]))

@@ -38,7 +38,7 @@ from onboarding.domain import (
     WaitKind,
 )
 from onboarding.signin import mailbox_digest
-from onboarding.webhooks import EventType
+from onboarding.webhooks import EVENTS_REPORTED, EventType
 from orchestrations.onboarding import (
     MailboxLevel,
     StepFailed,
@@ -704,4 +704,4 @@ class Onboarding:
             mailbox_counts=counts or {},
         )
         # An offboarding numbers its webhook events on from the onboarding's last one.
-        return {**summary, "webhook_events": self.events_sent}
+        return {**summary, EVENTS_REPORTED: self.events_sent}

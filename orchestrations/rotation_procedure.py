@@ -31,7 +31,7 @@ from onboarding.rotation import (
     RotationResult,
     RotationStatus,
 )
-from onboarding.webhooks import EventType
+from onboarding.webhooks import EVENTS_REPORTED, EventType
 from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
 
 Steps = Generator[Any, Any, Any]
@@ -55,7 +55,12 @@ class Rotation:
     def mark(self, step: RotateStep, state: StepState, detail: str = "") -> None:
         self.steps[step.value] = {"state": state.value, "at": self.now.isoformat(), "detail": detail}
         self.context.set_custom_status(
-            {"status": RotationStatus.RUNNING.value, "steps": self.steps, **self.extra}
+            {
+                "status": RotationStatus.RUNNING.value,
+                "steps": self.steps,
+                **self.extra,
+                EVENTS_REPORTED: self.events_sent,
+            }
         )
 
     def call(self, step: RotateStep, contract: C.Contract[Any, Any], payload: C.Payload) -> Steps:
@@ -184,8 +189,9 @@ class Rotation:
         succeeded = status is RotationStatus.SUCCEEDED
         final = EventType.CREDENTIAL_ROTATED if succeeded else EventType.CREDENTIAL_ROTATION_FAILED
         yield from self.emit(final, result.to_json())
-        self.context.set_custom_status({"status": status.value, "steps": self.steps, **self.extra})
-        return {**result.to_json(), **self.extra, "steps": self.steps, "webhook_events": self.events_sent}
+        shown = {"status": status.value, "steps": self.steps, **self.extra, EVENTS_REPORTED: self.events_sent}
+        self.context.set_custom_status(shown)
+        return {**result.to_json(), **self.extra, "steps": self.steps, EVENTS_REPORTED: self.events_sent}
 
     def notify(self, result: RotationResult) -> Steps:
         step = RotateStep.NOTIFY

@@ -228,6 +228,54 @@ def test_a_later_rotation_replaces_the_rotated_secret_in_the_same_way(tenant: Te
     assert client_logs_in(tenant, documents[-1]) and not client_logs_in(tenant, documents[-2])
 
 
+def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_one_numbered_sequence(
+    tenant_factory: Any, receiver: CallbackReceiver
+):
+    extra = "extra@sandbox.example"
+    tenant = tenant_factory(
+        manual_clock=True,
+        mailboxes=(*MAILBOXES, extra),
+        extra_env={"ROTATION_OVERLAP_HOURS": str(OVERLAP_HOURS)},
+    )
+    view = onboard(tenant, 180, "Stopped", callbackUrl=receiver.url, mailboxes=list(MAILBOXES))
+    assert tenant.http.post(f"{v1(view)}/rotate").status_code == 202
+    rotation_of(tenant, view, lambda r: step_of(r, "overlap_window")["state"] == "waiting")
+    # A mailbox added while the rotation waits out its day: its events follow the rotation's first.
+    assert tenant.http.post(f"{v1(view)}/mailboxes", json={"add": [extra]}).status_code == 202
+
+    def current() -> dict[str, Any]:
+        return dict(tenant.http.get(v1(view), params={"view": "current"}).json())
+
+    added = tenant.drive(current, lambda v: (v.get("mailboxOperation") or {}).get("status") == "succeeded")
+    assert added is not None, current()
+    assert tenant.http.delete(v1(view)).status_code == 202
+    gone = tenant.drive(
+        current, lambda v: (v.get("offboarding") or {}).get("status") not in (None, "running")
+    )
+
+    assert gone is not None and gone["offboarding"]["status"] == "succeeded", current()
+    stop = next(s for s in gone["offboarding"]["steps"] if s["name"] == "stop_onboarding")
+    assert stop["detail"] == "Waited for the rotation to end.", stop
+    rotation = conforms(gone["rotation"])
+    assert rotation["status"] == "failed" and "stopped in its overlap window" in rotation["error"], rotation
+    assert tenant.live_apps() == [] and tenant.permissions() == set()  # the added mailbox's access too
+    give_up = time.monotonic() + 30
+    while not any(b["type"] == "offboarding.completed" for b in events(tenant, receiver.received())):
+        assert time.monotonic() < give_up, [d.body for d in receiver.received()]
+        tenant.host.idle(5)
+        time.sleep(0.1)
+    bodies = events(tenant, receiver.received())
+    assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
+    types = [b["type"] for b in bodies]
+    assert types[types.index("onboarding.completed") + 1 :] == [
+        "credential.rotation_started",
+        "mailboxes.add_started",
+        "mailboxes.added",
+        "offboarding.started",
+        "offboarding.completed",
+    ]
+
+
 def test_the_expiry_watch_rotates_a_secret_its_lead_time_before_expiry_and_only_once(
     tenant_factory: Any, monkeypatch: pytest.MonkeyPatch
 ):

@@ -137,3 +137,17 @@ async def test_the_delivery_counts_when_it_holds_more_than_any_writer_reported()
         }
     )
     assert await webhook_hub.last_event_number(stream, "onb-1") == 7
+
+
+async def test_a_writer_starting_while_a_rotation_waits_in_its_overlap_numbers_after_the_rotations_first_event():
+    # The rotation handed over event 12 and waits a day before its last; a mailbox operation started
+    # meanwhile must not take 12 again, whether or not the delivery has taken it yet.
+    running = {"status": "running", "steps": {}, "webhook_events": 12}
+    stream = Stream(
+        {
+            "onb-1": Status(Runtime.Completed, output={"webhook_events": 5}),
+            "onb-1:rotation": Status(Runtime.Running, custom_status=running),
+            "onb-1:webhook": delivery_holding(11, Runtime.Completed),
+        }
+    )
+    assert await webhook_hub.last_event_number(stream, "onb-1") == 12
