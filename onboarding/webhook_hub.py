@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from onboarding.durable_status import json_object
@@ -24,6 +25,7 @@ from onboarding.webhooks import (
 )
 
 _LIVE = {"Running", "Pending", "ContinuedAsNew"}
+log = logging.getLogger("onboarding.webhooks")
 
 
 def _runtime(status: Any) -> str | None:
@@ -108,6 +110,13 @@ async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> 
         status = await client.get_status(instance_id)
         if _runtime(status) not in _LIVE:
             state = _last_state(status, onboarding_id)
+            if int(event["sequence"]) > state.next_event:  # numbered past an event that never arrived
+                log.warning(
+                    "webhook event %s of %s dropped: its delivery holds %s events",
+                    event["sequence"],
+                    onboarding_id,
+                    len(state.events),
+                )
             state.add_event(event)
             try:
                 await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())

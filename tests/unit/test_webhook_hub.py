@@ -1,12 +1,15 @@
 """Events after the onboarding's outcome (an offboarding's) reach a delivery orchestration that may
 be finishing: an event it completes without reading is dropped by Durable, so the sender starts it
-again with the event in its state."""
+again with the event in its state. A writer of the stream numbers its events after the highest number
+any writer or the delivery reports, so no two events share a number."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+import pytest
 
 from onboarding import webhook_hub
 from onboarding.webhooks import DeliveryState, EventType, envelope
@@ -151,3 +154,15 @@ async def test_a_writer_starting_while_a_rotation_waits_in_its_overlap_numbers_a
         }
     )
     assert await webhook_hub.last_event_number(stream, "onb-1") == 12
+
+
+async def test_an_event_numbered_past_a_lost_one_is_not_taken_and_the_loss_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = DeliveryState("onb-1")
+    state.add_event(event(1, EventType.COMPLETED))
+    client = FinishingDelivery(state, completed=True)
+    with caplog.at_level("WARNING", logger="onboarding.webhooks"):
+        await webhook_hub.send_event(client, "onb-1", event(3, EventType.OFFBOARDING_STARTED))
+    assert [e["sequence"] for e in client.started[0]["events"]] == [1]  # never a gap in the stream
+    assert "webhook event 3 of onb-1 dropped: its delivery holds 1 events" in caplog.text
