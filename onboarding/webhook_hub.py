@@ -69,10 +69,12 @@ async def last_event_number(client: Any, onboarding_id: str) -> int:
     The highest of what each writer reports (``EVENTS_REPORTED`` in the onboarding's, rotation's,
     mailbox operation's and offboarding's outputs, exact, and in a running day-2 operation's custom
     status) and what the delivery holds.
+
     The delivery alone lags: an event raised to it is counted only once it took it, and a number
     read before that would be given twice. Two events raised under one name before the delivery
     waits for it leave only the later (the SDK keeps one deferred completion per name), so the
-    earlier, already handed over, would be lost."""
+    earlier, already handed over, would be lost. Two writers starting at the same moment can still
+    read the same number: day-2 operations are rare and the offboarding waits for the others."""
     from onboarding.mailbox_ops import mailbox_operation_instance_id
     from onboarding.offboarding import offboarding_instance_id
     from onboarding.rotation import rotation_instance_id
