@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -132,9 +134,14 @@ def test_grant_mode_while_disabled_is_refused_with_422_and_nothing_started(
 def test_the_sign_in_cookie_holds_no_token_and_cannot_be_forged(api: Api) -> None:
     admin = api.signed_in()
     cookie = admin.cookies.get("onboarding-approver")
-    # Encrypted, no JWT inside: one Fernet token (base64url, version byte 0x80), which has no room for
-    # a JWT's dots. Not a search for "eyJ": a random token of its 420 characters holds it about once in 600.
+    # Encrypted: one Fernet token (base64url, version byte 0x80), with no room for a JWT's dots. (Not a
+    # search for "eyJ": a random token of its 420 characters holds that about once in 600.)
     assert cookie and "." not in cookie and base64.urlsafe_b64decode(cookie)[0] == 0x80
+    # Opened with the app's key, it names the approver and holds no token.
+    now = datetime.now(UTC)
+    content = signin.CookieBox.from_settings(load_settings()).open(cookie, kind="session", minutes=5, now=now)
+    assert content is not None and set(content) == {"kind", "approver"}
+    assert "eyJ" not in json.dumps(content)
     onboarding_id = api.start(consentMode="grant")
     url = f"/api/approvals/{api.token(onboarding_id, LinkPurpose.DECIDE)}"
     forged = api.anonymous
