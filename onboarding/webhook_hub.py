@@ -52,15 +52,21 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
 
     A delivery started (again) with an event in its input shows no custom status until its first
     episode ends, and no output: its input is what it holds then, not an empty state."""
-    status = await client.get_status(delivery_instance_id(onboarding_id), show_input=True)
+    instance_id = delivery_instance_id(onboarding_id)
+    status = await client.get_status(instance_id)
     runtime = _runtime(status)
     if runtime is None:
         return None
-    if runtime in _LIVE:
-        if isinstance(status.custom_status, dict):
-            return dict(status.custom_status)
-        return _input_state(status, onboarding_id).summary()
-    return _last_state(status, onboarding_id).summary()
+    if runtime not in _LIVE:
+        return _last_state(status, onboarding_id).summary()
+    if not isinstance(status.custom_status, dict):
+        # Rarely: asked again with its input, which holds every event (the status views poll this).
+        status = await client.get_status(instance_id, show_input=True)
+        if _runtime(status) not in _LIVE:  # it ended in between
+            return _last_state(status, onboarding_id).summary()
+    if isinstance(status.custom_status, dict):
+        return dict(status.custom_status)
+    return _input_state(status, onboarding_id).summary()
 
 
 async def last_event_number(client: Any, onboarding_id: str) -> int:
