@@ -294,3 +294,39 @@ def test_mailboxes_added_after_the_onboarding_lose_their_full_access_too(tenant_
     assert [item for item in off["left"] if "Remove-ServicePrincipal" not in item] == [], off["left"]
     assert tenant.sandbox.state.mailbox_permissions() == []
     assert not mailbox_opens(tenant, app_id, sp_id, extra)
+
+
+def test_an_offboarding_waits_for_a_running_mailbox_addition_then_removes_its_access_too(
+    tenant_factory: Any,
+) -> None:
+    """A grant must not land after the offboarding's removals: an addition still verifying (its
+    FullAccess not yet propagated, so it retries on timers the manual clock holds) is waited for."""
+    from tests.e2e.test_rotation import onboard
+
+    extra = "extra@sandbox.example"
+    tenant = tenant_factory(manual_clock=True, mailboxes=(*MAILBOXES, extra))
+    view = onboard(tenant, 180, "Offboarded-mid-add", mailboxes=list(MAILBOXES))
+    path = f"/api/v1/onboardings/{view['id']}"
+
+    def current() -> dict[str, Any]:
+        return dict(tenant.http.get(path, params={"view": "current"}).json())
+
+    tenant.sandbox.faults.set_mailbox_permission_delay(3600)
+    assert tenant.http.post(f"{path}/mailboxes", json={"add": [extra]}).status_code == 202
+    tenant.host.idle(30)
+    assert current()["mailboxOperation"]["status"] == "running"
+    assert extra in {m for m, _ in tenant.permissions()}  # granted; its verification waits
+    assert tenant.http.delete(path).status_code == 202
+    tenant.host.idle(30)
+    waiting = step(current(), "stop_onboarding")
+    assert (waiting["state"], waiting["detail"]) == ("waiting", "Waiting for the mailbox operation to end.")
+    assert {m for m, _ in tenant.permissions()} == {*MAILBOXES, extra}  # nothing removed meanwhile
+
+    tenant.sandbox.faults.set_mailbox_permission_delay(0)
+    gone = tenant.drive(
+        current, lambda v: (v.get("offboarding") or {}).get("status") not in (None, "running")
+    )
+    assert gone is not None and gone["offboarding"]["status"] == "succeeded", current()
+    assert gone["mailboxOperation"]["status"] == "succeeded"
+    assert step(gone, "stop_onboarding")["detail"] == "Waited for the mailbox operation to end."
+    assert tenant.permissions() == set() and tenant.live_apps() == []
