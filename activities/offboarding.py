@@ -17,7 +17,7 @@ from onboarding import activity_names as A
 from onboarding import contracts as C
 from onboarding import logcontext, mailbox_ops, offboarding, rotation
 from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
-from onboarding.durable_status import RUNNING_STATES, json_object
+from onboarding.durable_status import RUNNING_STATES, json_object, runtime_name
 from onboarding.lazy import lazy
 from onboarding.services import Services
 
@@ -60,7 +60,7 @@ async def _read(
     client: df.DurableOrchestrationClient, onboarding_id: str, *, cancel: bool
 ) -> offboarding.OnboardingSnapshot:
     status = await client.get_status(onboarding_id, show_input=True)
-    runtime = status.runtime_status.name if status and status.runtime_status else None
+    runtime = runtime_name(status)
     if runtime is None:
         return offboarding.OnboardingSnapshot(final=True)
     raw_input = json_object(status.input_)
@@ -94,11 +94,11 @@ async def _stop_day_2(client: df.DurableOrchestrationClient, onboarding_id: str)
     adding a credential or a vault version must not land after the deletions. Either way no event of
     it follows the offboarding's, which are numbered after its last."""
     operation = await client.get_status(mailbox_ops.mailbox_operation_instance_id(onboarding_id))
-    if _runtime(operation) in RUNNING_STATES:
+    if runtime_name(operation) in RUNNING_STATES:
         return "the mailbox operation"
     instance_id = rotation.rotation_instance_id(onboarding_id)
     rotating = await client.get_status(instance_id)
-    if _runtime(rotating) not in RUNNING_STATES:
+    if runtime_name(rotating) not in RUNNING_STATES:
         return ""
     if rotation.waits_out_overlap(json_object(rotating.custom_status)):
         try:
@@ -108,10 +108,6 @@ async def _stop_day_2(client: df.DurableOrchestrationClient, onboarding_id: str)
     return "the rotation"
 
 
-def _runtime(status: Any) -> str | None:
-    return status.runtime_status.name if status and status.runtime_status else None
-
-
 async def _mailboxes_with_access(
     client: df.DurableOrchestrationClient, onboarding_id: str, request: Any
 ) -> tuple[str, ...]:
@@ -119,7 +115,7 @@ async def _mailboxes_with_access(
     one's results): mailboxes added after the onboarding lose their FullAccess too."""
     requested = list((request or {}).get("mailboxes") or []) if isinstance(request, dict) else []
     operated = await client.get_status(mailbox_ops.mailbox_operation_instance_id(onboarding_id))
-    runtime = operated.runtime_status.name if operated and operated.runtime_status else None
+    runtime = runtime_name(operated)
     output = json_object(operated.output) if operated and runtime == "Completed" else {}
     result = mailbox_ops.MailboxOperationResult.from_json(output) if output else None
     return mailbox_ops.holding_access(requested, result)

@@ -16,6 +16,12 @@ def is_running(status: dict[str, Any]) -> bool:
     return status.get("runtimeStatus") in RUNNING_STATES
 
 
+def runtime_name(status: Any) -> str | None:
+    """The runtime status's name of a Durable client's status object, None for an unknown instance."""
+    runtime = getattr(status, "runtime_status", None) if status else None
+    return runtime.name if runtime is not None else None
+
+
 def json_object(value: Any) -> dict[str, Any]:
     """An input, output or custom status as a dict: Durable returns JSON values decoded or as JSON
     text, depending on how they were set; anything but a JSON object is ``{}``."""

@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from onboarding.durable_status import json_object
+from onboarding.durable_status import json_object, runtime_name
 from onboarding.webhooks import (
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
@@ -28,23 +28,16 @@ _LIVE = {"Running", "Pending", "ContinuedAsNew"}
 log = logging.getLogger("onboarding.webhooks")
 
 
-def _runtime(status: Any) -> str | None:
-    runtime = getattr(status, "runtime_status", None) if status else None
-    return runtime.name if runtime is not None else None
-
-
-def _last_state(status: Any, onboarding_id: str) -> DeliveryState:
-    output = getattr(status, "output", None) if status else None
-    if isinstance(output, dict) and output.get("onboarding_id") == onboarding_id:
-        return DeliveryState.from_json(output)
-    return DeliveryState(onboarding_id)
-
-
-def _input_state(status: Any, onboarding_id: str) -> DeliveryState:
-    data = json_object(getattr(status, "input_", None))
+def _state_in(value: Any, onboarding_id: str) -> DeliveryState:
+    """The delivery state an input or output holds, or an empty one."""
+    data = json_object(value)
     if data.get("onboarding_id") == onboarding_id:
         return DeliveryState.from_json(data)
     return DeliveryState(onboarding_id)
+
+
+def _last_state(status: Any, onboarding_id: str) -> DeliveryState:
+    return _state_in(getattr(status, "output", None), onboarding_id)
 
 
 async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | None:
@@ -54,7 +47,7 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
     episode ends, and no output: its input is what it holds then, not an empty state."""
     instance_id = delivery_instance_id(onboarding_id)
     status = await client.get_status(instance_id)
-    runtime = _runtime(status)
+    runtime = runtime_name(status)
     if runtime is None:
         return None
     if runtime not in _LIVE:
@@ -62,11 +55,11 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
     if not isinstance(status.custom_status, dict):
         # Rarely: asked again with its input, which holds every event (the status views poll this).
         status = await client.get_status(instance_id, show_input=True)
-        if _runtime(status) not in _LIVE:  # it ended in between
+        if runtime_name(status) not in _LIVE:  # it ended in between
             return _last_state(status, onboarding_id).summary()
     if isinstance(status.custom_status, dict):
         return dict(status.custom_status)
-    return _input_state(status, onboarding_id).summary()
+    return _state_in(getattr(status, "input_", None), onboarding_id).summary()
 
 
 async def last_event_number(client: Any, onboarding_id: str) -> int:
@@ -116,7 +109,7 @@ async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> 
     instance_id = delivery_instance_id(onboarding_id)
     for attempt in range(_ATTEMPTS):
         status = await client.get_status(instance_id)
-        if _runtime(status) not in _LIVE:
+        if runtime_name(status) not in _LIVE:
             state = _last_state(status, onboarding_id)
             if int(event["sequence"]) > state.next_event:  # numbered past an event that never arrived
                 log.warning(
@@ -151,7 +144,7 @@ async def _taken(client: Any, onboarding_id: str, sequence: int) -> bool:
     instance_id = delivery_instance_id(onboarding_id)
     for _ in range(_TAKEN_POLLS):
         status = await client.get_status(instance_id)
-        if _runtime(status) not in _LIVE:
+        if runtime_name(status) not in _LIVE:
             return len(_last_state(status, onboarding_id).events) >= sequence
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}
         if int(custom.get("events", 0)) >= sequence:
@@ -166,7 +159,7 @@ async def send_control(client: Any, onboarding_id: str, control: dict[str, Any])
     instance_id = delivery_instance_id(onboarding_id)
     for attempt in range(_ATTEMPTS):
         status = await client.get_status(instance_id, show_input=True)
-        if _runtime(status) in _LIVE:
+        if runtime_name(status) in _LIVE:
             await client.raise_event(instance_id, f"{CONTROL_PREFIX}{_control_number(status)}", control)
             return
         state = _last_state(status, onboarding_id)

@@ -100,6 +100,16 @@ def rotation_of(tenant: Tenant, view: dict[str, Any], done: Any, rounds: int = 2
     return conforms(final)
 
 
+def stream_until(tenant: Tenant, receiver: CallbackReceiver, last: str) -> list[dict[str, Any]]:
+    """The webhook bodies received, once one of type ``last`` is among them (30 s at most)."""
+    give_up = time.monotonic() + 30
+    while not any(b["type"] == last for b in events(tenant, receiver.received())):
+        assert time.monotonic() < give_up, [d.body for d in receiver.received()]
+        tenant.host.idle(5)
+        time.sleep(0.1)
+    return events(tenant, receiver.received())
+
+
 def step_of(rotation: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(next(s for s in rotation["steps"] if s["name"] == name))
 
@@ -162,12 +172,7 @@ def test_rotation_keeps_both_secrets_working_through_the_overlap_then_only_the_n
     [record] = [r for r in tenant.live_records() if view["id"] in r.name]
     assert "rotated" in [o["kind"] for o in json.loads(record.current.value)["operations"]]
     # The webhook stream goes on from the onboarding's events, without a secret (the leak scan reads them).
-    give_up = time.monotonic() + 30
-    while not any(b["type"] == "credential.rotated" for b in events(tenant, receiver.received())):
-        assert time.monotonic() < give_up, [d.body for d in receiver.received()]
-        tenant.host.idle(5)
-        time.sleep(0.1)
-    bodies = events(tenant, receiver.received())
+    bodies = stream_until(tenant, receiver, "credential.rotated")
     assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
     assert [b["type"] for b in bodies][-2:] == ["credential.rotation_started", "credential.rotated"]
     assert bodies[-1]["data"]["secret"]["version"] == current.version
@@ -259,12 +264,7 @@ def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_o
     rotation = conforms(gone["rotation"])
     assert rotation["status"] == "failed" and "stopped in its overlap window" in rotation["error"], rotation
     assert tenant.live_apps() == [] and tenant.permissions() == set()  # the added mailbox's access too
-    give_up = time.monotonic() + 30
-    while not any(b["type"] == "offboarding.completed" for b in events(tenant, receiver.received())):
-        assert time.monotonic() < give_up, [d.body for d in receiver.received()]
-        tenant.host.idle(5)
-        time.sleep(0.1)
-    bodies = events(tenant, receiver.received())
+    bodies = stream_until(tenant, receiver, "offboarding.completed")
     assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
     types = [b["type"] for b in bodies]
     assert types[types.index("onboarding.completed") + 1 :] == [

@@ -90,11 +90,16 @@ class Stream:
         return status
 
 
-def delivery_holding(count: int, runtime: Runtime = Runtime.Running) -> Status:
+def holding(count: int) -> DeliveryState:
+    """A delivery state with events 1..count, the fifth the onboarding's outcome."""
     state = DeliveryState("onb-1")
     for n in range(1, count + 1):
         state.add_event(event(n, EventType.COMPLETED if n == 5 else EventType.MAILBOX_PROGRESS))
-    return Status(runtime, custom_status=state.summary())
+    return state
+
+
+def delivery_holding(count: int, runtime: Runtime = Runtime.Running) -> Status:
+    return Status(runtime, custom_status=holding(count).summary())
 
 
 async def test_the_next_writer_numbers_after_a_finished_rotations_events_the_delivery_has_not_taken_yet():
@@ -115,13 +120,10 @@ async def test_the_next_writer_numbers_after_a_finished_rotations_events_the_del
 
 
 async def test_a_delivery_started_again_is_counted_by_the_events_in_its_input_before_it_first_ran():
-    state = DeliveryState("onb-1")
-    for n in range(1, 13):
-        state.add_event(event(n, EventType.MAILBOX_PROGRESS))
     stream = Stream(
         {
             "onb-1": Status(Runtime.Completed, output={"webhook_events": 5}),
-            "onb-1:webhook": Status(Runtime.Pending, input_=state.to_json()),
+            "onb-1:webhook": Status(Runtime.Pending, input_=holding(12).to_json()),
         }
     )
     assert (await webhook_hub.read_delivery(stream, "onb-1") or {})["events"] == 12
@@ -130,13 +132,10 @@ async def test_a_delivery_started_again_is_counted_by_the_events_in_its_input_be
 
 async def test_the_delivery_counts_when_it_holds_more_than_any_writer_reported():
     # An onboarding without the number in its output (it failed, or ran before the output had it).
-    held = DeliveryState("onb-1")
-    for n in range(1, 8):
-        held.add_event(event(n, EventType.MAILBOX_PROGRESS))
     stream = Stream(
         {
             "onb-1": Status(Runtime.Completed, output="The onboarding failed."),
-            "onb-1:webhook": Status(Runtime.Completed, output=held.to_json()),
+            "onb-1:webhook": Status(Runtime.Completed, output=holding(7).to_json()),
         }
     )
     assert await webhook_hub.last_event_number(stream, "onb-1") == 7
