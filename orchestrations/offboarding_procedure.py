@@ -134,21 +134,23 @@ class Offboarding:
         step = OffboardStep.STOP_ONBOARDING
         self.mark(step, StepState.RUNNING)
         attempt = 0
-        waited: dict[str, None] = {}  # what it waited for, in order
+        cancelled, operations = False, list[str]()  # what it waited for
         while True:
             snapshot: OnboardingSnapshot = yield from self.call(
                 step, READ_ONBOARDING, ReadOnboarding(self.job.onboarding_id, cancel=attempt == 0)
             )
             if snapshot.final:
-                self.mark(step, StepState.DONE, _stopped(list(waited)))
+                self.mark(step, StepState.DONE, _stopped(cancelled, operations))
                 return snapshot
-            waited[snapshot.waiting_for] = None
-            waiting = (
-                f"Waiting for {snapshot.waiting_for} to end."
-                if snapshot.waiting_for
-                else "Cancellation requested; waiting for the onboarding to end."
-            )
-            self.mark(step, StepState.WAITING, waiting)
+            if snapshot.waiting_for:
+                if snapshot.waiting_for not in operations:
+                    operations.append(snapshot.waiting_for)
+                self.mark(step, StepState.WAITING, f"Waiting for {snapshot.waiting_for} to end.")
+            else:
+                cancelled = True
+                self.mark(
+                    step, StepState.WAITING, "Cancellation requested; waiting for the onboarding to end."
+                )
             wait = plan.backoff(attempt, self.options.poll_initial_seconds, self.options.poll_max_seconds)
             yield self.context.create_timer(self.now + wait)
             attempt += 1
@@ -339,11 +341,10 @@ class Offboarding:
         self.mark(step, StepState.DONE)
 
 
-def _stopped(waited: list[str]) -> str:
-    """The stop step's outcome: "" in ``waited`` is the onboarding, cancelled; the others are day-2
-    operations (``OnboardingSnapshot.waiting_for``) the offboarding waited for."""
-    if not waited:
-        return "It had already ended."
-    others = [w for w in waited if w]
-    cancelled = "Cancelled first." if "" in waited else ""
-    return " ".join(filter(None, [cancelled, f"Waited for {' and '.join(others)} to end." if others else ""]))
+def _stopped(cancelled: bool, operations: list[str]) -> str:
+    """The stop step's outcome: the onboarding cancelled first, the day-2 operations waited for
+    (``OnboardingSnapshot.waiting_for``), or nothing to stop."""
+    parts = ["Cancelled first."] if cancelled else []
+    if operations:
+        parts.append(f"Waited for {' and '.join(operations)} to end.")
+    return " ".join(parts) or "It had already ended."
