@@ -184,8 +184,7 @@ class MailServer:
         # Traversable: Dovecot's unprivileged processes reach their sockets below it.
         run_dir.chmod(0o755)
         self._auth = AuthDictServer(run_dir / "auth-dict", self._decide)
-        imap_port = self._requested_ports[0] or _free_port()
-        pop_port = self._requested_ports[1] or _free_port()
+        imap_port, pop_port = _pick_ports(self._requested_ports)
         # Not inside Dovecot's base_dir: Dovecot puts a "dovecot.conf" symlink there.
         config = run_dir / "etc" / "dovecot.conf"
         config.parent.mkdir()
@@ -573,6 +572,21 @@ def _find_dovecot() -> str:
         "Dovecot is not installed (looked for 'dovecot' on PATH and in /usr/sbin); "
         "install the Debian packages dovecot-imapd and dovecot-pop3d"
     )
+
+
+def _pick_ports(requested: tuple[int, ...]) -> tuple[int, ...]:
+    """The requested ports, each 0 replaced by a free port none of the others uses."""
+    # The kernel may hand out the same free port twice once the probing socket is closed; Dovecot
+    # then refuses to start ("duplicate listener"), as it did once in CI.
+    taken = {port for port in requested if port}
+    picked = []
+    for port in requested:
+        while not port:
+            candidate = _free_port()
+            port = 0 if candidate in taken else candidate
+        picked.append(port)
+        taken.add(port)
+    return tuple(picked)
 
 
 def _free_port() -> int:

@@ -451,6 +451,24 @@ def test_a_picked_port_taken_before_dovecot_binds_it_is_picked_again(
             srv.stop()
 
 
+def test_the_same_free_port_picked_twice_still_gives_imap_and_pop_ports_of_their_own(
+    tmp_path: Path, tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel handed one free port out twice in CI, and Dovecot refused "duplicate listener".
+    real_free_port = mail._free_port
+    first = real_free_port()
+    picks = iter([first, first])
+    monkeypatch.setattr(mail, "_free_port", lambda: next(picks, None) or real_free_port())
+    srv = new_server(tmp_path, tls_files)
+    srv.start()
+    try:
+        assert srv.imap_port == first and srv.pop_port != first
+        assert not refuses_connections(srv.imap_port)
+        assert not refuses_connections(srv.pop_port)
+    finally:
+        srv.stop()
+
+
 def test_missing_dovecot_is_a_clear_error(
     tmp_path: Path, tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
