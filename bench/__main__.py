@@ -64,6 +64,15 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def times(ratio: float, limit: float) -> str:
+    """A ratio against its limit, with the digit that decides it: 1.051 against 1.05 is "1.051x", not a
+    "1.05x" marked as missed."""
+    text = f"{ratio:.2f}x"
+    if (ratio <= limit) != (float(text[:-1]) <= limit):
+        text = f"{ratio:.3f}x"
+    return text
+
+
 def in_tmp(work: Callable[[Path], T]) -> T:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         return work(Path(tmp))
@@ -85,12 +94,12 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
     log(f"grants: the manual procedure, one call at a time, {args.manual} mailboxes ...")
     manual = in_tmp(lambda tmp: grants.run_manual(tmp, args.manual))
     correct = all(r.nothing_lost for r in runs)
-    ratios = ", ".join(f"{r.time_ratio:.2f}x" for r in runs)
+    ratios = ", ".join(times(r.time_ratio, GRANT_RATIO) for r in runs)
     rows.append(
         Row(
             f"{median.mailboxes:,} mailbox grants within {GRANT_RATIO}x of {median.allowed_seconds:.0f} s "
             "(Exchange: 10 concurrent, 100/s, +50 ms)",
-            f"{median.grant_seconds:.1f} s = **{median.time_ratio:.2f}x** ({median.rate:.1f}/s, "
+            f"{median.grant_seconds:.1f} s = **{times(median.time_ratio, GRANT_RATIO)}** ({median.rate:.1f}/s, "
             f"{median.rate / grants.RATE_LIMIT:.0%} of the allowed rate; runs: {ratios}); "
             f"{median.throttled} requests throttled; {run_load}",
             median.time_ratio <= GRANT_RATIO,
@@ -103,7 +112,7 @@ def bench_grants(args: argparse.Namespace, rows: list[Row], details: list[str]) 
         Row(
             f"whole {median.mailboxes:,}-mailbox onboarding (grants and verification) within {WHOLE_RATIO}x of "
             f"its lower bound {bound:.0f} s (model in Findings)",
-            f"{median.mailbox_seconds:.1f} s = **{whole:.2f}x** (grant phase {median.grant_seconds:.1f} s; "
+            f"{median.mailbox_seconds:.1f} s = **{times(whole, WHOLE_RATIO)}** (grant phase {median.grant_seconds:.1f} s; "
             f"{median.logins:,} logins; verification bound {verify_bound:.0f} s; from the request "
             f"{median.total_seconds:.0f} s); {run_load}",
             whole <= WHOLE_RATIO,
@@ -174,8 +183,8 @@ def bench_e2e(args: argparse.Namespace, rows: list[Row], details: list[str]) -> 
     rows.append(
         Row(
             f"10-mailbox onboarding wall time <= {E2E_RATIO}x the latencies on its critical path",
-            f"{wall:.2f} s vs {critical:.2f} s = **{ratio:.2f}x** (median of {len(warm)}: "
-            f"{', '.join(f'{r.ratio:.2f}x' for r in warm)}; the worker's first onboarding: {cold.ratio:.2f}x); "
+            f"{wall:.2f} s vs {critical:.2f} s = **{times(ratio, E2E_RATIO)}** (median of {len(warm)}: "
+            f"{', '.join(times(r.ratio, E2E_RATIO) for r in warm)}; the worker's first onboarding: {cold.ratio:.2f}x); "
             f"{load()}",
             ratio <= E2E_RATIO,
         )
@@ -200,7 +209,7 @@ def bench_coldstart(args: argparse.Namespace, rows: list[Row], details: list[str
         Row(
             f"`import function_app` <= {COLD_RATIO}x `import azure.functions, azure.durable_functions`",
             f"{result.app_seconds * 1000:.0f} ms vs {result.baseline_seconds * 1000:.0f} ms = "
-            f"**{result.ratio:.2f}x** (medians of {result.runs} interleaved runs); {load()}",
+            f"**{times(result.ratio, COLD_RATIO)}** (medians of {result.runs} interleaved runs); {load()}",
             result.ratio <= COLD_RATIO,
         )
     )
