@@ -355,23 +355,22 @@ async def add_credential(svc: ServicesPort, p: AddCredential) -> NewCredential:
 
     A rerun finds the credential by its label: if the vault's current version holds it, that stands;
     if the vault never got it (the value is lost), it is removed and made again."""
-    from onboarding.steps import build_document
+    from onboarding.steps import build_document, mint_password
 
     name = vault_secret_name(p.onboarding_id)
     label = rotation_label(p.onboarding_id, p.requested_at)
     current = await svc.vault.get(name)
     if target_type(p.credential_type, current) is CredentialType.CERTIFICATE:
         return await _add_certificate(svc, p, label, current.version if current is not None else "")
-    mine = [c for c in await svc.graph.list_passwords(p.app.object_id) if c.display_name == label]
+    held = await svc.graph.list_passwords(p.app.object_id)
+    mine = [c for c in held if c.display_name == label]
     if current is not None and current.tags.get("keyId") in {c.key_id for c in mine}:
         return NewCredential(
             _ref(svc, name, current.version, current.tags["keyId"], current.expires_on),
             current.tags.get(PREVIOUS_VERSION_TAG) or None,
         )
-    for orphan in mine:
-        await svc.graph.remove_password(p.app.object_id, orphan.key_id)
     end = datetime.fromisoformat(p.requested_at) + timedelta(days=p.lifetime_days)
-    new = await svc.graph.add_password(p.app.object_id, label, end)
+    new = await mint_password(svc, p.app.object_id, label, end, held)
     document = build_document(
         svc.settings, p.tenant_id, p.app.app_id, new.secret_text, p.protocols, new.end_date_time
     )

@@ -56,6 +56,47 @@ async def test_an_orphan_from_an_interrupted_attempt_is_replaced_not_kept():
     assert keys == [ref.key_id]
 
 
+async def test_a_throttled_add_password_is_retried_in_the_step_after_reading_the_credentials_again(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    svc = FakeServices(settings())
+    real_add, real_list = svc.graph.add_password, svc.graph.list_passwords
+    calls: list[str] = []
+    failures = iter([True, True])  # Graph mints the credential, then the answer is lost: twice
+
+    async def listing(object_id):
+        calls.append("list")
+        return await real_list(object_id)
+
+    async def adding(object_id, display_name, end_date_time):
+        calls.append("add")
+        new = await real_add(object_id, display_name, end_date_time)
+        if next(failures, False):
+            raise TransientError("Microsoft Graph throttled.", retry_after=0)
+        return new
+
+    monkeypatch.setattr(svc.graph, "list_passwords", listing)
+    monkeypatch.setattr(svc.graph, "add_password", adding)
+    ref = await make_secret(svc)
+    # Never two adds without a read between them; the orphans of the lost answers are gone.
+    assert calls == ["list", "add", "list", "add", "list", "add"]
+    assert [p.key_id for p in svc.graph.passwords["obj-1"]] == [ref.key_id]
+
+
+async def test_an_add_password_failing_every_time_leaves_the_step_to_the_orchestrator(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    svc = FakeServices(settings())
+
+    async def adding(object_id, display_name, end_date_time):
+        raise TransientError("Microsoft Graph throttled.", retry_after=0)
+
+    monkeypatch.setattr(svc.graph, "add_password", adding)
+    with pytest.raises(TransientError):
+        await make_secret(svc)
+    assert svc.vault.versions == {}
+
+
 async def test_granting_app_roles_twice_assigns_each_once():
     svc = FakeServices(settings())
     for _ in range(2):
