@@ -172,10 +172,17 @@ def _aiohttp_session() -> Any:
         import aiohttp
 
         # As azure-core's own session (AioHttpTransport.open), with the context above instead of
-        # aiohttp's, which it builds once at import and so ignores a trust store named later.
+        # aiohttp's, which it builds once at import and so ignores a trust store named later, and
+        # without trust_env. With it, aiohttp looks for the request's credentials in ~/.netrc (or
+        # $NETRC) on every request, in a worker thread, and when an entry names the host (or a
+        # "default" entry names every host) it refuses any request that also carries an
+        # Authorization header, as every Azure request does: "ValueError: Cannot combine
+        # AUTHORIZATION header with AUTH argument" (aiohttp 3.14.5; netrc credentials taking a
+        # client's place are pimutils/vdirsyncer#1138). The proxies the environment names are still
+        # used (SharedSessionTransport.send).
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=client_context()),
-            trust_env=True,
+            trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         )
@@ -197,7 +204,31 @@ def _shared_transport_class() -> type[Any]:
             self._session_owner = False
             self._has_been_opened = True
 
+        async def send(self, request: Any, **config: Any) -> Any:
+            if not config.get("proxies") and config.get("proxy") is None:
+                found = _environment_proxy(str(request.url))
+                if found is not None:
+                    config["proxy"], config["proxy_auth"] = found
+            return await super().send(request, **config)
+
     return SharedSessionTransport
+
+
+def _environment_proxy(url: str) -> tuple[Any, Any] | None:
+    """The proxy (and its credentials) the environment names for ``url``, as aiohttp's trust_env
+    finds it (HTTP_PROXY, HTTPS_PROXY, NO_PROXY; a proxy's login from its URL or from .netrc), or
+    None to go direct. The environment is asked first, so .netrc is read only where a proxy is set."""
+    import urllib.request
+
+    if not urllib.request.getproxies().keys() & {"http", "https"}:
+        return None
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:  # NO_PROXY names the host, or no proxy for its scheme
+        return None
 
 
 def azure_transport_options() -> dict[str, Any]:

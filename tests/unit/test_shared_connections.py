@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
+from azure.core.exceptions import ServiceRequestError
 
 from onboarding.adapters._tls import azure_transport_options, http_client
 
@@ -72,3 +75,76 @@ async def test_azure_clients_share_the_loops_session_and_closing_one_leaves_it_o
     await first.close()
     assert not second.session.closed
     assert second.session.cookie_jar.__class__.__name__ == "DummyCookieJar"
+
+
+async def _serve(handler: Any) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def _azure_get(url: str) -> tuple[int, str]:
+    """One request as an azure-core client sends it: through the shared transport, with a token."""
+    from azure.core.rest import HttpRequest
+
+    transport = azure_transport_options()["transport"]
+    await transport.open()
+    try:
+        response = await transport.send(
+            HttpRequest("GET", url, headers={"Authorization": "Bearer the-token"})
+        )
+        await response.read()
+        return response.status_code, response.text()
+    finally:
+        await transport.close()
+
+
+async def test_a_netrc_entry_neither_breaks_an_azure_request_nor_replaces_its_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A developer's .netrc with a default entry (or one naming the vault) made aiohttp's trust_env
+    refuse every Key Vault and identity request: "Cannot combine AUTHORIZATION header with AUTH
+    argument"."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password their-password\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(text=request.headers.get("Authorization", "none"))
+
+    runner, port = await _serve(echo)
+    try:
+        assert await _azure_get(f"http://127.0.0.1:{port}/secrets/x") == (200, "Bearer the-token")
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_proxy_the_environment_names_is_used_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append(str(request.url))  # a proxy is asked for the absolute URL
+        return web.Response(text="via proxy")
+
+    runner, port = await _serve(proxy)
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        assert await _azure_get("http://vault.example/secrets/x") == (200, "via proxy")
+        assert seen == ["http://vault.example/secrets/x"]
+
+        monkeypatch.setenv("NO_PROXY", "vault.example")
+        with pytest.raises(ServiceRequestError):  # direct, so the made-up host is not found
+            await _azure_get("http://vault.example/secrets/y")
+        assert len(seen) == 1
+    finally:
+        await runner.cleanup()
