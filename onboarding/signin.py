@@ -135,28 +135,41 @@ def _shared_msal_app(
     client_id: str | None, secret: str | None, authority: str, instance_discovery: bool
 ) -> Any:
     import msal  # imported on use: cold start stays cheap for the requester's API
-    import requests
 
     class KeepNoToken(msal.TokenCache):
         def add(self, event: Any, now: Any = None) -> None:
             """Keep nothing: no admin's token outlives the request that redeemed it."""
 
-    # MSAL's own session, as it builds one (verify from the environment, one retry), and no cookie
-    # jar: Entra's token endpoint sets cookies that would otherwise go with the next admin's code.
-    session = requests.Session()
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    adapter = requests.adapters.HTTPAdapter(max_retries=1)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
     return msal.ConfidentialClientApplication(
         client_id,
         client_credential=secret,
         authority=authority,
         instance_discovery=instance_discovery,
         token_cache=KeepNoToken(),
-        http_client=session,
+        http_client=msal_session(),
         http_cache={},
     )
+
+
+def msal_session() -> Any:
+    """MSAL's own session, as it builds one (verify and proxies from the environment, one retry),
+    with no cookie jar: Entra's token endpoint sets cookies that would otherwise go with the next
+    admin's code. And with no login from .netrc: requests adds the one .netrc names for the host (or
+    its default entry) as Basic credentials to any request without its own, which would send a
+    developer's login to Entra beside the app's client secret."""
+    import requests
+
+    class RequestAsBuilt(requests.auth.AuthBase):
+        def __call__(self, request: Any) -> Any:
+            return request
+
+    session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    session.auth = RequestAsBuilt()  # a session's own auth is what keeps requests from .netrc's
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def start(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -148,3 +148,41 @@ async def test_the_proxy_the_environment_names_is_used_unless_no_proxy_names_the
         assert len(seen) == 1
     finally:
         await runner.cleanup()
+
+
+def test_the_admins_sign_in_sends_entra_no_login_from_netrc(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """requests (MSAL's HTTP client) adds the login .netrc names to any request without its own: the
+    token redemption would carry a developer's default login to Entra beside the client secret."""
+    import http.server
+    import threading
+
+    from onboarding.signin import msal_session
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password their-password\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    heard: list[str | None] = []
+
+    class Token(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            heard.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Token)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    session = msal_session()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/tenant/oauth2/v2.0/token"
+        assert session.post(url, data={"grant_type": "authorization_code"}).status_code == 200
+    finally:
+        session.close()
+        server.shutdown()
+        server.server_close()
+    assert heard == [None]
