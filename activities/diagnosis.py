@@ -19,6 +19,7 @@ from onboarding import contracts as C
 from onboarding.errors import InvalidRequestError, NotFoundError, OnboardingError, TransientError
 from onboarding.lazy import lazy
 from onboarding.services import Services
+from onboarding.webhooks import Channel
 
 if TYPE_CHECKING:
     from onboarding import diagnosis, emails, webhook_hub
@@ -111,24 +112,24 @@ async def diagnose(payload: dict[str, Any], client: df.DurableOrchestrationClien
 async def next_webhook_sequence(
     payload: dict[str, Any], client: df.DurableOrchestrationClient
 ) -> dict[str, Any]:
-    """The number the next event of a finished onboarding gets: one past the last of its stream
-    (``webhook_hub.last_event_number``). Only once its delivery holds the outcome: until then the
-    onboarding's own last event may still be on its way, and reusing its number would lose one of
-    the two."""
+    """The number a drift report's event of a finished onboarding gets: the next on the drift check's
+    channel (``webhook_hub.writer_position``; the daily runs are its only writer, one at a time).
+    Only once its delivery holds the outcome: a report describes a finished onboarding."""
 
     p = C.OnboardingRef.from_json(payload)
 
-    async def work(_: Services) -> int:
+    async def work(_: Services) -> dict[str, Any]:
         try:
             summary = await webhook_hub.read_delivery(client, p.onboarding_id)
-            last = await webhook_hub.last_event_number(client, p.onboarding_id)
+            stream = await webhook_hub.writer_position(client, p.onboarding_id, Channel.DRIFT, None)
         except Exception as exc:
             raise TransientError(
                 f"The webhook delivery state could not be read ({type(exc).__name__})."
             ) from None
         if summary is None or not summary.get("final"):
             raise TransientError("The onboarding's outcome event has not reached its delivery yet.")
-        return last + 1
+        after = stream.after_one()
+        return C.NextWebhookEvent(after.sent, after.channel_name).to_json()
 
     return await _run(C.NEXT_WEBHOOK_SEQUENCE.name, work, payload)
 

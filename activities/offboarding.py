@@ -20,6 +20,7 @@ from onboarding.domain import EVENT_CANCEL, AppRegistration, OnboardingRequest
 from onboarding.durable_status import RUNNING_STATES, json_object, runtime_name
 from onboarding.lazy import lazy
 from onboarding.services import Services
+from onboarding.webhooks import Channel
 
 if TYPE_CHECKING:
     from onboarding import webhook_hub
@@ -76,11 +77,14 @@ async def _read(
     if waiting_for:
         return offboarding.OnboardingSnapshot(final=False, request=request, waiting_for=waiting_for)
     output = json_object(status.output)
+    # No earlier run's report to read: the instance's status is this run's now (it started again).
+    stream = await webhook_hub.writer_position(client, onboarding_id, Channel.OFFBOARDING, None)
     return offboarding.OnboardingSnapshot(
         final=True,
         request=request,
         app=output.get("app"),
-        events_sent=await webhook_hub.last_event_number(client, onboarding_id),
+        events_sent=stream.sent,
+        webhook_channel=stream.channel_name,
         mailboxes=await _mailboxes_with_access(client, onboarding_id, request),
     )
 

@@ -1,7 +1,7 @@
 """The webhook activities: hand an event to the delivery orchestration, and POST one event.
 
-Both run at least once. Emitting twice raises ``WebhookEvent-<n>`` twice, which the delivery
-orchestration reads once; delivering twice POSTs the same body with the same event id, on which
+Both run at least once. Emitting twice raises the event's name (``onboarding.webhooks.event_name``)
+twice, which the delivery orchestration reads once; delivering twice POSTs the same body with the same event id, on which
 receivers de-duplicate.
 """
 
@@ -22,7 +22,7 @@ from onboarding.domain import OnboardingRequest, OnboardingResult
 from onboarding.errors import OnboardingError
 from onboarding.lazy import lazy
 from onboarding.services import Services
-from onboarding.webhooks import EventType, envelope, subscription_id
+from onboarding.webhooks import Channel, EventType, envelope, event_name, subscription_id
 
 if TYPE_CHECKING:
     from onboarding import webhook_hub
@@ -59,13 +59,16 @@ async def emit_webhook_event(
 
 async def _emit(client: df.DurableOrchestrationClient, emitted: C.EmitWebhookEvent) -> dict[str, Any]:
     onboarding_id = emitted.onboarding_id
-    event = envelope(onboarding_id, emitted.sequence, emitted.type, emitted.occurred_at, event_data(emitted))
+    channel = Channel(emitted.channel) if emitted.channel else Channel.ONBOARDING
+    # A day-2 writer's event gets its place in the stream from the delivery (onboarding/webhooks.py).
+    sequence = emitted.sequence if channel is Channel.ONBOARDING else 0
+    event = envelope(onboarding_id, sequence, emitted.type, emitted.occurred_at, event_data(emitted))
     url = emitted.callback_url
     try:
         if url:  # the request's callbackUrl is the first subscription, in place before event 1
             control = {"op": "subscribe", "subscriptionId": subscription_id(onboarding_id, url), "url": url}
             await webhook_hub.send_control(client, onboarding_id, control)
-        await webhook_hub.send_event(client, onboarding_id, event)
+        await webhook_hub.send_event(client, onboarding_id, event, channel, emitted.sequence)
     except Exception as exc:  # the SDK's messages can carry the Durable API's URLs: type only
         log.warning(
             "activity %s: could not reach the delivery orchestration (%s)",
@@ -73,7 +76,7 @@ async def _emit(client: df.DurableOrchestrationClient, emitted: C.EmitWebhookEve
             type(exc).__name__,
         )
         raise ActivityFailed("The webhook event could not be handed to its delivery orchestration.") from None
-    return {"ok": C.EventHandedOver(event["id"]).to_json()}
+    return {"ok": C.EventHandedOver(event_name(channel, emitted.sequence)).to_json()}
 
 
 async def _deliver(services: Services, payload: C.DeliverWebhook) -> int:

@@ -68,6 +68,7 @@ from onboarding.validation import (
     parse_request,
     parse_rotation,
 )
+from onboarding.webhooks import Channel
 
 RETRY_AFTER_SECONDS = "10"
 _SLUGS = {
@@ -582,6 +583,8 @@ async def _rotation_input(
     verified = [str(r["mailbox"]) for r in current if r["state"] == MailboxState.VERIFIED.value]
     if not verified:
         return "No mailbox of this onboarding is verified, so a new secret could not be verified."
+    instance_id = rotation.rotation_instance_id(onboarding_id)
+    stream = await webhook_hub.writer_position(client, onboarding_id, Channel.ROTATION, instance_id)
     return rotation.RotationInput(
         onboarding_id=onboarding_id,
         tenant_id=request.tenant_id,
@@ -593,7 +596,8 @@ async def _rotation_input(
         lifetime_days=request.secret_lifetime_days,
         overlap_hours=settings.rotation_overlap_hours,
         requested_at=datetime.now(UTC).isoformat(),
-        events_sent=await webhook_hub.last_event_number(client, onboarding_id),
+        events_sent=stream.sent,
+        webhook_channel=stream.channel_name,
         requested_by=requester().to_json(),
         options=settings.workflow_options(),
         credential_type=credential_type,
@@ -724,6 +728,9 @@ async def _operation_input(
     rotated_secret = newer.get("secret") if newer.get("status") == "succeeded" else None
     secret = SecretRef.from_json(rotated_secret) if rotated_secret else result.secret
     before = mailbox_ops.finished_result(previous)
+    stream = await webhook_hub.writer_position(
+        client, onboarding_id, Channel.MAILBOXES, mailbox_ops.mailbox_operation_instance_id(onboarding_id)
+    )
     return mailbox_ops.MailboxOperationInput(
         onboarding_id=onboarding_id,
         kind=kind,
@@ -733,7 +740,8 @@ async def _operation_input(
         protocols=tuple(p.value for p in request.protocols),
         mailboxes=tuple(mailboxes),
         requested_at=datetime.now(UTC).isoformat(),
-        events_sent=await webhook_hub.last_event_number(client, onboarding_id),
+        events_sent=stream.sent,
+        webhook_channel=stream.channel_name,
         requested_by=requester().to_json(),
         options=settings.workflow_options(),
         request=request.to_json(),

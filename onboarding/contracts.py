@@ -698,8 +698,27 @@ def as_json(data: Any) -> Any:
     return data
 
 
+@dataclass(frozen=True)
+class NextWebhookEvent:
+    """The number a drift report's event gets: the next on the drift check's channel (``channel``,
+    an ``onboarding.webhooks.Channel`` value), or, without one, the next in the stream (a delivery
+    still running from before channels, or an answer recorded then, which was that number alone)."""
+
+    sequence: int
+    channel: str | None = None
+
+    def to_json(self) -> Json:
+        return {"sequence": self.sequence, "channel": self.channel}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        if isinstance(data, int):
+            return cls(data)
+        return cls(int(data["sequence"]), data.get("channel"))
+
+
 DIAGNOSE = Contract(A.DIAGNOSE, Diagnose, as_json)
-NEXT_WEBHOOK_SEQUENCE = Contract(A.NEXT_WEBHOOK_SEQUENCE, OnboardingRef, int)
+NEXT_WEBHOOK_SEQUENCE = Contract(A.NEXT_WEBHOOK_SEQUENCE, OnboardingRef, NextWebhookEvent.from_json)
 SEND_DRIFT_EMAIL = Contract(A.SEND_DRIFT_EMAIL, DriftEmail, nothing)
 LIST_ACTIVE_ONBOARDINGS = Contract(A.LIST_ACTIVE_ONBOARDINGS, NoPayload, as_json)
 
@@ -709,7 +728,9 @@ LIST_ACTIVE_ONBOARDINGS = Contract(A.LIST_ACTIVE_ONBOARDINGS, NoPayload, as_json
 
 @dataclass(frozen=True)
 class EmitWebhookEvent:
-    """Webhook event ``sequence`` of an onboarding, for its delivery orchestration.
+    """Webhook event ``sequence`` of an onboarding, for its delivery orchestration: the onboarding's
+    (numbered in the stream), or with ``channel`` the ``sequence``-th event of that day-2 writer
+    (an ``onboarding.webhooks.Channel`` value), which the delivery places in the stream.
 
     ``data`` is the event's body as receivers get it (docs/api.md), JSON already. The first event
     carries the request's ``callback_url`` (its first subscription); the completion event carries
@@ -722,6 +743,7 @@ class EmitWebhookEvent:
     data: Json
     callback_url: str | None = None
     request: Json | None = None
+    channel: str | None = None
 
     def to_json(self) -> Json:
         payload: Json = {
@@ -735,6 +757,8 @@ class EmitWebhookEvent:
             payload["callback_url"] = self.callback_url
         if self.request is not None:
             payload["request"] = self.request
+        if self.channel:
+            payload["channel"] = self.channel
         return payload
 
     @classmethod
@@ -747,12 +771,13 @@ class EmitWebhookEvent:
             data=data["data"],
             callback_url=data.get("callback_url"),
             request=data.get("request"),
+            channel=data.get("channel"),
         )
 
 
 @dataclass(frozen=True)
 class EventHandedOver:
-    id: str  # the event's id, ``<onboarding id>:<sequence>``
+    id: str  # the name it was raised under (``onboarding.webhooks.event_name``)
 
     def to_json(self) -> Json:
         return {"id": self.id}

@@ -34,6 +34,7 @@ from onboarding.domain import (
 )
 from onboarding.durable_status import is_running, json_object
 from onboarding.lazy import lazy
+from onboarding.webhooks import StreamPosition
 
 if TYPE_CHECKING:
     from onboarding import emails, records
@@ -81,13 +82,16 @@ class MailboxOperationInput:
     protocols: tuple[str, ...]
     mailboxes: tuple[str, ...]
     requested_at: str
-    events_sent: int = 0  # the onboarding's stream so far: the operation's events follow
+    # Where the operation stands in the onboarding's webhook stream (``StreamPosition``): its channel's
+    # events so far over its earlier runs, or without a channel the stream's last sequence.
+    events_sent: int = 0
     requested_by: dict[str, str] = field(default_factory=dict)
     options: WorkflowOptions = field(default_factory=_default_options)
     request: dict[str, Any] = field(default_factory=dict)  # the onboarding's (admins, name) for the email
     # The latest result of each mailbox earlier operations worked on: this one's output carries them on,
     # so the view shows every mailbox's latest state although only the last operation is kept.
     earlier: tuple[MailboxResult, ...] = ()
+    webhook_channel: str | None = None  # with ``events_sent``: see above
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,9 +106,14 @@ class MailboxOperationInput:
             "mailboxes": list(self.mailboxes),
             "requested_at": self.requested_at,
             "events_sent": self.events_sent,
+            "webhook_channel": self.webhook_channel,
             "requested_by": dict(self.requested_by),
             "options": self.options.to_json(),
         }
+
+    @property
+    def stream(self) -> StreamPosition:
+        return StreamPosition.of(self.webhook_channel, self.events_sent)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
@@ -118,6 +127,7 @@ class MailboxOperationInput:
             mailboxes=tuple(data["mailboxes"]),
             requested_at=str(data["requested_at"]),
             events_sent=int(data.get("events_sent") or 0),
+            webhook_channel=data.get("webhook_channel"),
             requested_by=dict(data.get("requested_by") or {}),
             options=WorkflowOptions.from_json(data["options"]) if data.get("options") else _default_options(),
             request=dict(data.get("request") or {}),

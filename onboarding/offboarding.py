@@ -40,6 +40,7 @@ from onboarding.domain import (
 from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.errors import InvalidRequestError, NotFoundError
 from onboarding.lazy import lazy
+from onboarding.webhooks import StreamPosition
 
 if TYPE_CHECKING:
     from onboarding import emails, records
@@ -120,13 +121,16 @@ class OffboardingInput:
 class OnboardingSnapshot:
     """What the offboarding needs of the onboarding, read through the Durable client.
 
-    ``events_sent`` is the number of the onboarding's last webhook event: the offboarding's events
-    follow it, so receivers see one numbered stream per onboarding."""
+    ``events_sent`` is how many webhook events the offboarding has handed over on its channel in
+    earlier runs (``webhook_channel``); without a channel (a snapshot from before channels, or a
+    delivery still running from then), the number of the stream's last event, which the offboarding's
+    events follow (``onboarding.webhooks.StreamPosition``)."""
 
     final: bool
     request: dict[str, Any] | None = None  # the onboarding's request as submitted (mailboxes, admins)
     app: dict[str, Any] | None = None  # AppRegistration JSON, from the onboarding's output if any
     events_sent: int = 0
+    webhook_channel: str | None = None
     # The mailboxes holding FullAccess now (``mailbox_ops.holding_access``): the request's, with those
     # added and less those removed since. None: the request's (a snapshot read before this field).
     mailboxes: tuple[str, ...] | None = None
@@ -140,6 +144,7 @@ class OnboardingSnapshot:
             "request": self.request,
             "app": self.app,
             "events_sent": self.events_sent,
+            "webhook_channel": self.webhook_channel,
             "mailboxes": None if self.mailboxes is None else list(self.mailboxes),
         }
 
@@ -150,9 +155,14 @@ class OnboardingSnapshot:
             request=data.get("request"),
             app=data.get("app"),
             events_sent=int(data.get("events_sent") or 0),
+            webhook_channel=data.get("webhook_channel"),
             mailboxes=None if data.get("mailboxes") is None else tuple(data["mailboxes"]),
             waiting_for=str(data.get("waiting_for") or ""),
         )
+
+    @property
+    def stream(self) -> StreamPosition:
+        return StreamPosition.of(self.webhook_channel, self.events_sent)
 
     def mailboxes_with_access(self) -> list[str]:
         if self.mailboxes is not None:

@@ -50,6 +50,7 @@ from onboarding.domain import (
 from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.errors import NotFoundError
 from onboarding.lazy import lazy
+from onboarding.webhooks import StreamPosition
 
 if TYPE_CHECKING:
     from onboarding import emails, expiry, records
@@ -128,10 +129,13 @@ class RotationInput:
     lifetime_days: int
     overlap_hours: int
     requested_at: str
-    events_sent: int = 0  # the onboarding's stream so far: the rotation's events follow
+    # Where the rotation stands in the onboarding's webhook stream (``StreamPosition``): its channel's
+    # events so far over its earlier runs, or without a channel the stream's last sequence.
+    events_sent: int = 0
     requested_by: dict[str, str] = field(default_factory=dict)
     options: WorkflowOptions = field(default_factory=_default_options)
     credential_type: CredentialType | None = None  # None: the type of the vault's current document
+    webhook_channel: str | None = None  # with ``events_sent``: see above
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,9 +151,14 @@ class RotationInput:
             "overlap_hours": self.overlap_hours,
             "requested_at": self.requested_at,
             "events_sent": self.events_sent,
+            "webhook_channel": self.webhook_channel,
             "requested_by": dict(self.requested_by),
             "options": self.options.to_json(),
         }
+
+    @property
+    def stream(self) -> StreamPosition:
+        return StreamPosition.of(self.webhook_channel, self.events_sent)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
@@ -165,6 +174,7 @@ class RotationInput:
             overlap_hours=int(data["overlap_hours"]),
             requested_at=str(data["requested_at"]),
             events_sent=int(data.get("events_sent") or 0),
+            webhook_channel=data.get("webhook_channel"),
             requested_by=dict(data.get("requested_by") or {}),
             options=WorkflowOptions.from_json(data["options"]) if data.get("options") else _default_options(),
             credential_type=_credential_type(data.get("credential_type")),
@@ -512,7 +522,7 @@ def input_from_record(
     *,
     overlap_hours: int,
     requested_at: str,
-    events_sent: int,
+    stream: StreamPosition,
     options: WorkflowOptions,
     days_before_expiry: int,
 ) -> RotationInput | None:
@@ -540,7 +550,8 @@ def input_from_record(
         lifetime_days=record.secret_lifetime_days,
         overlap_hours=overlap_hours,
         requested_at=requested_at,
-        events_sent=events_sent,
+        events_sent=stream.sent,
+        webhook_channel=stream.channel_name,
         requested_by={"kind": "expiry-watch"},
         options=options,
     )

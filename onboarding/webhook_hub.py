@@ -16,12 +16,15 @@ from typing import Any
 
 from onboarding.durable_status import json_object, runtime_name
 from onboarding.webhooks import (
+    CHANNEL_EVENTS_REPORTED,
     CONTROL_PREFIX,
     DELIVERY_ORCHESTRATOR,
-    EVENT_PREFIX,
     EVENTS_REPORTED,
+    Channel,
     DeliveryState,
+    StreamPosition,
     delivery_instance_id,
+    event_name,
 )
 
 _LIVE = {"Running", "Pending", "ContinuedAsNew"}
@@ -62,18 +65,33 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
     return _state_in(getattr(status, "input_", None), onboarding_id).summary()
 
 
+async def writer_position(
+    client: Any, onboarding_id: str, channel: Channel, writer_instance_id: str | None
+) -> StreamPosition:
+    """Where a day-2 writer about to start stands on its channel: the higher of what the delivery
+    has taken of the channel and what the writer's last run reported (its output, or its custom
+    status while it runs; ``CHANNEL_EVENTS_REPORTED``). The delivery alone lags: an event raised to it
+    is counted only once it took it, and a number read before that would be given twice.
+
+    Only the writer itself adds to its channel, and one run of it at a time, so no other writer's
+    start can take its numbers. A delivery still running from before channels existed (its custom
+    status has no counts) cannot say how many events of the channel it holds: the writer then numbers
+    on from the whole stream, as all writers did before (``last_event_number``)."""
+    summary = await read_delivery(client, onboarding_id)
+    if summary is not None and not isinstance(summary.get("channels"), dict):
+        return StreamPosition(None, await last_event_number(client, onboarding_id))
+    numbers = [int(((summary or {}).get("channels") or {}).get(channel.value) or 0)]
+    if writer_instance_id is not None:
+        status = await client.get_status(writer_instance_id)
+        for shown in (getattr(status, "output", None), getattr(status, "custom_status", None)):
+            reported = json_object(shown).get(CHANNEL_EVENTS_REPORTED)
+            numbers.append(reported if isinstance(reported, int) else 0)
+    return StreamPosition(channel, max(numbers))
+
+
 async def last_event_number(client: Any, onboarding_id: str) -> int:
-    """The number of the last event of the onboarding's stream, for a writer about to add to it.
-
-    The highest of what each writer reports (``EVENTS_REPORTED`` in the onboarding's, rotation's,
-    mailbox operation's and offboarding's outputs, exact, and in a running day-2 operation's custom
-    status) and what the delivery holds.
-
-    The delivery alone lags: an event raised to it is counted only once it took it, and a number
-    read before that would be given twice. Two events raised under one name before the delivery
-    waits for it leave only the later (the SDK keeps one deferred completion per name), so the
-    earlier, already handed over, would be lost. Two writers starting at the same moment can still
-    read the same number: day-2 operations are rare and the offboarding waits for the others."""
+    """The stream's last sequence, for a writer numbering in the whole stream (``writer_position``):
+    the highest of what each writer reports (``EVENTS_REPORTED``) and what the delivery holds."""
     from onboarding.mailbox_ops import mailbox_operation_instance_id
     from onboarding.offboarding import offboarding_instance_id
     from onboarding.rotation import rotation_instance_id
@@ -98,27 +116,28 @@ async def last_event_number(client: Any, onboarding_id: str) -> int:
 _ATTEMPTS = 3
 
 
-async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> None:
-    """Give event ``event["sequence"]`` to the delivery orchestration, starting it if needed.
+async def send_event(
+    client: Any,
+    onboarding_id: str,
+    event: dict[str, Any],
+    channel: Channel = Channel.ONBOARDING,
+    number: int | None = None,
+) -> None:
+    """Give an event to the delivery orchestration, starting it if needed: the onboarding's event
+    ``event["sequence"]``, or event ``number`` of a day-2 writer's ``channel``.
 
     A delivery that is not running is started with the event already in its state, so nothing is
     raised to an instance that might not take it. A running one that holds the outcome may be
     finishing at that very moment (events after the outcome, like drift reports, meet this), and an
     event raised to an instance that completes is dropped; so such an event counts as handed over only
     once the delivery shows it, or still runs after a short wait, and otherwise it is sent again."""
+    number = int(event["sequence"]) if channel is Channel.ONBOARDING else int(number or 0)
     instance_id = delivery_instance_id(onboarding_id)
     for attempt in range(_ATTEMPTS):
         status = await client.get_status(instance_id)
         if runtime_name(status) not in _LIVE:
             state = _last_state(status, onboarding_id)
-            if int(event["sequence"]) > state.next_event:  # numbered past an event that never arrived
-                log.warning(
-                    "webhook event %s of %s dropped: its delivery holds %s events",
-                    event["sequence"],
-                    onboarding_id,
-                    len(state.events),
-                )
-            state.add_event(event)
+            _add(state, channel, number, event)
             try:
                 await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
                 return
@@ -126,31 +145,54 @@ async def send_event(client: Any, onboarding_id: str, event: dict[str, Any]) -> 
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
-            return
-        await client.raise_event(instance_id, f"{EVENT_PREFIX}{event['sequence']}", event)
+        await client.raise_event(instance_id, event_name(channel, number), event)
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}
         # Before the outcome is in, the delivery cannot finish (``DeliveryState.done``): nothing to watch.
-        if not custom.get("final") or await _taken(client, onboarding_id, int(event["sequence"])):
+        if not custom.get("final") or await _taken(client, onboarding_id, channel, number):
             return
     raise RuntimeError("the delivery orchestration did not take the event")
+
+
+def _add(state: DeliveryState, channel: Channel, number: int, event: dict[str, Any]) -> None:
+    """Put the event in a state the delivery is (re)started with; one numbered past an event that
+    never arrived is dropped, as the stream has no gaps."""
+    expected = state.next_event if channel is Channel.ONBOARDING else state.taken(channel) + 1
+    if number > expected:
+        log.warning(
+            "webhook event %s of %s (%s) dropped: its delivery holds %s of them",
+            number,
+            state.onboarding_id,
+            channel.value,
+            expected - 1,
+        )
+    elif channel is Channel.ONBOARDING:
+        state.add_event(event)
+    else:
+        state.add_channel_event(channel, number, event)
 
 
 # How long a running delivery is watched after an event was raised to it (see ``send_event``).
 _TAKEN_POLLS, _TAKEN_POLL_S = 40, 0.25
 
 
-async def _taken(client: Any, onboarding_id: str, sequence: int) -> bool:
-
+async def _taken(client: Any, onboarding_id: str, channel: Channel, number: int) -> bool:
     instance_id = delivery_instance_id(onboarding_id)
     for _ in range(_TAKEN_POLLS):
         status = await client.get_status(instance_id)
         if runtime_name(status) not in _LIVE:
-            return len(_last_state(status, onboarding_id).events) >= sequence
+            return _count(_last_state(status, onboarding_id).summary(), channel) >= number
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}
-        if int(custom.get("events", 0)) >= sequence:
+        if _count(custom, channel) >= number:
             return True
         await asyncio.sleep(_TAKEN_POLL_S)
     return True  # still running: a running orchestration keeps the event until it takes it
+
+
+def _count(summary: dict[str, Any], channel: Channel) -> int:
+    """How many events of ``channel`` a delivery summary says it holds (the onboarding's: all)."""
+    if channel is Channel.ONBOARDING:
+        return int(summary.get("events") or 0)
+    return int((summary.get("channels") or {}).get(channel.value) or 0)
 
 
 async def send_control(client: Any, onboarding_id: str, control: dict[str, Any]) -> None:

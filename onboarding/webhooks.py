@@ -1,19 +1,31 @@
 """Webhook events of one onboarding and the state of their delivery (pure: no I/O, no clock).
 
-The onboarding orchestration numbers its events 1, 2, 3 ... and raises event ``n`` to the delivery
-orchestration ``<id>:webhook`` under the name ``WebhookEvent-<n>``; requester controls (subscribe,
-unsubscribe, redeliver) arrive as ``WebhookControl-<k>``, ``k`` read from the delivery orchestration's
-custom status. Every name is raised once: the Durable Python SDK keeps one buffered event per name,
-and several buffered events of one name break its replay, so names are never reused.
+Several writers add to an onboarding's stream: the onboarding itself, and after it the day-2
+operations (rotation, mailbox operations, offboarding) and the daily drift check, which may run at
+the same time (a rotation waits a day in its overlap window while a mailbox operation or a drift
+report comes and goes). So each writer numbers only its own events, on a channel of its own, and
+the delivery orchestration ``<id>:webhook`` gives each event its place in the stream as it takes it:
 
-The event id is ``<onboarding id>:<sequence>``: a replay or a re-run activity sends the same number,
-so it never makes a new id, and receivers de-duplicate on it.
+- the onboarding raises its event ``n`` as ``WebhookEvent-<n>``; it writes before anyone else, so
+  its ``n`` is the stream's sequence too (and the name is the one deliveries always waited for);
+- a day-2 writer raises its channel's ``k``-th event as ``WebhookEvent-<channel>-<k>`` (``Channel``),
+  ``k`` counted over every run of that writer (``webhook_hub.channel_count``); the delivery stamps
+  the next sequence and id on it.
+
+Two writers therefore never raise under one name. Requester controls (subscribe, unsubscribe,
+redeliver) arrive as ``WebhookControl-<k>``, ``k`` read from the delivery orchestration's custom
+status. Every name is raised once: the Durable Python SDK keeps one buffered event per name, and
+several buffered events of one name break its replay, so names are never reused.
+
+The event id is ``<onboarding id>:<sequence>``: once the delivery has taken an event its number never
+changes, and a replay or a re-run activity raises the same name again, which is not taken twice; so
+receivers can de-duplicate on it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -21,9 +33,13 @@ from typing import Any
 DELIVERY_ORCHESTRATOR = "webhook_delivery_orchestrator"
 EVENT_PREFIX = "WebhookEvent-"
 CONTROL_PREFIX = "WebhookControl-"
-# Where each writer of an onboarding's stream reports the number of its last event: in its output,
-# and a day-2 operation also in its custom status while it runs (``webhook_hub.last_event_number``).
+# Where a writer reports how many events it has handed over: in its output, and a day-2 operation
+# also in its custom status while it runs. For the onboarding this is its last sequence; for a day-2
+# writer (``CHANNEL_EVENTS_REPORTED``) the count on its channel, over all its runs
+# (``webhook_hub.channel_count``). A day-2 operation that started before channels existed numbered
+# on from the whole stream and reports under ``EVENTS_REPORTED``, which is never read as a count.
 EVENTS_REPORTED = "webhook_events"
+CHANNEL_EVENTS_REPORTED = "webhook_channel_events"
 
 # Retry schedule of a failing receiver: 30 s, 1 min, 2 min ... capped at 1 h between attempts; a
 # subscription is given up once its receiver has failed without a success for 24 h (about 30 attempts).
@@ -62,6 +78,65 @@ class EventType(StrEnum):
     MAILBOXES_ADDED = "mailboxes.added"
     MAILBOXES_REMOVE_STARTED = "mailboxes.remove_started"
     MAILBOXES_REMOVED = "mailboxes.removed"
+
+
+class Channel(StrEnum):
+    """The writers of an onboarding's stream, each numbering its own events (the module's docstring)."""
+
+    ONBOARDING = "onboarding"
+    ROTATION = "rotation"
+    MAILBOXES = "mailboxes"
+    OFFBOARDING = "offboarding"
+    DRIFT = "drift"
+
+
+# The writers after the onboarding, in the order the delivery waits for them.
+DAY2_CHANNELS = (Channel.ROTATION, Channel.MAILBOXES, Channel.OFFBOARDING, Channel.DRIFT)
+
+
+def channel_of(event_type: str) -> Channel:
+    """The writer of an event type; for a stream kept before channels existed."""
+    if event_type == EventType.DRIFT_DETECTED.value:
+        return Channel.DRIFT
+    family = event_type.split(".", 1)[0]
+    return {
+        "offboarding": Channel.OFFBOARDING,
+        "credential": Channel.ROTATION,
+        "mailboxes": Channel.MAILBOXES,
+    }.get(family, Channel.ONBOARDING)
+
+
+def event_name(channel: Channel, number: int) -> str:
+    """The name event ``number`` of ``channel`` is raised under (the onboarding's: its sequence)."""
+    if channel is Channel.ONBOARDING:
+        return f"{EVENT_PREFIX}{number}"
+    return f"{EVENT_PREFIX}{channel.value}-{number}"
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a writer stands: ``sent`` of its events handed over on ``channel``. A day-2 writer that
+    started before channels existed (``channel`` None) numbers on from the stream's last sequence,
+    ``sent``, as every writer did then."""
+
+    channel: Channel | None
+    sent: int = 0
+
+    @classmethod
+    def of(cls, channel: str | None, sent: int) -> StreamPosition:
+        """From a job's JSON fields (``webhook_channel``, ``events_sent``)."""
+        return cls(Channel(channel) if channel else None, sent)
+
+    @property
+    def channel_name(self) -> str | None:
+        return self.channel.value if self.channel else None
+
+    def after_one(self) -> StreamPosition:
+        return replace(self, sent=self.sent + 1)
+
+    def reported(self) -> dict[str, int]:
+        """What the writer shows in its custom status and output (``CHANNEL_EVENTS_REPORTED``)."""
+        return {CHANNEL_EVENTS_REPORTED if self.channel else EVENTS_REPORTED: self.sent}
 
 
 class SubscriptionState(StrEnum):
@@ -142,6 +217,9 @@ class DeliveryState:
     subscriptions: list[Subscription] = field(default_factory=list)
     next_control: int = 0
     inbox: list[dict[str, Any]] = field(default_factory=list)  # controls given when (re)starting
+    # Events taken from each day-2 writer's channel (by ``Channel`` value); the onboarding's count is
+    # its events' own numbering.
+    channels: dict[str, int] = field(default_factory=dict)
 
     # -- JSON (the orchestration's input, continue-as-new input and output) ----------------------
     def to_json(self) -> dict[str, Any]:
@@ -151,16 +229,26 @@ class DeliveryState:
             "subscriptions": [asdict(s) for s in self.subscriptions],
             "next_control": self.next_control,
             "inbox": self.inbox,
+            "channels": self.channels,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeliveryState:
+        events = list(data.get("events", []))
+        channels = data.get("channels")
+        if not isinstance(channels, dict):  # kept before channels existed: count each writer's events
+            channels = {}
+            for event in events:
+                channel = channel_of(str(event.get("type", "")))
+                if channel is not Channel.ONBOARDING:
+                    channels[channel.value] = channels.get(channel.value, 0) + 1
         return cls(
             onboarding_id=data["onboarding_id"],
-            events=list(data.get("events", [])),
+            events=events,
             subscriptions=[Subscription(**s) for s in data.get("subscriptions", [])],
             next_control=int(data.get("next_control", 0)),
             inbox=list(data.get("inbox", [])),
+            channels={str(k): int(v) for k, v in channels.items()},
         )
 
     # -- incoming --------------------------------------------------------------------------------
@@ -180,8 +268,24 @@ class DeliveryState:
         return self.completed_sequence is not None
 
     def add_event(self, event: dict[str, Any]) -> None:
+        """An event numbered in the stream (the onboarding's, or a writer's from before channels)."""
         if event.get("sequence") == self.next_event:  # anything else is a duplicate
             self.events.append(event)
+
+    def taken(self, channel: Channel) -> int:
+        """How many events of a day-2 writer's channel the delivery holds."""
+        return self.channels.get(channel.value, 0)
+
+    def add_channel_event(self, channel: Channel, number: int, event: dict[str, Any]) -> bool:
+        """Take event ``number`` of ``channel`` as the stream's next: stamped with its sequence and id.
+        The one after the last taken only: a lower number is a duplicate (a re-run activity), a
+        higher one follows an event that never arrived. Answers whether it was taken."""
+        if number != self.taken(channel) + 1:
+            return False
+        sequence = self.next_event
+        self.events.append({**event, "id": event_id(self.onboarding_id, sequence), "sequence": sequence})
+        self.channels[channel.value] = number
+        return True
 
     def subscribe(self, url: str, sub_id: str, from_sequence: int | None = None) -> None:
         # A late subscriber (a Logic Apps HTTP Webhook action subscribing after the end) still gets
@@ -275,6 +379,7 @@ class DeliveryState:
             "final": self.final,
             "nextControl": self.next_control,
             "subscriptions": [s.public() for s in self.subscriptions],
+            "channels": dict(self.channels),
         }
 
     def status(self) -> DeliveryStatus:

@@ -111,17 +111,19 @@ def _report(
         assert first is not None
         try:
             if channel is drift.Channel.WEBHOOK:
-                sequence = yield context.call_activity_with_retry(
+                reply = yield context.call_activity_with_retry(
                     C.NEXT_WEBHOOK_SEQUENCE.name, _retry(), C.OnboardingRef(onboarding_id).to_json()
                 )
-                if "ok" not in sequence:
+                if "ok" not in reply:
                     continue
+                number = C.NEXT_WEBHOOK_SEQUENCE.result(reply["ok"])
                 event = C.EmitWebhookEvent(
                     onboarding_id=onboarding_id,
-                    sequence=sequence["ok"],
+                    sequence=number.sequence,
                     type=EventType.DRIFT_DETECTED.value,
                     occurred_at=context.current_utc_datetime.isoformat(),
                     data={"appId": onboarding["appId"], "link": first},
+                    channel=number.channel,
                 )
                 yield context.call_activity_with_retry(C.EMIT_WEBHOOK_EVENT.name, _retry(), event.to_json())
             else:

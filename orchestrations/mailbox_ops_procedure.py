@@ -28,7 +28,7 @@ from onboarding.mailbox_ops import (
     RecordMailboxOperation,
 )
 from onboarding.offboarding import REMOVE_MAILBOX_ACCESS, MailboxRemoval, RemoveMailboxAccess
-from onboarding.webhooks import EVENTS_REPORTED, EventType
+from onboarding.webhooks import EventType
 from orchestrations.onboarding import MailboxBatch, StepFailed, call, emit_after, retry_policy
 
 Steps = Generator[Any, Any, Any]
@@ -44,7 +44,7 @@ class MailboxOperation:
         self.context = context
         self.job = MailboxOperationInput.from_json(context.get_input())
         self.retry = retry_policy(self.job.options)
-        self.events_sent = self.job.events_sent
+        self.stream = self.job.stream
         self.done: list[MailboxResult] = []
 
     def show(self) -> None:
@@ -54,14 +54,14 @@ class MailboxOperation:
                 "status": OperationStatus.RUNNING.value,
                 "kind": self.job.kind.value,
                 "counts": counts,
-                EVENTS_REPORTED: self.events_sent,
+                **self.stream.reported(),
             }
         )
 
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
         """The next event of the onboarding's stream; a courtesy that never stops the operation."""
-        self.events_sent = yield from emit_after(
-            self.context, self.retry, self.job.onboarding_id, self.events_sent, event_type, data, "mailboxes"
+        self.stream = yield from emit_after(
+            self.context, self.retry, self.job.onboarding_id, self.stream, event_type, data, "mailboxes"
         )
 
     # -- the procedure -----------------------------------------------------------------------------
@@ -82,10 +82,10 @@ class MailboxOperation:
         shown = {
             "status": result.status.value,
             "kind": self.job.kind.value,
-            EVENTS_REPORTED: self.events_sent,
+            **self.stream.reported(),
         }
         self.context.set_custom_status(shown)
-        return {**result.to_json(), EVENTS_REPORTED: self.events_sent}
+        return {**result.to_json(), **self.stream.reported()}
 
     def tell_admins(self) -> Steps:
         """Before the grants: no consent is asked for added mailboxes, so the admins are told. An

@@ -46,7 +46,7 @@ from onboarding.offboarding import (
     RemoveExchangeServicePrincipal,
     RemoveMailboxAccess,
 )
-from onboarding.webhooks import EVENTS_REPORTED, EventType
+from onboarding.webhooks import Channel, EventType, StreamPosition
 from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
 
 Steps = Generator[Any, Any, Any]
@@ -65,7 +65,7 @@ class Offboarding:
         self.left: list[str] = []
         self.found = FoundApp()
         self.app_unknown = False  # the lookup failed and the onboarding reported no app
-        self.events_sent = 0
+        self.stream = StreamPosition(Channel.OFFBOARDING)  # read with the onboarding's state
 
     # -- progress ------------------------------------------------------------------------------
     @property
@@ -79,7 +79,7 @@ class Offboarding:
                 "status": OffboardingStatus.RUNNING.value,
                 "purge": self.job.purge,
                 "steps": self.steps,
-                EVENTS_REPORTED: self.events_sent,
+                **self.stream.reported(),
             }
         )
 
@@ -102,11 +102,11 @@ class Offboarding:
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
         """The next webhook event of the onboarding's stream (see ``Onboarding.emit``); a courtesy that
         never stops the offboarding."""
-        self.events_sent = yield from emit_after(
+        self.stream = yield from emit_after(
             self.context,
             self.retry,
             self.job.onboarding_id,
-            self.events_sent,
+            self.stream,
             event_type,
             data,
             "offboarding",
@@ -117,7 +117,7 @@ class Offboarding:
         onboarding = yield from self.stop_onboarding()
         request = onboarding.request or {}
         mailboxes = onboarding.mailboxes_with_access()
-        self.events_sent = onboarding.events_sent
+        self.stream = onboarding.stream
         yield from self.emit(EventType.OFFBOARDING_STARTED, {"purge": self.job.purge})
         yield from self.find_app(onboarding)
         mailbox_result = yield from self.remove_mailbox_access(mailboxes)
@@ -322,8 +322,8 @@ class Offboarding:
         final = EventType.OFFBOARDING_FAILED if self.left else EventType.OFFBOARDING_COMPLETED
         yield from self.emit(final, result.to_json())
         status = {"status": result.status.value, "purge": self.job.purge, "steps": self.steps}
-        self.context.set_custom_status({**status, EVENTS_REPORTED: self.events_sent})
-        return {**result.to_json(), "steps": self.steps, EVENTS_REPORTED: self.events_sent}
+        self.context.set_custom_status({**status, **self.stream.reported()})
+        return {**result.to_json(), "steps": self.steps, **self.stream.reported()}
 
     def notify(self, request: dict[str, Any], result: OffboardingResult, mailbox_count: int) -> Steps:
         step = OffboardStep.NOTIFY

@@ -33,7 +33,7 @@ from onboarding.domain import (
     StepError,
     WorkflowOptions,
 )
-from onboarding.webhooks import EVENTS_REPORTED, EventType
+from onboarding.webhooks import EventType, StreamPosition
 
 blueprint = df.Blueprint()
 log = logging.getLogger("onboarding.orchestrations")
@@ -110,31 +110,34 @@ def emit_after(
     context: df.DurableOrchestrationContext,
     retry: df.RetryOptions,
     onboarding_id: str,
-    sent: int,
+    position: StreamPosition,
     event_type: EventType,
     data: dict[str, Any],
     log_step: str,
 ) -> Steps:
-    """Hand event ``sent + 1`` of an onboarding's stream to its delivery orchestration, for a day-2
-    operation; a courtesy that never stops it. Answers how many events are now sent."""
+    """Hand a day-2 writer's next event to the onboarding's delivery orchestration: the next on its
+    channel (or, for a writer from before channels, the next in the stream); a courtesy that never
+    stops the operation. Answers where the writer stands now."""
+    after = position.after_one()
     payload = C.EmitWebhookEvent(
         onboarding_id=onboarding_id,
-        sequence=sent + 1,
+        sequence=after.sent,
         type=event_type.value,
         occurred_at=context.current_utc_datetime.isoformat(),
         data=data,
+        channel=after.channel_name,
     )
     try:
         yield context.call_activity_with_retry(
             C.EMIT_WEBHOOK_EVENT.name, retry, logcontext.with_log_fields(context, log_step, payload.to_json())
         )
     except Exception:
-        return sent
-    # Published at once: a writer starting while this operation runs numbers after it.
+        return position
+    # Published at once: the writer's next run numbers on from here even before the delivery took it.
     shown = context.custom_status
     if isinstance(shown, dict):
-        context.set_custom_status({**shown, EVENTS_REPORTED: sent + 1})
-    return sent + 1
+        context.set_custom_status({**shown, **after.reported()})
+    return after
 
 
 @blueprint.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)

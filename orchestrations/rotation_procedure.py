@@ -31,7 +31,7 @@ from onboarding.rotation import (
     RotationResult,
     RotationStatus,
 )
-from onboarding.webhooks import EVENTS_REPORTED, EventType
+from onboarding.webhooks import EventType
 from orchestrations.onboarding import StepFailed, call, emit_after, retry_policy
 
 Steps = Generator[Any, Any, Any]
@@ -45,7 +45,7 @@ class Rotation:
         self.steps: dict[str, dict[str, str]] = {
             s.value: {"state": StepState.PENDING.value} for s in RotateStep
         }
-        self.events_sent = self.job.events_sent
+        self.stream = self.job.stream
         self.extra: dict[str, Any] = {}
 
     @property
@@ -59,7 +59,7 @@ class Rotation:
                 "status": RotationStatus.RUNNING.value,
                 "steps": self.steps,
                 **self.extra,
-                EVENTS_REPORTED: self.events_sent,
+                **self.stream.reported(),
             }
         )
 
@@ -68,8 +68,8 @@ class Rotation:
 
     def emit(self, event_type: EventType, data: dict[str, Any]) -> Steps:
         """The next event of the onboarding's stream; a courtesy that never stops the rotation."""
-        self.events_sent = yield from emit_after(
-            self.context, self.retry, self.job.onboarding_id, self.events_sent, event_type, data, "rotation"
+        self.stream = yield from emit_after(
+            self.context, self.retry, self.job.onboarding_id, self.stream, event_type, data, "rotation"
         )
 
     # -- the procedure -----------------------------------------------------------------------------
@@ -189,9 +189,9 @@ class Rotation:
         succeeded = status is RotationStatus.SUCCEEDED
         final = EventType.CREDENTIAL_ROTATED if succeeded else EventType.CREDENTIAL_ROTATION_FAILED
         yield from self.emit(final, result.to_json())
-        shown = {"status": status.value, "steps": self.steps, **self.extra, EVENTS_REPORTED: self.events_sent}
+        shown = {"status": status.value, "steps": self.steps, **self.extra, **self.stream.reported()}
         self.context.set_custom_status(shown)
-        return {**result.to_json(), **self.extra, "steps": self.steps, EVENTS_REPORTED: self.events_sent}
+        return {**result.to_json(), **self.extra, "steps": self.steps, **self.stream.reported()}
 
     def notify(self, result: RotationResult) -> Steps:
         step = RotateStep.NOTIFY

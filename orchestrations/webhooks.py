@@ -1,9 +1,10 @@
 """The delivery orchestration of one onboarding's webhook events (instance ``<id>:webhook``).
 
-It takes the onboarding's events in sequence order, POSTs each to every active subscription in
-order (a subscription gets event n+1 only after n), and on a failure waits on a durable timer with
-exponential backoff (``onboarding.webhooks.retry_delay``), giving a subscription up only when its
-receiver has failed for 24 hours in a row. The onboarding never waits for it. After
+It takes the events of the onboarding and of each later writer in their order (giving a later
+writer's event its place in the stream as it takes it, ``onboarding.webhooks``), POSTs each to every
+active subscription in order (a subscription gets event n+1 only after n), and on a failure waits on a
+durable timer with exponential backoff (``onboarding.webhooks.retry_delay``), giving a subscription up
+only when its receiver has failed for 24 hours in a row. The onboarding never waits for it. After
 ``WORK_PER_EXECUTION`` steps it continues as new with its state, so an outage with many events keeps
 the history short; before it does (or finishes) it takes in every event already raised to it, because
 events left unread at continue-as-new are discarded.
@@ -23,12 +24,14 @@ from onboarding import contracts as C
 from onboarding import logcontext, opsevents
 from onboarding.webhooks import (
     CONTROL_PREFIX,
+    DAY2_CHANNELS,
     DELIVERY_ORCHESTRATOR,
-    EVENT_PREFIX,
     WORK_PER_EXECUTION,
+    Channel,
     DeliveryState,
     Subscription,
     SubscriptionState,
+    event_name,
 )
 
 blueprint = df.Blueprint()
@@ -59,7 +62,8 @@ def _attempt(context: df.DurableOrchestrationContext, sub: Subscription, event: 
 
 
 class Inbox:
-    """The two waits of the orchestration: the next event and the next control.
+    """The waits of the orchestration: the stream's next event (the onboarding's, numbered in the
+    stream), the next event of each day-2 writer's channel, and the next control.
 
     A wait is kept until its message is taken, never made again while it is open: the Python SDK
     gives a raised event to the oldest open wait of that name, so a wait left behind by a lost
@@ -68,31 +72,43 @@ class Inbox:
     def __init__(self, context: df.DurableOrchestrationContext, state: DeliveryState) -> None:
         self.context = context
         self.state = state
-        self.event: Any = None
+        self.events: dict[Channel, Any] = {}  # the open wait of each channel
         self.control: Any = None
 
     def tasks(self) -> list[Any]:
-        if self.event is None:
-            self.event = self.context.wait_for_external_event(f"{EVENT_PREFIX}{self.state.next_event}")
+        wait = self.context.wait_for_external_event
+        if Channel.ONBOARDING not in self.events:
+            self.events[Channel.ONBOARDING] = wait(event_name(Channel.ONBOARDING, self.state.next_event))
+        for channel in DAY2_CHANNELS:
+            if channel not in self.events:
+                self.events[channel] = wait(event_name(channel, self.state.taken(channel) + 1))
         if self.control is None:
-            self.control = self.context.wait_for_external_event(f"{CONTROL_PREFIX}{self.state.next_control}")
-        return [self.event, self.control]
+            self.control = wait(f"{CONTROL_PREFIX}{self.state.next_control}")
+        return [*self.events.values(), self.control]
 
     def take(self, winner: Any) -> bool:
         """Apply ``winner`` if it is one of the waits; a message is taken exactly once."""
-        if winner is not None and winner is self.event:
-            self.event = None
-            self.state.add_event(_payload(winner.result))
-            return True
-        if winner is not None and winner is self.control:
+        if winner is None:
+            return False
+        if winner is self.control:
             self.control = None
             self.state.apply_control(_payload(winner.result))
             return True
+        for channel, task in self.events.items():
+            if winner is task:
+                del self.events[channel]
+                event = _payload(winner.result)
+                if channel is Channel.ONBOARDING:
+                    self.state.add_event(event)
+                else:
+                    self.state.add_channel_event(channel, self.state.taken(channel) + 1, event)
+                return True
         return False
 
     def take_arrived(self) -> bool:
-        """Take a message that arrived in the same episode as the task that won."""
-        arrived = [t for t in (self.event, self.control) if t is not None and t.state is TaskState.SUCCEEDED]
+        """Take the messages that arrived in the same episode as the task that won."""
+        waits = [*self.events.values(), self.control]
+        arrived = [t for t in waits if t is not None and t.state is TaskState.SUCCEEDED]
         return any([self.take(task) for task in arrived])
 
 

@@ -97,6 +97,7 @@ async def _start_rotation(
     they rotate by POST once the cause is fixed)."""
     from endpoints.http import status_json
     from onboarding import durable_status, offboarding, rotation, webhook_hub
+    from onboarding.webhooks import Channel
 
     if status_json(await client.get_status(offboarding.offboarding_instance_id(onboarding_id))):
         return False
@@ -107,13 +108,13 @@ async def _start_rotation(
     ):
         return False
     record = await record_of(onboarding_id)
-    events_sent = await webhook_hub.last_event_number(client, onboarding_id)
+    stream = await webhook_hub.writer_position(client, onboarding_id, Channel.ROTATION, instance_id)
     job = (
         rotation.input_from_record(
             record,
             overlap_hours=settings.rotation_overlap_hours,
             requested_at=now.isoformat(),
-            events_sent=events_sent,
+            stream=stream,
             options=settings.workflow_options(),
             days_before_expiry=settings.rotate_days_before_expiry,
         )

@@ -276,6 +276,45 @@ def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_o
     ]
 
 
+def test_a_rotation_ending_after_a_mailbox_operation_in_its_overlap_still_reports_its_end(
+    tenant_factory: Any, receiver: CallbackReceiver
+):
+    # Before each writer numbered its own channel, the rotation numbered its last event on from its
+    # first one, a number the mailbox operation had taken meanwhile: "credential.rotated" was dropped.
+    extra = "extra@sandbox.example"
+    tenant = tenant_factory(
+        manual_clock=True,
+        mailboxes=(*MAILBOXES, extra),
+        extra_env={"ROTATION_OVERLAP_HOURS": str(OVERLAP_HOURS)},
+    )
+    clock = tenant.clock
+    assert clock is not None
+    view = onboard(tenant, 180, "Both", callbackUrl=receiver.url, mailboxes=list(MAILBOXES))
+    assert tenant.http.post(f"{v1(view)}/rotate").status_code == 202
+    rotation_of(tenant, view, lambda r: step_of(r, "overlap_window")["state"] == "waiting")
+    assert tenant.http.post(f"{v1(view)}/mailboxes", json={"add": [extra]}).status_code == 202
+
+    def current() -> dict[str, Any]:
+        return dict(tenant.http.get(v1(view), params={"view": "current"}).json())
+
+    added = tenant.drive(current, lambda v: (v.get("mailboxOperation") or {}).get("status") == "succeeded")
+    assert added is not None, current()
+    clock.advance(timedelta(hours=OVERLAP_HOURS + 1))
+    final = rotation_of(tenant, view, lambda r: r["status"] != "running")
+    assert final["status"] == "succeeded", final
+
+    bodies = stream_until(tenant, receiver, "credential.rotated")
+    assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
+    assert len({b["id"] for b in bodies}) == len(bodies)
+    types = [b["type"] for b in bodies]
+    assert types[types.index("onboarding.completed") + 1 :] == [
+        "credential.rotation_started",
+        "mailboxes.add_started",
+        "mailboxes.added",
+        "credential.rotated",
+    ]
+
+
 def test_the_expiry_watch_rotates_a_secret_its_lead_time_before_expiry_and_only_once(
     tenant_factory: Any, monkeypatch: pytest.MonkeyPatch
 ):

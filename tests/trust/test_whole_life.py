@@ -166,7 +166,8 @@ class Life:
 
 
 def stream_writers(life: Life) -> dict[str, Any]:
-    """For a failed stream: each writer's state and the number it reported as its last event."""
+    """For a failed stream: each writer's state and the numbers it reported (``webhook_events``, or its
+    channel's count ``webhook_channel_events``)."""
     assert life.lane.host is not None
     found: dict[str, Any] = {}
     for suffix in ("", ":mailboxes", ":rotation", ":offboarding", ":webhook"):
@@ -178,7 +179,9 @@ def stream_writers(life: Life) -> dict[str, Any]:
         output = status.get("output")
         found[suffix or "onboarding"] = (
             status.get("runtimeStatus", response.status_code),
-            output.get("webhook_events") if isinstance(output, dict) else None,
+            {k: v for k, v in output.items() if k.startswith("webhook_")}
+            if isinstance(output, dict)
+            else None,
             status.get("customStatus"),
         )
     return found

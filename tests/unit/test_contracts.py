@@ -101,7 +101,8 @@ ANSWERS: list[Any] = [
     C.ExchangeRegistered("sp-1"),
     C.MailboxResults((MailboxResult("a@contoso.test", MailboxState.GRANTED, "FullAccess granted."),)),
     C.Compensation(("Deleted app registration app-1.",)),
-    C.EventHandedOver("onb-1:1"),
+    C.EventHandedOver("WebhookEvent-1"),
+    C.NextWebhookEvent(3, "drift"),
     # Not an answer, but it crosses Durable too: a mailbox batch's (or group's) input.
     C.MailboxJob("onb-1", "t", APP, SECRET, ("IMAP",), default_workflow_options(), MAILBOXES, first_batch=3),
     # A pipelined batch's: its parent granted, and says which mailboxes were not granted, or why none was.

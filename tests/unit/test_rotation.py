@@ -22,6 +22,7 @@ from onboarding.rotation import (
 )
 from onboarding.settings import default_workflow_options
 from onboarding.steps import create_secret, password_label
+from onboarding.webhooks import Channel, StreamPosition
 from tests.unit.fakes import FakeServices, settings
 
 ID = "onb-" + "b" * 32
@@ -194,12 +195,18 @@ def test_only_a_succeeded_onboarding_whose_secret_outlives_the_lead_time_is_rota
     def job(r: OnboardingRecord) -> RotationInput | None:
         options = default_workflow_options()
         return rotation.input_from_record(
-            r, overlap_hours=24, requested_at=AT, events_sent=4, options=options, days_before_expiry=14
+            r,
+            overlap_hours=24,
+            requested_at=AT,
+            stream=StreamPosition(Channel.ROTATION, 4),
+            options=options,
+            days_before_expiry=14,
         )
 
     made = job(record)
     assert made is not None and made.app == APP and made.mailboxes == ("a@contoso.test",)
-    assert made.mailbox_count == 12 and made.events_sent == 4 and made.lifetime_days == 180
+    assert made.mailbox_count == 12 and made.lifetime_days == 180
+    assert made.stream == StreamPosition(Channel.ROTATION, 4)
     assert job(replace(record, outcome="partial")) is None  # a mailbox may not verify: by hand
     assert job(replace(record, secret_lifetime_days=14)) is None  # it would be rotated every day
 

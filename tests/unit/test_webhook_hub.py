@@ -1,7 +1,9 @@
 """Events after the onboarding's outcome (an offboarding's) reach a delivery orchestration that may
 be finishing: an event it completes without reading is dropped by Durable, so the sender starts it
-again with the event in its state. A writer of the stream numbers its events after the highest number
-any writer or the delivery reports, so no two events share a number."""
+again with the event in its state. A day-2 writer numbers its events on its own channel, after the
+higher of what the delivery took of it and what the writer's last run reported; a writer numbering
+in the whole stream (from before channels) after the highest number any writer or the delivery
+reports."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from onboarding import webhook_hub
-from onboarding.webhooks import DeliveryState, EventType, envelope
+from onboarding.webhooks import Channel, DeliveryState, EventType, StreamPosition, envelope
 
 
 class Runtime(Enum):
@@ -164,4 +166,69 @@ async def test_an_event_numbered_past_a_lost_one_is_not_taken_and_the_loss_is_lo
     with caplog.at_level("WARNING", logger="onboarding.webhooks"):
         await webhook_hub.send_event(client, "onb-1", event(3, EventType.OFFBOARDING_STARTED))
     assert [e["sequence"] for e in client.started[0]["events"]] == [1]  # never a gap in the stream
-    assert "webhook event 3 of onb-1 dropped: its delivery holds 1 events" in caplog.text
+    assert "webhook event 3 of onb-1 (onboarding) dropped: its delivery holds 1 of them" in caplog.text
+
+
+def with_channels(count: int, **taken: int) -> DeliveryState:
+    state = holding(count)
+    state.channels = dict(taken)
+    return state
+
+
+async def test_a_writer_counts_on_from_its_last_runs_report_when_the_delivery_has_not_taken_it_yet():
+    stream = Stream(
+        {
+            "onb-1:rotation": Status(
+                Runtime.Completed, output={"status": "succeeded", "webhook_channel_events": 3}
+            ),
+            "onb-1:webhook": Status(Runtime.Running, custom_status=with_channels(6, rotation=1).summary()),
+        }
+    )
+    position = await webhook_hub.writer_position(stream, "onb-1", Channel.ROTATION, "onb-1:rotation")
+    assert position == StreamPosition(Channel.ROTATION, 3)
+
+
+async def test_other_writers_and_numbers_from_before_channels_do_not_move_a_writers_count():
+    # A mailbox operation in the rotation's overlap window, or one from before channels that reported
+    # the stream's number, has no say in the rotation's numbers.
+    stream = Stream(
+        {
+            "onb-1": Status(Runtime.Completed, output={"webhook_events": 5}),
+            "onb-1:mailboxes": Status(Runtime.Running, custom_status={"webhook_channel_events": 4}),
+            "onb-1:rotation": Status(Runtime.Completed, output={"webhook_events": 40}),
+            "onb-1:webhook": Status(
+                Runtime.Completed, output=with_channels(11, rotation=2, mailboxes=4).to_json()
+            ),
+        }
+    )
+    position = await webhook_hub.writer_position(stream, "onb-1", Channel.ROTATION, "onb-1:rotation")
+    assert position == StreamPosition(Channel.ROTATION, 2)
+
+
+async def test_a_delivery_still_running_from_before_channels_makes_the_writer_number_in_the_stream():
+    old_summary = {k: v for k, v in holding(7).summary().items() if k != "channels"}
+    stream = Stream(
+        {
+            "onb-1": Status(Runtime.Completed, output={"webhook_events": 5}),
+            "onb-1:webhook": Status(Runtime.Running, custom_status=old_summary),
+        }
+    )
+    position = await webhook_hub.writer_position(stream, "onb-1", Channel.MAILBOXES, "onb-1:mailboxes")
+    assert position == StreamPosition(None, 7)
+
+
+async def test_a_writers_event_to_a_finished_delivery_starts_it_again_with_its_place_in_the_stream():
+    client = FinishingDelivery(with_channels(5, drift=1), completed=True)
+    drift = envelope("onb-1", 0, EventType.DRIFT_DETECTED.value, "2026-12-02T00:00:00+00:00", {})
+    await webhook_hub.send_event(client, "onb-1", drift, Channel.DRIFT, 2)
+    assert client.raised == []
+    restarted = DeliveryState.from_json(client.started[0])
+    assert restarted.events[-1]["sequence"] == 6 and restarted.events[-1]["id"] == "onb-1:6"
+    assert restarted.taken(Channel.DRIFT) == 2
+
+
+async def test_a_writers_event_to_a_running_delivery_is_raised_under_its_channels_name():
+    client = FinishingDelivery(with_channels(3, mailboxes=2))  # the outcome is not in: nothing to watch
+    added = envelope("onb-1", 0, EventType.MAILBOXES_ADDED.value, "2026-12-02T00:00:00+00:00", {})
+    await webhook_hub.send_event(client, "onb-1", added, Channel.MAILBOXES, 3)
+    assert client.raised == ["WebhookEvent-mailboxes-3"]

@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from onboarding.webhooks import (
     GIVE_UP_AFTER,
+    Channel,
     DeliveryState,
     DeliveryStatus,
     EventType,
     envelope,
     event_id,
+    event_name,
     retry_delay,
     subscription_id,
 )
@@ -150,3 +152,49 @@ def test_a_drift_event_after_the_outcome_is_delivered_and_the_delivery_then_ends
         EventType.COMPLETED.value,
         EventType.DRIFT_DETECTED.value,
     ]
+
+
+def test_two_writers_numbering_their_own_events_from_one_get_one_stream_without_a_loss() -> None:
+    # A rotation and a mailbox operation each hand over events 1 and 2 of their channel, interleaved.
+    state = DeliveryState(OID)
+    for n in range(1, 6):
+        state.add_event(event(n, EventType.COMPLETED if n == 5 else EventType.MAILBOX_PROGRESS))
+    arrivals = [
+        (Channel.ROTATION, 1, EventType.CREDENTIAL_ROTATION_STARTED),
+        (Channel.MAILBOXES, 1, EventType.MAILBOXES_ADD_STARTED),
+        (Channel.MAILBOXES, 2, EventType.MAILBOXES_ADDED),
+        (Channel.ROTATION, 2, EventType.CREDENTIAL_ROTATED),
+    ]
+    for channel, number, type_ in arrivals:
+        assert state.add_channel_event(channel, number, envelope(OID, 0, type_.value, T0.isoformat(), {}))
+    assert [e["sequence"] for e in state.events] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [e["id"] for e in state.events[5:]] == [event_id(OID, n) for n in (6, 7, 8, 9)]
+    assert [e["type"] for e in state.events[5:]] == [t.value for _, _, t in arrivals]
+    assert state.summary()["channels"] == {"rotation": 2, "mailboxes": 2}
+
+
+def test_a_writers_event_again_or_past_a_missing_one_is_not_taken() -> None:
+    state = DeliveryState(OID)
+    started = envelope(OID, 0, EventType.CREDENTIAL_ROTATION_STARTED.value, T0.isoformat(), {})
+    assert state.add_channel_event(Channel.ROTATION, 1, started)
+    assert not state.add_channel_event(Channel.ROTATION, 1, started)  # a re-run activity
+    assert not state.add_channel_event(Channel.ROTATION, 3, started)  # 2 never arrived
+    assert len(state.events) == 1 and state.taken(Channel.ROTATION) == 1
+
+
+def test_a_stream_kept_before_channels_counts_each_writers_events_by_their_type() -> None:
+    types = [
+        EventType.ACCEPTED,
+        EventType.COMPLETED,
+        EventType.CREDENTIAL_ROTATION_STARTED,
+        EventType.DRIFT_DETECTED,
+        EventType.CREDENTIAL_ROTATED,
+        EventType.OFFBOARDING_STARTED,
+    ]
+    kept = DeliveryState(OID, events=[event(n, t) for n, t in enumerate(types, start=1)]).to_json()
+    del kept["channels"]
+    state = DeliveryState.from_json(kept)
+    assert state.channels == {"rotation": 2, "drift": 1, "offboarding": 1}
+    # The next of each writer's events is the one after those, and the onboarding's names are unchanged.
+    assert event_name(Channel.ROTATION, state.taken(Channel.ROTATION) + 1) == "WebhookEvent-rotation-3"
+    assert event_name(Channel.ONBOARDING, state.next_event) == "WebhookEvent-7"
