@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any
 
 from onboarding.durable_status import json_object, runtime_name
@@ -197,21 +198,61 @@ def _count(summary: dict[str, Any], channel: Channel) -> int:
 
 async def send_control(client: Any, onboarding_id: str, control: dict[str, Any]) -> None:
     """Subscribe, unsubscribe or redeliver: raised as the next control number, or given in the input
-    when the delivery orchestration has to be started (again)."""
+    when the delivery orchestration has to be started (again).
+
+    Two senders that read the number at the same moment raise under one name, and the delivery takes
+    only one of them (the SDK keeps one event per name). So the sender watches the delivery move past
+    the number, and raises its control again under the next one if the control taken was not its own
+    (each carries an id the delivery remembers, ``DeliveryState.applied``)."""
+    control = {**control, "controlId": control.get("controlId") or uuid.uuid4().hex}
     instance_id = delivery_instance_id(onboarding_id)
-    for attempt in range(_ATTEMPTS):
+    for attempt in range(_CONTROL_ATTEMPTS):
         status = await client.get_status(instance_id, show_input=True)
         if runtime_name(status) in _LIVE:
-            await client.raise_event(instance_id, f"{CONTROL_PREFIX}{_control_number(status)}", control)
+            number = _control_number(status)
+            await client.raise_event(instance_id, f"{CONTROL_PREFIX}{number}", control)
+        else:
+            state = _last_state(status, onboarding_id)
+            state.inbox.append(control)
+            try:
+                await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+                return
+            except Exception:
+                if attempt == _CONTROL_ATTEMPTS - 1:
+                    raise
+                continue  # another sender started it meanwhile: raise to it instead
+        if await _control_applied(client, onboarding_id, control["controlId"], number) is not False:
             return
-        state = _last_state(status, onboarding_id)
-        state.inbox.append(control)
-        try:
-            await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
-            return
-        except Exception:
-            if attempt == _ATTEMPTS - 1:
-                raise
+        log.info("webhook control of %s lost a race for number %s; sent again", onboarding_id, number)
+    raise RuntimeError("the delivery orchestration did not take the control")
+
+
+_CONTROL_ATTEMPTS = 5
+# How long, and how often, a sender watches for its control: short first, as the delivery normally
+# takes a control within milliseconds on a warm host.
+_CONTROL_POLLS_S = (0.01, 0.02, 0.05, 0.1, 0.2) + (0.25,) * 40
+
+
+async def _control_applied(client: Any, onboarding_id: str, control_id: str, number: int) -> bool | None:
+    """Whether the delivery applied the control raised as ``number``: True, False (it took another
+    control under that number), or None (it has not moved past the number yet: it keeps the event
+    and takes it when it gets there)."""
+    instance_id = delivery_instance_id(onboarding_id)
+    for pause in _CONTROL_POLLS_S:
+        await asyncio.sleep(pause)
+        status = await client.get_status(instance_id)
+        if runtime_name(status) not in _LIVE:
+            return control_id in _last_state(status, onboarding_id).applied
+        custom = status.custom_status
+        if not isinstance(custom, dict):  # (re)started and not through its first episode yet
+            continue
+        if "applied" not in custom:  # a delivery from before control ids: it cannot tell
+            return None
+        if control_id in custom["applied"]:
+            return True
+        if int(custom.get("nextControl", 0)) > number:
+            return False
+    return None
 
 
 def _control_number(status: Any) -> int:

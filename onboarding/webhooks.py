@@ -51,6 +51,8 @@ GIVE_UP_AFTER = timedelta(hours=24)
 WORK_PER_EXECUTION = 40
 # Live subscriptions per onboarding: each is POSTed every event, so a key holder may not add without end.
 MAX_SUBSCRIPTIONS = 10
+# Control ids a delivery remembers: more than the senders that could race for one number.
+APPLIED_KEPT = 32
 
 
 class EventType(StrEnum):
@@ -220,6 +222,9 @@ class DeliveryState:
     # Events taken from each day-2 writer's channel (by ``Channel`` value); the onboarding's count is
     # its events' own numbering.
     channels: dict[str, int] = field(default_factory=dict)
+    # The ids of the last controls applied, so a sender can tell its own from one raised under the
+    # same number at the same moment (``webhook_hub.send_control``).
+    applied: list[str] = field(default_factory=list)
 
     # -- JSON (the orchestration's input, continue-as-new input and output) ----------------------
     def to_json(self) -> dict[str, Any]:
@@ -230,6 +235,7 @@ class DeliveryState:
             "next_control": self.next_control,
             "inbox": self.inbox,
             "channels": self.channels,
+            "applied": self.applied,
         }
 
     @classmethod
@@ -249,6 +255,7 @@ class DeliveryState:
             next_control=int(data.get("next_control", 0)),
             inbox=list(data.get("inbox", [])),
             channels={str(k): int(v) for k, v in channels.items()},
+            applied=[str(a) for a in data.get("applied") or []],
         )
 
     # -- incoming --------------------------------------------------------------------------------
@@ -321,6 +328,8 @@ class DeliveryState:
         execution published it still use the number it waits for."""
         if raised:
             self.next_control += 1
+        if control.get("controlId"):
+            self.applied = [*self.applied, str(control["controlId"])][-APPLIED_KEPT:]
         kind = control.get("op")
         if kind == "subscribe":
             self.subscribe(control["url"], control["subscriptionId"], control.get("fromSequence"))
@@ -380,6 +389,7 @@ class DeliveryState:
             "nextControl": self.next_control,
             "subscriptions": [s.public() for s in self.subscriptions],
             "channels": dict(self.channels),
+            "applied": list(self.applied),
         }
 
     def status(self) -> DeliveryStatus:

@@ -7,6 +7,7 @@ reports."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -232,3 +233,39 @@ async def test_a_writers_event_to_a_running_delivery_is_raised_under_its_channel
     added = envelope("onb-1", 0, EventType.MAILBOXES_ADDED.value, "2026-12-02T00:00:00+00:00", {})
     await webhook_hub.send_event(client, "onb-1", added, Channel.MAILBOXES, 3)
     assert client.raised == ["WebhookEvent-mailboxes-3"]
+
+
+@dataclass
+class BusyDelivery:
+    """A running delivery that takes a raised message only between its senders' reads, and keeps one
+    buffered message per name as the Python SDK does (a second raise under a name replaces the first)."""
+
+    state: DeliveryState
+    buffered: dict[str, Any] = field(default_factory=dict)
+
+    async def get_status(self, instance_id: str, show_input: bool = False) -> Status:
+        await asyncio.sleep(0)  # the other sender reads here too
+        name = f"WebhookControl-{self.state.next_control}"
+        if name in self.buffered:
+            self.state.apply_control(self.buffered.pop(name))
+        return Status(Runtime.Running, custom_status=self.state.summary())
+
+    async def raise_event(self, instance_id: str, name: str, data: Any) -> None:
+        self.buffered[name] = data
+
+
+async def test_two_subscribe_calls_at_the_same_moment_both_subscribe():
+    # Both read control number 0 and raise under it; the delivery takes one. The other sender sees the
+    # number move on without its control, and raises it again under the next.
+    delivery = BusyDelivery(holding(3))
+    urls = ["https://a.example/hook", "https://b.example/hook"]
+    await asyncio.gather(
+        *(
+            webhook_hub.send_control(
+                delivery, "onb-1", {"op": "subscribe", "subscriptionId": f"sub-{n}", "url": url}
+            )
+            for n, url in enumerate(urls)
+        )
+    )
+    assert sorted(s.url for s in delivery.state.subscriptions) == urls
+    assert delivery.state.next_control == 2 and delivery.buffered == {}
