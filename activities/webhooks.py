@@ -1,8 +1,8 @@
 """The webhook activities: hand an event to the delivery orchestration, and POST one event.
 
 Both run at least once. Emitting twice raises the event's name (``onboarding.webhooks.event_name``)
-twice, which the delivery orchestration reads once; delivering twice POSTs the same body with the same event id, on which
-receivers de-duplicate.
+twice, which the delivery orchestration reads once; delivering twice POSTs the same body with the same
+event id, on which receivers de-duplicate.
 """
 
 from __future__ import annotations
