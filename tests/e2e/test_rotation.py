@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -233,19 +233,20 @@ def test_a_later_rotation_replaces_the_rotated_secret_in_the_same_way(tenant: Te
     assert client_logs_in(tenant, documents[-1]) and not client_logs_in(tenant, documents[-2])
 
 
-def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_one_numbered_sequence(
-    tenant_factory: Any, receiver: CallbackReceiver
-):
+def added_in_the_overlap(
+    tenant_factory: Any, receiver: CallbackReceiver, name: str
+) -> tuple[Tenant, dict[str, Any], Callable[[], dict[str, Any]]]:
+    """An onboarding subscribed to ``receiver`` whose rotation waits out its overlap window, and a
+    mailbox added (and verified) meanwhile; with a reader of the onboarding's current view."""
     extra = "extra@sandbox.example"
     tenant = tenant_factory(
         manual_clock=True,
         mailboxes=(*MAILBOXES, extra),
         extra_env={"ROTATION_OVERLAP_HOURS": str(OVERLAP_HOURS)},
     )
-    view = onboard(tenant, 180, "Stopped", callbackUrl=receiver.url, mailboxes=list(MAILBOXES))
+    view = onboard(tenant, 180, name, callbackUrl=receiver.url, mailboxes=list(MAILBOXES))
     assert tenant.http.post(f"{v1(view)}/rotate").status_code == 202
     rotation_of(tenant, view, lambda r: step_of(r, "overlap_window")["state"] == "waiting")
-    # A mailbox added while the rotation waits out its day: its events follow the rotation's first.
     assert tenant.http.post(f"{v1(view)}/mailboxes", json={"add": [extra]}).status_code == 202
 
     def current() -> dict[str, Any]:
@@ -253,6 +254,21 @@ def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_o
 
     added = tenant.drive(current, lambda v: (v.get("mailboxOperation") or {}).get("status") == "succeeded")
     assert added is not None, current()
+    return tenant, view, current
+
+
+def events_after_the_outcome(bodies: list[dict[str, Any]]) -> list[str]:
+    """The stream's types after ``onboarding.completed``, once its numbers are 1..n without a gap."""
+    assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
+    assert len({b["id"] for b in bodies}) == len(bodies)
+    types = [b["type"] for b in bodies]
+    return types[types.index("onboarding.completed") + 1 :]
+
+
+def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_one_numbered_sequence(
+    tenant_factory: Any, receiver: CallbackReceiver
+):
+    tenant, view, current = added_in_the_overlap(tenant_factory, receiver, "Stopped")
     assert tenant.http.delete(v1(view)).status_code == 202
     gone = tenant.drive(
         current, lambda v: (v.get("offboarding") or {}).get("status") not in (None, "running")
@@ -264,10 +280,7 @@ def test_an_offboarding_in_the_overlap_stops_the_rotation_and_the_stream_stays_o
     rotation = conforms(gone["rotation"])
     assert rotation["status"] == "failed" and "stopped in its overlap window" in rotation["error"], rotation
     assert tenant.live_apps() == [] and tenant.permissions() == set()  # the added mailbox's access too
-    bodies = stream_until(tenant, receiver, "offboarding.completed")
-    assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
-    types = [b["type"] for b in bodies]
-    assert types[types.index("onboarding.completed") + 1 :] == [
+    assert events_after_the_outcome(stream_until(tenant, receiver, "offboarding.completed")) == [
         "credential.rotation_started",
         "mailboxes.add_started",
         "mailboxes.added",
@@ -281,33 +294,12 @@ def test_a_rotation_ending_after_a_mailbox_operation_in_its_overlap_still_report
 ):
     # Before each writer numbered its own channel, the rotation numbered its last event on from its
     # first one, a number the mailbox operation had taken meanwhile: "credential.rotated" was dropped.
-    extra = "extra@sandbox.example"
-    tenant = tenant_factory(
-        manual_clock=True,
-        mailboxes=(*MAILBOXES, extra),
-        extra_env={"ROTATION_OVERLAP_HOURS": str(OVERLAP_HOURS)},
-    )
-    clock = tenant.clock
-    assert clock is not None
-    view = onboard(tenant, 180, "Both", callbackUrl=receiver.url, mailboxes=list(MAILBOXES))
-    assert tenant.http.post(f"{v1(view)}/rotate").status_code == 202
-    rotation_of(tenant, view, lambda r: step_of(r, "overlap_window")["state"] == "waiting")
-    assert tenant.http.post(f"{v1(view)}/mailboxes", json={"add": [extra]}).status_code == 202
-
-    def current() -> dict[str, Any]:
-        return dict(tenant.http.get(v1(view), params={"view": "current"}).json())
-
-    added = tenant.drive(current, lambda v: (v.get("mailboxOperation") or {}).get("status") == "succeeded")
-    assert added is not None, current()
-    clock.advance(timedelta(hours=OVERLAP_HOURS + 1))
+    tenant, view, _ = added_in_the_overlap(tenant_factory, receiver, "Both")
+    assert tenant.clock is not None
+    tenant.clock.advance(timedelta(hours=OVERLAP_HOURS + 1))
     final = rotation_of(tenant, view, lambda r: r["status"] != "running")
     assert final["status"] == "succeeded", final
-
-    bodies = stream_until(tenant, receiver, "credential.rotated")
-    assert [b["sequence"] for b in bodies] == list(range(1, len(bodies) + 1))
-    assert len({b["id"] for b in bodies}) == len(bodies)
-    types = [b["type"] for b in bodies]
-    assert types[types.index("onboarding.completed") + 1 :] == [
+    assert events_after_the_outcome(stream_until(tenant, receiver, "credential.rotated")) == [
         "credential.rotation_started",
         "mailboxes.add_started",
         "mailboxes.added",
