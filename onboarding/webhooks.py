@@ -9,7 +9,7 @@ the delivery orchestration ``<id>:webhook`` gives each event its place in the st
 - the onboarding raises its event ``n`` as ``WebhookEvent-<n>``; it writes before anyone else, so
   its ``n`` is the stream's sequence too (and the name is the one deliveries always waited for);
 - a day-2 writer raises its channel's ``k``-th event as ``WebhookEvent-<channel>-<k>`` (``Channel``),
-  ``k`` counted over every run of that writer (``webhook_hub.channel_count``); the delivery stamps
+  ``k`` counted over every run of that writer (``webhook_hub.writer_position``); the delivery stamps
   the next sequence and id on it.
 
 Two writers therefore never raise under one name. Requester controls (subscribe, unsubscribe,
@@ -36,8 +36,9 @@ CONTROL_PREFIX = "WebhookControl-"
 # Where a writer reports how many events it has handed over: in its output, and a day-2 operation
 # also in its custom status while it runs. For the onboarding this is its last sequence; for a day-2
 # writer (``CHANNEL_EVENTS_REPORTED``) the count on its channel, over all its runs
-# (``webhook_hub.channel_count``). A day-2 operation that started before channels existed numbered
-# on from the whole stream and reports under ``EVENTS_REPORTED``, which is never read as a count.
+# (``webhook_hub.writer_position``). A day-2 operation that started before channels existed numbers
+# on from the whole stream and reports its last sequence under ``EVENTS_REPORTED``, which only that
+# numbering reads (``webhook_hub.last_event_number``).
 EVENTS_REPORTED = "webhook_events"
 CHANNEL_EVENTS_REPORTED = "webhook_channel_events"
 
