@@ -81,7 +81,7 @@ async def writer_position(
     summary = await read_delivery(client, onboarding_id)
     if summary is not None and not isinstance(summary.get("channels"), dict):
         return StreamPosition(None, await last_event_number(client, onboarding_id))
-    numbers = [int(((summary or {}).get("channels") or {}).get(channel.value) or 0)]
+    numbers = [_count(summary or {}, channel)]
     if writer_instance_id is not None:
         status = await client.get_status(writer_instance_id)
         for shown in (getattr(status, "output", None), getattr(status, "custom_status", None)):
@@ -117,6 +117,18 @@ async def last_event_number(client: Any, onboarding_id: str) -> int:
 _ATTEMPTS = 3
 
 
+async def _start(client: Any, instance_id: str, state: DeliveryState, *, last_try: bool) -> bool:
+    """Start the delivery with ``state``; False when another sender started it first (then the
+    caller reads its status again and raises to it), raised on the last try."""
+    try:
+        await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+    except Exception:
+        if last_try:
+            raise
+        return False
+    return True
+
+
 async def send_event(
     client: Any,
     onboarding_id: str,
@@ -124,28 +136,24 @@ async def send_event(
     channel: Channel = Channel.ONBOARDING,
     number: int | None = None,
 ) -> None:
-    """Give an event to the delivery orchestration, starting it if needed: the onboarding's event
-    ``event["sequence"]``, or event ``number`` of a day-2 writer's ``channel``.
+    """Give an event to the delivery orchestration, starting it if needed: event ``number`` of
+    ``channel`` (by default the onboarding's, numbered ``event["sequence"]``).
 
     A delivery that is not running is started with the event already in its state, so nothing is
     raised to an instance that might not take it. A running one that holds the outcome may be
     finishing at that very moment (events after the outcome, like drift reports, meet this), and an
     event raised to an instance that completes is dropped; so such an event counts as handed over only
     once the delivery shows it, or still runs after a short wait, and otherwise it is sent again."""
-    number = int(event["sequence"]) if channel is Channel.ONBOARDING else int(number or 0)
+    number = int(event["sequence"]) if number is None else number
     instance_id = delivery_instance_id(onboarding_id)
     for attempt in range(_ATTEMPTS):
         status = await client.get_status(instance_id)
         if runtime_name(status) not in _LIVE:
             state = _last_state(status, onboarding_id)
             _add(state, channel, number, event)
-            try:
-                await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+            if await _start(client, instance_id, state, last_try=attempt == _ATTEMPTS - 1):
                 return
-            except Exception:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                continue
+            continue
         await client.raise_event(instance_id, event_name(channel, number), event)
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}
         # Before the outcome is in, the delivery cannot finish (``DeliveryState.done``): nothing to watch.
@@ -157,7 +165,7 @@ async def send_event(
 def _add(state: DeliveryState, channel: Channel, number: int, event: dict[str, Any]) -> None:
     """Put the event in a state the delivery is (re)started with; one numbered past an event that
     never arrived is dropped, as the stream has no gaps."""
-    expected = state.next_event if channel is Channel.ONBOARDING else state.taken(channel) + 1
+    expected = state.next_number(channel)
     if number > expected:
         log.warning(
             "webhook event %s of %s (%s) dropped: its delivery holds %s of them",
@@ -166,10 +174,8 @@ def _add(state: DeliveryState, channel: Channel, number: int, event: dict[str, A
             channel.value,
             expected - 1,
         )
-    elif channel is Channel.ONBOARDING:
-        state.add_event(event)
     else:
-        state.add_channel_event(channel, number, event)
+        state.take(channel, number, event)
 
 
 # How long a running delivery is watched after an event was raised to it (see ``send_event``).
@@ -214,13 +220,9 @@ async def send_control(client: Any, onboarding_id: str, control: dict[str, Any])
         else:
             state = _last_state(status, onboarding_id)
             state.inbox.append(control)
-            try:
-                await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, state.to_json())
+            if await _start(client, instance_id, state, last_try=attempt == _CONTROL_ATTEMPTS - 1):
                 return
-            except Exception:
-                if attempt == _CONTROL_ATTEMPTS - 1:
-                    raise
-                continue  # another sender started it meanwhile: raise to it instead
+            continue
         if await _control_applied(client, onboarding_id, control["controlId"], number) is not False:
             return
         log.info("webhook control of %s lost a race for number %s; sent again", onboarding_id, number)

@@ -277,22 +277,34 @@ class DeliveryState:
 
     def add_event(self, event: dict[str, Any]) -> None:
         """An event numbered in the stream (the onboarding's, or a writer's from before channels)."""
-        if event.get("sequence") == self.next_event:  # anything else is a duplicate
-            self.events.append(event)
+        self.take(Channel.ONBOARDING, int(event.get("sequence") or 0), event)
 
     def taken(self, channel: Channel) -> int:
         """How many events of a day-2 writer's channel the delivery holds."""
         return self.channels.get(channel.value, 0)
 
-    def add_channel_event(self, channel: Channel, number: int, event: dict[str, Any]) -> bool:
-        """Take event ``number`` of ``channel`` as the stream's next: stamped with its sequence and id.
-        The one after the last taken only: a lower number is a duplicate (a re-run activity), a
-        higher one follows an event that never arrived. Answers whether it was taken."""
-        if number != self.taken(channel) + 1:
+    def next_number(self, channel: Channel) -> int:
+        """The number the delivery takes next on ``channel`` (the onboarding's: the stream's sequence)."""
+        return self.next_event if channel is Channel.ONBOARDING else self.taken(channel) + 1
+
+    def take(self, channel: Channel, number: int, event: dict[str, Any]) -> bool:
+        """Take event ``number`` of ``channel`` if it is the next there: the onboarding's as numbered,
+        a day-2 writer's stamped with the stream's next sequence and id. A lower number is a duplicate
+        (a re-run activity), a higher one follows an event that never arrived. Answers whether it
+        was taken."""
+        if number != self.next_number(channel):
             return False
-        sequence = self.next_event
-        self.events.append({**event, "id": event_id(self.onboarding_id, sequence), "sequence": sequence})
-        self.channels[channel.value] = number
+        if channel is Channel.ONBOARDING:
+            if event.get("sequence") != number:
+                return False
+        else:
+            self.channels[channel.value] = number
+            event = {
+                **event,
+                "id": event_id(self.onboarding_id, self.next_event),
+                "sequence": self.next_event,
+            }
+        self.events.append(event)
         return True
 
     def subscribe(self, url: str, sub_id: str, from_sequence: int | None = None) -> None:

@@ -72,19 +72,21 @@ class Inbox:
     def __init__(self, context: df.DurableOrchestrationContext, state: DeliveryState) -> None:
         self.context = context
         self.state = state
-        self.events: dict[Channel, Any] = {}  # the open wait of each channel
+        self.events: dict[Channel, tuple[int, Any]] = {}  # each channel's open wait, and its number
         self.control: Any = None
 
     def tasks(self) -> list[Any]:
         wait = self.context.wait_for_external_event
-        if Channel.ONBOARDING not in self.events:
-            self.events[Channel.ONBOARDING] = wait(event_name(Channel.ONBOARDING, self.state.next_event))
-        for channel in DAY2_CHANNELS:
+        for channel in (Channel.ONBOARDING, *DAY2_CHANNELS):
             if channel not in self.events:
-                self.events[channel] = wait(event_name(channel, self.state.taken(channel) + 1))
+                number = self.state.next_number(channel)
+                self.events[channel] = (number, wait(event_name(channel, number)))
         if self.control is None:
             self.control = wait(f"{CONTROL_PREFIX}{self.state.next_control}")
-        return [*self.events.values(), self.control]
+        return [*self._event_waits(), self.control]
+
+    def _event_waits(self) -> list[Any]:
+        return [task for _, task in self.events.values()]
 
     def take(self, winner: Any) -> bool:
         """Apply ``winner`` if it is one of the waits; a message is taken exactly once."""
@@ -94,20 +96,16 @@ class Inbox:
             self.control = None
             self.state.apply_control(_payload(winner.result))
             return True
-        for channel, task in self.events.items():
+        for channel, (number, task) in self.events.items():
             if winner is task:
                 del self.events[channel]
-                event = _payload(winner.result)
-                if channel is Channel.ONBOARDING:
-                    self.state.add_event(event)
-                else:
-                    self.state.add_channel_event(channel, self.state.taken(channel) + 1, event)
+                self.state.take(channel, number, _payload(winner.result))
                 return True
         return False
 
     def take_arrived(self) -> bool:
         """Take the messages that arrived in the same episode as the task that won."""
-        waits = [*self.events.values(), self.control]
+        waits = [*self._event_waits(), self.control]
         arrived = [t for t in waits if t is not None and t.state is TaskState.SUCCEEDED]
         return any([self.take(task) for task in arrived])
 

@@ -166,7 +166,7 @@ def test_two_writers_numbering_their_own_events_from_one_get_one_stream_without_
         (Channel.ROTATION, 2, EventType.CREDENTIAL_ROTATED),
     ]
     for channel, number, type_ in arrivals:
-        assert state.add_channel_event(channel, number, envelope(OID, 0, type_.value, T0.isoformat(), {}))
+        assert state.take(channel, number, envelope(OID, 0, type_.value, T0.isoformat(), {}))
     assert [e["sequence"] for e in state.events] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert [e["id"] for e in state.events[5:]] == [event_id(OID, n) for n in (6, 7, 8, 9)]
     assert [e["type"] for e in state.events[5:]] == [t.value for _, _, t in arrivals]
@@ -176,9 +176,9 @@ def test_two_writers_numbering_their_own_events_from_one_get_one_stream_without_
 def test_a_writers_event_again_or_past_a_missing_one_is_not_taken() -> None:
     state = DeliveryState(OID)
     started = envelope(OID, 0, EventType.CREDENTIAL_ROTATION_STARTED.value, T0.isoformat(), {})
-    assert state.add_channel_event(Channel.ROTATION, 1, started)
-    assert not state.add_channel_event(Channel.ROTATION, 1, started)  # a re-run activity
-    assert not state.add_channel_event(Channel.ROTATION, 3, started)  # 2 never arrived
+    assert state.take(Channel.ROTATION, 1, started)
+    assert not state.take(Channel.ROTATION, 1, started)  # a re-run activity
+    assert not state.take(Channel.ROTATION, 3, started)  # 2 never arrived
     assert len(state.events) == 1 and state.taken(Channel.ROTATION) == 1
 
 
