@@ -85,7 +85,7 @@ def run(workdir: Path, count: int) -> list[E2ERun]:
             since = time.time()
             began = time.perf_counter()
             instance = r.submit(boxes)
-            r.consent_all(len(r.clicked) + 1, poll=0.005)
+            r.consent_all(len(r.clicked) + 1, poll=0.002)
             output = r.wait(instance, timeout=300)
             wall = time.perf_counter() - began
             total, chain = critical_path(r.recorder.calls, since, time.time())
