@@ -47,7 +47,8 @@ async def offboard_read_onboarding(
     p = offboarding.ReadOnboarding.from_json(payload)
     with logcontext.bound(p.onboarding_id, A.OFFBOARD_READ_ONBOARDING):
         try:
-            return {"ok": (await _read(client, p.onboarding_id, cancel=p.cancel)).to_json()}
+            snapshot = await _read(client, p.onboarding_id, cancel=p.cancel, earlier=p.events_reported)
+            return {"ok": snapshot.to_json()}
         except Exception as exc:  # the SDK's messages can carry the Durable API's URLs: type only
             log.warning(
                 "activity %s: Durable client failed (%s)", A.OFFBOARD_READ_ONBOARDING, type(exc).__name__
@@ -58,7 +59,7 @@ async def offboard_read_onboarding(
 
 
 async def _read(
-    client: df.DurableOrchestrationClient, onboarding_id: str, *, cancel: bool
+    client: df.DurableOrchestrationClient, onboarding_id: str, *, cancel: bool, earlier: int = 0
 ) -> offboarding.OnboardingSnapshot:
     status = await client.get_status(onboarding_id, show_input=True)
     runtime = runtime_name(status)
@@ -77,8 +78,10 @@ async def _read(
     if waiting_for:
         return offboarding.OnboardingSnapshot(final=False, request=request, waiting_for=waiting_for)
     output = json_object(status.output)
-    # No earlier run's report to read: the instance's status is this run's now (it started again).
-    stream = await webhook_hub.writer_position(client, onboarding_id, Channel.OFFBOARDING, None)
+    # An earlier run's report comes with the input (the instance's status is this run's now).
+    stream = await webhook_hub.writer_position(
+        client, onboarding_id, Channel.OFFBOARDING, None, earlier=earlier
+    )
     return offboarding.OnboardingSnapshot(
         final=True,
         request=request,

@@ -500,6 +500,7 @@ async def _offboard(
             requested_at=datetime.now(UTC).isoformat(),
             requested_by=requester().to_json(),
             options=settings.workflow_options(),
+            events_reported=offboarding.events_reported(found) if found else 0,
         )
         try:
             await client.start_new(offboarding.OFFBOARDING_ORCHESTRATOR, instance_id, job.to_json())

@@ -40,7 +40,7 @@ from onboarding.domain import (
 from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.errors import InvalidRequestError, NotFoundError
 from onboarding.lazy import lazy
-from onboarding.webhooks import StreamPosition
+from onboarding.webhooks import CHANNEL_EVENTS_REPORTED, StreamPosition
 
 if TYPE_CHECKING:
     from onboarding import emails, records
@@ -96,6 +96,10 @@ class OffboardingInput:
     requested_at: str = ""
     requested_by: dict[str, str] = field(default_factory=dict)
     options: WorkflowOptions = field(default_factory=_default_options)
+    # The events an earlier run of this offboarding reported on its channel, read by the DELETE that
+    # starts it again: the instance (one id per onboarding) then shows only the new run, and the
+    # delivery may not have taken the earlier run's last event yet (``webhook_hub.writer_position``).
+    events_reported: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +108,8 @@ class OffboardingInput:
             "requested_at": self.requested_at,
             "requested_by": dict(self.requested_by),
             "options": self.options.to_json(),
+            # Only when there is one: a first run's input reads as it always did.
+            **({"events_reported": self.events_reported} if self.events_reported else {}),
         }
 
     @classmethod
@@ -114,6 +120,7 @@ class OffboardingInput:
             requested_at=str(data.get("requested_at", "")),
             requested_by=dict(data.get("requested_by") or {}),
             options=WorkflowOptions.from_json(data["options"]) if data.get("options") else _default_options(),
+            events_reported=int(data.get("events_reported") or 0),
         )
 
 
@@ -353,6 +360,17 @@ def must_restart(status: dict[str, Any]) -> bool:
     return status.get("runtimeStatus") in ("Failed", "Terminated", "Canceled")
 
 
+def events_reported(status: dict[str, Any]) -> int:
+    """The webhook events an offboarding's run reported on its channel (its custom status; a failed or
+    terminated run has no output of its own): what the run started again after it numbers on from."""
+    numbers = [0]
+    for shown in (status.get("output"), status.get("customStatus")):
+        reported = json_object(shown).get(CHANNEL_EVENTS_REPORTED)
+        if isinstance(reported, int) and not isinstance(reported, bool):
+            numbers.append(reported)
+    return max(numbers)
+
+
 def is_running(view: dict[str, Any] | None) -> bool:
     return bool(view) and (view or {}).get("status") == OffboardingStatus.RUNNING.value
 
@@ -405,13 +423,17 @@ class ReadOnboarding:
 
     onboarding_id: str
     cancel: bool = False
+    events_reported: int = 0  # OffboardingInput.events_reported
 
     def to_json(self) -> dict[str, Any]:
-        return {"onboarding_id": self.onboarding_id, "cancel": self.cancel}
+        data: dict[str, Any] = {"onboarding_id": self.onboarding_id, "cancel": self.cancel}
+        if self.events_reported:  # absent otherwise: the payload of a first run is unchanged
+            data["events_reported"] = self.events_reported
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        return cls(data["onboarding_id"], bool(data.get("cancel")))
+        return cls(data["onboarding_id"], bool(data.get("cancel")), int(data.get("events_reported") or 0))
 
 
 @dataclass(frozen=True)

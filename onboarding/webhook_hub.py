@@ -67,7 +67,7 @@ async def read_delivery(client: Any, onboarding_id: str) -> dict[str, Any] | Non
 
 
 async def writer_position(
-    client: Any, onboarding_id: str, channel: Channel, writer_instance_id: str | None
+    client: Any, onboarding_id: str, channel: Channel, writer_instance_id: str | None, *, earlier: int = 0
 ) -> StreamPosition:
     """Where a day-2 writer about to start stands on its channel: the higher of what the delivery
     has taken of the channel and what the writer's last run reported (its output, or its custom
@@ -77,11 +77,14 @@ async def writer_position(
     Only the writer itself adds to its channel, and one run of it at a time, so no other writer's
     start can take its numbers. A delivery still running from before channels existed (its custom
     status has no counts) cannot say how many events of the channel it holds: the writer then numbers
-    on from the whole stream, as all writers did before (``last_event_number``)."""
+    on from the whole stream, as all writers did before (``last_event_number``).
+
+    ``earlier`` is a report of the writer's last run that its instance no longer shows (an offboarding
+    started again under the same id: the DELETE read it first, ``OffboardingInput.events_reported``)."""
     summary = await read_delivery(client, onboarding_id)
     if summary is not None and not isinstance(summary.get("channels"), dict):
         return StreamPosition(None, await last_event_number(client, onboarding_id))
-    numbers = [_count(summary or {}, channel)]
+    numbers = [_count(summary or {}, channel), earlier]
     if writer_instance_id is not None:
         status = await client.get_status(writer_instance_id)
         for shown in (getattr(status, "output", None), getattr(status, "custom_status", None)):

@@ -137,7 +137,13 @@ class Offboarding:
         cancelled, operations = False, list[str]()  # what it waited for
         while True:
             snapshot: OnboardingSnapshot = yield from self.call(
-                step, READ_ONBOARDING, ReadOnboarding(self.job.onboarding_id, cancel=attempt == 0)
+                step,
+                READ_ONBOARDING,
+                ReadOnboarding(
+                    self.job.onboarding_id,
+                    cancel=attempt == 0,
+                    events_reported=self.job.events_reported,
+                ),
             )
             if snapshot.final:
                 self.mark(step, StepState.DONE, _stopped(cancelled, operations))

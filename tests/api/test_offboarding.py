@@ -9,7 +9,7 @@ import pytest
 
 from onboarding.offboarding import offboarding_instance_id
 
-from .app.function_app import FINISH_OFFBOARDING
+from .app.function_app import FINISH_OFFBOARDING, STAND_IN_EVENTS
 from .conftest import PUBLIC, Api
 
 V1 = "/api/v1/onboardings"
@@ -93,3 +93,22 @@ def test_delete_with_another_purge_flag_is_409_and_changes_nothing(api: Api) -> 
 def test_status_says_offboarding_null_until_a_delete(api: Api) -> None:
     onboarding_id = api.start()
     assert api.view(onboarding_id)["offboarding"] is None
+
+
+def test_an_offboarding_started_again_after_it_was_terminated_is_told_what_its_earlier_run_reported(
+    api: Api,
+) -> None:
+    # Its instance id is the onboarding's one offboarding: started again, it shows only the new run, so
+    # the DELETE hands over the earlier run's count of webhook events, which it numbers on from.
+    onboarding_id = api.start()
+    assert api.client.post(f"{V1}/{onboarding_id}/cancel").status_code == 202
+    api.host.idle()
+    assert api.client.delete(f"{V1}/{onboarding_id}").status_code == 202
+    api.host.idle()
+    assert "events_reported" not in stored_input(api, onboarding_id)  # a first run's input as before
+    api.host.engine.terminate(offboarding_instance_id(onboarding_id), "stopped by an operator")
+    api.host.idle()
+    again = api.client.delete(f"{V1}/{onboarding_id}")
+    assert again.status_code == 202 and again.json()["existing"] is False
+    api.host.idle()
+    assert stored_input(api, onboarding_id)["events_reported"] == STAND_IN_EVENTS

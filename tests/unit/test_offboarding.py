@@ -160,3 +160,18 @@ def test_an_offboarding_that_crashed_or_was_terminated_is_failed_and_restarted_b
         view = offboarding.offboarding_view(status)
         assert view["status"] == "failed" and "send DELETE again" in view["left"][0]
         assert offboarding.must_restart(status)
+
+
+def test_a_stopped_runs_count_of_webhook_events_is_read_from_its_custom_status_and_carried_to_the_next():
+    terminated = {
+        "runtimeStatus": "Terminated",
+        "output": "stopped by an operator",  # a terminated run's output is the reason, not its result
+        "customStatus": {"status": "running", "webhook_channel_events": 3},
+    }
+    assert offboarding.events_reported(terminated) == 3
+    assert offboarding.events_reported({"runtimeStatus": "Failed", "customStatus": None}) == 0
+    job = offboarding.OffboardingInput(onboarding_id=ID, events_reported=3)
+    assert offboarding.OffboardingInput.from_json(job.to_json()).events_reported == 3
+    read = offboarding.ReadOnboarding(ID, cancel=True, events_reported=3)
+    assert offboarding.ReadOnboarding.from_json(read.to_json()) == read
+    assert "events_reported" not in offboarding.ReadOnboarding(ID).to_json()  # a first run's payload

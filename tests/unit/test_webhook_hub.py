@@ -206,6 +206,21 @@ async def test_other_writers_and_numbers_from_before_channels_do_not_move_a_writ
     assert position == StreamPosition(Channel.ROTATION, 2)
 
 
+async def test_an_offboarding_started_again_numbers_on_from_its_earlier_runs_report():
+    # The earlier run's last event may not be taken yet (the delivery counts 1), and its instance now
+    # shows the new run: the count the DELETE read from the earlier run (3) decides.
+    stream = Stream(
+        {"onb-1:webhook": Status(Runtime.Running, custom_status=with_channels(6, offboarding=1).summary())}
+    )
+    position = await webhook_hub.writer_position(stream, "onb-1", Channel.OFFBOARDING, None, earlier=3)
+    assert position == StreamPosition(Channel.OFFBOARDING, 3)
+    caught_up = Stream(
+        {"onb-1:webhook": Status(Runtime.Running, custom_status=with_channels(9, offboarding=4).summary())}
+    )
+    position = await webhook_hub.writer_position(caught_up, "onb-1", Channel.OFFBOARDING, None, earlier=3)
+    assert position == StreamPosition(Channel.OFFBOARDING, 4)
+
+
 async def test_a_delivery_still_running_from_before_channels_makes_the_writer_number_in_the_stream():
     old_summary = {k: v for k, v in holding(7).summary().items() if k != "channels"}
     stream = Stream(

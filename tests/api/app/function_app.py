@@ -42,6 +42,7 @@ from onboarding.offboarding import (
     OffboardingStatus,
     OffboardStep,
 )
+from onboarding.webhooks import CHANNEL_EVENTS_REPORTED
 from orchestrations.webhooks import blueprint as webhook_delivery
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -122,6 +123,7 @@ def stand_in_onboarding(context: df.DurableOrchestrationContext) -> Generator[An
 # triggers rely on (input, custom status while it runs, the result as output) and ends when the test
 # raises FINISH_OFFBOARDING.
 FINISH_OFFBOARDING = "StandInFinishOffboarding"
+STAND_IN_EVENTS = 2  # the webhook events it reports on its channel while it runs, as the real one does
 
 
 @app.orchestration_trigger(context_name="context", orchestration=OFFBOARDING_ORCHESTRATOR)
@@ -129,7 +131,9 @@ def stand_in_offboarding(context: df.DurableOrchestrationContext) -> Generator[A
     job = OffboardingInput.from_json(context.get_input())
     now = context.current_utc_datetime.isoformat()
     running = {OffboardStep.STOP_ONBOARDING.value: {"state": "running", "at": now, "detail": ""}}
-    context.set_custom_status({"status": "running", "purge": job.purge, "steps": running})
+    context.set_custom_status(
+        {"status": "running", "purge": job.purge, "steps": running, CHANNEL_EVENTS_REPORTED: STAND_IN_EVENTS}
+    )
     yield context.wait_for_external_event(FINISH_OFFBOARDING)
     result = OffboardingResult(
         onboarding_id=job.onboarding_id,
