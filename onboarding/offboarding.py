@@ -40,7 +40,7 @@ from onboarding.domain import (
 from onboarding.durable_status import RUNNING_STATES, json_object
 from onboarding.errors import InvalidRequestError, NotFoundError
 from onboarding.lazy import lazy
-from onboarding.webhooks import CHANNEL_EVENTS_REPORTED, StreamPosition
+from onboarding.webhooks import CHANNEL_EVENTS_REPORTED, StreamPosition, reported_count
 
 if TYPE_CHECKING:
     from onboarding import emails, records
@@ -363,12 +363,7 @@ def must_restart(status: dict[str, Any]) -> bool:
 def events_reported(status: dict[str, Any]) -> int:
     """The webhook events an offboarding's run reported on its channel (its custom status; a failed or
     terminated run has no output of its own): what the run started again after it numbers on from."""
-    numbers = [0]
-    for shown in (status.get("output"), status.get("customStatus")):
-        reported = json_object(shown).get(CHANNEL_EVENTS_REPORTED)
-        if isinstance(reported, int) and not isinstance(reported, bool):
-            numbers.append(reported)
-    return max(numbers)
+    return reported_count(CHANNEL_EVENTS_REPORTED, status.get("output"), status.get("customStatus"))
 
 
 def is_running(view: dict[str, Any] | None) -> bool:

@@ -26,6 +26,7 @@ from onboarding.webhooks import (
     StreamPosition,
     delivery_instance_id,
     event_name,
+    reported_count,
 )
 
 _LIVE = {"Running", "Pending", "ContinuedAsNew"}
@@ -86,10 +87,7 @@ async def writer_position(
         return StreamPosition(None, await last_event_number(client, onboarding_id))
     numbers = [_count(summary or {}, channel), earlier]
     if writer_instance_id is not None:
-        status = await client.get_status(writer_instance_id)
-        for shown in (getattr(status, "output", None), getattr(status, "custom_status", None)):
-            reported = json_object(shown).get(CHANNEL_EVENTS_REPORTED)
-            numbers.append(reported if isinstance(reported, int) else 0)
+        numbers.append(_reported(await client.get_status(writer_instance_id), CHANNEL_EVENTS_REPORTED))
     return StreamPosition(channel, max(numbers))
 
 
@@ -108,11 +106,13 @@ async def last_event_number(client: Any, onboarding_id: str) -> int:
     )
     numbers = [int((await read_delivery(client, onboarding_id) or {}).get("events") or 0)]
     for instance_id in writers:
-        status = await client.get_status(instance_id)
-        for shown in (getattr(status, "output", None), getattr(status, "custom_status", None)):
-            reported = json_object(shown).get(EVENTS_REPORTED)
-            numbers.append(reported if isinstance(reported, int) else 0)
+        numbers.append(_reported(await client.get_status(instance_id), EVENTS_REPORTED))
     return max(numbers)
+
+
+def _reported(status: Any, key: str) -> int:
+    """What a writer's run (its Durable status, None when there is none) reports under ``key``."""
+    return reported_count(key, getattr(status, "output", None), getattr(status, "custom_status", None))
 
 
 # A start can lose a race with another sender (the onboarding's first event and a subscribe call

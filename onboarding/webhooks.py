@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from onboarding.durable_status import json_object
+
 DELIVERY_ORCHESTRATOR = "webhook_delivery_orchestrator"
 EVENT_PREFIX = "WebhookEvent-"
 CONTROL_PREFIX = "WebhookControl-"
@@ -140,6 +142,13 @@ class StreamPosition:
     def reported(self) -> dict[str, int]:
         """What the writer shows in its custom status and output (``CHANNEL_EVENTS_REPORTED``)."""
         return {CHANNEL_EVENTS_REPORTED if self.channel else EVENTS_REPORTED: self.sent}
+
+
+def reported_count(key: str, *shown: object) -> int:
+    """The highest count under ``key`` (``StreamPosition.reported``) in a writer run's output and
+    custom status, as Durable returns them (decoded or JSON text); 0 when none shows one."""
+    counts = (json_object(value).get(key) for value in shown)
+    return max((c for c in counts if isinstance(c, int) and not isinstance(c, bool)), default=0)
 
 
 class SubscriptionState(StrEnum):
