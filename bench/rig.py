@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import httpx
 
 from demo.admin import Admin, link_in
 from funchost.engine import EpisodeStats
+from funchost.ports import ReservedPort
 from funchost.process import HostProcess
 from onboarding.settings import load_settings
 from sandbox import Sandbox, SandboxConfig
@@ -36,12 +36,6 @@ ADMIN = "it-admin@sandbox.example"
 FINAL = {"succeeded", "partial", "rejected", "expired", "cancelled", "failed"}
 TERMINAL = {"Completed", "Failed", "Terminated", "Canceled"}
 GRANT = "Add-MailboxPermission"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -316,10 +310,11 @@ def rig(
     host: HostProcess | None = None
     http: httpx.Client | None = None
     made: Rig | None = None
+    reserved = ReservedPort()  # the host binds beside it; nothing else takes the port in between
     try:
         if configure:
             configure(sandbox)
-        port = free_port()
+        port = reserved.port
         env = {
             **sandbox.env,
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
@@ -337,6 +332,7 @@ def rig(
             workdir / "hub.db",
             {**os.environ, "PYTHONPATH": str(ROOT)},
             port,
+            reuse_port=True,
             log_path=workdir / "host.log",
             episode_log=workdir / "episodes.jsonl",
             max_activity_workers=max_activity_workers,
@@ -355,6 +351,7 @@ def rig(
         if host is not None:
             host.stop()
         sandbox.stop()
+        reserved.close()
         os.environ.clear()
         os.environ.update(saved)
         load_settings.cache_clear()

@@ -6,5 +6,6 @@ orchestrators, activities on a bounded worker pool, timer triggers, and a contro
 
 from .clock import Clock, ManualClock, OffsetClock, RealClock
 from .host import LocalHost
+from .ports import ReservedPort
 
-__all__ = ["Clock", "LocalHost", "ManualClock", "OffsetClock", "RealClock"]
+__all__ = ["Clock", "LocalHost", "ManualClock", "OffsetClock", "RealClock", "ReservedPort"]

@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m funchost", description=__doc__)
     parser.add_argument("--app", type=Path, default=Path("."), help="directory holding function_app.py")
     parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind the port beside the caller's reservation of it (funchost/ports.py)",
+    )
     parser.add_argument("--db", type=Path, default=Path(".funchost/hub.db"))
     parser.add_argument("--max-activity-workers", type=int, default=None)
     parser.add_argument(
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         args.app,
         db_path=args.db,
         port=args.port,
+        reuse_port=args.reuse_port,
         max_activity_workers=args.max_activity_workers,
         function_key=function_key,
         master_key=master_key,

@@ -44,6 +44,7 @@ class LocalHost:
         *,
         db_path: Path,
         port: int = 0,
+        reuse_port: bool = False,
         clock: Clock | None = None,
         max_activity_workers: int | None = None,
         function_key: str | None = None,
@@ -52,6 +53,8 @@ class LocalHost:
         self.app: FunctionApp = load_app(Path(app_dir))
         self.clock: Clock = clock or RealClock()
         self.port = port
+        # True when the caller holds a reservation of the port (funchost/ports.py) to bind beside.
+        self.reuse_port = reuse_port
         self.function_key = function_key or secrets.token_urlsafe(24)
         self.master_key = master_key or secrets.token_urlsafe(24)
         # The durable extension's system key: it signs the management URLs handed to clients.
@@ -142,7 +145,7 @@ class LocalHost:
         public.add_routes(durable_routes(self, "/runtime/webhooks/durabletask", self._system_authorized))
         self._runner = web.AppRunner(public, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_port=self.reuse_port)
         await site.start()
         self.port = _bound_port(self._runner)
 

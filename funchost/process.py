@@ -20,6 +20,7 @@ class HostProcess:
         env: Mapping[str, str] | None = None,
         port: int = 0,
         *,
+        reuse_port: bool = False,
         function_key: str | None = None,
         master_key: str | None = None,
         log_path: Path | None = None,
@@ -30,6 +31,7 @@ class HostProcess:
         self.db_path = Path(db_path)
         self.env = dict(os.environ if env is None else env)
         self.port = port
+        self.reuse_port = reuse_port  # the caller holds a reservation of the port (funchost/ports.py)
         self.function_key = function_key or secrets.token_urlsafe(24)
         self.master_key = master_key or secrets.token_urlsafe(24)
         self.log_path = log_path
@@ -52,6 +54,8 @@ class HostProcess:
             "--port",
             str(self.port),
         ]
+        if self.reuse_port:
+            cmd.append("--reuse-port")
         if self.episode_log is not None:
             cmd += ["--episode-log", str(self.episode_log)]
         if self.max_activity_workers is not None:

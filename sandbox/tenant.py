@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import ssl
 import tempfile
 import uuid
@@ -423,10 +422,3 @@ class Sandbox:
                 a.created_at = app.created_at
             secret = state.add_password(app, "test", None, None).secret_text
         return app.app_id, sp.id, secret
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

@@ -7,7 +7,6 @@ host gets the sandbox's authority and sign-in app, and a fixed port for the redi
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from demo.admin import parse
-from funchost import LocalHost
+from funchost import LocalHost, ReservedPort
 from funchost.pytest_plugin import local_host_factory
 from onboarding.links import LinkPurpose, LinkSigner
 from onboarding.settings import load_settings
@@ -32,13 +31,10 @@ TENANT = "11111111-2222-3333-4444-555555555555"
 SIGNING_KEY = "test-link-signing-key-0123456789abcdef"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-PORT = _free_port()  # the host's: PUBLIC_BASE_URL, hence the sign-in redirect URI, names it
+# The hosts' port, held for the whole session (funchost/ports.py): PUBLIC_BASE_URL, hence the sign-in
+# redirect URI, names it, and each test's host binds it beside the reservation.
+_RESERVED = ReservedPort()  # a module global: collected, it would close and free the port
+PORT = _RESERVED.port
 PUBLIC = f"http://127.0.0.1:{PORT}"  # PUBLIC_BASE_URL: every URL the API returns starts with it
 # The deployment creates one key both as the host's function key and as the API_FUNCTION_KEY setting
 # (docs/deploy.md); the API's triggers are anonymous at the host and the app checks the setting.
@@ -201,6 +197,6 @@ def request_body(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def api(local_host_factory: Callable[..., LocalHost], entra: Sandbox) -> Iterator[Api]:
-    client = Api(local_host_factory(APP, port=PORT, function_key=FUNCTION_KEY), entra)
+    client = Api(local_host_factory(APP, port=PORT, reuse_port=True, function_key=FUNCTION_KEY), entra)
     yield client
     client.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import pytest
 from demo.admin import Admin, link_in
 from endpoints import decision_pages
 from endpoints import http as endpoint_http
-from funchost import LocalHost, ManualClock
+from funchost import LocalHost, ManualClock, ReservedPort
 from onboarding import admission, logcontext, records, redaction
 from onboarding.adapters import identity
 from onboarding.settings import load_settings
@@ -36,12 +35,6 @@ FINAL = {"succeeded", "partial", "rejected", "expired", "cancelled", "failed"}
 # The longest durable timer the time driver skips to: past the longest poll (POLL_MAX_SECONDS) and
 # retry interval, short of the consent reminders (hours), which only a test moves the clock to.
 DRIVE_HORIZON = timedelta(minutes=15)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Evidence(logging.Handler):
@@ -267,6 +260,7 @@ class Tenant:
 @pytest.fixture
 def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Tenant]]:
     made: list[tuple[Sandbox, LocalHost, Tenant]] = []
+    reservations: list[ReservedPort] = []
     profile = profile_from_env()
     root = logging.getLogger()
     evidence = Evidence()
@@ -302,7 +296,9 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         ).start()
         if configure:
             configure(sandbox)
-        port = free_port()
+        reserved = ReservedPort()  # held until teardown: nothing else takes the port before the host
+        reservations.append(reserved)
+        port = reserved.port
         env = {
             **sandbox.env,
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
@@ -343,6 +339,7 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             ROOT,
             db_path=tmp_path / f"hub{len(made)}.db",
             port=port,
+            reuse_port=True,
             clock=clock,
             function_key=env["API_FUNCTION_KEY"],  # the deployment makes them one key (docs/deploy.md)
         ).start()
@@ -361,17 +358,21 @@ def tenant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     finally:
         root.removeHandler(evidence)
         root.setLevel(level)
-        for index, (sandbox, host, tenant) in reversed(list(enumerate(made))):
-            tenant.http.close()
-            for admin in tenant.admins:
-                admin.close()
-            host.stop()
-            try:
-                assert_no_secret_anywhere(sandbox, evidence, tmp_path / f"hub{index}.db")
-                sandbox.assert_all_modelled()  # the product relied on nothing the sandbox makes up
-            finally:
-                sandbox.stop()
-        load_settings.cache_clear()
+        try:
+            for index, (sandbox, host, tenant) in reversed(list(enumerate(made))):
+                tenant.http.close()
+                for admin in tenant.admins:
+                    admin.close()
+                host.stop()
+                try:
+                    assert_no_secret_anywhere(sandbox, evidence, tmp_path / f"hub{index}.db")
+                    sandbox.assert_all_modelled()  # the product relied on nothing the sandbox makes up
+                finally:
+                    sandbox.stop()
+        finally:
+            for reserved in reservations:
+                reserved.close()
+            load_settings.cache_clear()
 
 
 @pytest.fixture

@@ -20,11 +20,12 @@ from typing import Any, cast
 import httpx
 
 from demo.admin import Admin, link_in
+from funchost.ports import ReservedPort
 from funchost.process import HostProcess
 from onboarding import records
 from onboarding.domain import vault_secret_name
 from sandbox import Sandbox, SandboxConfig
-from tests.e2e.conftest import ADMIN, FINAL, Evidence, Tenant, assert_no_secret_anywhere, free_port
+from tests.e2e.conftest import ADMIN, FINAL, Evidence, Tenant, assert_no_secret_anywhere
 from tests.e2e.test_onboarding import assert_fully_onboarded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,10 @@ class Lane:
         ).start()
         if self.configure:
             self.configure(self.sandbox)
-        self.port = free_port()
+        # Held for the lane's life: the host binds beside it, and a restart after a SIGKILL gets the
+        # same port back without anything else having taken it (funchost/ports.py).
+        self.reserved = ReservedPort()
+        self.port = self.reserved.port
         self.hub = self.root / "hub.db"
         self.host_log = self.root / "host.log"
         self.env = {
@@ -102,6 +106,7 @@ class Lane:
             self.hub,
             env=self.env,
             port=self.port,
+            reuse_port=True,
             function_key=self.function_key,
             log_path=self.host_log,
         ).start()
@@ -122,6 +127,7 @@ class Lane:
             assert_no_secret_anywhere(self.sandbox, self.evidence, self.hub)
         finally:
             self.sandbox.stop()
+            self.reserved.close()
 
     # -- the requester -------------------------------------------------------------------------
     def request(self, n: int, **overrides: Any) -> dict[str, Any]:
