@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import ssl
 import sys
 import tempfile
@@ -25,12 +24,6 @@ from demo.admin import Admin, link_in
 ROOT = Path(__file__).resolve().parent.parent
 MAILBOXES = ["support@sandbox.example", "sales@sandbox.example", "billing@sandbox.example"]
 ADMIN = "it-admin@sandbox.example"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def say(text: str) -> None:
@@ -108,7 +101,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory afterwards")
     args = parser.parse_args()
 
-    from funchost import LocalHost
+    from funchost import LocalHost, ReservedPort
     from sandbox import Sandbox, SandboxConfig
 
     workdir = Path(tempfile.mkdtemp(prefix="mail-onboarding-demo-"))
@@ -116,12 +109,20 @@ def main() -> int:
     started = time.monotonic()
     with Sandbox(SandboxConfig(base_dir=workdir / "sandbox", mailboxes=MAILBOXES)) as sandbox:
         say(f"  up in {time.monotonic() - started:.2f} s; tenant {sandbox.env['TENANT_ID']}")
-        port = free_port()
+        reserved = ReservedPort()  # the host binds beside it; nothing else takes it in between
+        port = reserved.port
         env = {**sandbox.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "POLL_INITIAL_SECONDS": "1"}
         os.environ.update(env)
         sandbox.allow_signin_redirect(env["PUBLIC_BASE_URL"])  # the sign-in app's redirect URI
         say("Starting the local Functions host on function_app.py ...")
-        with LocalHost(ROOT, db_path=workdir / "hub.db", port=port) as host:
+        host = LocalHost(
+            ROOT,
+            db_path=workdir / "hub.db",
+            port=port,
+            reuse_port=True,
+            function_key=env["API_FUNCTION_KEY"],  # the deployment makes them one key (docs/deploy.md)
+        )
+        with reserved, host:
             http = httpx.Client(
                 base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30
             )
