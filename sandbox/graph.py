@@ -817,7 +817,9 @@ class Graph:
                 sender=sender,
                 to=to,
                 cc=[a.addr_spec for h in parsed.get_all("Cc") or [] for a in h.addresses],
-                subject=str(parsed.get("Subject", "")),
+                # Unfolded (RFC 5322 2.2.3), a field body folded right after "Subject:" is the one
+                # written on that line; Python's parser keeps the folding space, a reader does not.
+                subject=str(parsed.get("Subject", "")).lstrip(" \t"),
                 html=html.get_content() if html is not None else "",
                 content_type=parsed.get_content_type(),
                 sent_at=self.state.now(),

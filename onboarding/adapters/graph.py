@@ -801,6 +801,7 @@ class GraphDirectory:
         MIME message base64-encoded, ``Content-Type: text/plain`` (learn.microsoft.com/graph/api/
         user-sendmail, example 4). Retried on throttling: a duplicate email is better than none."""
         import base64
+        from email import policy
         from email.message import EmailMessage
 
         message = EmailMessage()
@@ -809,7 +810,7 @@ class GraphDirectory:
         message["Subject"] = subject
         message.set_content(text_body or "This message is in HTML.")
         message.add_alternative(html_body, subtype="html")
-        payload = base64.b64encode(message.as_bytes())
+        payload = base64.b64encode(message.as_bytes(policy=policy.SMTP))  # CRLF lines (RFC 5322 2.1)
         url = f"{self._settings.graph_endpoint}/v1.0/users/{quote(sender, safe='@')}/sendMail"
 
         async def post() -> None:
