@@ -133,7 +133,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "its mailboxes as soon as they are granted, while the next batches are granted.",
         "2",
     ),
-    SettingSpec("MAILBOX_CONCURRENCY", "Concurrent Exchange/IMAP calls inside one batch activity.", "10"),
+    SettingSpec(
+        "MAILBOX_CONCURRENCY",
+        "Mailboxes one batch activity handles at once: Exchange calls, or verifications (each logs in "
+        "over IMAP and POP side by side).",
+        "10",
+    ),
     SettingSpec(
         "EXCHANGE_CALLS",
         "How per-mailbox Exchange cmdlets are sent: batch (up to 10 in one $batch request) or single "

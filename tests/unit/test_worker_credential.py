@@ -14,6 +14,7 @@ from azure.core.credentials import AccessToken
 
 from onboarding import steps
 from onboarding.adapters import identity
+from onboarding.adapters.mailprobe import LoginResult
 from onboarding.domain import AppRegistration, MailboxState, SecretRef
 from onboarding.errors import TransientError
 from tests.unit.fakes import FakeServices, settings
@@ -158,3 +159,45 @@ async def test_an_app_credential_refused_for_now_leaves_the_mailboxes_granted(
         mailboxes=["m"],
     )
     assert result.state is MailboxState.GRANTED and svc.mail_probe.logins == []
+
+
+async def test_a_mailbox_is_checked_over_imap_and_pop_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each login waits until the mailbox's other protocol has started too: checked one after the
+    other, the first would give up waiting and the mailbox would not be verified."""
+    roles = ["IMAP.AccessAsApp", "POP.AccessAsApp"]
+    token = jwt.encode({"roles": roles, "appid": "app-1"}, "k" * 32, algorithm="HS256")
+    monkeypatch.setattr(identity, "app_secret_credential", lambda *args: CountingCredential(token))
+    svc = FakeServices(settings())
+    svc.mail_probe.open |= {("a@contoso.test", "IMAP"), ("a@contoso.test", "POP")}
+    started: set[str] = set()
+    both = asyncio.Event()
+    answer = svc.mail_probe.__call__
+
+    async def login(host: str, port: int, protocol: Any, mailbox: str, token: str, **kw: Any) -> Any:
+        started.add(str(protocol))
+        if len(started) == 2:
+            both.set()
+        try:
+            await asyncio.wait_for(both.wait(), timeout=1)
+        except TimeoutError:
+            return LoginResult(False, f"{protocol} gave up waiting for the other protocol")
+        return await answer(host, port, protocol, mailbox, token, **kw)
+
+    monkeypatch.setattr(svc, "mail_probe", login)
+    version = await svc.vault.put(
+        "s",
+        json.dumps({"clientId": "app-1", "clientSecret": "x"}),
+        content_type="x",
+        expires_on=steps.utcnow(),
+        tags={},
+    )
+    ref = SecretRef(vault_uri="v", name="s", version=version, expires_on="", key_id="k")
+    [result] = await steps.verify_mailboxes(
+        svc,
+        tenant_id="t",
+        app=AppRegistration("o", "app-1", "u"),
+        secret=ref,
+        protocols=["IMAP", "POP"],
+        mailboxes=["a@contoso.test"],
+    )
+    assert (result.state, result.protocols) == (MailboxState.VERIFIED, {"IMAP": True, "POP": True})
