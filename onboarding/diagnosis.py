@@ -481,22 +481,12 @@ async def _mailbox_access(chain: _Chain) -> LinkResult:
 
 
 async def _mailbox_login(chain: _Chain) -> LinkResult:
-    from onboarding.steps import bounded
+    from onboarding.steps import bounded, log_in
 
     svc, settings = chain.svc, chain.svc.settings
-    hosts = {
-        Protocol.IMAP: (settings.imap_host, settings.imap_port),
-        Protocol.POP: (settings.pop_host, settings.pop_port),
-    }
 
     async def login(mailbox: str) -> list[str]:
-        refused = []
-        for protocol in chain.protocols:
-            host, port = hosts[protocol]
-            result = await svc.mail_probe(host, port, protocol, mailbox, chain.token)
-            if not result.ok:
-                refused.append(result.detail)
-        return refused
+        return [r.detail for r in await log_in(svc, mailbox, chain.protocols, chain.token) if not r.ok]
 
     refusals = [
         d

@@ -471,20 +471,10 @@ async def verify_mailboxes(
         )
         return [MailboxResult(m, MailboxState.GRANTED, detail) for m in mailboxes]
 
-    hosts = {
-        Protocol.IMAP: (settings.imap_host, settings.imap_port),
-        Protocol.POP: (settings.pop_host, settings.pop_port),
-    }
-
-    async def login(mailbox: str, protocol: Protocol) -> LoginResult:
-        host, port = hosts[protocol]
-        return await svc.mail_probe(host, port, protocol, mailbox, token.token)
+    asked = [Protocol(name) for name in protocols]
 
     async def verify(mailbox: str) -> MailboxResult:
-        # A mailbox's protocols side by side: two connections to the mailbox at once, and its check
-        # takes as long as the slower login rather than both in turn.
-        asked = [Protocol(name) for name in protocols]
-        logins = await asyncio.gather(*(login(mailbox, protocol) for protocol in asked))
+        logins = await log_in(svc, mailbox, asked, token.token)
         outcomes = {protocol.value: result.ok for protocol, result in zip(asked, logins, strict=True)}
         details = [result.detail for result in logins if not result.ok]
         if all(outcomes.values()):
@@ -495,6 +485,20 @@ async def verify_mailboxes(
         )
 
     return await bounded(settings.mailbox_concurrency, mailboxes, verify)
+
+
+async def log_in(
+    svc: ServicesPort, mailbox: str, protocols: Sequence[Protocol], token: str
+) -> list[LoginResult]:
+    """The mail client's login to ``mailbox`` over each protocol, in the protocols' order. Side by
+    side: two connections to the mailbox at once, and the check takes as long as its slower login
+    rather than both in turn."""
+    settings = svc.settings
+    hosts = {
+        Protocol.IMAP: (settings.imap_host, settings.imap_port),
+        Protocol.POP: (settings.pop_host, settings.pop_port),
+    }
+    return list(await asyncio.gather(*(svc.mail_probe(*hosts[p], p, mailbox, token) for p in protocols)))
 
 
 async def compensate(

@@ -15,7 +15,7 @@ from azure.core.credentials import AccessToken
 from onboarding import steps
 from onboarding.adapters import identity
 from onboarding.adapters.mailprobe import LoginResult
-from onboarding.domain import AppRegistration, MailboxState, SecretRef
+from onboarding.domain import AppRegistration, MailboxResult, MailboxState, SecretRef
 from onboarding.errors import TransientError
 from tests.unit.fakes import FakeServices, settings
 
@@ -133,6 +133,22 @@ async def test_each_verification_activity_makes_and_closes_its_own_app_credentia
     assert made[0][1] is not made[1][1] and all(c.closed for _, c in made)
 
 
+async def verify_one(svc: FakeServices, client_id: str, protocols: list[str], mailbox: str) -> MailboxResult:
+    """``verify_mailboxes`` on one mailbox, with a client secret for ``client_id`` in the vault."""
+    document = json.dumps({"clientId": client_id, "clientSecret": "x"})
+    version = await svc.vault.put("s", document, content_type="x", expires_on=steps.utcnow(), tags={})
+    ref = SecretRef(vault_uri="v", name="s", version=version, expires_on="", key_id="k")
+    [result] = await steps.verify_mailboxes(
+        svc,
+        tenant_id="t",
+        app=AppRegistration("o", client_id, "u"),
+        secret=ref,
+        protocols=protocols,
+        mailboxes=[mailbox],
+    )
+    return result
+
+
 async def test_an_app_credential_refused_for_now_leaves_the_mailboxes_granted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -142,22 +158,7 @@ async def test_an_app_credential_refused_for_now_leaves_the_mailboxes_granted(
     monkeypatch.setattr(identity, "app_secret_credential", app_credential)
     monkeypatch.setattr(identity, "map_identity_error", lambda exc: exc)
     svc = FakeServices(settings())
-    version = await svc.vault.put(
-        "s",
-        json.dumps({"clientId": "a", "clientSecret": "x"}),
-        content_type="x",
-        expires_on=steps.utcnow(),
-        tags={},
-    )
-    ref = SecretRef(vault_uri="v", name="s", version=version, expires_on="", key_id="k")
-    [result] = await steps.verify_mailboxes(
-        svc,
-        tenant_id="t",
-        app=AppRegistration("o", "a", "u"),
-        secret=ref,
-        protocols=["IMAP"],
-        mailboxes=["m"],
-    )
+    result = await verify_one(svc, "a", ["IMAP"], "m")
     assert result.state is MailboxState.GRANTED and svc.mail_probe.logins == []
 
 
@@ -184,20 +185,5 @@ async def test_a_mailbox_is_checked_over_imap_and_pop_at_once(monkeypatch: pytes
         return await answer(host, port, protocol, mailbox, token, **kw)
 
     monkeypatch.setattr(svc, "mail_probe", login)
-    version = await svc.vault.put(
-        "s",
-        json.dumps({"clientId": "app-1", "clientSecret": "x"}),
-        content_type="x",
-        expires_on=steps.utcnow(),
-        tags={},
-    )
-    ref = SecretRef(vault_uri="v", name="s", version=version, expires_on="", key_id="k")
-    [result] = await steps.verify_mailboxes(
-        svc,
-        tenant_id="t",
-        app=AppRegistration("o", "app-1", "u"),
-        secret=ref,
-        protocols=["IMAP", "POP"],
-        mailboxes=["a@contoso.test"],
-    )
+    result = await verify_one(svc, "app-1", ["IMAP", "POP"], "a@contoso.test")
     assert (result.state, result.protocols) == (MailboxState.VERIFIED, {"IMAP": True, "POP": True})
