@@ -136,7 +136,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "MAILBOX_CONCURRENCY",
         "Mailboxes one batch activity handles at once: Exchange calls, or verifications (each logs in "
-        "over IMAP and POP side by side).",
+        "over IMAP, then POP).",
         "10",
     ),
     SettingSpec(

@@ -434,7 +434,7 @@ async def verify_mailboxes(
     mailboxes: Sequence[str],
 ) -> list[MailboxResult]:
     """Log in as the mail client will: its credential (secret or certificate) from Key Vault, a token
-    for Exchange, XOAUTH2 per mailbox, over each protocol at once.
+    for Exchange, XOAUTH2 per mailbox.
 
     A refusal leaves the mailbox GRANTED (the orchestrator tries again while permissions propagate);
     only a verified login on every protocol makes it VERIFIED.
@@ -490,15 +490,14 @@ async def verify_mailboxes(
 async def log_in(
     svc: ServicesPort, mailbox: str, protocols: Sequence[Protocol], token: str
 ) -> list[LoginResult]:
-    """The mail client's login to ``mailbox`` over each protocol, in the protocols' order. Side by
-    side: two connections to the mailbox at once, and the check takes as long as its slower login
-    rather than both in turn."""
+    """The mail client's login to ``mailbox`` over each protocol, one after the other: one connection
+    to the mailbox at a time (logging in over both at once was tried: finding 00000000)."""
     settings = svc.settings
     hosts = {
         Protocol.IMAP: (settings.imap_host, settings.imap_port),
         Protocol.POP: (settings.pop_host, settings.pop_port),
     }
-    return list(await asyncio.gather(*(svc.mail_probe(*hosts[p], p, mailbox, token) for p in protocols)))
+    return [await svc.mail_probe(*hosts[p], p, mailbox, token) for p in protocols]
 
 
 async def compensate(
