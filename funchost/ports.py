@@ -8,7 +8,8 @@ same one back.
 
 The reservation is a socket bound with SO_REUSEPORT and never listening: other binds fail and the
 kernel gives no outgoing connection a port bound this way, while a host that also sets SO_REUSEPORT
-(`LocalHost(port=reserved)`, `python -m funchost --reuse-port`) binds and listens beside it. Between
+(`LocalHost(port=reserved.port, reuse_port=True)`, `HostProcess(..., reuse_port=True)`, or
+`python -m funchost --reuse-port`) binds and listens beside it. Between
 two hosts, connections are refused as on a free port: a socket that does not listen takes none.
 """
 
